@@ -1,0 +1,1 @@
+"""Configuration: typed schema and the TOML loader."""

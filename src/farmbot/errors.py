@@ -1,0 +1,102 @@
+"""farmbot's exceptions, one tree.
+
+::
+
+    FarmbotError
+    ├── ConfigError              bad or missing configuration; names the key
+    ├── StorageError             the database failed or is unusable
+    │   └── SchemaTooNewError    the database was written by a newer farmbot
+    ├── TmuxError                a tmux call failed
+    ├── DaemonUnavailable        a CLI client found no running daemon
+    ├── AlreadyRunning           another `farmbot serve` holds this state directory
+    ├── AdapterError             a chat platform failed (translated at the adapter edge)
+    │   └── DeliveryError        one outbound message could not be delivered
+    │       └── PermanentDeliveryError   ... and retrying will not help
+    └── CommandError             shown to the person verbatim
+        ├── UsageError           the command text did not parse; carries the usage line
+        ├── NotFound             an agent, project or gate that does not exist
+        ├── Conflict             already running, over a limit, stale gate, ...
+        └── AccessDenied         the person's role does not allow the command
+
+A ``CommandError`` is the only exception whose text reaches a person. Everything else
+is logged with its traceback at one funnel (``bot.router``) and the person gets a short
+message with an incident id.
+"""
+
+from __future__ import annotations
+
+
+class FarmbotError(Exception):
+    """Base of every farmbot exception."""
+
+
+class ConfigError(FarmbotError):
+    """Configuration is invalid. ``str()`` is one line: ``config: <key>: <problem>``."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config: {key}: {problem}" if key else f"config: {problem}")
+
+
+class StorageError(FarmbotError):
+    """The database failed or cannot be used."""
+
+
+class SchemaTooNewError(StorageError):
+    """The database carries a schema version this farmbot does not know."""
+
+
+class TmuxError(FarmbotError):
+    """A tmux operation failed."""
+
+
+class DaemonUnavailable(FarmbotError):
+    """No farmbot daemon answers at the configured address."""
+
+
+class AlreadyRunning(FarmbotError):
+    """Another farmbot daemon already uses this state directory."""
+
+
+class AdapterError(FarmbotError):
+    """A chat platform or interface failed."""
+
+
+class DeliveryError(AdapterError):
+    """An outbound message was not delivered; it may be retried.
+
+    ``retry_after`` is the platform's own wait hint in seconds (HTTP 429), if it gave one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """An outbound message cannot be delivered however often it is retried."""
+
+
+class CommandError(FarmbotError):
+    """An error whose message is shown to the person verbatim."""
+
+
+class UsageError(CommandError):
+    """Command text that does not parse. ``usage`` is the command's usage line."""
+
+    def __init__(self, message: str, usage: str = "") -> None:
+        self.usage = usage
+        super().__init__(f"{message}\nusage: {usage}" if usage else message)
+
+
+class NotFound(CommandError):
+    """The named agent, project or gate does not exist."""
+
+
+class Conflict(CommandError):
+    """The command cannot run in the current state."""
+
+
+class AccessDenied(CommandError):
+    """The person is not allowed to run the command."""

@@ -1,0 +1,1 @@
+"""Persistent state: the Store interface and its SQLite implementation."""

@@ -1,1 +1,11 @@
 """Configuration: typed schema and the TOML loader."""
+
+from farmbot.config.loader import (
+    find_config_path,
+    load_config,
+    resolve_secret,
+    write_example,
+)
+from farmbot.config.schema import Config
+
+__all__ = ["Config", "find_config_path", "load_config", "resolve_secret", "write_example"]

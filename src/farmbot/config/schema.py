@@ -48,7 +48,7 @@ class TmuxConfig:
 class SupervisorConfig:
     default_agent: str = "demo"  # profile used when a project names none
     max_builders: int = 4  # per project, unless the project sets its own
-    tick_seconds: float = 5.0  # reconciliation / monitor period
+    tick_seconds: float = 2.0  # reconciliation / monitor period
     ready_timeout: float = 120.0  # how long a new agent may take to show its prompt
     prompt_max_bytes: int = 16384
 

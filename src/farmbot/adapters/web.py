@@ -1,0 +1,160 @@
+"""The web interface: health checks, the status page and console, and the JSON API.
+
+Embedded in the daemon's loop through aiohttp's AppRunner/TCPSite. Everything except
+``/healthz`` (and the page's static shell, which holds no data) needs the local key as
+``Authorization: Bearer <key>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from farmbot import __version__
+from farmbot.adapters.base import Incoming, OnIncoming
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]  # None when fine, else the reason
+StatusSource = Callable[[], Awaitable[dict[str, Any]]]
+Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+
+PUBLIC = frozenset({"/healthz", "/", "/favicon.ico"})
+MAX_BODY = 1 << 20
+
+
+class WebInterface:
+    """Serves the page, the API and the health checks on one aiohttp site."""
+
+    name = "web"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        key: str,
+        status: StatusSource,
+        readiness: dict[str, ReadinessCheck],
+        extra_routes: list[Route] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._key = key
+        self._status = status
+        self._readiness = readiness
+        self._extra_routes = extra_routes or []
+        self._on_incoming: OnIncoming | None = None
+        self._runner: web.AppRunner | None = None
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"<WebInterface {self.host}:{self.port} requests={self.requests}>"
+
+    def add_route(
+        self,
+        method: str,
+        path: str,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> None:
+        """Let another component (the hook receiver, an adapter's webhook) share the site."""
+        self._extra_routes.append((method, path, handler))
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth], client_max_size=MAX_BODY)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/", self._page)
+        app.router.add_get("/api/status", self._api_status)
+        app.router.add_post("/api/command", self._api_command)
+        for method, path, handler in self._extra_routes:
+            app.router.add_route(method, path, handler)
+        return app
+
+    async def start(self, on_incoming: OnIncoming) -> None:
+        self._on_incoming = on_incoming
+        self._runner = web.AppRunner(self.build_app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:  # tests ask for any free port
+            self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    @web.middleware
+    async def _auth(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.requests += 1
+        if request.path in PUBLIC or request.path.startswith("/hooks/slack"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), self._key):
+            return web.json_response(
+                {
+                    "error": "missing or wrong key: send 'Authorization: Bearer <key>'; the key "
+                    "is in the file local-key in farmbot's state directory"
+                },
+                status=401,
+            )
+        return await handler(request)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "version": __version__})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        problems: dict[str, str] = {}
+        for name, check in self._readiness.items():
+            reason = await check()
+            if reason is not None:
+                problems[name] = reason
+        if problems:
+            reason = "; ".join(f"{k}: {v}" for k, v in problems.items())
+            return web.json_response(
+                {"ok": False, "reason": reason, "failing": problems}, status=503
+            )
+        return web.json_response({"ok": True, "checks": sorted(self._readiness)})
+
+    async def _page(self, request: web.Request) -> web.Response:
+        page = resources.files("farmbot.adapters").joinpath("static/index.html").read_text("utf-8")
+        return web.Response(
+            text=page, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+
+    async def _api_status(self, request: web.Request) -> web.Response:
+        return web.json_response(await self._status(), dumps=_dumps)
+
+    async def _api_command(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            return web.json_response(
+                {"error": 'the body must be JSON like {"text": "/status"}'}, status=400
+            )
+        assert self._on_incoming is not None
+        client = request.headers.get("X-Farmbot-Client", "web")
+        msg = Incoming(
+            platform="cli" if client == "cli" else "web",
+            user_id="local-key",
+            chat="console" if client != "cli" else "cli",
+            text=body["text"],
+            button=bool(body.get("button")),
+        )
+        reply = await self._on_incoming(msg)
+        return web.json_response(reply.to_json())
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)

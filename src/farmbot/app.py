@@ -1,0 +1,276 @@
+"""The composition root: builds config, storage, supervisor and interfaces, and runs them.
+
+``farmbot serve`` is ``serve(config)``: one process, one event loop, one TaskGroup.
+SIGTERM/SIGINT stop the interfaces, the scheduler and the database cleanly; the agents
+keep running in tmux and the next start re-adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from farmbot import __version__, systemd
+from farmbot.adapters.web import WebInterface
+from farmbot.bot.authz import People
+from farmbot.bot.handlers import Handlers
+from farmbot.bot.router import Router
+from farmbot.config.schema import Config
+from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
+from farmbot.storage.sqlite import SqliteStore
+from farmbot.supervisor.agents import Supervisor
+from farmbot.supervisor.events import EventLog
+from farmbot.supervisor.gates import Gates
+from farmbot.supervisor.tmux import Tmux
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "local-key"
+DB_FILE = "farmbot.db"
+LOCK_FILE = "farmbot.lock"
+
+
+def ensure_local_key(state_dir: Path) -> str:
+    """The local key, created (mode 0600) on first start."""
+    path = state_dir / KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if len(key) < 16:
+            raise FarmbotError(f"{path} is empty or damaged; delete it and start again") from None
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return key
+    key = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+class StateLock:
+    """One daemon per state directory: a second one would poll the same chat twice."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = state_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(
+                f"another farmbot (pid {holder}) already runs with state directory "
+                f"{self._path.parent}; stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class App:
+    """Everything farmbot runs, built from one Config. An async context manager."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.state_dir = config.server.state_dir
+        self.started_at = clock()
+        self._stack = contextlib.AsyncExitStack()
+        self._lock = StateLock(self.state_dir)
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def __aenter__(self) -> App:
+        if shutil.which("tmux") is None:
+            raise FarmbotError("tmux is not installed; install it (apt-get install tmux) and retry")
+        await asyncio.to_thread(self.state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+        self._lock.acquire()
+        self._stack.callback(self._lock.release)
+        try:
+            await self._build()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _build(self) -> None:
+        config, clock = self.config, self.clock
+        self.key = ensure_local_key(self.state_dir)
+        self.store = await self._stack.enter_async_context(SqliteStore(self.state_dir / DB_FILE))
+        self.tmux = Tmux(config.tmux.socket)
+        self.events = EventLog(self.store, clock)
+        self.supervisor = Supervisor(
+            config,
+            self.store,
+            self.tmux,
+            self.events,
+            clock=clock,
+            agent_env={"FARMBOT_URL": config.server.url, "FARMBOT_STATE_DIR": str(self.state_dir)},
+        )
+        self.gates = Gates(self.store, self.events, clock)
+        self.router = Router(
+            Handlers(self.supervisor, self.gates, clock), People(config.users), self.store, clock
+        )
+        self.web = WebInterface(
+            config.server.host,
+            config.server.port,
+            self.key,
+            status=self.status,
+            readiness={"database": self._database_ready, "tmux": self._tmux_ready},
+        )
+        await self.supervisor.sync_projects()
+        await self.supervisor.reconcile(startup=True)
+        await self.web.start(self.router.handle)
+        self._stack.push_async_callback(self.web.stop)
+        self._start_scheduler()
+
+    def _start_scheduler(self) -> None:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=self.config.supervisor.tick_seconds,
+            id="supervisor-tick",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+        self._stack.callback(scheduler.shutdown, wait=False)
+
+    async def _tick(self) -> None:
+        try:
+            await self.supervisor.tick()
+        except (TmuxError, StorageError) as exc:
+            log.warning("supervisor tick failed: %s", exc)
+
+    async def _database_ready(self) -> str | None:
+        try:
+            await self.store.ping()
+        except StorageError as exc:
+            return str(exc)
+        return None
+
+    async def _tmux_ready(self) -> str | None:
+        try:
+            await self.tmux.ping()
+        except TmuxError as exc:
+            return str(exc)
+        return None
+
+    @property
+    def url(self) -> str:
+        return f"http://{_host_for_url(self.config.server.host)}:{self.web.port}"
+
+    async def status(self) -> dict[str, Any]:
+        """What the status page and ``farmbot status`` show."""
+        now = self.clock()
+        agents = await self.supervisor.list_agents()
+        return {
+            "version": __version__,
+            "now": now,
+            "started_at": self.started_at,
+            "projects": [asdict(p) for p in await self.supervisor.projects()],
+            "agents": [a.to_json() for a in agents],
+            "gates": [g.to_json() for g in await self.gates.pending()],
+            "events": [e.to_json() for e in await self.store.recent_events(40)],
+            "stats": {
+                "supervisor": repr(self.supervisor),
+                "router": repr(self.router),
+                "web": repr(self.web),
+                "events": repr(self.events),
+            },
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set."""
+        async with asyncio.TaskGroup() as tasks:
+            interval = systemd.watchdog_interval()
+            if interval:
+                tasks.create_task(_watchdog(interval, stop))
+            await stop.wait()
+
+
+async def _watchdog(interval: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        systemd.notify("WATCHDOG=1")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+def _host_for_url(host: str) -> str:
+    if host in ("0.0.0.0", "", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def announce(app: App, out: TextIO) -> None:
+    """Tell a first-time user where to go, without them reading anything else."""
+    config = app.config
+    projects = ", ".join(f"{p.name} ({p.path})" for p in config.projects) or (
+        "none — run farmbot inside a git repository or add [[projects]] to the config"
+    )
+    source = (
+        str(config.source)
+        if config.source
+        else "none (embedded defaults; `farmbot init` writes one)"
+    )
+    print(
+        f"farmbot {__version__} is running.\n"
+        f"  status page and console: {app.url}/#key={app.key}\n"
+        f"    (that link logs the browser in; the key is in {app.state_dir / KEY_FILE})\n"
+        f"  config: {source}\n"
+        f"  projects: {projects}\n"
+        f"  agents: default profile '{config.supervisor.default_agent}'; "
+        f"watch them with `farmbot attach <agent>` or `tmux -L {config.tmux.socket} ls`\n"
+        f'  try: farmbot cmd "/spawn builder 42"\n'
+        f"  Ctrl-C stops farmbot; the agents keep running in tmux.",
+        file=out,
+        flush=True,
+    )
+
+
+async def serve(
+    config: Config, *, stop: asyncio.Event | None = None, out: TextIO = sys.stdout
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT (or ``stop``)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with App(config) as app:
+            announce(app, out)
+            systemd.notify("READY=1")
+            await app.run(stop)
+            systemd.notify("STOPPING=1")
+            log.info("stopping: interfaces and scheduler stop, agents keep running in tmux")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,109 @@
+"""The router: identify the person, parse, authorize, run, audit. One funnel for errors.
+
+Every command, allowed or refused, leaves one audit row: who, where, what, the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from farmbot.adapters.base import Incoming
+from farmbot.bot.authz import People, Person
+from farmbot.bot.commands import parse, spec_of
+from farmbot.bot.handlers import Handlers
+from farmbot.bot.replies import Reply
+from farmbot.errors import AccessDenied, CommandError, Conflict, NotFound, UsageError
+from farmbot.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+AUDIT_TEXT_LIMIT = 2000
+
+
+class Router:
+    def __init__(
+        self,
+        handlers: Handlers,
+        people: People,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._handlers = handlers
+        self._people = people
+        self._store = store
+        self._clock = clock
+        self.handled = 0
+        self.refused = 0
+
+    def __repr__(self) -> str:
+        return f"<Router handled={self.handled} refused={self.refused}>"
+
+    async def handle(self, msg: Incoming) -> Reply:
+        """Run one command for one person and return the reply to show them."""
+        person = self._people.identify(msg.platform, msg.user_id)
+        if person is None:
+            self.refused += 1
+            await self._audit(msg, None, "denied", "not on the allowlist")
+            return Reply(
+                "Sorry, you are not on this farmbot's allowlist, so it does nothing for you. "
+                f"An admin can add you to farmbot.toml: [users.<name>] {msg.platform} = "
+                f"{_literal(msg.platform, msg.user_id)}",
+                ok=False,
+            )
+        try:
+            command = parse(msg.text)
+            spec = spec_of(command)
+            if person.role < spec.role:
+                raise AccessDenied(
+                    f"{person.name} is a {person.role}; /{spec.name} needs {spec.role} or above"
+                )
+            reply = await self._handlers.run(command, person)
+        except CommandError as exc:
+            outcome = _outcome(exc)
+            if outcome == "denied":
+                self.refused += 1
+            await self._audit(msg, person, outcome, str(exc))
+            return Reply(str(exc), ok=False)
+        except Exception:
+            incident = secrets.token_hex(4)
+            log.exception("incident %s: %r from %s failed", incident, msg.text[:200], person)
+            await self._audit(msg, person, "error", f"incident {incident}")
+            return Reply(
+                f"Something went wrong inside farmbot (incident {incident}); "
+                "the farmbot log has the details.",
+                ok=False,
+            )
+        self.handled += 1
+        await self._audit(msg, person, "ok", "" if reply.ok else reply.text[:200])
+        return reply
+
+    async def _audit(self, msg: Incoming, person: Person | None, outcome: str, detail: str) -> None:
+        await self._store.add_audit(
+            platform=msg.platform,
+            user_id=msg.user_id,
+            user_name=person.name if person else None,
+            chat=msg.chat,
+            command=msg.text[:AUDIT_TEXT_LIMIT],
+            outcome=outcome,
+            detail=detail[:AUDIT_TEXT_LIMIT],
+            now=self._clock(),
+        )
+
+
+def _outcome(exc: CommandError) -> str:
+    if isinstance(exc, AccessDenied):
+        return "denied"
+    if isinstance(exc, UsageError):
+        return "usage"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, Conflict):
+        return "conflict"
+    return "failed"
+
+
+def _literal(platform: str, user_id: str) -> str:
+    return f'"{user_id}"' if platform == "slack" else user_id

@@ -1,0 +1,71 @@
+"""A small synchronous client for the daemon's JSON API, used by the CLI."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from farmbot.config.schema import Config
+from farmbot.errors import DaemonUnavailable, FarmbotError
+
+KEY_FILE = "local-key"
+
+
+class Client:
+    def __init__(self, base_url: str, key: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = key
+        self._timeout = timeout
+
+    @classmethod
+    def for_config(cls, config: Config) -> Client:
+        path = config.server.state_dir / KEY_FILE
+        try:
+            key = Path(path).read_text().strip()
+        except FileNotFoundError:
+            raise DaemonUnavailable(
+                f"farmbot is not running (no local key at {path}; start it with `farmbot serve`)"
+            ) from None
+        return cls(config.server.url, key)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self._key}",
+                "Content-Type": "application/json",
+                "X-Farmbot-Client": "cli",
+            },
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            try:
+                detail = json.loads(detail).get("error", detail)
+            except (ValueError, AttributeError):
+                pass
+            raise FarmbotError(
+                f"farmbot at {self.base_url} answered {exc.code}: {detail}"
+            ) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DaemonUnavailable(
+                f"farmbot is not running at {self.base_url} ({reason}); "
+                "start it with `farmbot serve`"
+            ) from None
+
+    def command(self, text: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/api/command", {"text": text})
+        return result
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/api/status")
+        return result

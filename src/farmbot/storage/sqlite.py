@@ -1,0 +1,529 @@
+"""The embedded store: one aiosqlite connection to a SQLite file in WAL mode.
+
+One connection means one writer. An ``asyncio.Lock`` serializes the store's operations
+on it, so a transaction opened by one coroutine never swallows another's statements.
+The connection runs in autocommit mode; single statements commit on their own and
+``transaction()`` wraps several in ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+
+Every ``sqlite3``/``aiosqlite`` error is translated here into ``StorageError``.
+Requires SQLite 3.35 or newer (``RETURNING``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, fields
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+
+from farmbot.errors import StorageError
+from farmbot.models import (
+    Agent,
+    AgentKind,
+    AgentState,
+    AuditEntry,
+    DesiredState,
+    Event,
+    Gate,
+    GateStatus,
+    NewEvent,
+    Project,
+    Prompt,
+    PromptStatus,
+)
+from farmbot.storage.migrations import Migration, apply_migrations, load_migrations
+
+BUSY_TIMEOUT_MS = 5000
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+# The agents table has exactly the columns of the Agent record.
+_AGENT_COLUMNS = [f.name for f in fields(Agent)]
+_SAVE_AGENT = (
+    f"INSERT INTO agents ({', '.join(_AGENT_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _AGENT_COLUMNS)}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _AGENT_COLUMNS if c != "id")
+)
+
+
+class Transaction:
+    """Statements run inside one ``store.transaction()``; all commit or none do."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one ``INSERT``; return the new row's id."""
+        cursor = await self._conn.execute(sql, params)
+        if cursor.lastrowid is None:
+            raise StorageError(f"statement inserted no row: {sql}")
+        return cursor.lastrowid
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+        await self._conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """Run a query (or a statement with ``RETURNING``); return its first row."""
+        rows = await self._conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a query (or a statement with ``RETURNING``); return all its rows."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
+
+class SqliteStore:
+    """farmbot's state in a SQLite file; implements ``farmbot.storage.base.Store``.
+
+    Use ``async with SqliteStore(path) as store:`` (or ``await store.open()`` and
+    ``await store.close()``). Opening creates the parent directory, applies the
+    migrations (``None`` means the packaged ones) and switches the file to WAL.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], migrations: Sequence[Migration] | None = None
+    ) -> None:
+        self.path = Path(path)
+        self._migrations = migrations
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._tx_owner: asyncio.Task[Any] | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._conn is not None else "closed"
+        return f"<SqliteStore {str(self.path)!r} {state}>"
+
+    # lifecycle ------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Migrate the database and connect to it."""
+        if self._conn is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        migrations = load_migrations() if self._migrations is None else self._migrations
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{self.path.parent}: cannot create directory: {exc}") from exc
+        await asyncio.to_thread(self._migrate, migrations)
+        conn = aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await conn
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise self._error(exc) from exc
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Close the connection once the operation in progress ends (no-op when closed)."""
+        async with self._lock:  # let the operation in progress finish
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                await conn.close()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        # Runs in a worker thread on a short-lived connection of its own, before the
+        # store's connection exists. The version is checked before anything is written,
+        # so a database from a newer farmbot is left untouched.
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            apply_migrations(conn, migrations)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"{self.path}: cannot switch to WAL (journal mode {mode})")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        finally:
+            conn.close()
+
+    def _error(self, exc: sqlite3.Error) -> StorageError:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+            return StorageError(f"{self.path}: not a SQLite database")
+        return StorageError(f"{self.path}: {exc}")
+
+    # transactions ---------------------------------------------------------------------
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Hold the store's connection exclusively; translate database errors."""
+        if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
+            raise RuntimeError("store method called inside store.transaction(); use tx")
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StorageError(f"{self.path}: store is not open")
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Run several writes atomically: ``async with store.transaction() as tx:``.
+
+        The block holds the store's only connection, so keep it short and run SQL only
+        through ``tx``; calling the store's own methods inside it raises RuntimeError.
+        Leaving the block commits; an exception rolls back and propagates.
+        """
+        async with self._locked() as conn:
+            self._tx_owner = asyncio.current_task()
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                yield Transaction(conn)
+                await conn.execute("COMMIT")
+            except BaseException:
+                # Queued behind the failed statement, so it runs before anyone's next one.
+                await conn.rollback()
+                raise
+            finally:
+                self._tx_owner = None
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._locked() as conn:
+            return list(await conn.execute_fetchall(sql, params))
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        return next(iter(await self._fetchall(sql, params)), None)
+
+    async def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        async with self._locked() as conn:
+            cursor = await conn.execute(sql, params)
+            return cursor.rowcount
+
+    # health ---------------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Answer a trivial query; raise ``StorageError`` when the database does not."""
+        await self._fetchone("SELECT 1")
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at."""
+        row = await self._fetchone("PRAGMA user_version")
+        assert row is not None
+        return int(row[0])
+
+    # projects -------------------------------------------------------------------------
+    async def upsert_project(self, project: Project, now: float) -> None:
+        """Insert or update a project by name. ``active`` of an existing row is kept."""
+        await self._execute(
+            "INSERT INTO projects (name, path, active, verify, is_git, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET path = excluded.path,"
+            " verify = excluded.verify, is_git = excluded.is_git,"
+            " updated_at = excluded.updated_at",
+            (project.name, project.path, project.active, project.verify, project.is_git, now),
+        )
+
+    async def get_project(self, name: str) -> Project | None:
+        """The project of that name, or None."""
+        row = await self._fetchone("SELECT * FROM projects WHERE name = ?", (name,))
+        return None if row is None else _project(row)
+
+    async def list_projects(self) -> list[Project]:
+        """All projects, ordered by name."""
+        return [_project(r) for r in await self._fetchall("SELECT * FROM projects ORDER BY name")]
+
+    async def set_project_active(self, name: str, active: bool, now: float) -> None:
+        """Mark a project active or inactive."""
+        await self._execute(
+            "UPDATE projects SET active = ?, updated_at = ? WHERE name = ?", (active, now, name)
+        )
+
+    # agents ---------------------------------------------------------------------------
+    async def save_agent(self, agent: Agent) -> None:
+        """Insert or replace the whole agent row."""
+        # An upsert, not INSERT OR REPLACE: REPLACE deletes the row its prompts point at.
+        await self._execute(_SAVE_AGENT, asdict(agent))
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        """The agent with that id, or None."""
+        row = await self._fetchone("SELECT * FROM agents WHERE id = ?", (agent_id,))
+        return None if row is None else _agent(row)
+
+    async def list_agents(self, project: str | None = None) -> list[Agent]:
+        """Agents (optionally of one project), ordered by created_at then id."""
+        rows = await self._fetchall(
+            "SELECT * FROM agents WHERE ?1 IS NULL OR project = ?1 ORDER BY created_at, id",
+            (project,),
+        )
+        return [_agent(r) for r in rows]
+
+    async def set_agent_state(
+        self, agent_id: str, state: AgentState, reason: str, now: float
+    ) -> Agent | None:
+        """Record an observed state. ``state_since`` changes only when the state does.
+
+        Returns the updated agent, or None when no such agent exists.
+        """
+        # The right-hand sides of SET see the row as it was before the update.
+        row = await self._fetchone(
+            "UPDATE agents SET state = ?, state_reason = ?, updated_at = ?,"
+            " state_since = CASE WHEN state = ? THEN state_since ELSE ? END"
+            " WHERE id = ? RETURNING *",
+            (state.value, reason, now, state.value, now, agent_id),
+        )
+        return None if row is None else _agent(row)
+
+    async def set_agent_desired(
+        self, agent_id: str, desired: DesiredState, now: float
+    ) -> Agent | None:
+        """Record what a human asked for; return the updated agent, or None."""
+        row = await self._fetchone(
+            "UPDATE agents SET desired = ?, updated_at = ? WHERE id = ? RETURNING *",
+            (desired.value, now, agent_id),
+        )
+        return None if row is None else _agent(row)
+
+    # prompts --------------------------------------------------------------------------
+    async def add_prompt(
+        self, agent_id: str, text: str, source: str, wait_ready: bool, now: float
+    ) -> Prompt:
+        """Queue a prompt for an agent."""
+        row = await self._fetchone(
+            "INSERT INTO prompts (agent_id, text, source, status, wait_ready, created_at)"
+            " VALUES (?, ?, ?, 'pending', ?, ?) RETURNING *",
+            (agent_id, text, source, wait_ready, now),
+        )
+        assert row is not None
+        return _prompt(row)
+
+    async def pending_prompts(self, agent_id: str | None = None) -> list[Prompt]:
+        """Pending prompts (of one agent, or all), oldest first."""
+        rows = await self._fetchall(
+            "SELECT * FROM prompts WHERE status = 'pending' AND (?1 IS NULL OR agent_id = ?1)"
+            " ORDER BY id",
+            (agent_id,),
+        )
+        return [_prompt(r) for r in rows]
+
+    async def mark_prompt(
+        self, prompt_id: int, status: PromptStatus, now: float, error: str = ""
+    ) -> None:
+        """Move a prompt out of pending; sets delivered_at when status is DELIVERED.
+
+        A prompt that is no longer pending (e.g. cancelled meanwhile) is left as it is.
+        """
+        if status is PromptStatus.PENDING:
+            raise ValueError("mark_prompt moves a prompt out of pending")
+        delivered_at = now if status is PromptStatus.DELIVERED else None
+        await self._execute(
+            "UPDATE prompts SET status = ?, delivered_at = ?, error = ?"
+            " WHERE id = ? AND status = 'pending'",
+            (status.value, delivered_at, error, prompt_id),
+        )
+
+    async def cancel_prompts(self, agent_id: str, now: float) -> int:
+        """Cancel an agent's pending prompts; returns how many."""
+        return await self._execute(
+            "UPDATE prompts SET status = 'cancelled' WHERE agent_id = ? AND status = 'pending'",
+            (agent_id,),
+        )
+
+    # events ---------------------------------------------------------------------------
+    async def add_events(self, events: Sequence[NewEvent], now: float) -> list[int]:
+        """Store events in one transaction (``ts`` defaults to ``now``); return their ids."""
+        if not events:
+            return []
+        rows = [
+            (
+                now if e.ts is None else e.ts,
+                e.kind,
+                e.agent_id,
+                e.project,
+                _encode(e.data) if e.data else "{}",
+            )
+            for e in events
+        ]
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO events (ts, kind, agent_id, project, data) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            row = await tx.fetchone("SELECT last_insert_rowid()")
+        assert row is not None
+        # One writer inside BEGIN IMMEDIATE: AUTOINCREMENT ids of one batch are consecutive.
+        last = int(row[0])
+        return list(range(last - len(rows) + 1, last + 1))
+
+    async def recent_events(
+        self, limit: int = 50, agent_id: str | None = None, kind_prefix: str | None = None
+    ) -> list[Event]:
+        """The newest events first."""
+        where: list[str] = []
+        params: list[Any] = []
+        if agent_id is not None:
+            where.append("agent_id = ?")
+            params.append(agent_id)
+        if kind_prefix:
+            where.append("substr(kind, 1, ?) = ?")
+            params += [len(kind_prefix), kind_prefix]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetchall(
+            f"SELECT * FROM events{clause} ORDER BY id DESC LIMIT ?", (*params, limit)
+        )
+        return [_event(r) for r in rows]
+
+    # gates ----------------------------------------------------------------------------
+    async def add_gate(
+        self,
+        kind: str,
+        agent_id: str | None,
+        project: str | None,
+        title: str,
+        detail: str,
+        payload: dict[str, Any],
+        now: float,
+    ) -> Gate:
+        """Open a pending gate."""
+        row = await self._fetchone(
+            "INSERT INTO gates (kind, agent_id, project, title, detail, status, created_at,"
+            " payload) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
+            (kind, agent_id, project, title, detail, now, _encode(payload)),
+        )
+        assert row is not None
+        return _gate(row)
+
+    async def get_gate(self, gate_id: int) -> Gate | None:
+        """The gate with that id, or None."""
+        row = await self._fetchone("SELECT * FROM gates WHERE id = ?", (gate_id,))
+        return None if row is None else _gate(row)
+
+    async def list_gates(self, status: GateStatus | None = GateStatus.PENDING) -> list[Gate]:
+        """Gates with that status (all when None), oldest first."""
+        rows = await self._fetchall(
+            "SELECT * FROM gates WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
+            (None if status is None else status.value,),
+        )
+        return [_gate(r) for r in rows]
+
+    async def decide_gate(
+        self, gate_id: int, status: GateStatus, by: str | None, reason: str, now: float
+    ) -> Gate | None:
+        """Move a *pending* gate to ``status`` atomically (compare-and-set).
+
+        Returns the updated gate, or None when the gate was not pending (already decided,
+        stale, or missing) -- so two people pressing Approve at once decide it once.
+        """
+        if status is GateStatus.PENDING:
+            raise ValueError("decide_gate moves a gate out of pending")
+        row = await self._fetchone(
+            "UPDATE gates SET status = ?, decided_by = ?, decided_at = ?, reason = ?"
+            " WHERE id = ? AND status = 'pending' RETURNING *",
+            (status.value, by, now, reason, gate_id),
+        )
+        return None if row is None else _gate(row)
+
+    # audit ----------------------------------------------------------------------------
+    async def add_audit(
+        self,
+        platform: str,
+        user_id: str,
+        user_name: str | None,
+        chat: str,
+        command: str,
+        outcome: str,
+        detail: str,
+        now: float,
+    ) -> None:
+        """Record a command, allowed or refused."""
+        await self._execute(
+            "INSERT INTO audit (ts, platform, user_id, user_name, chat, command, outcome,"
+            " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (now, platform, user_id, user_name, chat, command, outcome, detail),
+        )
+
+    async def recent_audit(self, limit: int = 50) -> list[AuditEntry]:
+        """The newest entries first."""
+        rows = await self._fetchall("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+        return [_audit(r) for r in rows]
+
+    # button actions -------------------------------------------------------------------
+    async def put_action(self, command: str, now: float) -> int:
+        """Store a button's command; the same command always gets the same id."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO actions (command, created_at) VALUES (?, ?)"
+                " ON CONFLICT (command) DO NOTHING",
+                (command, now),
+            )
+            row = await tx.fetchone("SELECT id FROM actions WHERE command = ?", (command,))
+        assert row is not None
+        return int(row[0])
+
+    async def get_action(self, action_id: int) -> str | None:
+        """The command behind a button, or None."""
+        row = await self._fetchone("SELECT command FROM actions WHERE id = ?", (action_id,))
+        return None if row is None else str(row[0])
+
+
+# rows -> records ----------------------------------------------------------------------
+def _project(r: sqlite3.Row) -> Project:
+    return Project(r["name"], r["path"], bool(r["active"]), r["verify"], bool(r["is_git"]))
+
+
+def _agent(r: sqlite3.Row) -> Agent:
+    return Agent(
+        **{
+            **dict(r),
+            "kind": AgentKind(r["kind"]),
+            "desired": DesiredState(r["desired"]),
+            "state": AgentState(r["state"]),
+        }
+    )
+
+
+def _prompt(r: sqlite3.Row) -> Prompt:
+    return Prompt(
+        **{**dict(r), "status": PromptStatus(r["status"]), "wait_ready": bool(r["wait_ready"])}
+    )
+
+
+def _event(r: sqlite3.Row) -> Event:
+    return Event(**{**dict(r), "data": json.loads(r["data"])})
+
+
+def _gate(r: sqlite3.Row) -> Gate:
+    return Gate(
+        **{**dict(r), "status": GateStatus(r["status"]), "payload": json.loads(r["payload"])}
+    )
+
+
+def _audit(r: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(**dict(r))

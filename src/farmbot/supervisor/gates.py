@@ -1,0 +1,109 @@
+"""Gates: questions only a human may answer, stored so they outlive a restart.
+
+A gate is decided once (compare-and-set in storage), by a named person, and the
+decision is applied by the resolver registered for its kind -- e.g. permission gates
+type the answer into the agent's pane. A gate whose question is gone is stale.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from farmbot.errors import Conflict, NotFound
+from farmbot.models import Gate, GateStatus
+from farmbot.storage.base import Store
+from farmbot.supervisor.events import EventLog
+
+
+class GateResolver(Protocol):
+    """Applies decisions for one kind of gate."""
+
+    async def stale_reason(self, gate: Gate) -> str | None:
+        """Why the gate can no longer be decided, or None while it still can."""
+
+    async def apply(self, gate: Gate, approved: bool) -> str:
+        """Carry out the decision; return a short description of what was done."""
+
+
+class Gates:
+    def __init__(
+        self, store: Store, events: EventLog, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._clock = clock
+        self._resolvers: dict[str, GateResolver] = {}
+
+    def register(self, kind: str, resolver: GateResolver) -> None:
+        self._resolvers[kind] = resolver
+
+    async def open(
+        self,
+        kind: str,
+        title: str,
+        *,
+        agent_id: str | None = None,
+        project: str | None = None,
+        detail: str = "",
+        payload: dict[str, Any] | None = None,
+    ) -> Gate:
+        gate = await self._store.add_gate(
+            kind, agent_id, project, title, detail, payload or {}, self._clock()
+        )
+        await self._events.emit(
+            "gate.opened", agent_id, project, gate_id=gate.id, gate_kind=kind, title=title
+        )
+        return gate
+
+    async def get(self, gate_id: int) -> Gate:
+        gate = await self._store.get_gate(gate_id)
+        if gate is None:
+            raise NotFound(f"unknown gate {gate_id}; /gates lists the pending ones")
+        return gate
+
+    async def pending(self) -> list[Gate]:
+        return await self._store.list_gates(GateStatus.PENDING)
+
+    async def decide(
+        self, gate_id: int, approve: bool, by: str, reason: str = ""
+    ) -> tuple[Gate, str]:
+        """Approve or reject a pending gate; returns it and what was done about it."""
+        gate = await self.get(gate_id)
+        if gate.status is not GateStatus.PENDING:
+            raise Conflict(_already(gate))
+        resolver = self._resolvers.get(gate.kind)
+        if resolver is not None:
+            stale = await resolver.stale_reason(gate)
+            if stale is not None:
+                await self.mark_stale(gate, stale)
+                raise Conflict(f"gate {gate_id} is stale: {stale}")
+        status = GateStatus.APPROVED if approve else GateStatus.REJECTED
+        decided = await self._store.decide_gate(gate_id, status, by, reason, self._clock())
+        if decided is None:
+            raise Conflict(_already(await self.get(gate_id)))
+        done = await resolver.apply(decided, approve) if resolver is not None else ""
+        await self._events.emit(
+            f"gate.{status.value}",
+            gate.agent_id,
+            gate.project,
+            gate_id=gate_id,
+            by=by,
+            reason=reason,
+            done=done,
+        )
+        return decided, done
+
+    async def mark_stale(self, gate: Gate, reason: str) -> None:
+        if await self._store.decide_gate(gate.id, GateStatus.STALE, None, reason, self._clock()):
+            await self._events.emit(
+                "gate.stale", gate.agent_id, gate.project, gate_id=gate.id, reason=reason
+            )
+
+
+def _already(gate: Gate) -> str:
+    if gate.status is GateStatus.STALE:
+        return f"gate {gate.id} is stale: {gate.reason or 'its question is gone'}"
+    when = time.strftime("%H:%M UTC", time.gmtime(gate.decided_at or 0))
+    return f"gate {gate.id} was already {gate.status.value} by {gate.decided_by} at {when}"

@@ -1,0 +1,189 @@
+"""Every tmux call farmbot makes, through libtmux, off the event loop.
+
+farmbot runs its own tmux server on a private socket (``tmux -L farmbot``) started with
+no user configuration, so option values and pane output are predictable. One agent is
+one session named after the agent, whose single pane runs the agent's command. Panes
+stay after their process exits (``remain-on-exit``) so farmbot can tell a dead agent,
+with its exit status and last output, from one that was never there.
+
+Session targets always use tmux's exact-match form ``=name:`` -- a plain ``builder-4``
+would also match ``builder-42``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import libtmux
+from libtmux import exc as tmux_exc
+
+from farmbot.errors import TmuxError
+
+HISTORY_LIMIT = 50_000
+PANE_WIDTH = 200
+PANE_HEIGHT = 50
+ENV_PREFIX = "FARMBOT_"
+
+_PANE_FIELDS = (
+    "session_name",
+    "pane_pid",
+    "pane_dead",
+    "pane_dead_status",
+    "pane_current_command",
+    "session_created",
+)
+_SEP = "\x1f"
+
+
+@dataclass(frozen=True, slots=True)
+class PaneInfo:
+    """What tmux says about an agent session's pane."""
+
+    session: str
+    pid: int | None
+    dead: bool
+    exit_status: int | None
+    current_command: str
+    created: float
+
+
+class Tmux:
+    """The private tmux server farmbot's agents live on."""
+
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+        self._server = libtmux.Server(socket_name=socket, config_file="/dev/null")
+
+    def __repr__(self) -> str:
+        return f"<Tmux socket={self.socket!r}>"
+
+    async def _run(self, *args: str) -> list[str]:
+        return await asyncio.to_thread(self._cmd, *args)
+
+    def _cmd(self, *args: str) -> list[str]:
+        try:
+            result = self._server.cmd(*args)
+        except (tmux_exc.LibTmuxException, OSError) as exc:
+            raise TmuxError(f"tmux {args[0]}: {exc}") from exc
+        if result.stderr:
+            raise TmuxError(f"tmux {args[0]}: {' '.join(result.stderr).strip()}")
+        return list(result.stdout)
+
+    async def ping(self) -> None:
+        """Raise TmuxError unless tmux answers. No server running yet is fine."""
+        try:
+            await self._run("list-sessions", "-F", "#{session_name}")
+        except TmuxError as exc:
+            text = str(exc)
+            if "no server running" in text or "error connecting" in text:
+                return
+            raise
+
+    async def new_session(
+        self, name: str, command: str, cwd: Path, env: dict[str, str]
+    ) -> PaneInfo:
+        """Start session ``name`` running ``command`` in ``cwd`` with ``env`` set."""
+        # One tmux invocation: the options are in force before the pane exists, so a
+        # command that exits at once still leaves its pane (and exit status) behind.
+        args = ["set-option", "-g", "remain-on-exit", "on"]
+        args += [";", "set-option", "-g", "history-limit", str(HISTORY_LIMIT)]
+        args += [";", "set-option", "-g", "status", "off"]
+        args += [";", "new-session", "-d", "-s", name, "-c", str(cwd)]
+        args += ["-x", str(PANE_WIDTH), "-y", str(PANE_HEIGHT)]
+        for key, value in env.items():
+            args += ["-e", f"{key}={value}"]
+        args.append(command)
+        await self._run(*args)
+        info = await self.pane(name)
+        if info is None:
+            raise TmuxError(f"tmux session {name!r} vanished right after it was created")
+        return info
+
+    async def panes(self) -> dict[str, PaneInfo]:
+        """Every session on the server, by name, with its (first) pane."""
+        fmt = _SEP.join(f"#{{{f}}}" for f in _PANE_FIELDS)
+        try:
+            lines = await self._run("list-panes", "-a", "-F", fmt)
+        except TmuxError as exc:
+            if "no server running" in str(exc) or "error connecting" in str(exc):
+                return {}
+            raise
+        result: dict[str, PaneInfo] = {}
+        for line in lines:
+            parts = line.split(_SEP)
+            if len(parts) != len(_PANE_FIELDS):
+                continue
+            name, pid, dead, status, current, created = parts
+            if name in result:
+                continue
+            result[name] = PaneInfo(
+                session=name,
+                pid=int(pid) if pid.isdigit() else None,
+                dead=dead == "1",
+                exit_status=int(status) if status.lstrip("-").isdigit() else None,
+                current_command=current,
+                created=float(created) if created.isdigit() else 0.0,
+            )
+        return result
+
+    async def pane(self, name: str) -> PaneInfo | None:
+        return (await self.panes()).get(name)
+
+    async def session_env(self, name: str) -> dict[str, str]:
+        """The ``FARMBOT_*`` variables of a session's environment."""
+        lines = await self._run("show-environment", "-t", f"={name}")
+        env: dict[str, str] = {}
+        for line in lines:
+            key, sep, value = line.partition("=")
+            if sep and key.startswith(ENV_PREFIX):
+                env[key] = value
+        return env
+
+    async def kill_session(self, name: str) -> bool:
+        """Kill a session; False when there was none."""
+        try:
+            await self._run("kill-session", "-t", f"={name}")
+        except TmuxError as exc:
+            if "can't find session" in str(exc) or "no server running" in str(exc):
+                return False
+            raise
+        return True
+
+    async def capture(self, name: str, lines: int) -> list[str]:
+        """The last ``lines`` lines of the pane (scrollback included), trailing blanks cut."""
+        start = str(-max(lines, 1) - PANE_HEIGHT)
+        out = await self._run("capture-pane", "-p", "-J", "-t", f"={name}:", "-S", start)
+        while out and not out[-1].strip():
+            out.pop()
+        return out[-lines:]
+
+    async def paste(self, name: str, text: str) -> None:
+        """Paste ``text`` literally (bracketed paste when the program asked for it)."""
+        await asyncio.to_thread(self._paste, name, text)
+
+    def _paste(self, name: str, text: str) -> None:
+        buffer = f"farmbot-{name}-{os.getpid()}"
+        fd, path = tempfile.mkstemp(prefix="farmbot-paste-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            self._cmd("load-buffer", "-b", buffer, path)
+            self._cmd("paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", f"={name}:")
+        finally:
+            os.unlink(path)
+
+    async def send_keys(self, name: str, *keys: str) -> None:
+        """Send tmux key names (``Enter``, ``Escape``, ``1``) to the pane."""
+        await self._run("send-keys", "-t", f"={name}:", *keys)
+
+    async def kill_server(self) -> None:
+        """Stop the whole tmux server (tests only)."""
+        await asyncio.to_thread(self._kill_server)
+
+    def _kill_server(self) -> None:
+        if self._server.is_alive():
+            self._server.kill()

@@ -12,7 +12,7 @@ T = TypeVar("T")
 
 
 async def retry_until(
-    probe: Callable[[], T | Awaitable[T]],
+    probe: Callable[[], T | Awaitable[T | None] | None],
     *,
     timeout: float = 10.0,
     interval: float = 0.05,
@@ -23,16 +23,16 @@ async def retry_until(
     Raises AssertionError naming ``message`` and the last value when ``timeout`` passes.
     """
     deadline = time.monotonic() + timeout
-    last: T | None = None
     while True:
         result = probe()
         if inspect.isawaitable(result):
             result = await result
-        last = result  # type: ignore[assignment]
         if result:
-            return result  # type: ignore[return-value]
+            return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}; last: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {message}; last: {result!r}"
+            )
         await asyncio.sleep(interval)
 
 

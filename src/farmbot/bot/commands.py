@@ -137,9 +137,11 @@ def _name(word: str, what: str, usage: str) -> str:
 
 def _int(word: str, what: str, usage: str, low: int, high: int) -> int:
     text = word.lstrip("#")
-    if not text.isdigit() or not low <= int(text) <= high:
+    # isdecimal, not isdigit: int() rejects "²"; the length cap keeps int() off huge input.
+    value = int(text) if text.isdecimal() and len(text) <= 20 else None
+    if value is None or not low <= value <= high:
         raise UsageError(f"{what} must be a number from {low} to {high}, not {word!r}", usage)
-    return int(text)
+    return value
 
 
 def _no_args(make: Callable[[], Command]) -> Callable[[str, str], Command]:
@@ -293,9 +295,10 @@ def parse(text: str) -> Command:
     stripped = text.strip()
     if not stripped:
         raise UsageError("empty command; try /help")
-    body = stripped[1:] if stripped.startswith("/") else stripped
+    body = (stripped[1:] if stripped.startswith("/") else stripped).lstrip()
     match = re.match(r"(\S+)", body)
-    assert match is not None
+    if match is None:  # a lone "/"
+        raise UsageError("empty command; try /help")
     word = match.group(1).split("@", 1)[0].lower()
     args = body[match.end() :]
     spec = SPECS.get(word)

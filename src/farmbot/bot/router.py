@@ -15,7 +15,14 @@ from farmbot.bot.authz import People, Person
 from farmbot.bot.commands import parse, spec_of
 from farmbot.bot.handlers import Handlers
 from farmbot.bot.replies import Reply
-from farmbot.errors import AccessDenied, CommandError, Conflict, NotFound, UsageError
+from farmbot.errors import (
+    AccessDenied,
+    CommandError,
+    Conflict,
+    NotFound,
+    StorageError,
+    UsageError,
+)
 from farmbot.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -57,8 +64,10 @@ class Router:
             command = parse(msg.text)
             spec = spec_of(command)
             if person.role < spec.role:
+                article = "an" if str(person.role)[0] in "aeiou" else "a"
                 raise AccessDenied(
-                    f"{person.name} is a {person.role}; /{spec.name} needs {spec.role} or above"
+                    f"{person.name} is {article} {person.role}; "
+                    f"/{spec.name} needs {spec.role} or above"
                 )
             reply = await self._handlers.run(command, person)
         except CommandError as exc:
@@ -81,16 +90,21 @@ class Router:
         return reply
 
     async def _audit(self, msg: Incoming, person: Person | None, outcome: str, detail: str) -> None:
-        await self._store.add_audit(
-            platform=msg.platform,
-            user_id=msg.user_id,
-            user_name=person.name if person else None,
-            chat=msg.chat,
-            command=msg.text[:AUDIT_TEXT_LIMIT],
-            outcome=outcome,
-            detail=detail[:AUDIT_TEXT_LIMIT],
-            now=self._clock(),
-        )
+        # A database that is down must not turn the person's reply into a crash of the
+        # interface; the lost row is logged instead (and /readyz reports the database).
+        try:
+            await self._store.add_audit(
+                platform=msg.platform,
+                user_id=msg.user_id,
+                user_name=person.name if person else None,
+                chat=msg.chat,
+                command=msg.text[:AUDIT_TEXT_LIMIT],
+                outcome=outcome,
+                detail=detail[:AUDIT_TEXT_LIMIT],
+                now=self._clock(),
+            )
+        except StorageError as exc:
+            log.error("audit row lost (%r -> %s %s): %s", msg, outcome, detail, exc)
 
 
 def _outcome(exc: CommandError) -> str:

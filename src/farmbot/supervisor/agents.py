@@ -293,6 +293,11 @@ class Supervisor:
             raise CommandError(f"could not type into {agent.id}: {exc}") from exc
         await self._store.mark_prompt(prompt.id, PromptStatus.DELIVERED, self._clock())
         self.delivered += 1
+        if agent.state is not AgentState.BUSY:
+            # It has work now; the pane (or a hook) says when it is idle again.
+            await self.set_state(
+                agent, AgentState.BUSY, f"working on a prompt from {prompt.source}"
+            )
         await self._events.emit(
             "prompt.delivered",
             agent.id,

@@ -1,0 +1,135 @@
+"""Builders for a real farmbot stack in a test: git repo, config, store, tmux, supervisor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from farmbot.config.schema import (
+    Config,
+    ProjectConfig,
+    ServerConfig,
+    SupervisorConfig,
+    TmuxConfig,
+    UserConfig,
+    builtin_profiles,
+)
+from farmbot.models import Agent, AgentState
+from farmbot.storage.sqlite import SqliteStore
+from farmbot.supervisor.agents import Supervisor
+from farmbot.supervisor.events import EventLog
+from farmbot.supervisor.tmux import Tmux
+from tests.helpers import retry_until
+
+
+def make_repo(path: Path) -> Path:
+    """A git repository with one commit."""
+    path.mkdir(parents=True, exist_ok=True)
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (
+        ["init", "-q", "-b", "main"],
+        [*identity, "commit", "-q", "--allow-empty", "-m", "x"],
+    ):
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+    return path
+
+
+def make_config(
+    tmp_path: Path,
+    tmux_socket: str,
+    *,
+    projects: tuple[ProjectConfig, ...] | None = None,
+    users: tuple[UserConfig, ...] = (),
+    supervisor: SupervisorConfig | None = None,
+    port: int = 0,
+) -> Config:
+    """A config whose demo agent is fast and logs every prompt it receives."""
+    profiles = builtin_profiles()
+    profiles["demo"] = replace(
+        profiles["demo"],
+        env={"FARMBOT_DEMO_STEP": "0.02", "FARMBOT_DEMO_LOG": str(tmp_path / "prompts.jsonl")},
+    )
+    if projects is None:
+        projects = (ProjectConfig("proj", make_repo(tmp_path / "repo")),)
+    return Config(
+        server=ServerConfig(host="127.0.0.1", port=port, state_dir=tmp_path / "state"),
+        tmux=TmuxConfig(socket=tmux_socket),
+        supervisor=supervisor or SupervisorConfig(tick_seconds=0.1, ready_timeout=30),
+        projects=projects,
+        agents=profiles,
+        users=users,
+    )
+
+
+def received_prompts(tmp_path: Path) -> list[str]:
+    """Every prompt the demo agents received, in order, exactly as typed."""
+    path = tmp_path / "prompts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["prompt"] for line in path.read_text().splitlines() if line]
+
+
+@dataclass
+class Farm:
+    config: Config
+    store: SqliteStore
+    tmux: Tmux
+    events: EventLog
+    supervisor: Supervisor
+    tmp_path: Path
+    seen: list[Any] = field(default_factory=list)
+
+    async def agent(self, agent_id: str) -> Agent:
+        found = await self.store.get_agent(agent_id)
+        assert found is not None, agent_id
+        return found
+
+    async def until_state(self, agent_id: str, *states: AgentState, timeout: float = 15) -> Agent:
+        """Tick the supervisor until the agent reaches one of ``states``."""
+
+        async def probe() -> Agent | None:
+            await self.supervisor.tick()
+            agent = await self.agent(agent_id)
+            return agent if agent.state in states else None
+
+        return await retry_until(probe, timeout=timeout, message=f"{agent_id} to be {states}")
+
+    async def until_idle(self, agent_id: str, timeout: float = 15) -> Agent:
+        """Tick until the agent is idle with nothing left in its queue."""
+
+        async def probe() -> Agent | None:
+            await self.supervisor.tick()
+            agent = await self.agent(agent_id)
+            pending = await self.store.pending_prompts(agent_id)
+            return agent if agent.state is AgentState.IDLE and not pending else None
+
+        return await retry_until(probe, timeout=timeout, message=f"{agent_id} to be idle")
+
+    async def screen(self, agent_id: str, lines: int = 40) -> str:
+        return "\n".join(await self.tmux.capture(agent_id, lines))
+
+    async def until_screen(self, agent_id: str, text: str, timeout: float = 10) -> str:
+        async def probe() -> str | None:
+            screen = await self.screen(agent_id, 80)
+            return screen if text in screen else None
+
+        return await retry_until(probe, timeout=timeout, message=f"{text!r} on {agent_id}'s screen")
+
+
+@asynccontextmanager
+async def farm_for(config: Config, tmp_path: Path) -> AsyncIterator[Farm]:
+    """A supervisor over real SQLite and real tmux (no scheduler: tests tick it)."""
+    async with SqliteStore(config.server.state_dir / "farmbot.db") as store:
+        tmux = Tmux(config.tmux.socket)
+        events = EventLog(store, time.time)
+        supervisor = Supervisor(config, store, tmux, events)
+        await supervisor.sync_projects()
+        farm = Farm(config, store, tmux, events, supervisor, tmp_path)
+        events.subscribe(farm.seen.append)
+        yield farm

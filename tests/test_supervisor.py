@@ -1,0 +1,284 @@
+"""The supervisor against real tmux, real git and real SQLite, driving the demo agent."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from farmbot.config.schema import ProjectConfig, SupervisorConfig
+from farmbot.errors import CommandError, Conflict, NotFound
+from farmbot.models import AgentKind, AgentState, DesiredState
+from tests.farm import Farm, farm_for, make_config, received_prompts
+
+
+@pytest.fixture
+async def farm(tmp_path: Path, tmux_socket: str) -> AsyncIterator[Farm]:
+    async with farm_for(make_config(tmp_path, tmux_socket), tmp_path) as farm:
+        yield farm
+
+
+def git(path: str | Path, *args: str) -> str:
+    result = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+async def test_spawn_builder_gets_worktree_session_and_prompt(farm: Farm) -> None:
+    agent = await farm.supervisor.spawn(AgentKind.BUILDER, 42, None, "alice")
+
+    assert agent.id == "builder-42"
+    assert agent.state is AgentState.STARTING and agent.desired is DesiredState.RUNNING
+    worktree = Path(agent.workdir)
+    assert worktree == farm.config.server.state_dir / "worktrees" / "proj" / "builder-42"
+    assert git(worktree, "branch", "--show-current") == "farmbot/builder-42"
+    env = await farm.tmux.session_env("builder-42")
+    assert env["FARMBOT_AGENT"] == "builder-42" and env["FARMBOT_PROJECT"] == "proj"
+
+    await farm.until_idle("builder-42")
+    prompts = received_prompts(farm.tmp_path)
+    assert len(prompts) == 1
+    assert "builder 42 on project proj" in prompts[0] and "issue #42" in prompts[0]
+    assert "✓ done" in await farm.screen("builder-42")
+    assert [e.kind for e in farm.seen].count("prompt.delivered") == 1
+
+
+async def test_spawn_refuses_a_running_agent_and_the_builder_limit(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    config = make_config(tmp_path, tmux_socket, supervisor=SupervisorConfig(max_builders=1))
+    async with farm_for(config, tmp_path) as farm:
+        await farm.supervisor.spawn(AgentKind.BUILDER, 1, None, "alice")
+        with pytest.raises(Conflict, match="builder-1 is already running"):
+            await farm.supervisor.spawn(AgentKind.BUILDER, 1, None, "alice")
+        with pytest.raises(Conflict, match="already runs 1 builders.*builder-1"):
+            await farm.supervisor.spawn(AgentKind.BUILDER, 2, None, "alice")
+        # A shell does not count against the builder limit.
+        shell = await farm.supervisor.spawn(AgentKind.SHELL, None, None, "alice")
+        assert shell.id == "shell-1" and shell.workdir == str(config.projects[0].path)
+
+
+async def test_spawn_in_unknown_or_deactivated_project(farm: Farm) -> None:
+    with pytest.raises(NotFound, match="unknown project 'prj'; did you mean 'proj'"):
+        await farm.supervisor.spawn(AgentKind.BUILDER, 1, "prj", "alice")
+    await farm.supervisor.set_active("proj", False)
+    with pytest.raises(Conflict, match="deactivated; /activate proj"):
+        await farm.supervisor.spawn(AgentKind.BUILDER, 1, None, "alice")
+
+
+async def test_builder_in_a_plain_directory_project(tmp_path: Path, tmux_socket: str) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    config = make_config(tmp_path, tmux_socket, projects=(ProjectConfig("plain", plain),))
+    async with farm_for(config, tmp_path) as farm:
+        agent = await farm.supervisor.spawn(AgentKind.BUILDER, 3, None, "alice")
+        assert agent.branch is None and Path(agent.workdir).is_dir()
+        assert not (Path(agent.workdir) / ".git").exists()
+
+
+async def test_send_multiline_text_arrives_as_one_literal_prompt(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    text = (
+        "first line\n    indented second line with  two spaces\nthird: $HOME `date` 'quotes' \"dq\""
+    )
+
+    sent = await farm.supervisor.send("architect", text, "alice")
+
+    assert not sent.queued and sent.removed == 0
+    await farm.until_idle("architect")
+    assert received_prompts(farm.tmp_path) == [text]
+    prompt = (await farm.store.recent_events(1, kind_prefix="prompt."))[0]
+    assert prompt.data["source"] == "alice"
+
+
+async def test_send_hostile_text_is_cleaned_never_interpreted(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    # An early bracketed-paste end, a colour, a bell, a lone ESC (which would cancel a
+    # dialog), a C1 control and an OSC title change.
+    hostile = "safe\x1b[201~ tail\x1b[31m red\x07 \x1b x\x9b1m \x1b]0;pwned\x07end"
+
+    sent = await farm.supervisor.send("architect", hostile, "alice")
+
+    assert sent.removed > 0
+    await farm.until_idle("architect")
+    [prompt] = received_prompts(farm.tmp_path)
+    assert prompt == "safe tail red  x1m end"
+    screen = await farm.screen("architect")
+    assert "pwned" not in screen
+
+
+async def test_send_refusals(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    with pytest.raises(CommandError, match="nothing to send"):
+        await farm.supervisor.send("architect", "\x1b[31m\x07", "alice")
+    with pytest.raises(CommandError, match="text too long: .* the limit is 16384 bytes"):
+        await farm.supervisor.send("architect", "x" * 20000, "alice")
+    with pytest.raises(NotFound, match="unknown agent 'architekt'; did you mean 'architect'"):
+        await farm.supervisor.send("architekt", "hi", "alice")
+
+
+async def test_send_never_types_into_an_open_permission_dialog(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    await farm.supervisor.send("architect", "run make deploy, needs permission", "alice")
+    await farm.until_screen("architect", "Do you want to proceed?")
+
+    with pytest.raises(Conflict, match="asking a question"):
+        await farm.supervisor.send("architect", "1", "mallory")
+
+    assert "✓ approved" not in await farm.screen("architect")
+    await farm.until_state("architect", AgentState.WAITING)
+
+
+async def test_prompts_queued_while_starting_are_delivered_in_order(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.BUILDER, 7, None, "alice")
+    first = await farm.supervisor.send("builder-7", "then this", "bob")
+    second = await farm.supervisor.send("builder-7", "and finally this", "bob")
+    assert first.queued and second.queued
+
+    await farm.until_idle("builder-7")
+
+    prompts = received_prompts(farm.tmp_path)
+    assert prompts[1:] == ["then this", "and finally this"]
+    assert "issue #7" in prompts[0]
+
+
+async def test_tail_shows_the_last_lines(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    await farm.supervisor.send("architect", "write the plan", "alice")
+    await farm.until_idle("architect")
+
+    lines = await farm.supervisor.tail("architect", 3)
+
+    assert len(lines) <= 3
+    assert any("✓ done: write the plan" in line for line in lines)
+    with pytest.raises(CommandError, match="between 1 and 2000"):
+        await farm.supervisor.tail("architect", 0)
+
+
+async def test_kill_is_recorded_as_deliberate_and_keeps_the_worktree(farm: Farm) -> None:
+    agent = await farm.supervisor.spawn(AgentKind.BUILDER, 5, None, "alice")
+    await farm.supervisor.send("builder-5", "queued work", "bob")
+
+    stopped, dropped = await farm.supervisor.kill("builder-5", "carol")
+
+    assert stopped.desired is DesiredState.STOPPED and stopped.state is AgentState.STOPPED
+    assert stopped.state_reason == "stopped by carol"
+    assert dropped == 2  # the builder prompt and the queued one
+    assert await farm.tmux.pane("builder-5") is None
+    assert Path(agent.workdir).is_dir()
+    # Supervision afterwards never mistakes the stop for a crash.
+    for _ in range(3):
+        await farm.supervisor.tick()
+    after = await farm.agent("builder-5")
+    assert after.state is AgentState.STOPPED
+    assert not [e for e in farm.seen if e.kind == "agent.dead"]
+    with pytest.raises(Conflict, match="already stopped"):
+        await farm.supervisor.kill("builder-5", "carol")
+    with pytest.raises(Conflict, match="stopped"):
+        await farm.supervisor.send("builder-5", "hello?", "bob")
+
+
+async def test_kill_can_remove_the_worktree_but_keeps_the_branch(farm: Farm) -> None:
+    agent = await farm.supervisor.spawn(AgentKind.BUILDER, 6, None, "alice")
+    await farm.supervisor.kill("builder-6", "carol", remove=True)
+    assert not Path(agent.workdir).exists()
+    repo = farm.config.projects[0].path
+    assert "farmbot/builder-6" in git(repo, "branch", "--list", "farmbot/*")
+    # Spawned again, it continues on its branch.
+    again = await farm.supervisor.spawn(AgentKind.BUILDER, 6, None, "alice")
+    assert git(again.workdir, "branch", "--show-current") == "farmbot/builder-6"
+
+
+async def test_an_agent_that_exits_is_dead_not_restarted(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    await farm.supervisor.send("architect", "crash", "alice")
+
+    dead = await farm.until_state("architect", AgentState.DEAD)
+
+    assert dead.desired is DesiredState.RUNNING
+    assert dead.state_reason == "its process exited with status 3"
+    [event] = [e for e in farm.seen if e.kind == "agent.dead"]
+    assert any("crashed" in line for line in event.data["last_lines"])
+    pane = await farm.tmux.pane("architect")
+    assert pane is not None and pane.dead  # not restarted behind anyone's back
+    # /tail still shows what it said last, and spawning it again works.
+    assert any("crashed" in line for line in await farm.supervisor.tail("architect", 5))
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+
+
+async def test_restart_readopts_live_agents_and_marks_vanished_ones_dead(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    config = make_config(tmp_path, tmux_socket)
+    async with farm_for(config, tmp_path) as first:
+        await first.supervisor.spawn(AgentKind.BUILDER, 1, None, "alice")
+        await first.supervisor.spawn(AgentKind.BUILDER, 2, None, "alice")
+        await first.until_idle("builder-1")
+        await first.supervisor.send("builder-1", "remember me", "alice")
+        await first.until_idle("builder-1")
+    # The daemon is down; meanwhile builder-2's session disappears.
+    await first.tmux.kill_session("builder-2")
+
+    async with farm_for(config, tmp_path) as second:
+        await second.supervisor.reconcile(startup=True)
+
+        live = await second.agent("builder-1")
+        gone = await second.agent("builder-2")
+        assert live.state.is_live and live.desired is DesiredState.RUNNING
+        assert gone.state is AgentState.DEAD and gone.state_reason == "its tmux session vanished"
+        kinds = [(e.kind, e.agent_id) for e in second.seen]
+        assert ("agent.readopted", "builder-1") in kinds and ("agent.dead", "builder-2") in kinds
+        # The re-adopted agent is fully usable.
+        await second.until_idle("builder-1")
+        await second.supervisor.send("builder-1", "still there?", "alice")
+        await second.until_idle("builder-1")
+        assert received_prompts(tmp_path)[-2:] == ["remember me", "still there?"]
+
+
+async def test_untracked_farmbot_session_is_adopted(farm: Farm) -> None:
+    env = {
+        "FARMBOT_AGENT": "builder-9",
+        "FARMBOT_PROJECT": "proj",
+        "FARMBOT_KIND": "builder",
+        "FARMBOT_NUMBER": "9",
+        "FARMBOT_PROFILE": "demo",
+    }
+    command = farm.config.agents["demo"].command
+    await farm.tmux.new_session("builder-9", command, farm.config.projects[0].path, env)
+    await farm.tmux.new_session("someone-else", "sleep 30", farm.tmp_path, {})
+
+    await farm.supervisor.reconcile()
+
+    adopted = await farm.agent("builder-9")
+    assert adopted.kind is AgentKind.BUILDER and adopted.number == 9
+    assert await farm.store.get_agent("someone-else") is None
+    await farm.until_idle("builder-9")
+
+
+async def test_a_prompt_interrupted_by_a_restart_is_delivered_after_it(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    # As if the daemon died between storing a prompt and typing it.
+    await farm.store.add_prompt("architect", "survive the crash", "alice", False, 0.0)
+
+    await farm.until_idle("architect")
+
+    assert received_prompts(farm.tmp_path) == ["survive the crash"]
+    assert await farm.store.pending_prompts() == []
+
+
+async def test_projects_activate_and_deactivate(farm: Farm) -> None:
+    [project] = await farm.supervisor.projects()
+    assert project.active and project.is_git
+    assert not (await farm.supervisor.set_active("proj", False)).active
+    assert (await farm.supervisor.set_active("proj", True)).active
+    with pytest.raises(NotFound):
+        await farm.supervisor.set_active("nope", True)

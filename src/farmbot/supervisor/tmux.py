@@ -13,7 +13,9 @@ would also match ``builder-42``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ import libtmux
 from libtmux import exc as tmux_exc
 
 from farmbot.errors import TmuxError
+
+log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 50_000
 PANE_WIDTH = 200
@@ -105,6 +109,23 @@ class Tmux:
 
     async def panes(self) -> dict[str, PaneInfo]:
         """Every session on the server, by name, with its (first) pane."""
+        panes = await self._list_panes()
+        if any(p.dead and p.exit_status is None for p in panes.values()):
+            # tmux built with libutempter sometimes leaves an exited pane's process
+            # unreaped (tmux#311): dead, but no exit status. A SIGCHLD makes it reap.
+            await self._nudge()
+            await asyncio.sleep(0.05)
+            panes = await self._list_panes()
+        return panes
+
+    async def _nudge(self) -> None:
+        try:
+            [pid] = await self._run("display-message", "-p", "#{pid}")
+            os.kill(int(pid), signal.SIGCHLD)
+        except (TmuxError, ValueError, OSError) as exc:
+            log.debug("could not nudge the tmux server: %s", exc)
+
+    async def _list_panes(self) -> dict[str, PaneInfo]:
         fmt = _SEP.join(f"#{{{f}}}" for f in _PANE_FIELDS)
         try:
             lines = await self._run("list-panes", "-a", "-F", fmt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +24,8 @@ from farmbot.models import Agent, AgentState
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.events import EventLog
+from farmbot.supervisor.gates import Gates
+from farmbot.supervisor.monitor import Monitor
 from farmbot.supervisor.tmux import Tmux
 from tests.helpers import retry_until
 
@@ -82,8 +84,16 @@ class Farm:
     tmux: Tmux
     events: EventLog
     supervisor: Supervisor
+    gates: Gates
+    monitor: Monitor
     tmp_path: Path
     seen: list[Any] = field(default_factory=list)
+
+    async def tick(self) -> None:
+        """One supervision round, as the daemon's scheduler runs it."""
+        await self.supervisor.reconcile()
+        await self.monitor.tick()
+        await self.supervisor.deliver_pending()
 
     async def agent(self, agent_id: str) -> Agent:
         found = await self.store.get_agent(agent_id)
@@ -94,7 +104,7 @@ class Farm:
         """Tick the supervisor until the agent reaches one of ``states``."""
 
         async def probe() -> Agent | None:
-            await self.supervisor.tick()
+            await self.tick()
             agent = await self.agent(agent_id)
             return agent if agent.state in states else None
 
@@ -104,7 +114,7 @@ class Farm:
         """Tick until the agent is idle with nothing left in its queue."""
 
         async def probe() -> Agent | None:
-            await self.supervisor.tick()
+            await self.tick()
             agent = await self.agent(agent_id)
             pending = await self.store.pending_prompts(agent_id)
             return agent if agent.state is AgentState.IDLE and not pending else None
@@ -123,13 +133,17 @@ class Farm:
 
 
 @asynccontextmanager
-async def farm_for(config: Config, tmp_path: Path) -> AsyncIterator[Farm]:
+async def farm_for(
+    config: Config, tmp_path: Path, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Farm]:
     """A supervisor over real SQLite and real tmux (no scheduler: tests tick it)."""
     async with SqliteStore(config.server.state_dir / "farmbot.db") as store:
         tmux = Tmux(config.tmux.socket)
-        events = EventLog(store, time.time)
-        supervisor = Supervisor(config, store, tmux, events)
+        events = EventLog(store, clock)
+        supervisor = Supervisor(config, store, tmux, events, clock=clock)
+        gates = Gates(store, events, clock)
+        monitor = Monitor(config, store, tmux, supervisor, gates, events, clock=clock)
         await supervisor.sync_projects()
-        farm = Farm(config, store, tmux, events, supervisor, tmp_path)
+        farm = Farm(config, store, tmux, events, supervisor, gates, monitor, tmp_path)
         events.subscribe(farm.seen.append)
         yield farm

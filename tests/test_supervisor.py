@@ -174,7 +174,7 @@ async def test_kill_is_recorded_as_deliberate_and_keeps_the_worktree(farm: Farm)
     assert Path(agent.workdir).is_dir()
     # Supervision afterwards never mistakes the stop for a crash.
     for _ in range(3):
-        await farm.supervisor.tick()
+        await farm.tick()
     after = await farm.agent("builder-5")
     assert after.state is AgentState.STOPPED
     assert not [e for e in farm.seen if e.kind == "agent.dead"]

@@ -23,9 +23,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from farmbot import __version__, systemd
+from farmbot.adapters.base import Incoming, Interface
+from farmbot.adapters.hooks import HookEndpoint, hook_token, replay_spool
 from farmbot.adapters.web import WebInterface
+from farmbot.adapters.webhook import WebhookInterface
 from farmbot.bot.authz import People
 from farmbot.bot.handlers import Handlers
 from farmbot.bot.router import Router
@@ -33,8 +37,13 @@ from farmbot.config.schema import Config
 from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.agents import Supervisor
+from farmbot.supervisor.alerts import AlertRules
 from farmbot.supervisor.events import EventLog
 from farmbot.supervisor.gates import Gates
+from farmbot.supervisor.ingest import EventWriter
+from farmbot.supervisor.monitor import Monitor
+from farmbot.supervisor.notifier import Notifier
+from farmbot.supervisor.qa import QaRunner
 from farmbot.supervisor.tmux import Tmux
 
 log = logging.getLogger(__name__)
@@ -124,7 +133,11 @@ class App:
         self.key = ensure_local_key(self.state_dir)
         self.store = await self._stack.enter_async_context(SqliteStore(self.state_dir / DB_FILE))
         self.tmux = Tmux(config.tmux.socket)
-        self.events = EventLog(self.store, clock)
+        self.interfaces: dict[str, Interface] = {}
+        self.notifier = Notifier(self.store, self.interfaces, config.alerts, clock=clock)
+        self.events = EventLog(
+            self.store, clock, AlertRules(config.alerts), on_alerts=self.notifier.notify_new
+        )
         self.supervisor = Supervisor(
             config,
             self.store,
@@ -132,10 +145,28 @@ class App:
             self.events,
             clock=clock,
             agent_env={"FARMBOT_URL": config.server.url, "FARMBOT_STATE_DIR": str(self.state_dir)},
+            hook_token=lambda agent_id: hook_token(self.key, agent_id),
         )
         self.gates = Gates(self.store, self.events, clock)
+        self.qa = QaRunner(config, self.store, self.events, clock=clock)
+        self.writer = EventWriter(self.store, clock)
+        self.monitor = Monitor(
+            config,
+            self.store,
+            self.tmux,
+            self.supervisor,
+            self.gates,
+            self.events,
+            write_event=self.writer.write,
+            on_idle=lambda agent: self.qa.request(agent, "idle"),
+            clock=clock,
+        )
+        self.hooks = HookEndpoint(self.monitor.on_hook, self.key)
         self.router = Router(
-            Handlers(self.supervisor, self.gates, clock), People(config.users), self.store, clock
+            Handlers(self.supervisor, self.gates, clock, store=self.store, notifier=self.notifier),
+            People(config.users),
+            self.store,
+            clock,
         )
         self.web = WebInterface(
             config.server.host,
@@ -144,31 +175,67 @@ class App:
             status=self.status,
             readiness={"database": self._database_ready, "tmux": self._tmux_ready},
         )
+        for route in self.hooks.routes():
+            self.web.add_route(*route)
+        self.interfaces["web"] = self.web
+        for hook in config.webhooks:
+            webhook = WebhookInterface(hook)
+            self.interfaces[hook.name] = webhook
+            self._stack.push_async_callback(webhook.stop)
         await self.supervisor.sync_projects()
         await self.supervisor.reconcile(startup=True)
         await self.web.start(self.router.handle)
+        self.supervisor.update_agent_env(FARMBOT_URL=self.url)  # the port is known now
         self._stack.push_async_callback(self.web.stop)
         self._start_scheduler()
 
     def _start_scheduler(self) -> None:
         scheduler = AsyncIOScheduler(timezone="UTC")
+        every = {"max_instances": 1, "coalesce": True}
         scheduler.add_job(
             self._tick,
             "interval",
             seconds=self.config.supervisor.tick_seconds,
             id="supervisor-tick",
-            max_instances=1,
-            coalesce=True,
+            **every,
         )
+        if self.config.qa.interval_minutes > 0:
+            scheduler.add_job(
+                self.qa.run_cycle,
+                "interval",
+                minutes=self.config.qa.interval_minutes,
+                id="qa-cycle",
+                **every,
+            )
+        for job in self.config.cron:
+            scheduler.add_job(
+                self._run_cron,
+                CronTrigger.from_crontab(job.cron, timezone="UTC"),
+                args=[job.name],
+                id=f"cron-{job.name}",
+                **every,
+            )
         scheduler.start()
         self._scheduler = scheduler
         self._stack.callback(scheduler.shutdown, wait=False)
 
     async def _tick(self) -> None:
+        """One supervision round: reconcile with tmux, read the panes, deliver prompts."""
         try:
-            await self.supervisor.tick()
+            await self.supervisor.reconcile()
+            await self.monitor.tick()
+            await self.supervisor.deliver_pending()
         except (TmuxError, StorageError) as exc:
             log.warning("supervisor tick failed: %s", exc)
+
+    async def _run_cron(self, name: str) -> None:
+        """Run a configured cron job's command as its configured user (audited as such)."""
+        job = next(j for j in self.config.cron if j.name == name)
+        reply = await self.router.handle(
+            Incoming(platform="scheduler", user_id=job.user, chat=f"cron:{name}", text=job.command)
+        )
+        level = logging.INFO if reply.ok else logging.WARNING
+        log.log(level, "cron %s: %s -> %s", name, job.command, reply.text)
 
     async def _database_ready(self) -> str | None:
         try:
@@ -200,21 +267,49 @@ class App:
             "agents": [a.to_json() for a in agents],
             "gates": [g.to_json() for g in await self.gates.pending()],
             "events": [e.to_json() for e in await self.store.recent_events(40)],
+            "alerts": [a.to_json() for a in await self.store.recent_alerts(20)],
+            "outbox": await self.store.outbox_summary(),
+            "dead_letters": [d.to_json() for d in await self.store.dead_letters(20)],
+            "qa_runs": [asdict(r) for r in await self.store.recent_qa_runs(10)],
             "stats": {
                 "supervisor": repr(self.supervisor),
                 "router": repr(self.router),
                 "web": repr(self.web),
                 "events": repr(self.events),
+                "monitor": repr(self.monitor),
+                "hooks": repr(self.hooks),
+                "writer": repr(self.writer),
+                "qa": repr(self.qa),
+                "notifier": repr(self.notifier),
             },
         }
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set."""
+        """Run until ``stop`` is set; then stop taking input and flush what was taken."""
         async with asyncio.TaskGroup() as tasks:
+            writer = tasks.create_task(self.writer.run(), name="event-writer")
+            notifier = tasks.create_task(self.notifier.run(), name="notifier")
+            workers = [
+                tasks.create_task(self.qa.run(), name="qa"),
+                tasks.create_task(self._replay_spool(), name="spool-replay"),
+            ]
             interval = systemd.watchdog_interval()
             if interval:
-                tasks.create_task(_watchdog(interval, stop))
+                workers.append(tasks.create_task(_watchdog(interval, stop), name="watchdog"))
             await stop.wait()
+            await self.web.stop()  # no new commands or hook events
+            await self.writer.close()  # flush every event already acknowledged
+            await writer
+            self.notifier.close()  # finish an in-flight send rather than repeat it later
+            await notifier
+            for worker in workers:
+                worker.cancel()
+
+    async def _replay_spool(self) -> None:
+        """Ingest the hook events `farmbot hook` spooled while the daemon was down."""
+        replayed = await replay_spool(self.state_dir / "spool", self.monitor.on_hook)
+        if replayed:
+            log.info("replayed %d spooled hook events", replayed)
 
 
 async def _watchdog(interval: float, stop: asyncio.Event) -> None:

@@ -2,22 +2,27 @@
 
 Imports are lazy: ``farmbot hook`` runs on every tool call of every agent, and
 ``farmbot demo-agent`` is the default agent, so neither pays for aiohttp or libtmux.
+Module level imports only what the interpreter has loaded anyway (not even ``typing``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+    from typing import Any
+
     from farmbot.config.schema import Config
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="farmbot",
         description="Run a fleet of AI coding agents in tmux, driven from chat and a web console.",
@@ -40,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("text", nargs="+", help="the command text")
     attach = sub.add_parser("attach", help="attach your terminal to an agent's tmux session")
     attach.add_argument("agent")
+    hooks = sub.add_parser("hooks", help="Claude Code hooks that report to farmbot")
+    hooks_sub = hooks.add_subparsers(dest="hooks_command", metavar="ACTION", required=True)
+    install = hooks_sub.add_parser(
+        "install", help="add farmbot's hooks to <path>/.claude/settings.local.json"
+    )
+    install.add_argument("path", help="the agent's working directory")
+    install.add_argument("--agent", help="agent id for its events (default: the directory's name)")
+    install.add_argument(
+        "--http", action="store_true", help="an http hook instead of a `farmbot hook` command"
+    )
+    sub.add_parser("hook", help="forward a Claude Code hook event on stdin (what the hooks run)")
     sub.add_parser(
         "demo-agent", help="run the demo coding agent (what tests and demos drive)", add_help=False
     )
@@ -48,6 +64,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
+    # `farmbot [--config X] hook ...` runs on every tool call of every agent: no argparse.
+    rest = args_list
+    if rest[:1] == ["--config"]:
+        rest = rest[2:]
+    elif rest[:1] and rest[0].startswith("--config="):
+        rest = rest[1:]
+    if rest[:1] == ["hook"]:
+        from farmbot.hook import main as hook_main
+
+        return hook_main(rest[1:])
     # demo-agent takes its own options; hand everything after it over untouched.
     if "demo-agent" in args_list:
         index = args_list.index("demo-agent")
@@ -77,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from pathlib import Path
+
     from farmbot.config import find_config_path, load_config
 
     path = find_config_path(args.config, os.environ)
@@ -84,6 +112,8 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     if args.command == "init":
         from farmbot.config import write_example
 
@@ -96,6 +126,8 @@ def _run(args: argparse.Namespace) -> int:
         return _serve(config, args)
     if args.command == "attach":
         return _attach(config, args.agent)
+    if args.command == "hooks":
+        return _hooks_install(config, Path(args.path), args.agent, http=args.http)
     from farmbot.client import Client
 
     client = Client.for_config(config)
@@ -127,6 +159,47 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     for noisy in ("apscheduler", "aiohttp.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     asyncio.run(serve(config))
+    return 0
+
+
+def _hooks_install(config: Config, path: Path, agent: str | None, *, http: bool) -> int:
+    import shlex
+
+    from farmbot.adapters.hooks import hook_token
+    from farmbot.errors import CommandError
+    from farmbot.hook import valid_agent_id
+    from farmbot.hooks_install import default_hook_command, install_hooks
+
+    workdir = path.expanduser().resolve()
+    agent = agent or workdir.name
+    if not valid_agent_id(agent):
+        raise CommandError(
+            f"invalid agent id {agent!r}: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (--agent NAME)"
+        )
+    key_file = config.server.state_dir / "local-key"
+    try:
+        key = key_file.read_text().strip()
+    except FileNotFoundError:
+        raise CommandError(
+            f"no local key at {key_file}; run `farmbot serve` once to create it"
+        ) from None
+    token = hook_token(key, agent)
+    url = config.server.url
+    if http:
+        written = install_hooks(
+            workdir, agent=agent, http_url=f"{url}/hooks/claude/{agent}?token={token}"
+        )
+    else:
+        # Self-contained: an agent farmbot did not spawn has none of the FARMBOT_* variables.
+        state_dir = str(config.server.state_dir)
+        options = {"--agent": agent, "--url": url, "--token": token, "--state-dir": state_dir}
+        command = default_hook_command() + "".join(
+            f" {name} {shlex.quote(value)}" for name, value in options.items()
+        )
+        written = install_hooks(workdir, agent=agent, command=command)
+    kind = "http" if http else "command"
+    print(f"installed farmbot {kind} hooks for agent '{agent}' in {written} (reporting to {url})")
     return 0
 
 

@@ -10,6 +10,8 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from farmbot.bot.replies import Button
+
 
 class AgentKind(enum.StrEnum):
     ARCHITECT = "architect"
@@ -55,6 +57,28 @@ class PromptStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # handed to an interface; a crash here means it is sent again
+    DELIVERED = "delivered"
+    DEAD = "dead"  # gave up; shown on the status page with a retry button
+
+
+class Severity(enum.IntEnum):
+    """How urgent an alert is; higher is more urgent."""
+
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        return cls[text.upper()]
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
 class Role(enum.IntEnum):
     """A person's role; higher includes lower."""
 
@@ -94,6 +118,7 @@ class Agent:
     created_at: float
     updated_at: float
     state_since: float
+    paused_until: float | None = None  # usage limit: no prompts before then
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +135,7 @@ class Prompt:
     created_at: float
     delivered_at: float | None = None
     error: str = ""
+    not_before: float | None = None  # e.g. "continue" once a usage limit resets
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +195,88 @@ class AuditEntry:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class QaRun:
+    """One run of a project's verify command in an agent's worktree."""
+
+    id: int
+    agent_id: str
+    project: str
+    trigger: str  # what started it: "idle", "manual:alice", ...
+    command: str
+    started_at: float
+    finished_at: float | None = None
+    exit_code: int | None = None  # None while running, or when it was killed
+    passed: bool | None = None  # None while running
+    timed_out: bool = False
+    output_tail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Buttons = tuple[tuple[Button, ...], ...]  # rows of buttons
+Route = tuple[str, str]  # (interface, channel), e.g. ("telegram", "-1001234")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDraft:
+    """An alert not yet stored, and where it goes."""
+
+    kind: str  # the event kind it is about
+    severity: Severity
+    agent_id: str | None
+    project: str | None
+    title: str
+    text: str
+    pre: str | None = None  # the last lines of output
+    buttons: Buttons = ()
+    dedupe_key: str = ""  # repeats with the same key fold into one message; "" never folds
+    routes: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: int
+    event_id: int
+    kind: str
+    severity: Severity
+    agent_id: str | None
+    project: str | None
+    title: str
+    text: str
+    pre: str | None
+    buttons: Buttons
+    dedupe_key: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "severity": str(self.severity),
+            "buttons": [[asdict(b) for b in row] for row in self.buttons],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One alert on its way to one (interface, channel)."""
+
+    id: int
+    alert: Alert  # the newest alert folded into this message
+    interface: str
+    channel: str
+    status: OutboxStatus
+    attempts: int
+    next_attempt_at: float  # earliest retry after a failure
+    not_before: float | None  # a folded repeat waits for its dedupe window
+    last_error: str
+    count: int  # how many alerts this one message stands for
+    created_at: float
+    last_at: float  # when the newest repeat was folded in
+    delivered_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "alert": self.alert.to_json()}

@@ -1,8 +1,8 @@
 """What every interface (web, Telegram, Slack, ...) is to the rest of farmbot.
 
 An interface translates: platform updates become ``Incoming`` values handed to the
-injected ``on_incoming`` callback (the router), whose ``Reply`` the interface renders.
-It decides nothing itself.
+injected ``on_incoming`` callback (the router), whose ``Reply`` the interface renders;
+the notifier hands it ``OutboundMessage`` alerts to ``send``. It decides nothing itself.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from farmbot.bot.replies import Reply
+from farmbot.models import Buttons, Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,22 @@ class Incoming:
 OnIncoming = Callable[[Incoming], Awaitable[Reply]]
 
 
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One alert for one channel, as the notifier hands it to an interface."""
+
+    alert_id: int
+    outbox_id: int  # the same id on a retry: lets a platform drop a duplicate
+    severity: Severity
+    title: str
+    text: str  # ends with "(repeated 4× in the last 5 min)" when count > 1
+    pre: str | None  # the last lines of output, shown monospaced
+    buttons: Buttons  # rows of buttons; each is a command, run as whoever presses it
+    agent_id: str | None
+    project: str | None
+    count: int = 1  # how many alerts this message stands for
+
+
 class Interface(Protocol):
     """A way people reach farmbot."""
 
@@ -39,3 +56,11 @@ class Interface(Protocol):
 
     async def stop(self) -> None:
         """Stop receiving and release resources. Safe to call twice."""
+
+    async def send(self, channel: str, message: OutboundMessage) -> None:
+        """Deliver one alert to ``channel``.
+
+        Raises ``DeliveryError`` (with ``retry_after`` when the platform gave one) when a
+        retry may help -- rate limits, 5xx, timeouts -- and ``PermanentDeliveryError``
+        when it cannot (e.g. channel_not_found). Returning means delivered.
+        """

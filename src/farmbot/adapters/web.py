@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from farmbot import __version__
-from farmbot.adapters.base import Incoming, OnIncoming
+from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,9 @@ StatusSource = Callable[[], Awaitable[dict[str, Any]]]
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 PUBLIC = frozenset({"/healthz", "/", "/favicon.ico"})
+HOOKS_PREFIX = "/hooks/claude/"
 MAX_BODY = 1 << 20
+LIVE_ALERTS = 100  # the console's live feed; the page reads older alerts from storage
 
 
 class WebInterface:
@@ -52,6 +55,7 @@ class WebInterface:
         self._on_incoming: OnIncoming | None = None
         self._runner: web.AppRunner | None = None
         self.requests = 0
+        self.alerts: deque[OutboundMessage] = deque(maxlen=LIVE_ALERTS)  # newest last
 
     def __repr__(self) -> str:
         return f"<WebInterface {self.host}:{self.port} requests={self.requests}>"
@@ -90,12 +94,17 @@ class WebInterface:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
+    async def send(self, channel: str, message: OutboundMessage) -> None:
+        """Add an alert to the console's live feed; never fails."""
+        self.alerts.append(message)
+
     @web.middleware
     async def _auth(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         self.requests += 1
-        if request.path in PUBLIC or request.path.startswith("/hooks/slack"):
+        # Hook and webhook handlers check their own credentials (per-agent hook tokens).
+        if request.path in PUBLIC or request.path.startswith(("/hooks/slack", HOOKS_PREFIX)):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")

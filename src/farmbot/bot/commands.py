@@ -91,6 +91,16 @@ class Reject:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Alerts:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    outbox: int  # the id of a dead letter
+
+
 Command = (
     Help
     | Status
@@ -105,6 +115,8 @@ Command = (
     | Gates
     | Approve
     | Reject
+    | Alerts
+    | Retry
 )
 
 
@@ -220,6 +232,11 @@ def _approve(args: str, usage: str) -> Command:
     return Approve(_int(gate, "the gate", usage, 1, 2**62))
 
 
+def _retry(args: str, usage: str) -> Command:
+    [outbox] = _words(args, usage, 1, 1)
+    return Retry(_int(outbox, "the dead letter", usage, 1, 2**62))
+
+
 def _reject(args: str, usage: str) -> Command:
     words = args.split(maxsplit=1)
     if not words:
@@ -280,6 +297,14 @@ SPECS: dict[str, Spec] = {
         Spec("gates", "/gates", "questions waiting for a human", Role.VIEWER, _no_args(Gates)),
         Spec("approve", "/approve <gate>", "approve a gate", Role.ADMIN, _approve),
         Spec("reject", "/reject <gate> [reason]", "reject a gate", Role.ADMIN, _reject),
+        Spec(
+            "alerts",
+            "/alerts",
+            "recent alerts, and dead letters to retry",
+            Role.VIEWER,
+            _no_args(Alerts),
+        ),
+        Spec("retry", "/retry <dead letter>", "send a dead letter again", Role.ADMIN, _retry),
     )
 }
 

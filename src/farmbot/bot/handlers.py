@@ -12,9 +12,15 @@ from collections.abc import Callable
 from farmbot.bot import commands as c
 from farmbot.bot.authz import Person
 from farmbot.bot.replies import Button, Reply, ago, utc_time
+from farmbot.errors import Conflict, NotFound
 from farmbot.models import Agent, AgentKind, AgentState, Gate
+from farmbot.storage.base import Store
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.gates import Gates
+from farmbot.supervisor.notifier import Notifier
+
+ALERTS_SHOWN = 10
+DEAD_SHOWN = 10
 
 
 def agent_buttons(agent_id: str) -> tuple[Button, ...]:
@@ -30,11 +36,19 @@ def gate_buttons(gate: Gate) -> tuple[Button, ...]:
 
 class Handlers:
     def __init__(
-        self, supervisor: Supervisor, gates: Gates, clock: Callable[[], float] = time.time
+        self,
+        supervisor: Supervisor,
+        gates: Gates,
+        clock: Callable[[], float] = time.time,
+        *,
+        store: Store | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self._sup = supervisor
         self._gates = gates
         self._clock = clock
+        self._store = store  # alerts and the outbox
+        self._notifier = notifier
 
     async def run(self, command: c.Command, person: Person) -> Reply:
         match command:
@@ -91,6 +105,10 @@ class Handlers:
                 return await self._decide(gate_id, True, person, "")
             case c.Reject(gate_id, reason):
                 return await self._decide(gate_id, False, person, reason)
+            case c.Alerts():
+                return await self._alerts()
+            case c.Retry(outbox_id):
+                return await self._retry(outbox_id)
         raise AssertionError(f"unhandled command {command!r}")
 
     def _help(self, topic: str | None, person: Person) -> Reply:
@@ -185,4 +203,46 @@ class Handlers:
         when = utc_time(gate.decided_at or self._clock())
         return Reply(
             f"gate {gate.id} {verb} by {person.name} at {when}{because}: {gate.title}{then}"
+        )
+
+    def _outbox(self) -> Store:
+        if self._store is None:
+            raise Conflict("alerts are not set up in this farmbot")
+        return self._store
+
+    async def _alerts(self) -> Reply:
+        store = self._outbox()
+        now = self._clock()
+        counts = await store.outbox_summary()
+        lines = ["outbox: " + ", ".join(f"{n} {status}" for status, n in counts.items())]
+        alerts = await store.recent_alerts(ALERTS_SHOWN)
+        lines.append("recent alerts:" if alerts else "no alerts yet")
+        for alert in alerts:
+            lines.append(f"• [{alert.severity}] {alert.title} ({ago(now - alert.created_at)} ago)")
+        dead = await store.dead_letters(DEAD_SHOWN)
+        if dead:
+            lines.append("dead letters (not delivered; /retry sends one again):")
+        for item in dead:
+            lines.append(
+                f"• #{item.id} to {item.interface}:{item.channel}: {item.alert.title}"
+                f" — {item.last_error}"
+            )
+        buttons = tuple(
+            (Button(f"Retry #{item.id}", f"/retry {item.id}", "primary"),) for item in dead
+        )
+        return Reply("\n".join(lines), buttons=buttons)
+
+    async def _retry(self, outbox_id: int) -> Reply:
+        store = self._outbox()
+        item = await store.retry_dead(outbox_id, self._clock())
+        if item is None:
+            found = await store.get_outbox(outbox_id)
+            if found is None:
+                raise NotFound(f"no dead letter {outbox_id}; /alerts lists them")
+            raise Conflict(f"{outbox_id} is not a dead letter: it is {found.status.value}")
+        if self._notifier is not None:
+            self._notifier.notify_new()
+        return Reply(
+            f"dead letter {item.id} goes to {item.interface}:{item.channel} again:"
+            f" {item.alert.title}"
         )

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from farmbot.config.alerts import AlertsConfig, WebhookConfig
 from farmbot.models import Role
 
 DEFAULT_HOST = "127.0.0.1"
@@ -67,6 +68,7 @@ class AgentProfile:
     """How to run and read one agent CLI.
 
     Patterns are Python regular expressions matched against the pane's last lines.
+    Times are seconds. Keys are tmux key names (``Enter``, ``Escape``, ``1``).
     """
 
     name: str
@@ -76,6 +78,39 @@ class AgentProfile:
     busy_pattern: str | None = None  # the CLI is working
     waiting_pattern: str | None = None  # the CLI asks a human (permission dialog)
     env: dict[str, str] = field(default_factory=dict)
+    hooks: bool = False  # the CLI sends Claude Code hook events (installed at spawn)
+    approve_keys: tuple[str, ...] = ("1",)  # answer "yes" to a permission question
+    deny_keys: tuple[str, ...] = ("Escape",)  # answer "no"
+    error_pattern: str = r"(?i)^\s*(error|fatal|traceback|exception)\b|\berror:"
+    help_pattern: str = (
+        r"(?i)\b(need (some )?(human )?help|can't decide|cannot decide|please advise|"
+        r"need (your )?input)\b"
+    )
+    limit_pattern: str = r"(?i)(limit reached|hit your (usage )?limit|usage limit).*\breset"
+    continue_prompt: str = "continue"  # typed when a usage limit resets; "" turns it off
+    stuck_no_output: float = 600.0  # busy with no new output
+    stuck_no_tool: float = 300.0  # busy with no tool call (CLIs with hooks)
+    stuck_repeated_error: int = 3  # the same error line this many times
+    waiting_warn: float = 600.0  # waiting on a human: a warning alert after this long
+    waiting_critical: float = 1800.0  # ... and a critical one after this long
+
+
+@dataclass(frozen=True, slots=True)
+class QaConfig:
+    interval_minutes: float = 15.0  # the scheduled QA cycle; 0 turns it off
+    timeout: float = 600.0  # seconds a verify command may run
+    on_idle: bool = True  # also run when a builder goes idle after working
+    min_gap: float = 60.0  # seconds between two idle-triggered runs of one builder
+
+
+@dataclass(frozen=True, slots=True)
+class CronJob:
+    """A chat command run on a schedule, as a configured user (and audited as such)."""
+
+    name: str
+    cron: str  # five crontab fields, UTC: "0 9 * * 1-5"
+    command: str  # "/send architect write the daily status report"
+    user: str  # a [users.<name>]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +131,10 @@ class Config:
     projects: tuple[ProjectConfig, ...] = ()
     agents: dict[str, AgentProfile] = field(default_factory=dict)
     users: tuple[UserConfig, ...] = ()
+    qa: QaConfig = field(default_factory=QaConfig)
+    cron: tuple[CronJob, ...] = ()
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
     source: Path | None = None  # the file it was read from; None when on defaults
 
     def profile(self, name: str) -> AgentProfile:
@@ -119,6 +158,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
         "claude": AgentProfile(
             name="claude",
             command="claude",
+            hooks=True,
             idle_pattern=r"^\s*[>❯]\s*$",
             busy_pattern=r"esc to interrupt",
             waiting_pattern=r"Do you want to proceed\?",
@@ -129,6 +169,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             idle_pattern=r"^\s*›\s",
             busy_pattern=r"esc to interrupt",
             waiting_pattern=r"Would you like to run the following command\?",
+            approve_keys=("y",),
         ),
         "gemini": AgentProfile(
             name="gemini",
@@ -142,5 +183,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             command="aider",
             idle_pattern=r"^\S*> ?$",
             waiting_pattern=r"\(Y\)es/\(N\)o",
+            approve_keys=("y", "Enter"),
+            deny_keys=("n", "Enter"),
         ),
     }

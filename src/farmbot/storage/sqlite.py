@@ -12,38 +12,46 @@ Requires SQLite 3.35 or newer (``RETURNING``).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import aiosqlite
 
 from farmbot.errors import StorageError
 from farmbot.models import (
     Agent,
-    AgentKind,
     AgentState,
+    Alert,
+    AlertDraft,
     AuditEntry,
     DesiredState,
     Event,
     Gate,
     GateStatus,
     NewEvent,
+    OutboxItem,
     Project,
     Prompt,
     PromptStatus,
+    QaRun,
 )
+from farmbot.storage import outbox, rows
+from farmbot.storage.connection import Transaction, encode_json
 from farmbot.storage.migrations import Migration, apply_migrations, load_migrations
 
-BUSY_TIMEOUT_MS = 5000
+__all__ = ["SqliteStore", "Transaction"]
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+P = ParamSpec("P")
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+DEDUPE_WINDOW = 300.0  # seconds; config [alerts] dedupe_window overrides it
 
 # The agents table has exactly the columns of the Agent record.
 _AGENT_COLUMNS = [f.name for f in fields(Agent)]
@@ -52,38 +60,6 @@ _SAVE_AGENT = (
     f" VALUES ({', '.join(':' + c for c in _AGENT_COLUMNS)}) ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _AGENT_COLUMNS if c != "id")
 )
-
-
-class Transaction:
-    """Statements run inside one ``store.transaction()``; all commit or none do."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement; return the number of rows it changed."""
-        cursor = await self._conn.execute(sql, params)
-        return cursor.rowcount
-
-    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one ``INSERT``; return the new row's id."""
-        cursor = await self._conn.execute(sql, params)
-        if cursor.lastrowid is None:
-            raise StorageError(f"statement inserted no row: {sql}")
-        return cursor.lastrowid
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per parameter row."""
-        await self._conn.executemany(sql, rows)
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        """Run a query (or a statement with ``RETURNING``); return its first row."""
-        rows = await self._conn.execute_fetchall(sql, params)
-        return next(iter(rows), None)
-
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """Run a query (or a statement with ``RETURNING``); return all its rows."""
-        return list(await self._conn.execute_fetchall(sql, params))
 
 
 class SqliteStore:
@@ -216,6 +192,16 @@ class SqliteStore:
             finally:
                 self._tx_owner = None
 
+    async def _run(
+        self,
+        fn: Callable[Concatenate[Transaction, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run a storage/ SQL helper whose statements each commit on their own."""
+        async with self._locked() as conn:
+            return await fn(Transaction(conn), *args, **kwargs)
+
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         async with self._locked() as conn:
             return list(await conn.execute_fetchall(sql, params))
@@ -254,11 +240,13 @@ class SqliteStore:
     async def get_project(self, name: str) -> Project | None:
         """The project of that name, or None."""
         row = await self._fetchone("SELECT * FROM projects WHERE name = ?", (name,))
-        return None if row is None else _project(row)
+        return None if row is None else rows.project(row)
 
     async def list_projects(self) -> list[Project]:
         """All projects, ordered by name."""
-        return [_project(r) for r in await self._fetchall("SELECT * FROM projects ORDER BY name")]
+        return [
+            rows.project(r) for r in await self._fetchall("SELECT * FROM projects ORDER BY name")
+        ]
 
     async def set_project_active(self, name: str, active: bool, now: float) -> None:
         """Mark a project active or inactive."""
@@ -275,15 +263,15 @@ class SqliteStore:
     async def get_agent(self, agent_id: str) -> Agent | None:
         """The agent with that id, or None."""
         row = await self._fetchone("SELECT * FROM agents WHERE id = ?", (agent_id,))
-        return None if row is None else _agent(row)
+        return None if row is None else rows.agent(row)
 
     async def list_agents(self, project: str | None = None) -> list[Agent]:
         """Agents (optionally of one project), ordered by created_at then id."""
-        rows = await self._fetchall(
+        found = await self._fetchall(
             "SELECT * FROM agents WHERE ?1 IS NULL OR project = ?1 ORDER BY created_at, id",
             (project,),
         )
-        return [_agent(r) for r in rows]
+        return [rows.agent(r) for r in found]
 
     async def set_agent_state(
         self, agent_id: str, state: AgentState, reason: str, now: float
@@ -299,7 +287,7 @@ class SqliteStore:
             " WHERE id = ? RETURNING *",
             (state.value, reason, now, state.value, now, agent_id),
         )
-        return None if row is None else _agent(row)
+        return None if row is None else rows.agent(row)
 
     async def set_agent_desired(
         self, agent_id: str, desired: DesiredState, now: float
@@ -309,29 +297,46 @@ class SqliteStore:
             "UPDATE agents SET desired = ?, updated_at = ? WHERE id = ? RETURNING *",
             (desired.value, now, agent_id),
         )
-        return None if row is None else _agent(row)
+        return None if row is None else rows.agent(row)
+
+    async def set_agent_paused(
+        self, agent_id: str, until: float | None, now: float
+    ) -> Agent | None:
+        """Record a usage-limit pause (None lifts it); return the updated agent, or None."""
+        row = await self._fetchone(
+            "UPDATE agents SET paused_until = ?, updated_at = ? WHERE id = ? RETURNING *",
+            (until, now, agent_id),
+        )
+        return None if row is None else rows.agent(row)
 
     # prompts --------------------------------------------------------------------------
     async def add_prompt(
-        self, agent_id: str, text: str, source: str, wait_ready: bool, now: float
+        self,
+        agent_id: str,
+        text: str,
+        source: str,
+        wait_ready: bool,
+        now: float,
+        *,
+        not_before: float | None = None,
     ) -> Prompt:
-        """Queue a prompt for an agent."""
+        """Queue a prompt for an agent (not to be delivered before ``not_before``)."""
         row = await self._fetchone(
-            "INSERT INTO prompts (agent_id, text, source, status, wait_ready, created_at)"
-            " VALUES (?, ?, ?, 'pending', ?, ?) RETURNING *",
-            (agent_id, text, source, wait_ready, now),
+            "INSERT INTO prompts (agent_id, text, source, status, wait_ready, created_at,"
+            " not_before) VALUES (?, ?, ?, 'pending', ?, ?, ?) RETURNING *",
+            (agent_id, text, source, wait_ready, now, not_before),
         )
         assert row is not None
-        return _prompt(row)
+        return rows.prompt(row)
 
     async def pending_prompts(self, agent_id: str | None = None) -> list[Prompt]:
         """Pending prompts (of one agent, or all), oldest first."""
-        rows = await self._fetchall(
+        found = await self._fetchall(
             "SELECT * FROM prompts WHERE status = 'pending' AND (?1 IS NULL OR agent_id = ?1)"
             " ORDER BY id",
             (agent_id,),
         )
-        return [_prompt(r) for r in rows]
+        return [rows.prompt(r) for r in found]
 
     async def mark_prompt(
         self, prompt_id: int, status: PromptStatus, now: float, error: str = ""
@@ -361,26 +366,26 @@ class SqliteStore:
         """Store events in one transaction (``ts`` defaults to ``now``); return their ids."""
         if not events:
             return []
-        rows = [
+        params = [
             (
                 now if e.ts is None else e.ts,
                 e.kind,
                 e.agent_id,
                 e.project,
-                _encode(e.data) if e.data else "{}",
+                encode_json(e.data) if e.data else "{}",
             )
             for e in events
         ]
         async with self.transaction() as tx:
             await tx.executemany(
                 "INSERT INTO events (ts, kind, agent_id, project, data) VALUES (?, ?, ?, ?, ?)",
-                rows,
+                params,
             )
             row = await tx.fetchone("SELECT last_insert_rowid()")
         assert row is not None
         # One writer inside BEGIN IMMEDIATE: AUTOINCREMENT ids of one batch are consecutive.
         last = int(row[0])
-        return list(range(last - len(rows) + 1, last + 1))
+        return list(range(last - len(params) + 1, last + 1))
 
     async def recent_events(
         self, limit: int = 50, agent_id: str | None = None, kind_prefix: str | None = None
@@ -395,10 +400,10 @@ class SqliteStore:
             where.append("substr(kind, 1, ?) = ?")
             params += [len(kind_prefix), kind_prefix]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._fetchall(
+        found = await self._fetchall(
             f"SELECT * FROM events{clause} ORDER BY id DESC LIMIT ?", (*params, limit)
         )
-        return [_event(r) for r in rows]
+        return [rows.event(r) for r in found]
 
     # gates ----------------------------------------------------------------------------
     async def add_gate(
@@ -415,23 +420,23 @@ class SqliteStore:
         row = await self._fetchone(
             "INSERT INTO gates (kind, agent_id, project, title, detail, status, created_at,"
             " payload) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
-            (kind, agent_id, project, title, detail, now, _encode(payload)),
+            (kind, agent_id, project, title, detail, now, encode_json(payload)),
         )
         assert row is not None
-        return _gate(row)
+        return rows.gate(row)
 
     async def get_gate(self, gate_id: int) -> Gate | None:
         """The gate with that id, or None."""
         row = await self._fetchone("SELECT * FROM gates WHERE id = ?", (gate_id,))
-        return None if row is None else _gate(row)
+        return None if row is None else rows.gate(row)
 
     async def list_gates(self, status: GateStatus | None = GateStatus.PENDING) -> list[Gate]:
         """Gates with that status (all when None), oldest first."""
-        rows = await self._fetchall(
+        found = await self._fetchall(
             "SELECT * FROM gates WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
             (None if status is None else status.value,),
         )
-        return [_gate(r) for r in rows]
+        return [rows.gate(r) for r in found]
 
     async def decide_gate(
         self, gate_id: int, status: GateStatus, by: str | None, reason: str, now: float
@@ -448,7 +453,7 @@ class SqliteStore:
             " WHERE id = ? AND status = 'pending' RETURNING *",
             (status.value, by, now, reason, gate_id),
         )
-        return None if row is None else _gate(row)
+        return None if row is None else rows.gate(row)
 
     # audit ----------------------------------------------------------------------------
     async def add_audit(
@@ -471,8 +476,8 @@ class SqliteStore:
 
     async def recent_audit(self, limit: int = 50) -> list[AuditEntry]:
         """The newest entries first."""
-        rows = await self._fetchall("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
-        return [_audit(r) for r in rows]
+        found = await self._fetchall("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+        return [rows.audit(r) for r in found]
 
     # button actions -------------------------------------------------------------------
     async def put_action(self, command: str, now: float) -> int:
@@ -492,38 +497,105 @@ class SqliteStore:
         row = await self._fetchone("SELECT command FROM actions WHERE id = ?", (action_id,))
         return None if row is None else str(row[0])
 
+    # QA runs --------------------------------------------------------------------------
+    async def start_qa_run(
+        self, agent_id: str, project: str, trigger: str, command: str, now: float
+    ) -> QaRun:
+        """Record a QA run that has just started."""
+        row = await self._fetchone(
+            "INSERT INTO qa_runs (agent_id, project, trigger, command, started_at)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING *",
+            (agent_id, project, trigger, command, now),
+        )
+        assert row is not None
+        return rows.qa_run(row)
 
-# rows -> records ----------------------------------------------------------------------
-def _project(r: sqlite3.Row) -> Project:
-    return Project(r["name"], r["path"], bool(r["active"]), r["verify"], bool(r["is_git"]))
+    async def finish_qa_run(
+        self,
+        run_id: int,
+        exit_code: int | None,
+        passed: bool,
+        timed_out: bool,
+        output_tail: str,
+        now: float,
+    ) -> QaRun:
+        """Record how a QA run ended; raises StorageError for an unknown run."""
+        row = await self._fetchone(
+            "UPDATE qa_runs SET finished_at = ?, exit_code = ?, passed = ?, timed_out = ?,"
+            " output_tail = ? WHERE id = ? RETURNING *",
+            (now, exit_code, passed, timed_out, output_tail, run_id),
+        )
+        if row is None:
+            raise StorageError(f"{self.path}: no QA run {run_id}")
+        return rows.qa_run(row)
 
+    async def recent_qa_runs(self, limit: int = 20, agent_id: str | None = None) -> list[QaRun]:
+        """QA runs (of one agent, or all), newest first."""
+        found = await self._fetchall(
+            "SELECT * FROM qa_runs WHERE ?1 IS NULL OR agent_id = ?1 ORDER BY id DESC LIMIT ?2",
+            (agent_id, limit),
+        )
+        return [rows.qa_run(r) for r in found]
 
-def _agent(r: sqlite3.Row) -> Agent:
-    return Agent(
-        **{
-            **dict(r),
-            "kind": AgentKind(r["kind"]),
-            "desired": DesiredState(r["desired"]),
-            "state": AgentState(r["state"]),
-        }
-    )
+    async def last_qa_run(self, agent_id: str) -> QaRun | None:
+        """The newest QA run of an agent, or None."""
+        found = await self.recent_qa_runs(1, agent_id)
+        return found[0] if found else None
 
+    # alerts and the outbox (SQL in storage/outbox.py) -----------------------------------
+    async def add_event_with_alerts(
+        self,
+        event: NewEvent,
+        alerts: Sequence[AlertDraft],
+        now: float,
+        *,
+        dedupe_window: float = DEDUPE_WINDOW,
+    ) -> tuple[Event, list[Alert]]:
+        """Store an event, its alerts and their outbox rows in one transaction."""
+        async with self.transaction() as tx:
+            return await outbox.add_event_with_alerts(tx, event, alerts, now, dedupe_window)
 
-def _prompt(r: sqlite3.Row) -> Prompt:
-    return Prompt(
-        **{**dict(r), "status": PromptStatus(r["status"]), "wait_ready": bool(r["wait_ready"])}
-    )
+    async def due_outbox(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        """The due head of each channel's queue, oldest first."""
+        return await self._run(outbox.due, now, limit)
 
+    async def get_outbox(self, outbox_id: int) -> OutboxItem | None:
+        """One outbox item with its alert, or None."""
+        return await self._run(outbox.get, outbox_id)
 
-def _event(r: sqlite3.Row) -> Event:
-    return Event(**{**dict(r), "data": json.loads(r["data"])})
+    async def mark_sending(self, outbox_id: int, now: float) -> bool:
+        """Claim a pending item for delivery; False when it is no longer pending."""
+        return await self._run(outbox.mark_sending, outbox_id, now)
 
+    async def mark_delivered(self, outbox_id: int, now: float) -> bool:
+        """Record the delivery of an item being sent."""
+        return await self._run(outbox.mark_delivered, outbox_id, now)
 
-def _gate(r: sqlite3.Row) -> Gate:
-    return Gate(
-        **{**dict(r), "status": GateStatus(r["status"]), "payload": json.loads(r["payload"])}
-    )
+    async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> bool:
+        """Count a failed attempt and put the item back in its queue for later."""
+        return await self._run(outbox.mark_retry, outbox_id, error, next_attempt_at)
 
+    async def mark_dead(self, outbox_id: int, error: str) -> bool:
+        """Give up on an item (a dead letter); its channel moves on."""
+        return await self._run(outbox.mark_dead, outbox_id, error)
 
-def _audit(r: sqlite3.Row) -> AuditEntry:
-    return AuditEntry(**dict(r))
+    async def retry_dead(self, outbox_id: int, now: float) -> OutboxItem | None:
+        """Put a dead letter back in its queue; None when it is not dead."""
+        async with self.transaction() as tx:
+            return await outbox.retry_dead(tx, outbox_id, now)
+
+    async def requeue_sending(self, now: float) -> int:
+        """Put items a crash left in ``sending`` back to pending; return how many."""
+        return await self._run(outbox.requeue_sending, now)
+
+    async def outbox_summary(self) -> dict[str, int]:
+        """How many outbox items are in each status."""
+        return await self._run(outbox.summary)
+
+    async def dead_letters(self, limit: int = 50) -> list[OutboxItem]:
+        """Dead letters, newest first."""
+        return await self._run(outbox.dead_letters, limit)
+
+    async def recent_alerts(self, limit: int = 50) -> list[Alert]:
+        """Alerts, newest first."""
+        return await self._run(outbox.recent_alerts, limit)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import hashlib
 import logging
 import os
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from farmbot.config.schema import AgentProfile, Config, ProjectConfig
 from farmbot.errors import CommandError, Conflict, NotFound, TmuxError
+from farmbot.hooks_install import install_hooks
 from farmbot.models import (
     Agent,
     AgentKind,
@@ -48,12 +48,6 @@ class Sent:
     removed: int  # control characters removed from the text
 
 
-@dataclass(slots=True)
-class _Screen:
-    digest: str = ""
-    changed_at: float = 0.0
-
-
 class Supervisor:
     """Owns projects and agents; every agent operation goes through here."""
 
@@ -66,6 +60,7 @@ class Supervisor:
         *,
         clock: Callable[[], float] = time.time,
         agent_env: dict[str, str] | None = None,
+        hook_token: Callable[[str], str] | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -73,14 +68,18 @@ class Supervisor:
         self._events = events
         self._clock = clock
         self._agent_env = dict(agent_env or {})
+        self._hook_token = hook_token
         self._lock = asyncio.Lock()  # spawn / kill / reconcile
         self._pane_locks: dict[str, asyncio.Lock] = {}
-        self._screens: dict[str, _Screen] = {}
         self._patterns: dict[str, PanePatterns] = {
             name: PanePatterns.of(profile) for name, profile in config.agents.items()
         }
         self.spawned = 0
         self.delivered = 0
+
+    def update_agent_env(self, **values: str) -> None:
+        """Change what new agents get in their environment (e.g. the daemon's bound URL)."""
+        self._agent_env.update(values)
 
     def __repr__(self) -> str:
         return f"<Supervisor spawned={self.spawned} delivered={self.delivered} tmux={self._tmux!r}>"
@@ -183,6 +182,8 @@ class Supervisor:
             command = (
                 os.environ.get("SHELL", "/bin/sh") if kind is AgentKind.SHELL else profile.command
             )
+            if profile.hooks and kind is not AgentKind.SHELL:
+                await asyncio.to_thread(install_hooks, workdir, agent=agent_id)
             try:
                 await self._tmux.new_session(
                     agent_id, command, workdir, self._env_for(agent, profile)
@@ -192,7 +193,6 @@ class Supervisor:
                     agent_id, AgentState.DEAD, str(exc), self._clock()
                 )
                 raise CommandError(f"could not start {agent_id}: {exc}") from exc
-            self._screens[agent_id] = _Screen(changed_at=now)
             if kind is AgentKind.BUILDER:
                 text = profile.builder_prompt.format(n=number, project=pc.name)
                 await self._store.add_prompt(agent_id, text, "spawn", True, now)
@@ -249,6 +249,8 @@ class Supervisor:
             FARMBOT_PROFILE=agent.profile,
             FARMBOT_BRANCH=agent.branch or "",
         )
+        if self._hook_token is not None:
+            env["FARMBOT_HOOK_TOKEN"] = self._hook_token(agent.id)
         env.update(profile.env)
         return env
 
@@ -334,6 +336,8 @@ class Supervisor:
         return delivered
 
     def _ready_for(self, agent: Agent, prompt: Prompt) -> bool:
+        if prompt.not_before is not None and self._clock() < prompt.not_before:
+            return False
         if agent.state is AgentState.IDLE:
             return True
         if agent.state is AgentState.STARTING:
@@ -372,7 +376,6 @@ class Supervisor:
             if remove and agent.kind is AgentKind.BUILDER:
                 pc = self._project_config(agent.project)
                 await remove_worktree(pc.path, Path(agent.workdir))
-            self._screens.pop(agent_id, None)
             await self._events.emit(
                 "agent.stopped",
                 agent_id,
@@ -448,41 +451,6 @@ class Supervisor:
         await self._store.save_agent(agent)
         await self._events.emit("agent.adopted", name, pc.name, pid=pane.pid)
 
-    async def observe(self) -> None:
-        """Read every live agent's pane and record the state it shows."""
-        panes = await self._tmux.panes()
-        for agent in await self._store.list_agents():
-            pane = panes.get(agent.id)
-            if agent.desired is DesiredState.STOPPED or not agent.state.is_live:
-                continue
-            if pane is None or pane.dead:
-                continue  # reconcile marks it dead
-            try:
-                lines = await self._tmux.capture(agent.id, 60)
-            except TmuxError:
-                continue
-            await self._observe_one(agent, lines)
-
-    async def _observe_one(self, agent: Agent, lines: list[str]) -> None:
-        now = self._clock()
-        screen = self._screens.setdefault(agent.id, _Screen(changed_at=now))
-        digest = hashlib.blake2b("\n".join(lines).encode(), digest_size=16).hexdigest()
-        changed = digest != screen.digest
-        if changed:
-            screen.digest, screen.changed_at = digest, now
-        if agent.kind is AgentKind.SHELL:
-            seen: AgentState | None = AgentState.IDLE
-        else:
-            seen = classify(lines, self._patterns_for(agent))
-        if seen is None:
-            if agent.state is AgentState.STARTING:
-                return
-            seen = AgentState.BUSY if changed else agent.state
-        if agent.state is AgentState.PAUSED and seen is not AgentState.WAITING:
-            return  # a usage limit holds until it resets
-        if seen is not agent.state:
-            await self.set_state(agent, seen, "seen on the pane")
-
     async def set_state(self, agent: Agent, state: AgentState, reason: str) -> Agent:
         updated = await self._store.set_agent_state(agent.id, state, reason, self._clock())
         await self._events.emit(
@@ -501,10 +469,17 @@ class Supervisor:
     def _pane_lock(self, agent_id: str) -> asyncio.Lock:
         return self._pane_locks.setdefault(agent_id, asyncio.Lock())
 
+    async def press_keys(self, agent_id: str, keys: tuple[str, ...]) -> None:
+        """Press tmux keys (``1``, ``Escape``) in an agent's pane, never mid-paste."""
+        async with self._pane_lock(agent_id):
+            try:
+                await self._tmux.send_keys(agent_id, *keys)
+            except TmuxError as exc:
+                raise CommandError(f"could not type into {agent_id}: {exc}") from exc
+
     async def tick(self) -> None:
-        """One supervision round: reconcile, observe, deliver queued prompts."""
+        """Reconcile with tmux, then deliver queued prompts (the monitor reads panes between)."""
         await self.reconcile()
-        await self.observe()
         await self.deliver_pending()
 
 

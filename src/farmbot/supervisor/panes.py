@@ -58,7 +58,9 @@ def classify(lines: list[str], patterns: PanePatterns) -> AgentState | None:
     busy = _last_match(patterns.busy, tail)
     if waiting >= 0 and waiting > idle:
         return AgentState.WAITING if busy <= waiting else AgentState.BUSY
-    if busy >= 0:
+    # A prompt that ends the screen, below the last busy line, means that busy line is
+    # history (REPL-style CLIs); TUIs keep hints under their input box, so there it isn't.
+    if busy >= 0 and not (idle == len(tail) - 1 and idle > busy):
         return AgentState.BUSY
     if idle >= 0:
         return AgentState.IDLE

@@ -82,8 +82,7 @@ class Tmux:
         try:
             await self._run("list-sessions", "-F", "#{session_name}")
         except TmuxError as exc:
-            text = str(exc)
-            if "no server running" in text or "error connecting" in text:
+            if _no_server(exc):
                 return
             raise
 
@@ -130,7 +129,7 @@ class Tmux:
         try:
             lines = await self._run("list-panes", "-a", "-F", fmt)
         except TmuxError as exc:
-            if "no server running" in str(exc) or "error connecting" in str(exc):
+            if _no_server(exc):
                 return {}
             raise
         result: dict[str, PaneInfo] = {}
@@ -169,7 +168,7 @@ class Tmux:
         try:
             await self._run("kill-session", "-t", f"={name}")
         except TmuxError as exc:
-            if "can't find session" in str(exc) or "no server running" in str(exc):
+            if "can't find session" in str(exc) or _no_server(exc):
                 return False
             raise
         return True
@@ -178,8 +177,8 @@ class Tmux:
         """The last ``lines`` lines of the pane (scrollback included), trailing blanks cut."""
         start = str(-max(lines, 1) - PANE_HEIGHT)
         out = await self._run("capture-pane", "-p", "-J", "-t", f"={name}:", "-S", start)
-        while out and not out[-1].strip():
-            out.pop()
+        while out and (not out[-1].strip() or out[-1].startswith("Pane is dead (")):
+            out.pop()  # blank rows, and the notice tmux prints under an exited program
         return out[-lines:]
 
     async def paste(self, name: str, text: str) -> None:
@@ -208,3 +207,12 @@ class Tmux:
     def _kill_server(self) -> None:
         if self._server.is_alive():
             self._server.kill()
+
+
+def _no_server(exc: TmuxError) -> bool:
+    """tmux has no server on the socket (yet, or any more: it exits with its last session)."""
+    text = str(exc)
+    return any(
+        sign in text
+        for sign in ("no server running", "error connecting", "no current target", "server exited")
+    )

@@ -1,0 +1,163 @@
+"""Claude Code hook events into farmbot: the HTTP endpoint, hook tokens and the spool.
+
+Agents report through ``POST /hooks/claude/{agent}`` on farmbot's own web site, either
+directly (Claude Code's ``http`` hook type) or through ``farmbot hook`` (``command``
+hooks, see farmbot/hook.py). Each agent holds a token that only posts events for that
+agent, so an agent cannot speak for another. What an event means is decided by the
+injected ``ingest`` callback; this module only checks and translates.
+
+Events that could not be delivered wait in ``<state_dir>/spool/`` as one JSON file each,
+``{"agent": ..., "received_at": <unix>, "event": {...}}`` named ``<time_ns>-<pid>.json``;
+``replay_spool`` feeds them to ``ingest`` on the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from farmbot.adapters.web import Route
+from farmbot.errors import StorageError
+from farmbot.hook import spool_event, valid_agent_id  # they live in the light client module
+
+__all__ = [
+    "HookEndpoint",
+    "Ingest",
+    "hook_routes",
+    "hook_token",
+    "replay_spool",
+    "spool_event",
+    "valid_agent_id",
+]
+
+log = logging.getLogger(__name__)
+
+Ingest = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+TOKEN_HEADER = "X-Farmbot-Hook-Token"
+BAD_DIR = "bad"
+_EMPTY = b"{}"  # Claude Code reads an http hook's answer as hook output: {} decides nothing
+
+
+def hook_token(key: str, agent_id: str) -> str:
+    """The token that lets ``agent_id`` (and only it) post hook events."""
+    digest = hmac.new(key.encode(), f"hook:{agent_id}".encode(), hashlib.sha256).hexdigest()
+    return digest[:32]
+
+
+def hook_routes(ingest: Ingest, key: str) -> list[Route]:
+    """The hook endpoint's routes, for ``WebInterface.add_route``."""
+    return HookEndpoint(ingest, key).routes()
+
+
+class HookEndpoint:
+    """Checks hook requests (agent id, token, body) and hands the events to ``ingest``."""
+
+    def __init__(self, ingest: Ingest, key: str) -> None:
+        self._ingest = ingest
+        self._key = key
+        self.received = 0
+        self.rejected = 0
+
+    def __repr__(self) -> str:
+        return f"<HookEndpoint received={self.received} rejected={self.rejected}>"
+
+    def routes(self) -> list[Route]:
+        return [("POST", "/hooks/claude/{agent}", self.handle)]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Accept one event: 200 ``{}``, or a JSON error naming what was wrong."""
+        agent = request.match_info["agent"]
+        if not valid_agent_id(agent):
+            return self._reject(
+                400,
+                f"invalid agent id {agent!r}: expected 1-64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit",
+            )
+        given = request.query.get("token") or request.headers.get(TOKEN_HEADER) or ""
+        if not hmac.compare_digest(given.encode(), hook_token(self._key, agent).encode()):
+            return self._reject(
+                401,
+                f"missing or wrong hook token for agent '{agent}': send ?token=<token> or "
+                f"'{TOKEN_HEADER}: <token>'",
+            )
+        try:
+            payload = json.loads(await request.read())
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("hook_event_name"), str):
+            return self._reject(
+                400,
+                "the body must be a JSON object with a string 'hook_event_name' "
+                "(the JSON Claude Code sends to hooks)",
+            )
+        try:
+            await self._ingest(agent, payload)
+        except StorageError as exc:
+            # 503 makes `farmbot hook` spool the event, so it is retried on the next start.
+            log.error("hook event from %s not stored: %s", agent, exc)
+            return self._reject(503, f"the event could not be stored: {exc}")
+        self.received += 1
+        return web.Response(body=_EMPTY, content_type="application/json")
+
+    def _reject(self, status: int, error: str) -> web.Response:
+        self.rejected += 1
+        return web.json_response({"error": error}, status=status)
+
+
+async def replay_spool(spool_dir: Path, ingest: Ingest) -> int:
+    """Ingest spooled events oldest first, deleting each once ingested; return how many.
+
+    A file that cannot be read or is not a spooled event moves to ``spool_dir/bad/``.
+    An exception from ``ingest`` stops the replay and leaves that file for next time.
+    """
+    try:
+        names = sorted(
+            entry.name
+            for entry in spool_dir.iterdir()
+            if entry.name.endswith(".json") and entry.is_file()
+        )
+    except FileNotFoundError:
+        return 0
+    replayed = 0
+    for name in names:
+        path = spool_dir / name
+        try:
+            agent, event = _read_spooled(path)
+        except FileNotFoundError:  # replayed meanwhile by someone else
+            continue
+        except (OSError, ValueError) as exc:
+            _quarantine(path, exc)
+            continue
+        await ingest(agent, event)
+        path.unlink(missing_ok=True)
+        replayed += 1
+    if replayed:
+        log.info("replayed %d spooled hook events from %s", replayed, spool_dir)
+    return replayed
+
+
+def _read_spooled(path: Path) -> tuple[str, dict[str, Any]]:
+    record = json.loads(path.read_bytes())
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    agent, event = record.get("agent"), record.get("event")
+    if not isinstance(agent, str) or not valid_agent_id(agent):
+        raise ValueError(f"no valid agent id (got {agent!r})")
+    if not isinstance(event, dict) or not isinstance(event.get("hook_event_name"), str):
+        raise ValueError("'event' is not a hook event with a string 'hook_event_name'")
+    return agent, event
+
+
+def _quarantine(path: Path, reason: Exception) -> None:
+    bad = path.parent / BAD_DIR
+    bad.mkdir(mode=0o700, exist_ok=True)
+    path.replace(bad / path.name)
+    log.warning("spooled hook event %s is unusable (%s); moved to %s", path.name, reason, bad)

@@ -1,0 +1,124 @@
+"""A generic webhook interface: each alert is POSTed as JSON to a configured URL.
+
+Outbound only. The body is::
+
+    {"title": ..., "text": ..., "severity": "warning", "agent": "builder-42",
+     "project": "farm", "pre": "last lines" | null,
+     "buttons": [{"label": "Tail", "command": "/tail builder-42"}], "count": 1,
+     "alert_id": 17}
+
+A 2xx answer is a delivery. 429 (honouring Retry-After), 408, 5xx, timeouts and
+connection errors raise ``DeliveryError``; any other answer raises
+``PermanentDeliveryError``. The URL and headers may hold secrets, so errors and logs
+name the webhook and its host only.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from farmbot.adapters.base import OnIncoming, OutboundMessage
+from farmbot.config.alerts import WebhookConfig
+from farmbot.errors import DeliveryError, PermanentDeliveryError
+
+ERROR_BODY_CHARS = 200  # of a failed answer, quoted in the error
+
+
+class WebhookInterface:
+    """POSTs alerts to one URL through one aiohttp session."""
+
+    def __init__(self, config: WebhookConfig, clock: Callable[[], float] = time.time) -> None:
+        self.name = config.name
+        self._config = config
+        self._clock = clock
+        self._host = urlsplit(config.url).hostname or "?"
+        self._session: aiohttp.ClientSession | None = None
+        self.sent = 0
+        self.failed = 0
+
+    def __repr__(self) -> str:
+        return f"<WebhookInterface {self.name} {self._host} sent={self.sent} failed={self.failed}>"
+
+    async def start(self, on_incoming: OnIncoming) -> None:
+        """Open the HTTP session (a webhook receives no commands)."""
+        self._client()
+
+    async def stop(self) -> None:
+        """Close the HTTP session. Safe to call twice."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def send(self, channel: str, message: OutboundMessage) -> None:
+        """POST one alert; raise ``DeliveryError``/``PermanentDeliveryError`` on failure."""
+        where = f"webhook {self.name} ({self._host})"
+        try:
+            # A redirect is not followed: a POST that moves is a misconfigured URL.
+            post = self._client().post(self._config.url, json=body(message), allow_redirects=False)
+            async with post as response:
+                status = response.status
+                if 200 <= status < 300:
+                    self.sent += 1
+                    return
+                detail = (await response.text(errors="replace"))[:ERROR_BODY_CHARS].strip()
+                retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
+        except TimeoutError as exc:
+            self.failed += 1
+            raise DeliveryError(f"{where}: timed out") from exc
+        except aiohttp.ClientError as exc:
+            self.failed += 1
+            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        self.failed += 1
+        problem = f"{where}: HTTP {status}" + (f": {detail}" if detail else "")
+        if status == 429 or status == 408 or status >= 500:
+            raise DeliveryError(problem, retry_after=retry_after)
+        raise PermanentDeliveryError(problem)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self._config.timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, headers=dict(self._config.headers)
+            )
+        return self._session
+
+
+def body(message: OutboundMessage) -> dict[str, Any]:
+    """The JSON a webhook receives for one alert."""
+    return {
+        "title": message.title,
+        "text": message.text,
+        "severity": str(message.severity),
+        "agent": message.agent_id,
+        "project": message.project,
+        "pre": message.pre,
+        "buttons": [
+            {"label": b.label, "command": b.command} for row in message.buttons for b in row
+        ],
+        "count": message.count,
+        "alert_id": message.alert_id,
+    }
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)

@@ -1,0 +1,210 @@
+"""The ``[alerts]`` and ``[[webhooks]]`` sections: which events alert whom, and how hard
+farmbot tries.
+
+::
+
+    [alerts]
+    dedupe_window = 300          # seconds: repeats of one alert fold into one message
+    max_attempts = 8             # deliveries tried before an alert becomes a dead letter
+    backoff_base = 2             # seconds; doubles per attempt, with jitter ...
+    backoff_max = 600            # ... up to this (a platform's retry-after still wins)
+
+    [alerts.rules]               # a kind's severity, or "off"
+    "agent.resumed" = "off"
+    "agent.stuck" = "critical"
+
+    [[alerts.routes]]            # the web console gets every alert anyway
+    interface = "telegram"
+    channel = "-1001234567890"
+    min_severity = "warning"     # the default
+    projects = ["farm"]          # optional; absent means every project
+
+    [[webhooks]]                 # a generic interface: JSON POSTed to a URL
+    name = "ops"
+    url = "env:OPS_WEBHOOK_URL"
+    headers = { Authorization = "env:OPS_WEBHOOK_AUTH" }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from farmbot.config import tables as tk
+from farmbot.errors import ConfigError
+from farmbot.models import Severity
+
+# The event kinds with a built-in alert rule, and the severity each has by default.
+ALERT_KINDS: Mapping[str, Severity] = {
+    "agent.dead": Severity.CRITICAL,
+    "agent.stuck": Severity.WARNING,
+    "agent.needs_human": Severity.WARNING,
+    "agent.waiting_too_long": Severity.WARNING,  # the event's level decides, unless set
+    "gate.opened": Severity.WARNING,
+    "qa.failed": Severity.WARNING,
+    "agent.paused": Severity.INFO,
+    "agent.resumed": Severity.INFO,
+}
+BUILTIN_INTERFACES = ("web", "telegram", "slack", "discord")
+_SEVERITIES = ("info", "warning", "critical")
+WEBHOOK_TIMEOUT = 10.0  # seconds for one POST
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRoute:
+    """Alerts of at least ``min_severity`` (of ``projects``, if given) go to a channel."""
+
+    interface: str
+    channel: str
+    min_severity: Severity = Severity.WARNING
+    projects: tuple[str, ...] = ()  # empty: every project
+
+    def matches(self, severity: Severity, project: str | None) -> bool:
+        """Whether an alert of that severity and project takes this route."""
+        if severity < self.min_severity:
+            return False
+        return not self.projects or project in self.projects
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    dedupe_window: float = 300.0
+    max_attempts: int = 8
+    backoff_base: float = 2.0
+    backoff_max: float = 600.0
+    rules: Mapping[str, Severity | None] = field(default_factory=dict)  # None: off
+    routes: tuple[AlertRoute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """A generic webhook interface. ``url`` and ``headers`` may hold secrets: not in repr."""
+
+    name: str
+    url: str = field(repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    timeout: float = WEBHOOK_TIMEOUT
+
+
+def parse_alerts(t: tk.Table, webhooks: Sequence[WebhookConfig] = ()) -> AlertsConfig:
+    """Read ``[alerts]``; routes may name a built-in interface or one of ``webhooks``."""
+    d = AlertsConfig()
+    interfaces = [*BUILTIN_INTERFACES, *(w.name for w in webhooks)]
+    routes: list[tk.Table] = t.get("routes", tk.as_tables, [])
+    config = AlertsConfig(
+        dedupe_window=t.get("dedupe_window", tk.number, d.dedupe_window),
+        max_attempts=t.get("max_attempts", tk.integer(1, 100), d.max_attempts),
+        backoff_base=t.get("backoff_base", tk.number, d.backoff_base),
+        backoff_max=t.get("backoff_max", tk.number, d.backoff_max),
+        rules=_rules(t.table("rules")),
+        routes=tuple(_route(r, interfaces) for r in routes),
+    )
+    if config.backoff_max < config.backoff_base:
+        raise t.error("backoff_max", f"must be at least backoff_base ({config.backoff_base:g})")
+    t.finish()
+    return config
+
+
+def parse_webhooks(tables: Sequence[tk.Table]) -> tuple[WebhookConfig, ...]:
+    """Read the ``[[webhooks]]`` array."""
+    hooks: list[WebhookConfig] = []
+    first: dict[str, str] = {}
+    for t in tables:
+        name = t.need("name", tk.text(tk.project_name))
+        if name in BUILTIN_INTERFACES:
+            raise t.error("name", f"'{name}' is a built-in interface; choose another name")
+        if name in first:
+            raise t.error("name", f"duplicate webhook name '{name}' (also {first[name]})")
+        first[name] = t.key("name")
+        headers = t.get("headers", tk.as_table)
+        hook = WebhookConfig(
+            name=name,
+            url=t.need("url", tk.text(_http_url)),
+            headers={} if headers is None else _headers(headers),
+            timeout=t.get("timeout", tk.number, WEBHOOK_TIMEOUT),
+        )
+        t.finish()
+        hooks.append(hook)
+    return tuple(hooks)
+
+
+def _rules(t: tk.Table) -> dict[str, Severity | None]:
+    rules: dict[str, Severity | None] = {}
+    for kind, value in t.items(tk.text(_severity_or_off)).items():
+        if kind not in ALERT_KINDS:
+            close = tk.closest(kind, ALERT_KINDS)
+            hint = f"; did you mean '{close}'?" if close else f" (one of: {', '.join(ALERT_KINDS)})"
+            raise t.error(kind, f"no alert rule for event kind '{kind}'{hint}")
+        rules[kind] = None if value == "off" else Severity.parse(value)
+    return rules
+
+
+def _route(t: tk.Table, interfaces: Sequence[str]) -> AlertRoute:
+    def known(value: str, shown: str) -> str | None:
+        if value in interfaces:
+            return None
+        close = tk.closest(value, interfaces)
+        hint = f"; did you mean '{close}'?" if close else ""
+        return f"unknown interface {shown} (known: {', '.join(interfaces)}){hint}"
+
+    route = AlertRoute(
+        interface=t.need("interface", tk.text(known)),
+        channel=t.need("channel", _channel),
+        min_severity=Severity.parse(t.get("min_severity", tk.text(_severity), "warning")),
+        projects=tuple(t.get("projects", _names, [])),
+    )
+    t.finish()
+    return route
+
+
+def _headers(t: tk.Table) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, raw in t.items(_raw).items():
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise t.error(name, "not a valid HTTP header name")
+        key = t.key(name)
+        if isinstance(raw, str) and raw.startswith("env:"):
+            headers[name] = tk.resolve_secret(raw, key, t.environ)
+        else:
+            headers[name] = tk.text()(t, key, raw)
+    return headers
+
+
+def _raw(t: tk.Table, key: str, raw: object) -> object:
+    return raw
+
+
+def _channel(t: tk.Table, key: str, raw: object) -> str:
+    """A channel id: a string, or an integer (a Telegram chat id)."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    return tk.text(tk.nonempty)(t, key, raw)
+
+
+def _names(t: tk.Table, key: str, raw: object) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        raise tk.type_error(key, "an array of project names", raw)
+    for item in raw:
+        problem = tk.project_name(item, f"'{item}'")
+        if problem:
+            raise ConfigError(key, problem)
+    return list(raw)
+
+
+def _severity(value: str, shown: str) -> str | None:
+    if value in _SEVERITIES:
+        return None
+    return f"unknown severity {shown} (use info, warning or critical)"
+
+
+def _severity_or_off(value: str, shown: str) -> str | None:
+    if value in (*_SEVERITIES, "off"):
+        return None
+    return f"unknown severity {shown} (use info, warning, critical or off)"
+
+
+def _http_url(value: str, shown: str) -> str | None:
+    if value.startswith(("http://", "https://")) and len(value) > len("https://"):
+        return None
+    # Never echo the value: webhook URLs often carry a token.
+    return "must be an http:// or https:// URL"

@@ -1,0 +1,298 @@
+"""A small toolkit for reading TOML tables into typed values with key-naming errors.
+
+A ``Table`` knows its dotted key path, pops typed keys through converters (``text``,
+``integer``, ``fs_path``, ...) and reports any key left unread as unknown, with a
+did-you-mean hint. Every string may be written ``env:NAME`` to read the environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import string
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar, overload
+
+from farmbot.errors import ConfigError
+
+if TYPE_CHECKING:  # schema imports config.alerts, which imports this module
+    from farmbot.config.schema import AgentProfile
+
+T = TypeVar("T")
+Conv = Callable[["Table", str, object], T]  # (table, dotted key, raw TOML value) -> value
+Check = Callable[[str, str], str | None]  # (value, how to show it) -> problem or None
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PROMPT_FIELDS = ("n", "project")
+ROLES = ("viewer", "operator", "admin")
+
+
+# -- the toolkit ------------------------------------------------------------------------
+
+
+class Table:
+    """A TOML table being read: knows its key path, pops typed keys, reports leftovers."""
+
+    def __init__(
+        self, data: Mapping[str, object], path: str, environ: Mapping[str, str], base: Path
+    ) -> None:
+        self.path = path
+        self.environ = environ
+        self.base = base  # relative paths are relative to this (the config file's dir)
+        self._data = dict(data)
+        self._read: list[str] = []
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.key(name), problem)
+
+    @overload
+    def get(self, name: str, conv: Conv[T]) -> T | None: ...
+    @overload
+    def get(self, name: str, conv: Conv[T], default: T) -> T: ...
+    def get(self, name: str, conv: Conv[T], default: T | None = None) -> T | None:
+        """Pop ``name`` through ``conv``; ``default`` when absent."""
+        self._read.append(name)
+        if name not in self._data:
+            return default
+        return conv(self, self.key(name), self._data.pop(name))
+
+    def need(self, name: str, conv: Conv[T], why: str = "") -> T:
+        """Pop a required key; its absence is an error (``why`` explains, if given)."""
+        self._read.append(name)
+        if name not in self._data:
+            raise self.error(name, f"missing{why}")
+        return conv(self, self.key(name), self._data.pop(name))
+
+    def table(self, name: str) -> Table:
+        """Pop a sub-table; an empty one when absent."""
+        return self.get(name, as_table, Table({}, self.key(name), self.environ, self.base))
+
+    def items(self, conv: Conv[T]) -> dict[str, T]:
+        """Pop every key (for tables whose keys are names, like ``[agents.<name>]``)."""
+        names = list(self._data)
+        self._read.extend(names)
+        return {n: conv(self, self.key(n), self._data.pop(n)) for n in names}
+
+    def finish(self) -> None:
+        """Fail on the first key nobody read."""
+        for name in self._data:
+            close = closest(name, self._read)
+            hint = f" (did you mean '{close}'?)" if close else ""
+            raise self.error(name, f"unknown key{hint}")
+
+
+def closest(word: str, options: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(word, list(dict.fromkeys(options)), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _describe(raw: object) -> str:
+    if isinstance(raw, bool):
+        return f"boolean {str(raw).lower()}"
+    if isinstance(raw, int):
+        return f"integer {raw}"
+    if isinstance(raw, float):
+        return f"float {raw}"
+    if isinstance(raw, str):
+        return "string " + json.dumps(
+            raw if len(raw) <= 40 else raw[:37] + "...", ensure_ascii=False
+        )
+    if isinstance(raw, list):
+        return "array"
+    if isinstance(raw, dict):
+        return "table"
+    return type(raw).__name__  # datetime, date, time
+
+
+def type_error(key: str, expected: str, raw: object) -> ConfigError:
+    return ConfigError(key, f"expected {expected}, got {_describe(raw)}")
+
+
+def _from_env(value: str, key: str, environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """Resolve ``env:NAME``; return (value, NAME or None for a literal)."""
+    if not value.startswith("env:"):
+        return value, None
+    name = value[4:]
+    if not ENV_NAME.fullmatch(name):
+        raise ConfigError(key, f'"env:NAME" needs a variable name, got "{value}"')
+    if name not in environ:
+        raise ConfigError(key, f"environment variable {name} is not set")
+    return environ[name], name
+
+
+def resolve_secret(value: object, key: str, environ: Mapping[str, str]) -> str:
+    """Resolve a secret, which must be written ``env:NAME``; never echo its value."""
+    if not isinstance(value, str):
+        kind = _describe(value).split(" ")[0]  # the type only: the value may be a secret
+        raise ConfigError(key, f'expected a string "env:NAME", got {kind}')
+    if not value.startswith("env:"):
+        raise ConfigError(key, 'secrets are never written in the file; use "env:NAME"')
+    secret, name = _from_env(value, key, environ)
+    if not secret:
+        raise ConfigError(key, f"environment variable {name} is empty")
+    return secret
+
+
+def text(check: Check | None = None) -> Conv[str]:
+    """A string, ``env:NAME`` resolved; ``check`` gets the value and a safe way to show it."""
+
+    def conv(t: Table, key: str, raw: object) -> str:
+        if not isinstance(raw, str):
+            raise type_error(key, "a string", raw)
+        value, var = _from_env(raw, key, t.environ)
+        shown = f"'{value}'" if var is None else f"${var}"  # never echo an env value
+        problem = check(value, shown) if check else None
+        if problem:
+            raise ConfigError(key, problem)
+        return value
+
+    return conv
+
+
+def secret(t: Table, key: str, raw: object) -> str:
+    """A secret: ``env:NAME`` only."""
+    return resolve_secret(raw, key, t.environ)
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Conv[int]:
+    """An integer (not a boolean) within bounds."""
+
+    def conv(t: Table, key: str, raw: object) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise type_error(key, "an integer", raw)
+        if maximum is not None and minimum is not None and not minimum <= raw <= maximum:
+            raise ConfigError(key, f"must be between {minimum} and {maximum}, got {raw}")
+        if minimum is not None and raw < minimum:
+            raise ConfigError(key, f"must be at least {minimum}, got {raw}")
+        return raw
+
+    return conv
+
+
+def number(t: Table, key: str, raw: object) -> float:
+    """A number (integer or float) greater than zero."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise type_error(key, "a number", raw)
+    if not raw > 0:
+        raise ConfigError(key, f"must be greater than 0, got {raw}")
+    return float(raw)
+
+
+def boolean(t: Table, key: str, raw: object) -> bool:
+    """``true`` or ``false``."""
+    if not isinstance(raw, bool):
+        raise type_error(key, "a boolean (true or false)", raw)
+    return raw
+
+
+def fs_path(*, directory: bool = False) -> Conv[Path]:
+    """A path, ``~`` expanded, relative to the config file's directory."""
+
+    def conv(t: Table, key: str, raw: object) -> Path:
+        value = text(nonempty)(t, key, raw)
+        resolved = (t.base / Path(value).expanduser()).resolve()
+        shown = str(resolved) if not str(raw).startswith("env:") else f"${str(raw)[4:]}"
+        if directory and not resolved.exists():
+            raise ConfigError(key, f"{shown}: no such directory")
+        if directory and not resolved.is_dir():
+            raise ConfigError(key, f"{shown}: not a directory")
+        return resolved
+
+    return conv
+
+
+def strings(t: Table, key: str, raw: object) -> tuple[str, ...]:
+    """A non-empty array of non-empty strings."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) and x for x in raw):
+        raise type_error(key, "a non-empty array of strings", raw)
+    return tuple(raw)
+
+
+def cron_expression(value: str, shown: str) -> str | None:
+    """Five crontab fields, as apscheduler reads them."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    if len(value.split()) != 5:
+        return f"expected five crontab fields (minute hour day month weekday), got {shown}"
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        return f"invalid cron expression {shown}: {exc}"
+    return None
+
+
+def as_table(t: Table, key: str, raw: object) -> Table:
+    """A sub-table, to be read with its own ``get``/``finish``."""
+    if not isinstance(raw, dict):
+        raise type_error(key, "a table", raw)
+    return Table(raw, key, t.environ, t.base)
+
+
+def as_tables(t: Table, key: str, raw: object) -> list[Table]:
+    """An array of tables (``[[name]]``); items are keyed ``name[0]``, ``name[1]``, ..."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise type_error(key, "an array of tables ([[...]])", raw)
+    return [Table(item, f"{key}[{i}]", t.environ, t.base) for i, item in enumerate(raw)]
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+def nonempty(value: str, shown: str) -> str | None:
+    return None if value else "must not be empty"
+
+
+def project_name(value: str, shown: str) -> str | None:
+    if NAME.fullmatch(value):
+        return None
+    return f"invalid name {shown}: use 1-32 of a-z, 0-9, '-' and '_', starting alphanumeric"
+
+
+def socket_name(value: str, shown: str) -> str | None:
+    if re.fullmatch(r"[^/\s]+", value):
+        return None
+    return "must be a non-empty name without '/' or whitespace"
+
+
+def regex(value: str, shown: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"invalid regular expression: {exc}"
+    return None
+
+
+def prompt_template(value: str, shown: str) -> str | None:
+    allowed = " and ".join("{" + f + "}" for f in PROMPT_FIELDS)
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        for field in fields:
+            if field not in PROMPT_FIELDS:
+                return f"unknown placeholder {{{field}}}; only {allowed} may be used"
+        value.format(n=42, project="demo")  # catches bad format specs and nested fields
+    except (KeyError, IndexError, AttributeError) as exc:
+        return f"unknown placeholder {exc}; only {allowed} may be used"
+    except ValueError as exc:
+        return f"malformed braces: {exc} (write {{{{ and }}}} for literal braces)"
+    return None
+
+
+def role_name(value: str, shown: str) -> str | None:
+    return None if value in ROLES else f"unknown role {shown} (use viewer, operator or admin)"
+
+
+def profile_ref(agents: Mapping[str, AgentProfile]) -> Check:
+    def check(value: str, shown: str) -> str | None:
+        if value in agents:
+            return None
+        close = closest(value, agents)
+        hint = f"; did you mean '{close}'?" if close else ""
+        return f"unknown agent profile {shown} (known: {', '.join(sorted(agents))}){hint}"
+
+    return check

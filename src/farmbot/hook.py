@@ -1,0 +1,167 @@
+"""``farmbot hook``: forward one Claude Code hook event (JSON on stdin) to the daemon.
+
+It runs on every tool call of every agent, so it imports almost nothing (no argparse,
+urllib, json or aiohttp: one hand-written HTTP/1.1 request on a raw socket) and it never
+breaks the agent: whatever goes wrong, the event is spooled to ``<state_dir>/spool/``
+(the daemon replays the spool on its next start) and the exit status is 0. Nothing is
+ever written to stdout, which Claude Code reads as the hook's answer.
+
+Settings come from options, else the environment the supervisor gives every agent::
+
+    --agent      FARMBOT_AGENT        the agent id the event belongs to
+    --url        FARMBOT_URL          the daemon, e.g. http://127.0.0.1:8765
+    --token      FARMBOT_HOOK_TOKEN   the agent's hook token
+    --state-dir  FARMBOT_STATE_DIR    where the spool lives (~/.local/state/farmbot)
+"""
+
+import os
+import sys
+import time
+
+CONNECT_TIMEOUT = 0.5
+TOTAL_TIMEOUT = 2.0
+SPOOL_DIR = "spool"
+DEFAULT_STATE_DIR = "~/.local/state/farmbot"
+
+_OPTIONS = {
+    "--agent": "FARMBOT_AGENT",
+    "--url": "FARMBOT_URL",
+    "--token": "FARMBOT_HOOK_TOKEN",
+    "--state-dir": "FARMBOT_STATE_DIR",
+}
+_USAGE = (
+    "usage: farmbot hook [--agent ID] [--url URL] [--token TOKEN] [--state-dir DIR] < event.json\n"
+    "Forwards one Claude Code hook event to farmbot; spools it when farmbot is down.\n"
+)
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def valid_agent_id(agent: str) -> bool:
+    """Whether ``agent`` matches ``^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`` (no regex import)."""
+    return 0 < len(agent) <= 64 and agent[0] not in "_.-" and all(c in _ID_CHARS for c in agent)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Deliver the event on stdin, or spool it; return 0 whatever happens."""
+    args = sys.argv[1:] if argv is None else argv
+    if "-h" in args or "--help" in args:
+        sys.stderr.write(_USAGE)
+        return 0
+    try:
+        body = sys.stdin.buffer.read()
+    except (OSError, ValueError, AttributeError):  # no usable stdin: nothing to forward
+        return 0
+    if not body.strip():
+        return 0
+    opts = _options(args)
+    agent = opts["--agent"]
+    # Broad on purpose: this runs inside the agent's tool loop, and a failing hook must
+    # never disturb it. The event is not lost: it goes to the spool.
+    try:
+        if agent and post(opts["--url"], agent, opts["--token"], body):
+            return 0
+    except Exception:
+        pass
+    state_dir = opts["--state-dir"] or os.path.expanduser(DEFAULT_STATE_DIR)
+    try:
+        spool_event(os.path.join(state_dir, SPOOL_DIR), agent or None, body)
+    except Exception:
+        pass
+    return 0
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    values = {name: os.environ.get(env, "") for name, env in _OPTIONS.items()}
+    i = 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name in values:
+            if not eq:
+                i += 1
+                value = argv[i] if i < len(argv) else ""
+            values[name] = value
+        i += 1
+    return values
+
+
+def post(
+    url: str,
+    agent: str,
+    token: str,
+    body: bytes,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    total_timeout: float = TOTAL_TIMEOUT,
+) -> bool:
+    """POST ``body`` to ``{url}/hooks/claude/{agent}?token=...``; True on a 2xx answer."""
+    if not url.startswith("http://") or not valid_agent_id(agent) or not token.isalnum():
+        return False
+    import _socket  # the C module: ``socket`` would pull in enum and selectors
+
+    deadline = time.monotonic() + total_timeout
+    hostport, _, prefix = url[7:].partition("/")
+    prefix = prefix.strip("/")
+    if hostport.startswith("["):  # [IPv6]:port
+        host, _, port = hostport[1:].partition("]")
+        port = port[1:]
+    else:
+        host, _, port = hostport.partition(":")
+    path = f"{'/' + prefix if prefix else ''}/hooks/claude/{agent}?token={token}"
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode("latin-1") + body
+    # A bytes host: a str one makes getaddrinfo import the idna codec (and re).
+    for family, kind, proto, _name, address in _socket.getaddrinfo(
+        host.encode(), int(port or 80), 0, _socket.SOCK_STREAM
+    ):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(connect_timeout)
+            try:
+                sock.connect(address)
+            except OSError:
+                continue
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(4096):  # the daemon closes after answering
+                answer += chunk
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        finally:
+            sock.close()
+        status = answer.split(b" ", 2)[1:2]
+        return bool(status) and status[0][:1] == b"2" and len(status[0]) == 3
+    return False
+
+
+def spool_event(spool_dir: str | os.PathLike[str], agent: str | None, body: bytes) -> str:
+    """Write the event atomically to ``spool_dir/<time_ns>-<pid>.json``; return its path.
+
+    The file is ``{"agent": ..., "received_at": <unix>, "event": <body>}`` with the body
+    copied verbatim, so spooling needs no JSON parser; a body that is not JSON makes a
+    file the replay quarantines.
+    """
+    now = time.time_ns()
+    os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+    final = os.path.join(spool_dir, f"{now}-{os.getpid()}.json")
+    temporary = final + ".tmp"
+    name = f'"{agent}"' if agent is not None and valid_agent_id(agent) else "null"
+    record = b'{"agent": %s, "received_at": %.6f, "event": %s}\n' % (
+        name.encode(),
+        now / 1e9,
+        body.strip(),
+    )
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(record)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.rename(temporary, final)
+    return final
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The notifier: delivers the outbox through the interfaces, each alert exactly once.
+
+Per channel, an (interface, channel) pair, it takes the head of the queue, claims it
+(``mark_sending``), calls the interface's ``send`` and records the delivery
+(``mark_delivered``). A ``DeliveryError`` puts the item back with exponential backoff
+and jitter, never sooner than the platform's ``retry_after``; after ``max_attempts``
+(or at once on ``PermanentDeliveryError``) it becomes a dead letter and the channel
+moves on. Channels are delivered concurrently, so a slow or failing one never holds
+another back.
+
+Exactly once: an item is sent only after it was claimed in the database, and claimed
+again only if a crash left it in ``sending`` between ``send`` and ``mark_delivered``;
+``requeue_sending`` at start sends those again (at least once in that window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import ParamSpec
+
+from farmbot.adapters.base import Interface, OutboundMessage
+from farmbot.config.alerts import AlertsConfig
+from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
+from farmbot.models import Alert, OutboxItem, Route
+from farmbot.storage.base import Store
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+
+POLL_SECONDS = 0.5  # how often due retries are looked for without a new alert
+BATCH = 100  # channels served per pass
+MAX_RETRY_AFTER = 86400.0  # a platform's wait hint is honoured up to a day
+
+
+class Notifier:
+    """Delivers due outbox items; ``run()`` is a long-lived task of the app's TaskGroup."""
+
+    def __init__(
+        self,
+        store: Store,
+        interfaces: Mapping[str, Interface],
+        config: AlertsConfig,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._interfaces = interfaces
+        self._config = config
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+        self._wake = asyncio.Event()
+        self._busy: set[Route] = set()  # channels with a delivery in flight
+        self._unsettled: list[Callable[[], Awaitable[bool]]] = []  # marks the db refused
+        self._recovered = False
+        self._closed = False
+        self._last_storage_error = ""
+        self.delivered = 0
+        self.retried = 0
+        self.dead = 0
+
+    def __repr__(self) -> str:
+        stats = " ".join(f"{k}={v}" for k, v in self.statistics().items())
+        return f"<Notifier {stats}>"
+
+    def statistics(self) -> dict[str, int]:
+        """Live counters for the status page."""
+        return {
+            "delivered": self.delivered,
+            "retried": self.retried,
+            "dead": self.dead,
+            "in_flight": len(self._busy),
+        }
+
+    def notify_new(self, alerts: Sequence[Alert] = ()) -> None:
+        """Look at the outbox now (new alerts, or a dead letter put back)."""
+        self._wake.set()
+
+    def close(self) -> None:
+        """Make ``run()`` return once the deliveries in flight end."""
+        self._closed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until ``close()`` (or cancellation), each channel on its own."""
+        await self._recover()
+        async with asyncio.TaskGroup() as tasks:
+            ticker = tasks.create_task(self._tick())
+            try:
+                while not self._closed:
+                    self._wake.clear()
+                    for item in await self._due():
+                        route = (item.interface, item.channel)
+                        if route not in self._busy:
+                            self._busy.add(route)
+                            tasks.create_task(self._channel(route, item))
+                    await self._wake.wait()
+            finally:
+                ticker.cancel()
+
+    async def deliver_due(self) -> int:
+        """Deliver the due head of every channel once, concurrently; return how many."""
+        await self._recover()
+        items = [i for i in await self._due() if (i.interface, i.channel) not in self._busy]
+        async with asyncio.TaskGroup() as tasks:
+            done = [tasks.create_task(self._deliver(item)) for item in items]
+        return sum(task.result() for task in done)
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        """Seconds to wait after a failure, given the attempts made before it."""
+        config = self._config
+        # min() before the jitter keeps the exponent from overflowing the float.
+        step = min(config.backoff_max, config.backoff_base * 2.0 ** min(attempts, 64))
+        delay = step * (0.5 + self._rand() / 2)
+        if retry_after is not None and math.isfinite(retry_after):
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+        return delay
+
+    # internals ------------------------------------------------------------------------
+    async def _tick(self) -> None:
+        while True:
+            await self._sleep(POLL_SECONDS)
+            self._wake.set()
+
+    async def _recover(self) -> None:
+        if self._recovered:
+            return
+        requeued = await self._store.requeue_sending(self._clock())
+        self._recovered = True
+        if requeued:
+            log.warning(
+                "outbox: %d alerts were being sent when farmbot stopped; sending them again",
+                requeued,
+            )
+
+    async def _due(self) -> list[OutboxItem]:
+        try:
+            await self._settle_pending()
+            return await self._store.due_outbox(self._clock(), BATCH)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return []
+
+    async def _channel(self, route: Route, item: OutboxItem) -> None:
+        try:
+            await self._deliver(item)
+        finally:
+            self._busy.discard(route)
+            self._wake.set()  # its next item may be due now
+
+    async def _deliver(self, item: OutboxItem) -> bool:
+        """Try one item once; True when it was delivered. Raises only on cancellation."""
+        try:
+            return await self._attempt(item)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return False
+
+    async def _attempt(self, item: OutboxItem) -> bool:
+        where = f"{item.interface}:{item.channel}"
+        interface = self._interfaces.get(item.interface)
+        if interface is None:
+            known = ", ".join(sorted(self._interfaces)) or "none"
+            error = f"no interface named '{item.interface}' is running (running: {known})"
+            await self._give_up(item, where, error)
+            return False
+        now = self._clock()
+        if not await self._store.mark_sending(item.id, now):
+            return False  # no longer pending: it was moved meanwhile
+        try:
+            await interface.send(item.channel, outbound(item, now))
+        except PermanentDeliveryError as exc:
+            await self._give_up(item, where, str(exc))
+            return False
+        except DeliveryError as exc:
+            await self._failed(item, where, str(exc), exc.retry_after)
+            return False
+        except Exception as exc:
+            # The per-item boundary: a bug in one interface must neither stop the other
+            # channels nor lose the alert, so it counts as a failed, retryable attempt.
+            log.exception("alert %d to %s: unexpected error in %r", item.alert.id, where, interface)
+            await self._failed(item, where, f"{type(exc).__name__}: {exc}", None, logged=True)
+            return False
+        self.delivered += 1
+        await self._settle(self._store.mark_delivered, item.id, self._clock())
+        return True
+
+    async def _failed(
+        self,
+        item: OutboxItem,
+        where: str,
+        error: str,
+        retry_after: float | None,
+        *,
+        logged: bool = False,
+    ) -> None:
+        attempts = item.attempts + 1
+        if attempts >= self._config.max_attempts:
+            await self._give_up(item, where, f"gave up after {attempts} attempts: {error}")
+            return
+        delay = self.backoff(item.attempts, retry_after)
+        self.retried += 1
+        await self._settle(self._store.mark_retry, item.id, error, self._clock() + delay)
+        if not logged:
+            log.warning(
+                "alert %d to %s failed (attempt %d of %d), next try in %.0fs: %s",
+                item.alert.id,
+                where,
+                attempts,
+                self._config.max_attempts,
+                delay,
+                error,
+            )
+
+    async def _give_up(self, item: OutboxItem, where: str, error: str) -> None:
+        self.dead += 1
+        await self._settle(self._store.mark_dead, item.id, error)
+        log.error(
+            "alert %d to %s is a dead letter (/retry %d sends it again): %s",
+            item.alert.id,
+            where,
+            item.id,
+            error,
+        )
+
+    async def _settle(
+        self, mark: Callable[P, Awaitable[bool]], *args: P.args, **kwargs: P.kwargs
+    ) -> None:
+        # A mark the database refused is kept and tried again before the next pass, so a
+        # sent item is not left in ``sending`` (which would hold its channel back).
+        call = functools.partial(mark, *args, **kwargs)
+        try:
+            await call()
+        except StorageError as exc:
+            self._storage_failed(exc)
+            self._unsettled.append(call)
+
+    async def _settle_pending(self) -> None:
+        while self._unsettled:
+            await self._unsettled[0]()
+            self._unsettled.pop(0)
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        if str(exc) != self._last_storage_error:  # once per distinct error, not per poll
+            self._last_storage_error = str(exc)
+            log.error("outbox: the database failed: %s", exc)
+
+
+def outbound(item: OutboxItem, now: float) -> OutboundMessage:
+    """The message an interface sends for an outbox item."""
+    alert = item.alert
+    text = alert.text
+    if item.count > 1:
+        text += f"\n(repeated {item.count}× in the last {_span(now - item.created_at)})"
+    return OutboundMessage(
+        alert_id=alert.id,
+        outbox_id=item.id,
+        severity=alert.severity,
+        title=alert.title,
+        text=text,
+        pre=alert.pre,
+        buttons=alert.buttons,
+        agent_id=alert.agent_id,
+        project=alert.project,
+        count=item.count,
+    )
+
+
+def _span(seconds: float) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"{minutes} min" if minutes < 120 else f"{round(minutes / 60)} h"

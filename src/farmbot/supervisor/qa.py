@@ -1,0 +1,148 @@
+"""The QA cycle: run a project's verify command in a builder's worktree and record it.
+
+Runs on a schedule (every N minutes) and when a builder goes idle after working. A
+failure becomes a ``qa.failed`` event, which the alert rules turn into an alert with a
+button that sends the failure to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from farmbot.config.schema import Config
+from farmbot.models import Agent, AgentKind, DesiredState, QaRun
+from farmbot.storage.base import Store
+from farmbot.supervisor.events import EventLog
+
+log = logging.getLogger(__name__)
+
+TAIL_LINES = 60
+TAIL_CHARS = 4000
+KEEP_BYTES = 64 * 1024  # of output, from the end, while the command runs
+
+
+class QaRunner:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        events: EventLog,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._events = events
+        self._clock = clock
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._last_run: dict[str, float] = {}
+        self.runs = 0
+        self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"<QaRunner runs={self.runs} failures={self.failures} queued={len(self._queued)}>"
+
+    def request(self, agent: Agent, trigger: str) -> None:
+        """Queue a QA run for a builder (at most one queued per agent; rate-limited)."""
+        qa = self._config.qa
+        if agent.kind is not AgentKind.BUILDER or agent.id in self._queued:
+            return
+        if trigger == "idle" and (
+            not qa.on_idle or self._clock() - self._last_run.get(agent.id, 0.0) < qa.min_gap
+        ):
+            return
+        self._queued.add(agent.id)
+        self._queue.put_nowait((agent.id, trigger))
+
+    async def run(self) -> None:
+        """Work through requested runs, one at a time, forever."""
+        while True:
+            agent_id, trigger = await self._queue.get()
+            self._queued.discard(agent_id)
+            agent = await self._store.get_agent(agent_id)
+            if agent is not None:
+                await self.run_for(agent, trigger)
+
+    async def run_cycle(self) -> None:
+        """The scheduled cycle: queue every running builder whose project has a verify command."""
+        for agent in await self._store.list_agents():
+            if agent.desired is DesiredState.RUNNING and agent.state.is_live:
+                self.request(agent, "schedule")
+
+    async def run_for(self, agent: Agent, trigger: str) -> QaRun | None:
+        """Run the project's verify command in the agent's workdir; None when there is none."""
+        project = self._config.project(agent.project)
+        if project is None or not project.verify:
+            return None
+        command = project.verify
+        self._last_run[agent.id] = self._clock()
+        run = await self._store.start_qa_run(
+            agent.id, agent.project, trigger, command, self._clock()
+        )
+        code, timed_out, output = await _run(command, agent, self._config.qa.timeout)
+        tail = _tail(output)
+        passed = code == 0 and not timed_out
+        done = await self._store.finish_qa_run(run.id, code, passed, timed_out, tail, self._clock())
+        self.runs += 1
+        if not passed:
+            self.failures += 1
+        await self._events.emit(
+            "qa.passed" if passed else "qa.failed",
+            agent.id,
+            agent.project,
+            run_id=run.id,
+            command=command,
+            exit_code=code,
+            timed_out=timed_out,
+            trigger=trigger,
+            output_tail=tail,
+        )
+        return done
+
+
+async def _run(command: str, agent: Agent, timeout: float) -> tuple[int | None, bool, str]:
+    env = dict(os.environ, FARMBOT_AGENT=agent.id, FARMBOT_PROJECT=agent.project)
+    try:
+        proc = await asyncio.create_subprocess_shell(
+            command,
+            cwd=agent.workdir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a timeout kills it all
+            env=env,
+        )
+    except OSError as exc:
+        return None, False, f"could not start the verify command: {exc}"
+    kept = bytearray()
+
+    async def read() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            kept.extend(chunk)
+            del kept[:-KEEP_BYTES]
+
+    timed_out = False
+    try:
+        await asyncio.wait_for(asyncio.gather(read(), proc.wait()), timeout)
+    except TimeoutError:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+    text = kept.decode("utf-8", "replace")
+    if timed_out:
+        text += f"\n(timed out after {int(timeout)} s and was killed)"
+    return proc.returncode, timed_out, text
+
+
+def _tail(output: str) -> str:
+    lines = output.rstrip().splitlines()[-TAIL_LINES:]
+    return "\n".join(lines)[-TAIL_CHARS:]

@@ -1,0 +1,327 @@
+"""Schema 2 of the SQLite store: migration from 1, pauses, deferred prompts, QA runs and
+the outbox's queue semantics, against real database files in tmp_path."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from farmbot.bot.replies import Button
+from farmbot.errors import StorageError
+from farmbot.models import (
+    Agent,
+    AgentKind,
+    AgentState,
+    AlertDraft,
+    DesiredState,
+    GateStatus,
+    NewEvent,
+    OutboxStatus,
+    Project,
+    PromptStatus,
+    Severity,
+)
+from farmbot.storage.base import Store
+from farmbot.storage.migrations import load_migrations
+from farmbot.storage.sqlite import SqliteStore
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    async with SqliteStore(tmp_path / "farmbot.db") as store:
+        yield store
+
+
+def _agent(agent_id: str = "builder-1", project: str = "farm") -> Agent:
+    return Agent(
+        id=agent_id,
+        project=project,
+        kind=AgentKind.BUILDER,
+        profile="claude",
+        number=1,
+        workdir="/tmp/farm",
+        branch="builder-1",
+        desired=DesiredState.RUNNING,
+        state=AgentState.STARTING,
+        state_reason="spawned",
+        created_at=T0,
+        updated_at=T0,
+        state_since=T0,
+    )
+
+
+def _draft(
+    title: str = "builder-1 is stuck",
+    routes: tuple[tuple[str, str], ...] = (("web", "console"),),
+    key: str = "",
+) -> AlertDraft:
+    return AlertDraft(
+        kind="agent.stuck",
+        severity=Severity.WARNING,
+        agent_id="builder-1",
+        project="farm",
+        title=title,
+        text=f"{title}: no output",
+        pre="line 1\nline 2",
+        buttons=((Button("Tail", "/tail builder-1"), Button("Kill", "/kill builder-1", "danger")),),
+        dedupe_key=key,
+        routes=routes,
+    )
+
+
+async def _alert(
+    store: SqliteStore, now: float, title: str = "stuck", routes: tuple[tuple[str, str], ...] = ()
+) -> None:
+    await store.add_event_with_alerts(
+        NewEvent("agent.stuck", "builder-1"), [_draft(title, routes)], now
+    )
+
+
+async def _heads(store: SqliteStore, now: float) -> list[tuple[str, str]]:
+    """(channel, title) of each due head, by channel."""
+    return sorted((i.channel, i.alert.title) for i in await store.due_outbox(now))
+
+
+def test_sqlite_store_satisfies_the_v2_protocol(tmp_path: Path) -> None:
+    store: Store = SqliteStore(tmp_path / "farmbot.db")  # mypy checks the new signatures
+    assert "closed" in repr(store)
+
+
+# migration ----------------------------------------------------------------------------
+async def test_schema_1_database_with_data_migrates_to_2_keeping_rows(tmp_path: Path) -> None:
+    path = tmp_path / "farmbot.db"
+    [first, *_] = load_migrations()
+    async with SqliteStore(path, migrations=[first]) as v1:
+        assert await v1.schema_version() == 1
+        async with v1.transaction() as tx:  # schema-1 rows, written with schema-1 columns
+            await tx.execute(
+                "INSERT INTO projects (name, path, updated_at) VALUES ('farm', '/srv/farm', ?)",
+                (T0,),
+            )
+            await tx.execute(
+                "INSERT INTO agents (id, project, kind, profile, number, workdir, branch,"
+                " desired, state, state_reason, created_at, updated_at, state_since)"
+                " VALUES ('builder-1', 'farm', 'builder', 'claude', 1, '/tmp/farm',"
+                " 'builder-1', 'running', 'busy', 'working', ?, ?, ?)",
+                (T0, T0, T0),
+            )
+            await tx.execute(
+                "INSERT INTO prompts (agent_id, text, source, status, wait_ready, created_at)"
+                " VALUES ('builder-1', 'hello', 'spawn', 'pending', 1, ?)",
+                (T0,),
+            )
+        await v1.add_events([NewEvent("agent.spawned", "builder-1", "farm", {"by": "alice"})], T0)
+        await v1.add_gate("permission", "builder-1", "farm", "rm -rf?", "", {"n": 1}, T0)
+
+    async with SqliteStore(path) as v2:
+        assert await v2.schema_version() == 2
+        agent = await v2.get_agent("builder-1")
+        assert agent is not None
+        assert (agent.state, agent.state_reason, agent.paused_until) == (
+            AgentState.BUSY,
+            "working",
+            None,
+        )
+        [prompt] = await v2.pending_prompts()
+        assert (prompt.text, prompt.wait_ready, prompt.not_before) == ("hello", True, None)
+        [event] = await v2.recent_events()
+        assert (event.kind, event.data) == ("agent.spawned", {"by": "alice"})
+        [gate] = await v2.list_gates(GateStatus.PENDING)
+        assert (gate.title, gate.payload) == ("rm -rf?", {"n": 1})
+        assert await v2.get_project("farm") == Project("farm", "/srv/farm")
+        assert await v2.recent_qa_runs() == []
+        assert await v2.outbox_summary() == {
+            "pending": 0,
+            "sending": 0,
+            "delivered": 0,
+            "dead": 0,
+        }
+
+
+# pauses and deferred prompts ----------------------------------------------------------
+async def test_agent_pause_is_recorded_and_lifted(store: SqliteStore) -> None:
+    await store.upsert_project(Project("farm", "/srv/farm"), T0)
+    await store.save_agent(_agent())
+    paused = await store.set_agent_paused("builder-1", T0 + 3600, T0 + 1)
+    assert paused is not None and (paused.paused_until, paused.updated_at) == (T0 + 3600, T0 + 1)
+    assert await store.get_agent("builder-1") == paused
+    lifted = await store.set_agent_paused("builder-1", None, T0 + 3600)
+    assert lifted is not None and lifted.paused_until is None
+    assert await store.set_agent_paused("ghost", T0, T0) is None
+    # save_agent writes the new column too
+    await store.save_agent(lifted.__class__(**{**lifted.to_json(), "paused_until": T0 + 9}))
+    again = await store.get_agent("builder-1")
+    assert again is not None and again.paused_until == T0 + 9
+
+
+async def test_deferred_prompts_are_stored_and_still_pending(store: SqliteStore) -> None:
+    await store.upsert_project(Project("farm", "/srv/farm"), T0)
+    await store.save_agent(_agent())
+    now = await store.add_prompt("builder-1", "now", "spawn", False, T0)
+    later = await store.add_prompt(
+        "builder-1", "continue", "usage-limit", True, T0, not_before=T0 + 3600
+    )
+    assert (now.not_before, later.not_before) == (None, T0 + 3600)
+    assert [p.not_before for p in await store.pending_prompts("builder-1")] == [None, T0 + 3600]
+    await store.mark_prompt(later.id, PromptStatus.DELIVERED, T0 + 3601)
+    assert [p.text for p in await store.pending_prompts()] == ["now"]
+
+
+# QA runs ------------------------------------------------------------------------------
+async def test_qa_runs_start_finish_and_list_newest_first(store: SqliteStore) -> None:
+    first = await store.start_qa_run("builder-1", "farm", "idle", "make test", T0)
+    assert (first.finished_at, first.passed, first.exit_code, first.timed_out) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    failed = await store.finish_qa_run(first.id, 2, False, False, "FAILED test_x", T0 + 30)
+    assert (failed.finished_at, failed.exit_code, failed.passed, failed.output_tail) == (
+        T0 + 30,
+        2,
+        False,
+        "FAILED test_x",
+    )
+    other = await store.start_qa_run("builder-2", "farm", "manual:alice", "make test", T0 + 40)
+    second = await store.start_qa_run("builder-1", "farm", "cron", "make test", T0 + 50)
+    timed_out = await store.finish_qa_run(second.id, None, False, True, "...", T0 + 650)
+    assert timed_out.timed_out is True and timed_out.exit_code is None
+
+    assert [r.id for r in await store.recent_qa_runs()] == [second.id, other.id, first.id]
+    assert [r.id for r in await store.recent_qa_runs(1)] == [second.id]
+    assert [r.id for r in await store.recent_qa_runs(agent_id="builder-1")] == [
+        second.id,
+        first.id,
+    ]
+    assert await store.last_qa_run("builder-1") == timed_out
+    assert await store.last_qa_run("builder-9") is None
+    passed = await store.finish_qa_run(other.id, 0, True, False, "ok", T0 + 60)
+    assert passed.passed is True
+    with pytest.raises(StorageError, match="no QA run 999"):
+        await store.finish_qa_run(999, 0, True, False, "", T0)
+
+
+# the outbox queue ---------------------------------------------------------------------
+async def test_alerts_round_trip_with_buttons(store: SqliteStore) -> None:
+    event, [alert] = await store.add_event_with_alerts(
+        NewEvent("agent.stuck", "builder-1", "farm", {"reason": "quiet"}), [_draft()], T0
+    )
+    assert (event.kind, event.data, event.ts) == ("agent.stuck", {"reason": "quiet"}, T0)
+    assert await store.recent_events() == [event]
+    assert await store.recent_alerts() == [alert]
+    assert alert.event_id == event.id and alert.buttons == _draft().buttons
+    [item] = await store.due_outbox(T0)
+    assert item.alert == alert
+    assert (item.interface, item.channel, item.status, item.count) == (
+        "web",
+        "console",
+        OutboxStatus.PENDING,
+        1,
+    )
+    assert item.to_json()["alert"]["severity"] == "warning"
+
+
+async def test_only_the_head_of_each_channel_is_due(store: SqliteStore) -> None:
+    both = (("chat", "a"), ("chat", "b"))
+    await _alert(store, T0, title="one", routes=both)
+    await _alert(store, T0 + 1, title="two", routes=both)
+    heads = await store.due_outbox(T0 + 1)
+    assert [(i.channel, i.alert.title) for i in heads] == [("a", "one"), ("b", "one")]
+    a_head, b_head = heads  # oldest first
+
+    # A head being sent holds its channel; the other channel is unaffected.
+    assert await store.mark_sending(a_head.id, T0 + 2)
+    assert not await store.mark_sending(a_head.id, T0 + 2)  # claimed once
+    assert await _heads(store, T0 + 2) == [("b", "one")]
+
+    # A head waiting for its retry holds its channel too: order is kept.
+    assert await store.mark_retry(a_head.id, "HTTP 503", T0 + 10)
+    assert [i.channel for i in await store.due_outbox(T0 + 9)] == ["b"]
+    [again, _] = await store.due_outbox(T0 + 10)
+    assert (again.id, again.attempts, again.last_error) == (a_head.id, 1, "HTTP 503")
+
+    # Delivered: the next item of the channel is its head.
+    assert await store.mark_sending(a_head.id, T0 + 10)
+    assert await store.mark_delivered(a_head.id, T0 + 11)
+    assert not await store.mark_delivered(a_head.id, T0 + 11)
+    delivered = await store.get_outbox(a_head.id)
+    assert delivered is not None and delivered.delivered_at == T0 + 11
+    assert delivered.attempts == 2
+    assert await _heads(store, T0 + 11) == [
+        ("a", "two"),
+        ("b", "one"),
+    ]
+
+    # Dead: the channel moves on; the dead letter can be put back.
+    assert await store.mark_dead(b_head.id, "channel_not_found")
+    assert await _heads(store, T0 + 11) == [
+        ("a", "two"),
+        ("b", "two"),
+    ]
+    [dead] = await store.dead_letters()
+    assert (dead.id, dead.status, dead.last_error, dead.attempts) == (
+        b_head.id,
+        OutboxStatus.DEAD,
+        "channel_not_found",
+        0,  # it was never sent
+    )
+    assert await store.outbox_summary() == {"pending": 2, "sending": 0, "delivered": 1, "dead": 1}
+    assert await store.retry_dead(a_head.id, T0) is None  # not dead
+    revived = await store.retry_dead(b_head.id, T0 + 12)
+    assert revived is not None and revived.status is OutboxStatus.PENDING
+    assert await store.retry_dead(b_head.id, T0 + 12) is None
+    assert await store.dead_letters() == []
+    assert await _heads(store, T0 + 12) == [
+        ("a", "two"),
+        ("b", "one"),
+    ]
+
+
+async def test_requeue_sending_puts_a_crashed_delivery_back(store: SqliteStore) -> None:
+    await _alert(store, T0, routes=(("chat", "a"),))
+    [item] = await store.due_outbox(T0)
+    assert await store.mark_sending(item.id, T0)
+    assert await store.due_outbox(T0 + 1) == []
+    assert await store.requeue_sending(T0 + 5) == 1
+    [back] = await store.due_outbox(T0 + 5)
+    assert (back.id, back.status, back.attempts) == (item.id, OutboxStatus.PENDING, 0)
+    assert await store.requeue_sending(T0 + 6) == 0
+
+
+async def test_outbox_rows_need_an_interface(store: SqliteStore) -> None:
+    with pytest.raises(StorageError, match="CHECK"):
+        await _alert(store, T0, routes=(("", "x"),))
+    assert await store.recent_events() == []
+    assert await store.recent_alerts() == []
+
+
+def test_the_outbox_queries_use_indexes() -> None:
+    conn = sqlite3.connect(":memory:")
+    try:
+        for migration in load_migrations():
+            conn.executescript(migration.sql)
+
+        def plan(sql: str) -> str:
+            return " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+
+        heads = plan(
+            "SELECT MIN(id) FROM outbox WHERE status IN ('pending', 'sending')"
+            " AND (not_before IS NULL OR not_before <= 0) GROUP BY interface, channel"
+        )
+        fold = plan(
+            "SELECT id FROM outbox WHERE interface = 'a' AND channel = 'b' AND dedupe_key = 'k'"
+            " AND dedupe_key != '' AND status != 'dead'"
+            " ORDER BY id DESC LIMIT 1"
+        )
+        dead = plan("SELECT id FROM outbox WHERE status = 'dead' ORDER BY id DESC LIMIT 5")
+    finally:
+        conn.close()
+    assert "INDEX outbox_status" in heads
+    assert "INDEX outbox_dedupe" in fold
+    assert "INDEX outbox_status" in dead and "TEMP B-TREE" not in dead

@@ -1,0 +1,204 @@
+"""The web interface of a real App: health checks, key auth, the JSON API and the page."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from farmbot.app import App
+from farmbot.config.schema import (
+    Config,
+    ProjectConfig,
+    ServerConfig,
+    SupervisorConfig,
+    TmuxConfig,
+    builtin_profiles,
+)
+from farmbot.errors import AlreadyRunning
+from tests.helpers import retry_until
+
+AUTH_ERROR = "missing or wrong key: send 'Authorization: Bearer <key>'"
+
+
+def git_project(path: Path) -> Path:
+    """A git repository with one commit."""
+    path.mkdir(parents=True)
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q",
+         "--allow-empty", "-m", "init"],
+    ):  # fmt: skip
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+    return path
+
+
+def make_config(tmp_path: Path, tmux_socket: str) -> Config:
+    profiles = builtin_profiles()
+    profiles["demo"] = dataclasses.replace(profiles["demo"], env={"FARMBOT_DEMO_STEP": "0.02"})
+    return Config(
+        server=ServerConfig(host="127.0.0.1", port=0, state_dir=tmp_path / "state"),
+        tmux=TmuxConfig(socket=tmux_socket),
+        supervisor=SupervisorConfig(tick_seconds=0.2),
+        projects=(ProjectConfig("farm", git_project(tmp_path / "repo")),),
+        agents=profiles,
+    )
+
+
+@dataclasses.dataclass
+class Web:
+    app: App
+    http: aiohttp.ClientSession
+    key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    async def command(self, text: str) -> dict[str, Any]:
+        async with self.http.post("/api/command", json={"text": text}, headers=self.auth) as r:
+            assert r.status == 200, await r.text()
+            reply: dict[str, Any] = await r.json()
+            return reply
+
+    async def status(self) -> dict[str, Any]:
+        async with self.http.get("/api/status", headers=self.auth) as r:
+            assert r.status == 200, await r.text()
+            result: dict[str, Any] = await r.json()
+            return result
+
+
+@pytest.fixture
+async def web(tmp_path: Path, tmux_socket: str) -> AsyncIterator[Web]:
+    config = make_config(tmp_path, tmux_socket)
+    async with App(config) as app:
+        key_file = config.server.state_dir / "local-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        key = key_file.read_text().strip()
+        assert key == app.key and len(key) >= 32
+        async with aiohttp.ClientSession(base_url=app.url) as http:
+            yield Web(app, http, key)
+
+
+async def test_healthz_answers_without_a_key(web: Web) -> None:
+    async with web.http.get("/healthz") as r:
+        assert r.status == 200
+        assert (await r.json())["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer not-the-key", "Basic {key}", "Bearer {key}x", "{key}"],
+    ids=["none", "wrong", "basic", "longer", "no-scheme"],
+)
+@pytest.mark.parametrize(("method", "path"), [("GET", "/api/status"), ("POST", "/api/command")])
+async def test_the_api_refuses_a_missing_or_wrong_key(
+    web: Web, header: str | None, method: str, path: str
+) -> None:
+    headers = {} if header is None else {"Authorization": header.format(key=web.key)}
+    async with web.http.request(method, path, headers=headers, json={"text": "/spawn shell"}) as r:
+        assert r.status == 401
+        assert r.content_type == "application/json"
+        assert (await r.json())["error"].startswith(AUTH_ERROR)
+    async with web.http.get("/readyz", headers=headers) as r:
+        assert r.status == 401
+    assert await web.app.supervisor.list_agents() == []  # nothing ran
+
+
+async def test_the_key_opens_the_api(web: Web) -> None:
+    status = await web.status()
+    assert [p["name"] for p in status["projects"]] == ["farm"]
+    assert status["agents"] == [] and status["gates"] == []
+    reply = await web.command("/help")
+    assert reply["ok"] is True
+    assert "you are local, admin" in reply["text"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"this is not json", b"[]", b'{"text": 5}', b'{"txt": "/status"}', b"\xff\xfe"],
+    ids=["text", "list", "number", "no-text", "not-utf8"],
+)
+async def test_a_bad_command_body_is_a_400_with_a_clear_message(web: Web, body: bytes) -> None:
+    headers = {**web.auth, "Content-Type": "application/json"}
+    async with web.http.post("/api/command", data=body, headers=headers) as r:
+        assert r.status == 400
+        assert (await r.json()) == {"error": 'the body must be JSON like {"text": "/status"}'}
+
+
+async def test_spawned_builder_gets_its_prompt_and_finishes(web: Web) -> None:
+    reply = await web.command("/spawn builder 42")
+    assert reply["ok"] is True, reply
+    assert reply["text"].startswith("spawned builder-42 (demo) in project farm: worktree ")
+    assert reply["buttons"] == [
+        [
+            {"label": "Tail", "command": "/tail builder-42", "style": None},
+            {"label": "Kill", "command": "/kill builder-42", "style": "danger"},
+        ]
+    ]
+    [agent] = (await web.status())["agents"]
+    assert (agent["id"], agent["kind"], agent["branch"]) == (
+        "builder-42",
+        "builder",
+        "farmbot/builder-42",
+    )
+
+    async def done() -> str | None:
+        tail = await web.command("/tail builder-42")
+        return tail["pre"] if "✓ done: You are builder 42 on project farm" in tail["pre"] else None
+
+    screen: str = await retry_until(done, timeout=20, message="the builder prompt to be done")
+    assert "> received: You are builder 42 on project farm. Work on issue #42" in screen
+
+    async def idle() -> dict[str, Any] | None:
+        [agent] = (await web.status())["agents"]
+        return agent if agent["state"] == "idle" else None
+
+    agent = await retry_until(idle, timeout=5, message="builder-42 to be idle")
+    assert agent["workdir"].endswith("worktrees/farm/builder-42")
+
+
+async def test_readyz_reports_the_database(web: Web) -> None:
+    async with web.http.get("/readyz", headers=web.auth) as r:
+        assert r.status == 200
+        assert await r.json() == {"ok": True, "checks": ["database", "tmux"]}
+    await web.app.tmux.kill_server()  # no tmux server yet is a normal state, not a failure
+    async with web.http.get("/readyz", headers=web.auth) as r:
+        assert r.status == 200
+
+    await web.app.store.close()
+    async with web.http.get("/readyz", headers=web.auth) as r:
+        assert r.status == 503
+        body = await r.json()
+    assert body["ok"] is False
+    assert list(body["failing"]) == ["database"]
+    assert body["reason"].startswith("database: ") and "not open" in body["reason"]
+    # A command still gets a reply, not a bare 500.
+    reply = await web.command("/agents")
+    assert reply["ok"] is False and "incident" in reply["text"]
+
+
+async def test_the_page_needs_no_key_and_holds_no_data(web: Web) -> None:
+    async with web.http.get("/") as r:
+        assert r.status == 200
+        assert r.content_type == "text/html"
+        page = await r.text()
+    assert "<title>farmbot</title>" in page
+    assert web.key not in page
+
+
+async def test_a_second_app_on_the_same_state_dir_is_refused(
+    web: Web, tmp_path: Path, tmux_socket: str
+) -> None:
+    second = dataclasses.replace(web.app.config)
+    with pytest.raises(AlreadyRunning, match="already runs with state directory"):
+        async with App(second):
+            pytest.fail("a second App started")
+    async with web.http.get("/healthz") as r:  # the first one is unharmed
+        assert r.status == 200

@@ -49,6 +49,7 @@ from farmbot.config.tables import (
     socket_name,
     strings,
     text,
+    zero_or_more,
 )
 from farmbot.errors import ConfigError
 from farmbot.models import Role
@@ -136,10 +137,10 @@ def _profile(name: str, t: Table, base: AgentProfile | None) -> AgentProfile:
 def _qa(t: Table) -> QaConfig:
     d = QaConfig()
     qa = QaConfig(
-        interval_minutes=t.get("interval_minutes", number, d.interval_minutes),
+        interval_minutes=t.get("interval_minutes", zero_or_more, d.interval_minutes),
         timeout=t.get("timeout", number, d.timeout),
         on_idle=t.get("on_idle", boolean, d.on_idle),
-        min_gap=t.get("min_gap", number, d.min_gap),
+        min_gap=t.get("min_gap", zero_or_more, d.min_gap),
     )
     t.finish()
     return qa

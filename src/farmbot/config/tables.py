@@ -184,6 +184,15 @@ def number(t: Table, key: str, raw: object) -> float:
     return float(raw)
 
 
+def zero_or_more(t: Table, key: str, raw: object) -> float:
+    """A number (integer or float) of 0 or more; 0 usually means "off"."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise type_error(key, "a number", raw)
+    if raw < 0:
+        raise ConfigError(key, f"must be 0 or more, got {raw}")
+    return float(raw)
+
+
 def boolean(t: Table, key: str, raw: object) -> bool:
     """``true`` or ``false``."""
     if not isinstance(raw, bool):

@@ -180,6 +180,15 @@ class Store(Protocol):
 
     async def get_action(self, action_id: int) -> str | None: ...
 
+    # chat threads ---------------------------------------------------------------------
+    async def get_thread(self, interface: str, channel: str, key: str) -> str | None:
+        """The thread an interface keeps ``key``'s messages in (e.g. an agent's alerts)."""
+
+    async def set_thread(
+        self, interface: str, channel: str, key: str, thread_ref: str, now: float
+    ) -> None:
+        """Remember the thread for ``key`` in a channel, replacing an earlier one."""
+
     # QA runs --------------------------------------------------------------------------
     async def start_qa_run(
         self, agent_id: str, project: str, trigger: str, command: str, now: float

@@ -41,7 +41,7 @@ from farmbot.models import (
     PromptStatus,
     QaRun,
 )
-from farmbot.storage import outbox, rows
+from farmbot.storage import outbox, rows, threads
 from farmbot.storage.connection import Transaction, encode_json
 from farmbot.storage.migrations import Migration, apply_migrations, load_migrations
 
@@ -496,6 +496,17 @@ class SqliteStore:
         """The command behind a button, or None."""
         row = await self._fetchone("SELECT command FROM actions WHERE id = ?", (action_id,))
         return None if row is None else str(row[0])
+
+    # chat threads (SQL in storage/threads.py) ------------------------------------------
+    async def get_thread(self, interface: str, channel: str, key: str) -> str | None:
+        """The thread kept for ``key`` in a channel, or None."""
+        return await self._run(threads.get, interface, channel, key)
+
+    async def set_thread(
+        self, interface: str, channel: str, key: str, thread_ref: str, now: float
+    ) -> None:
+        """Remember the thread for ``key`` in a channel, replacing an earlier one."""
+        await self._run(threads.put, interface, channel, key, thread_ref, now)
 
     # QA runs --------------------------------------------------------------------------
     async def start_qa_run(

@@ -143,7 +143,8 @@ class Monitor:
             name == "Notification" and payload.get("notification_type") == "permission_prompt"
         ):
             agent = await self._set(agent, AgentState.WAITING, "asks for permission")
-            await self._open_permission_gate(agent, _describe_request(payload), "hook", None)
+            request = _describe_request(payload)
+            await self._open_permission_gate(agent, request, request, "hook", None)
         elif name == "Notification" and payload.get("notification_type") == "idle_prompt":
             await self._set(agent, AgentState.IDLE, "waiting for input")
         elif name == "Stop":
@@ -197,7 +198,10 @@ class Monitor:
             ):
                 if gate is not None:
                     await self._gates.mark_stale(gate, "a different question is showing now")
-                await self._open_permission_gate(agent, question, "pane", fingerprint(question))
+                asked = _asked_line(question, self.patterns(agent))
+                await self._open_permission_gate(
+                    agent, asked, question, "pane", fingerprint(question)
+                )
         elif gate is not None and now - gate.created_at > STALE_GRACE:
             await self._gates.mark_stale(gate, "the question is no longer showing")
         if profile is not None and agent.kind is not AgentKind.SHELL:
@@ -360,7 +364,7 @@ class Monitor:
 
     # gates ------------------------------------------------------------------------------
     async def _open_permission_gate(
-        self, agent: Agent, question: str, source: str, print_: str | None
+        self, agent: Agent, summary: str, question: str, source: str, print_: str | None
     ) -> None:
         pending = [
             g
@@ -369,10 +373,9 @@ class Monitor:
         ]
         if pending:
             return
-        first = next((ln.strip() for ln in question.splitlines() if ln.strip()), "a question")
         await self._gates.open(
             PERMISSION,
-            f"{agent.id} asks: {first[:120]}",
+            f"{agent.id} asks: {summary.strip()[:120] or 'a question'}",
             agent_id=agent.id,
             project=agent.project,
             detail=question,
@@ -436,6 +439,16 @@ class PermissionResolver:
         state = AgentState.BUSY if approved else AgentState.IDLE
         await m._set(agent, state, "permission approved" if approved else "permission denied")
         return f"sent {' '.join(keys)} to {agent.id}"
+
+
+def _asked_line(question: str, patterns: PanePatterns) -> str:
+    """The line of a pane's question that the waiting pattern matched."""
+    lines = question.splitlines()
+    if patterns.waiting is not None:
+        for line in reversed(lines):
+            if patterns.waiting.search(line):
+                return line
+    return next((ln for ln in lines if ln.strip()), "")
 
 
 def _describe_request(payload: dict[str, Any]) -> str:

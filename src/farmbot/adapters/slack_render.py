@@ -1,0 +1,243 @@
+"""Replies and alerts as Slack Block Kit: pure functions, no I/O.
+
+Text is escaped for mrkdwn (``&``, ``<``, ``>``), output goes into ``` blocks, buttons
+into actions blocks, and every message carries a plain ``text`` fallback. Slack's limits
+are kept by splitting, never by cutting: a section holds at most 3000 characters, a
+message at most 50 blocks; what does not fit in the first message continues in its
+thread, and very long output is uploaded whole as a file snippet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from farmbot.adapters.base import OutboundMessage
+from farmbot.bot.replies import Button, Reply
+from farmbot.models import Buttons, Severity
+
+Block = dict[str, Any]
+
+SECTION_CHARS = 3000  # Slack: a section's text
+MAX_BLOCKS = 50  # Slack: blocks in one message
+ROW_BUTTONS = 25  # Slack: elements in one actions block
+LABEL_CHARS = 75  # Slack: a button's text
+BUTTON_VALUE_CHARS = 2000  # Slack: a button's value; longer commands are stored
+MESSAGE_CHARS = 12_000  # content per message; the rest continues in the thread
+FILE_CHARS = 36_000  # output longer than this is uploaded as a file snippet
+FALLBACK_CHARS = 1000  # of the notification text (the blocks carry everything)
+ACTION_PREFIX = "farmbot_"  # action_id of every farmbot button: farmbot_0, farmbot_1, ...
+ROW_PREFIX = "farmbot_row_"
+_FENCE = "```"
+_ICONS = {Severity.INFO: "ℹ️", Severity.WARNING: "⚠️", Severity.CRITICAL: "🚨"}
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|[^>]*)?>")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One Slack message: its fallback ``text`` and its ``blocks``."""
+
+    text: str
+    blocks: list[Block]
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What to post: the message, its thread replies, and a file for very long output."""
+
+    parts: tuple[Part, ...]  # parts[0] is the message; the rest are replies in its thread
+    file: str | None = None  # the whole output, uploaded as a snippet into the thread
+
+
+def escape(text: str) -> str:
+    """Escape text for Slack mrkdwn: ``&``, ``<`` and ``>`` become entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def from_slack(text: str) -> str:
+    """Text as a person typed it: links unwrapped, Slack's entities decoded."""
+    text = _LINK.sub(r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def command_text(text: str, bot_user_id: str | None = None) -> str:
+    """A command from slash-command text or a mention: ``<@BOT>`` dropped, ``/`` added."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", " ", text)
+    words = from_slack(text).strip().lstrip("/")
+    return "/" + words if words else "/help"
+
+
+def long_commands(buttons: Buttons) -> list[str]:
+    """Commands too long for a button's value (they are stored and referenced)."""
+    return [b.command for row in buttons for b in row if len(b.command) > BUTTON_VALUE_CHARS]
+
+
+def reply_message(
+    reply: Reply, values: Mapping[str, str] | None = None, header: str | None = None
+) -> Rendered:
+    """A command's reply; ``header`` (mrkdwn) says who asked for it."""
+    head = [_context(header)] if header else []
+    return _layout(head, reply.text, reply.pre, reply.buttons, values or {}, reply.text)
+
+
+def alert_message(message: OutboundMessage, values: Mapping[str, str] | None = None) -> Rendered:
+    """An alert: severity and title, text, the last lines of output, buttons."""
+    icon = _ICONS.get(message.severity, "")
+    title = f"{icon} *{escape(message.title)}*"
+    where = " · ".join(
+        escape(p) for p in (str(message.severity), message.agent_id, message.project) if p
+    )
+    head = [_section(_fit_mrkdwn(title)), _context(where)]
+    fallback = f"[{message.severity}] {message.title}"
+    return _layout(head, message.text, message.pre, message.buttons, values or {}, fallback)
+
+
+def decided(blocks: Sequence[Block], block_id: str | None, line: str) -> list[Block]:
+    """The message's blocks with the pressed row of buttons replaced by ``line``."""
+    note = _context(line)
+    out = [note if _is_row(b, block_id) else b for b in blocks]
+    return out if note in out else [*blocks, note]
+
+
+def _is_row(block: Block, block_id: str | None) -> bool:
+    return block.get("type") == "actions" and block.get("block_id") == block_id
+
+
+# -- layout -------------------------------------------------------------------------------
+
+
+def _layout(
+    head: list[Block],
+    text: str,
+    pre: str | None,
+    buttons: Buttons,
+    values: Mapping[str, str],
+    fallback: str,
+) -> Rendered:
+    content = [_section(chunk) for chunk in _pieces(text, SECTION_CHARS) if chunk.strip()]
+    file = None
+    if pre:
+        code = [_code(chunk) for chunk in _pieces(pre, SECTION_CHARS - 2 * len(_FENCE) - 2)]
+        if len(pre) > FILE_CHARS:
+            lines = pre.count("\n") + 1
+            file = pre
+            code = code[:1]
+            more = f"_… {lines} lines in all: the whole output is in the file in the thread_"
+            code.append(_context(more))
+        content += code
+    rows = _rows(buttons, values)
+    room = MAX_BLOCKS - len(head) - len(rows) - 1  # one for the "continued" note
+    first, rest = _take(content, room)
+    parts: list[list[Block]] = []
+    while rest:
+        part, rest = _take(rest, MAX_BLOCKS)
+        parts.append(part)
+    if parts:
+        first.append(_context(f"_continued in the thread ({len(parts)} more messages)_"))
+    blocks = head + first + rows
+    summary = escape(_clip(fallback))
+    return Rendered(
+        (Part(summary, blocks), *(Part(f"(continued) {summary}", p) for p in parts)), file
+    )
+
+
+def _take(blocks: list[Block], room: int) -> tuple[list[Block], list[Block]]:
+    """As many blocks as fit one message (at least one), and the rest."""
+    size = 0
+    for i, block in enumerate(blocks):
+        size += _size(block)
+        if i and (i >= room or size > MESSAGE_CHARS):
+            return blocks[:i], blocks[i:]
+    return list(blocks), []
+
+
+def _size(block: Block) -> int:
+    text = block.get("text")
+    return len(text["text"]) if isinstance(text, dict) else 0
+
+
+def _pieces(text: str, limit: int) -> list[str]:
+    """Split text so that each piece, escaped, fits ``limit``; at line ends if possible."""
+    pieces: list[str] = []
+    current, size = "", 0
+    for line in text.splitlines(keepends=True):
+        cost = len(escape(line))
+        while cost > limit:  # a line longer than a section: cut it where it must
+            if current:
+                pieces.append(current)
+                current, size = "", 0
+            cut = _cut(line, limit)
+            pieces.append(line[:cut])
+            line = line[cut:]
+            cost = len(escape(line))
+        if size + cost > limit:
+            pieces.append(current)
+            current, size = "", 0
+        current += line
+        size += cost
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _cut(line: str, limit: int) -> int:
+    """How many characters of ``line`` fit in ``limit`` once escaped (at least one)."""
+    size = 0
+    for i, char in enumerate(line):
+        size += len(escape(char))
+        if size > limit:
+            return max(1, i)
+    return len(line)
+
+
+def _rows(buttons: Buttons, values: Mapping[str, str]) -> list[Block]:
+    rows: list[Block] = []
+    flat = [row[i : i + ROW_BUTTONS] for row in buttons for i in range(0, len(row), ROW_BUTTONS)]
+    n = 0
+    for r, row in enumerate(flat):
+        elements = []
+        for button in row:
+            elements.append(_button(button, f"{ACTION_PREFIX}{n}", values))
+            n += 1
+        rows.append({"type": "actions", "block_id": f"{ROW_PREFIX}{r}", "elements": elements})
+    return rows
+
+
+def _button(button: Button, action_id: str, values: Mapping[str, str]) -> Block:
+    label = button.label if len(button.label) <= LABEL_CHARS else button.label[:74] + "…"
+    element: Block = {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": label or "?", "emoji": True},
+        "value": values.get(button.command, button.command),
+    }
+    if button.style:
+        element["style"] = button.style
+    return element
+
+
+def _section(mrkdwn: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
+
+
+def _code(raw: str) -> Block:
+    body = raw[:-1] if raw.endswith("\n") else raw
+    # A ``` inside the output would end the block early; a zero-width space defuses it.
+    body = escape(body).replace(_FENCE, "`\u200b`\u200b`")
+    return _section(f"{_FENCE}\n{body or ' '}\n{_FENCE}")
+
+
+def _context(mrkdwn: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _fit_mrkdwn(mrkdwn)}]}
+
+
+def _fit_mrkdwn(text: str) -> str:
+    # Titles and notes are one line; a longer one is clipped visibly, never silently.
+    return text if len(text) <= SECTION_CHARS else text[: SECTION_CHARS - 1] + "…"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= FALLBACK_CHARS else text[: FALLBACK_CHARS - 1] + "…"

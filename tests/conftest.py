@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import libtmux
 import pytest
+
+from farmbot.models import AgentKind
+from tests.farm import Farm, farm_for, make_config
+from tests.helpers import FakeClock
 
 
 @pytest.fixture
@@ -26,3 +32,18 @@ def tmux_socket() -> Iterator[str]:
 def tmux_server(tmux_socket: str) -> libtmux.Server:
     """A libtmux Server on the test's private socket."""
     return libtmux.Server(socket_name=tmux_socket)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock starting now (stored times stay realistic)."""
+    return FakeClock(start=time.time())
+
+
+@pytest.fixture
+async def architect(tmp_path: Path, tmux_socket: str, clock: FakeClock) -> AsyncIterator[Farm]:
+    """A farm on the fake clock whose demo-agent architect is up and idle."""
+    async with farm_for(make_config(tmp_path, tmux_socket), tmp_path, clock) as farm:
+        await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+        await farm.until_idle("architect")
+        yield farm

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.farm import make_repo
 from tests.helpers import retry_until
 
 
@@ -41,18 +42,6 @@ async def run(*args: str, cwd: Path | None = None) -> Run:
 
 async def farmbot(config: Path, *args: str) -> Run:
     return await run(sys.executable, "-m", "farmbot", "--config", str(config), *args)
-
-
-async def git_project(path: Path) -> Path:
-    path.mkdir(parents=True)
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q",
-         "--allow-empty", "-m", "init"],
-    ):  # fmt: skip
-        done = await run("git", "-C", str(path), *args)
-        assert done.code == 0, done.err
-    return path
 
 
 def free_port() -> int:
@@ -117,3 +106,8 @@ async def serve(config: Path, url: str, logs: Path) -> AsyncIterator[Daemon]:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def git_project(path: Path) -> Path:
+    """A git repository with one commit (made off the event loop)."""
+    return await asyncio.to_thread(make_repo, path)

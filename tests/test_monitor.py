@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from farmbot.errors import Conflict
-from farmbot.models import AgentKind, AgentState, GateStatus
-from tests.farm import Farm, farm_for, make_config, received_prompts
+from farmbot.models import AgentState, GateStatus
+from tests.farm import Farm, received_prompts
 from tests.helpers import FakeClock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start=time.time())
-
-
-@pytest.fixture
-async def farm(tmp_path: Path, tmux_socket: str, clock: FakeClock) -> AsyncIterator[Farm]:
-    async with farm_for(make_config(tmp_path, tmux_socket), tmp_path, clock) as farm:
-        await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
-        await farm.until_idle("architect")
-        yield farm
+def farm(architect: Farm) -> Farm:
+    return architect
 
 
 def kinds(farm: Farm, prefix: str) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.events import EventLog
 from farmbot.supervisor.gates import Gates
 from farmbot.supervisor.tmux import Tmux
+from tests.farm import make_repo
 from tests.helpers import FakeClock, retry_until
 
 USERS = (
@@ -38,18 +38,6 @@ USERS = (
     UserConfig("bob", Role.OPERATOR, telegram=1002, slack="U0BOB"),
     UserConfig("carol", Role.ADMIN, telegram=1003),
 )
-
-
-def git_project(path: Path) -> Path:
-    """A git repository with one commit."""
-    path.mkdir(parents=True)
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q",
-         "--allow-empty", "-m", "init"],
-    ):  # fmt: skip
-        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
-    return path
 
 
 class Farm:
@@ -81,7 +69,7 @@ async def farm(tmp_path: Path, tmux_socket: str) -> AsyncIterator[Farm]:
     config = Config(
         server=ServerConfig(state_dir=tmp_path / "state"),
         tmux=TmuxConfig(socket=tmux_socket),
-        projects=(ProjectConfig("farm", git_project(tmp_path / "repo")),),
+        projects=(ProjectConfig("farm", make_repo(tmp_path / "repo")),),
         agents=builtin_profiles(),
     )
     async with SqliteStore(tmp_path / "state" / "farmbot.db") as store:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import stat
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,10 @@ from farmbot.config.schema import (
     builtin_profiles,
 )
 from farmbot.errors import AlreadyRunning
+from tests.farm import make_repo
 from tests.helpers import retry_until
 
 AUTH_ERROR = "missing or wrong key: send 'Authorization: Bearer <key>'"
-
-
-def git_project(path: Path) -> Path:
-    """A git repository with one commit."""
-    path.mkdir(parents=True)
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q",
-         "--allow-empty", "-m", "init"],
-    ):  # fmt: skip
-        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
-    return path
 
 
 def make_config(tmp_path: Path, tmux_socket: str) -> Config:
@@ -46,7 +34,7 @@ def make_config(tmp_path: Path, tmux_socket: str) -> Config:
         server=ServerConfig(host="127.0.0.1", port=0, state_dir=tmp_path / "state"),
         tmux=TmuxConfig(socket=tmux_socket),
         supervisor=SupervisorConfig(tick_seconds=0.2),
-        projects=(ProjectConfig("farm", git_project(tmp_path / "repo")),),
+        projects=(ProjectConfig("farm", make_repo(tmp_path / "repo")),),
         agents=profiles,
     )
 

@@ -152,8 +152,18 @@ def _int(word: str, what: str, usage: str, low: int, high: int) -> int:
     # isdecimal, not isdigit: int() rejects "²"; the length cap keeps int() off huge input.
     value = int(text) if text.isdecimal() and len(text) <= 20 else None
     if value is None or not low <= value <= high:
-        raise UsageError(f"{what} must be a number from {low} to {high}, not {word!r}", usage)
+        raise UsageError(f"{what} must be a whole number from {low} to {high}, not {word!r}", usage)
     return value
+
+
+def _ref(word: str, what: str, listing: str, usage: str) -> int:
+    """An id people copy from a list ("7" or "#7"); the error points to that list."""
+    text = word.lstrip("#")
+    if not (text.isdecimal() and len(text) <= 18 and int(text) > 0):
+        raise UsageError(
+            f"expected a {what} number such as 7 ({listing} lists them), not {word!r}", usage
+        )
+    return int(text)
 
 
 def _no_args(make: Callable[[], Command]) -> Callable[[str, str], Command]:
@@ -188,7 +198,7 @@ def _spawn(args: str, usage: str) -> Command:
     rest = words[1:]
     number = None
     if rest and rest[0].lstrip("#").isdigit():
-        number = _int(rest.pop(0), "the number", usage, 1, 999_999)
+        number = _int(rest.pop(0), "the agent's number", usage, 1, 999_999)
     if len(rest) > 1:
         raise UsageError(f"too many arguments: {' '.join(rest)!r}", usage)
     project = _name(rest[0], "project", usage) if rest else None
@@ -229,12 +239,12 @@ def _kill(args: str, usage: str) -> Command:
 
 def _approve(args: str, usage: str) -> Command:
     [gate] = _words(args, usage, 1, 1)
-    return Approve(_int(gate, "the gate", usage, 1, 2**62))
+    return Approve(_ref(gate, "gate", "/gates", usage))
 
 
 def _retry(args: str, usage: str) -> Command:
     [outbox] = _words(args, usage, 1, 1)
-    return Retry(_int(outbox, "the dead letter", usage, 1, 2**62))
+    return Retry(_ref(outbox, "dead letter", "/alerts", usage))
 
 
 def _reject(args: str, usage: str) -> Command:
@@ -242,7 +252,7 @@ def _reject(args: str, usage: str) -> Command:
     if not words:
         raise UsageError("missing arguments", usage)
     reason = words[1].strip() if len(words) > 1 else ""
-    return Reject(_int(words[0], "the gate", usage, 1, 2**62), reason)
+    return Reject(_ref(words[0], "gate", "/gates", usage), reason)
 
 
 SPECS: dict[str, Spec] = {

@@ -134,13 +134,17 @@ class Farm:
 
 @asynccontextmanager
 async def farm_for(
-    config: Config, tmp_path: Path, clock: Callable[[], float] = time.time
+    config: Config,
+    tmp_path: Path,
+    clock: Callable[[], float] = time.time,
+    *,
+    hook_token: Callable[[str], str] | None = None,
 ) -> AsyncIterator[Farm]:
     """A supervisor over real SQLite and real tmux (no scheduler: tests tick it)."""
     async with SqliteStore(config.server.state_dir / "farmbot.db") as store:
         tmux = Tmux(config.tmux.socket)
         events = EventLog(store, clock)
-        supervisor = Supervisor(config, store, tmux, events, clock=clock)
+        supervisor = Supervisor(config, store, tmux, events, clock=clock, hook_token=hook_token)
         gates = Gates(store, events, clock)
         monitor = Monitor(config, store, tmux, supervisor, gates, events, clock=clock)
         await supervisor.sync_projects()

@@ -28,7 +28,8 @@ from apscheduler.triggers.cron import CronTrigger
 from farmbot import __version__, systemd
 from farmbot.adapters.base import Incoming, Interface
 from farmbot.adapters.hooks import HookEndpoint, hook_token, replay_spool
-from farmbot.adapters.web import WebInterface
+from farmbot.adapters.slack import SlackInterface
+from farmbot.adapters.web import ReadinessCheck, WebInterface
 from farmbot.adapters.webhook import WebhookInterface
 from farmbot.bot.authz import People
 from farmbot.bot.handlers import Handlers
@@ -162,6 +163,7 @@ class App:
             clock=clock,
         )
         self.hooks = HookEndpoint(self.monitor.on_hook, self.key)
+        self.slack = SlackInterface(config.slack, self.store, clock=clock) if config.slack else None
         self.router = Router(
             Handlers(self.supervisor, self.gates, clock, store=self.store, notifier=self.notifier),
             People(config.users),
@@ -173,17 +175,24 @@ class App:
             config.server.port,
             self.key,
             status=self.status,
-            readiness={"database": self._database_ready, "tmux": self._tmux_ready},
+            readiness=self._readiness(),
         )
         for route in self.hooks.routes():
             self.web.add_route(*route)
         self.interfaces["web"] = self.web
+        if self.slack is not None:
+            for route in self.slack.routes():  # HTTP mode: before the site starts
+                self.web.add_route(*route)
+            self.interfaces["slack"] = self.slack
         for hook in config.webhooks:
             webhook = WebhookInterface(hook)
             self.interfaces[hook.name] = webhook
             self._stack.push_async_callback(webhook.stop)
         await self.supervisor.sync_projects()
         await self.supervisor.reconcile(startup=True)
+        for chat in self._chats():
+            await chat.start(self.router.handle)
+            self._stack.push_async_callback(chat.stop)
         await self.web.start(self.router.handle)
         self.supervisor.update_agent_env(FARMBOT_URL=self.url)  # the port is known now
         self._stack.push_async_callback(self.web.stop)
@@ -237,6 +246,19 @@ class App:
         level = logging.INFO if reply.ok else logging.WARNING
         log.log(level, "cron %s: %s -> %s", name, job.command, reply.text)
 
+    def _readiness(self) -> dict[str, ReadinessCheck]:
+        checks: dict[str, ReadinessCheck] = {
+            "database": self._database_ready,
+            "tmux": self._tmux_ready,
+        }
+        if self.slack is not None:
+            checks["slack"] = self.slack.ready
+        return checks
+
+    def _chats(self) -> list[SlackInterface]:
+        """The chat interfaces that are configured."""
+        return [chat for chat in (self.slack,) if chat is not None]
+
     async def _database_ready(self) -> str | None:
         try:
             await self.store.ping()
@@ -271,6 +293,11 @@ class App:
             "outbox": await self.store.outbox_summary(),
             "dead_letters": [d.to_json() for d in await self.store.dead_letters(20)],
             "qa_runs": [asdict(r) for r in await self.store.recent_qa_runs(10)],
+            "problems": {
+                name: problem
+                for name, interface in self.interfaces.items()
+                if (problem := getattr(interface, "problem", None))
+            },
             "stats": {
                 "supervisor": repr(self.supervisor),
                 "router": repr(self.router),
@@ -281,6 +308,7 @@ class App:
                 "writer": repr(self.writer),
                 "qa": repr(self.qa),
                 "notifier": repr(self.notifier),
+                **{chat.name: repr(chat) for chat in self._chats()},
             },
         }
 
@@ -298,6 +326,8 @@ class App:
                 workers.append(tasks.create_task(_watchdog(interval, stop), name="watchdog"))
             await stop.wait()
             await self.web.stop()  # no new commands or hook events
+            for chat in self._chats():
+                await chat.stop()  # stops receiving; alerts can still go out
             await self.writer.close()  # flush every event already acknowledged
             await writer
             self.notifier.close()  # finish an in-flight send rather than repeat it later

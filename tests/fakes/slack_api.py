@@ -230,7 +230,7 @@ class FakeSlack:
         self,
         method: str,
         predicate: Callable[[JSON], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> JSON:
         """Return the params of the first successful ``method`` call matching ``predicate``."""
 
@@ -248,13 +248,13 @@ class FakeSlack:
         assert found is not None
         return found
 
-    async def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> JSON | None:  # noqa: ASYNC109
+    async def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> JSON | None:
         """Return the ack payload (None for a bare ack) once ``envelope_id`` is acked."""
         if not await self._wait(lambda: envelope_id in self.acks, timeout):
             raise AssertionError(f"envelope {envelope_id} not acked within {timeout}s; {self!r}")
         return self.acks[envelope_id]
 
-    async def wait_for_connections(self, count: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_for_connections(self, count: int, timeout: float = 5.0) -> None:
         """Wait until ``count`` WebSocket connections have been made in total and one is live."""
         if not await self._wait(lambda: self.connections >= count and bool(self._sockets), timeout):
             raise AssertionError(f"expected {count} Socket Mode connections; {self!r}")
@@ -262,7 +262,7 @@ class FakeSlack:
     async def wait_until(
         self,
         predicate: Callable[[], bool],
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         what: str = "condition",
     ) -> None:
         """Wait until ``predicate()`` holds; it is re-checked whenever the fake's state changes."""

@@ -26,7 +26,7 @@ ROW_BUTTONS = 25  # Slack: elements in one actions block
 LABEL_CHARS = 75  # Slack: a button's text
 BUTTON_VALUE_CHARS = 2000  # Slack: a button's value; longer commands are stored
 MESSAGE_CHARS = 12_000  # content per message; the rest continues in the thread
-FILE_CHARS = 36_000  # output longer than this is uploaded as a file snippet
+FILE_CHARS = 36_000  # output longer than this (escaped) is uploaded as a file snippet
 FALLBACK_CHARS = 1000  # of the notification text (the blocks carry everything)
 ACTION_PREFIX = "farmbot_"  # action_id of every farmbot button: farmbot_0, farmbot_1, ...
 ROW_PREFIX = "farmbot_row_"
@@ -117,16 +117,19 @@ def _layout(
     values: Mapping[str, str],
     fallback: str,
 ) -> Rendered:
-    content = [_section(chunk) for chunk in _pieces(text, SECTION_CHARS) if chunk.strip()]
+    content = [_section(escape(piece)) for piece in _pieces(text, SECTION_CHARS) if piece.strip()]
     file = None
     if pre:
-        code = [_code(chunk) for chunk in _pieces(pre, SECTION_CHARS - 2 * len(_FENCE) - 2)]
-        if len(pre) > FILE_CHARS:
-            lines = pre.count("\n") + 1
+        # A ``` inside the output would end the block early; zero-width spaces defuse it.
+        shown = pre.replace(_FENCE, "`\u200b`\u200b`")
+        limit = SECTION_CHARS - 2 * len(_FENCE) - 2
+        if len(escape(pre)) > FILE_CHARS:  # the start here, all of it in a file
             file = pre
-            code = code[:1]
+            lines = pre.count("\n") + 1
             more = f"_… {lines} lines in all: the whole output is in the file in the thread_"
-            code.append(_context(more))
+            code = [_code(_pieces(shown[:limit], limit)[0]), _context(more)]
+        else:
+            code = [_code(piece) for piece in _pieces(shown, limit)]
         content += code
     rows = _rows(buttons, values)
     room = MAX_BLOCKS - len(head) - len(rows) - 1  # one for the "continued" note
@@ -138,7 +141,7 @@ def _layout(
     if parts:
         first.append(_context(f"_continued in the thread ({len(parts)} more messages)_"))
     blocks = head + first + rows
-    summary = escape(_clip(fallback))
+    summary = escape(_clip(fallback)) or "(empty)"
     return Rendered(
         (Part(summary, blocks), *(Part(f"(continued) {summary}", p) for p in parts)), file
     )
@@ -224,9 +227,7 @@ def _section(mrkdwn: str) -> Block:
 
 
 def _code(raw: str) -> Block:
-    body = raw[:-1] if raw.endswith("\n") else raw
-    # A ``` inside the output would end the block early; a zero-width space defuses it.
-    body = escape(body).replace(_FENCE, "`\u200b`\u200b`")
+    body = escape(raw[:-1] if raw.endswith("\n") else raw)
     return _section(f"{_FENCE}\n{body or ' '}\n{_FENCE}")
 
 

@@ -29,6 +29,7 @@ from farmbot.config.schema import (
     UserConfig,
     builtin_profiles,
 )
+from farmbot.config.slack import parse_slack, slack_routes
 from farmbot.config.tables import (
     ENV_NAME,
     Table,
@@ -258,6 +259,10 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     cron = _cron(root.get("cron", as_tables, []), users)
     webhooks = parse_webhooks(root.get("webhooks", as_tables, []))
     alerts = parse_alerts(root.table("alerts"), webhooks)
+    slack_table = root.get("slack", as_table)
+    slack = parse_slack(slack_table) if slack_table is not None else None
+    if slack is not None:
+        alerts = replace(alerts, routes=alerts.routes + slack_routes(slack))
     root.finish()
     if not projects and _inside_git_work_tree(cwd):
         projects = [ProjectConfig(name="default", path=cwd)]
@@ -272,6 +277,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         cron=tuple(cron),
         alerts=alerts,
         webhooks=webhooks,
+        slack=slack,
         source=source,
     )
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
+from farmbot.config.slack import SlackConfig
 from farmbot.models import Role
 
 DEFAULT_HOST = "127.0.0.1"
@@ -135,6 +136,7 @@ class Config:
     cron: tuple[CronJob, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
+    slack: SlackConfig | None = None
     source: Path | None = None  # the file it was read from; None when on defaults
 
     def profile(self, name: str) -> AgentProfile:

@@ -31,7 +31,7 @@ from farmbot.models import Severity
 Mode = Literal["socket", "http"]
 SLACK_API_URL = "https://slack.com/api/"
 _COMMAND = re.compile(r"/[a-z0-9][a-z0-9_-]{0,31}")
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
 _SEVERITIES = ("info", "warning", "critical")
 
 
@@ -72,13 +72,13 @@ class SlackConfig:
 def parse_slack(t: tk.Table) -> SlackConfig:
     """Read ``[slack]``; errors name the key, never a token."""
     d = SlackConfig(bot_token="")
-    mode = t.get("mode", tk.text(_mode), d.mode)
+    mode = t.get("mode", tk.text(_mode), str(d.mode))
     app_token = t.get("app_token", _token("xapp-", "an app-level token"))
     signing_secret = t.get("signing_secret", tk.secret)
     if mode == "socket" and app_token is None:
         raise t.error(
             "app_token",
-            'missing; Socket Mode needs an app-level token (xapp-...) with connections:write, '
+            "missing; Socket Mode needs an app-level token (xapp-...) with connections:write, "
             'or set mode = "http" with a signing_secret',
         )
     if mode == "http" and signing_secret is None:
@@ -107,8 +107,7 @@ def parse_slack(t: tk.Table) -> SlackConfig:
 def slack_routes(config: SlackConfig) -> tuple[AlertRoute, ...]:
     """The alert routes of ``alert_channels``, to add to ``[alerts]``'s own."""
     return tuple(
-        AlertRoute("slack", channel, config.alert_min_severity)
-        for channel in config.alert_channels
+        AlertRoute("slack", channel, config.alert_min_severity) for channel in config.alert_channels
     )
 
 

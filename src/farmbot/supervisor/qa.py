@@ -107,7 +107,7 @@ class QaRunner:
         return done
 
 
-async def _run(command: str, agent: Agent, timeout: float) -> tuple[int | None, bool, str]:
+async def _run(command: str, agent: Agent, limit: float) -> tuple[int | None, bool, str]:
     env = dict(os.environ, FARMBOT_AGENT=agent.id, FARMBOT_PROJECT=agent.project)
     try:
         proc = await asyncio.create_subprocess_shell(
@@ -131,7 +131,7 @@ async def _run(command: str, agent: Agent, timeout: float) -> tuple[int | None, 
 
     timed_out = False
     try:
-        await asyncio.wait_for(asyncio.gather(read(), proc.wait()), timeout)
+        await asyncio.wait_for(asyncio.gather(read(), proc.wait()), limit)
     except TimeoutError:
         timed_out = True
         with contextlib.suppress(ProcessLookupError):
@@ -139,7 +139,7 @@ async def _run(command: str, agent: Agent, timeout: float) -> tuple[int | None, 
         await proc.wait()
     text = kept.decode("utf-8", "replace")
     if timed_out:
-        text += f"\n(timed out after {int(timeout)} s and was killed)"
+        text += f"\n(timed out after {int(limit)} s and was killed)"
     return proc.returncode, timed_out, text
 
 

@@ -1,0 +1,494 @@
+"""The Slack interface: farmbot as a Slack app, through slack-bolt (Socket Mode or HTTP).
+
+Inbound, the slash command (``/farm spawn builder 42``), mentions (``@farmbot status``)
+and button presses become ``Incoming`` commands for the router. Each is acknowledged at
+once (Slack's 3-second rule); the reply is posted afterwards as Block Kit -- refusals
+only to the person, as an ephemeral message. A decided Approve/Reject button turns into
+a line saying who decided. Outbound, ``send`` posts alerts, one thread per agent if
+configured (the thread survives restarts: it is in storage).
+
+Slack's failures are translated here, once: 429 becomes ``DeliveryError`` with Slack's
+``Retry-After``; 5xx, timeouts and lost connections ``DeliveryError``; ``ok: false``
+answers such as ``channel_not_found`` ``PermanentDeliveryError`` naming the channel and
+the fix, which ``problem`` also shows on /readyz and the status page. slack_sdk's own
+retries are off for alerts, so the SDK never sends one twice. Tokens are redacted from
+every log record (slack_bolt's, slack_sdk's, aiohttp's, farmbot's, anyone's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage
+from farmbot.adapters.slack_render import (
+    ACTION_PREFIX,
+    Rendered,
+    alert_message,
+    command_text,
+    decided,
+    escape,
+    from_slack,
+    long_commands,
+    reply_message,
+)
+from farmbot.adapters.web import Route
+from farmbot.bot import commands
+from farmbot.bot.replies import Reply
+from farmbot.config.slack import SlackConfig
+from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError, UsageError
+from farmbot.models import Buttons
+from farmbot.storage.base import Store
+
+log = logging.getLogger(__name__)
+SDK_LOG = logging.getLogger("slack_sdk.farmbot")  # slack_bolt/slack_sdk log through this
+EVENTS_PATH = "/hooks/slack/events"  # slash commands, events and interactivity (HTTP mode)
+API_TIMEOUT = 15.0  # seconds for one Web API call
+STOP_GRACE = 5.0  # seconds commands in progress get to finish at stop
+TRANSIENT = frozenset(
+    {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
+)
+AUTH_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
+)
+NOT_POSTABLE = frozenset({"not_in_channel", "channel_not_found"})
+FAILURES = (SlackApiError, aiohttp.ClientError, TimeoutError)  # what one API call may raise
+HINTS = {  # what a person does about an ok:false answer to an alert
+    "not_in_channel": "invite the bot: /invite {bot} in {name}",
+    "channel_not_found": "no such channel, or a private one without the bot: check [slack] "
+    "alert_channels (channel IDs) and invite the bot: /invite {bot}",
+    "is_archived": "the channel is archived: unarchive it or change [slack] alert_channels",
+    "missing_scope": "the app lacks the scope {needed}: add it and reinstall the app",
+    **dict.fromkeys(AUTH_ERRORS, "Slack refused slack.bot_token: check it and reinstall the app"),
+}
+
+
+class SlackInterface:
+    """farmbot's Slack app: receives commands, posts replies and alerts."""
+
+    name = "slack"
+
+    def __init__(
+        self,
+        config: SlackConfig,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        ping_interval: float = 10.0,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._clock = clock
+        self._ping_interval = ping_interval  # also paces Socket Mode's reconnect checks
+        # Replies may wait out a 429 (nothing was posted); alerts never retry in the SDK:
+        # the notifier retries them durably, so none is sent twice.
+        self._client = self._web_client([AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
+        self._alerts = self._web_client([])
+        self._redactor = _Redactor(config.secrets)
+        self._on_incoming: OnIncoming | None = None
+        self._app: AsyncApp | None = None
+        self._handler: AsyncSocketModeHandler | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._problems: dict[str, str] = {}  # channel (or "auth") -> what is wrong
+        self._bot_name = "farmbot"
+        self.received = 0
+        self.sent = 0
+        self.failed = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<SlackInterface {self._config.mode} received={self.received} sent={self.sent}"
+            f" failed={self.failed} problem={self.problem!r}>"
+        )
+
+    @property
+    def problem(self) -> str | None:
+        """What keeps Slack from working right now (for /readyz and the status page)."""
+        problems = list(self._problems.values())
+        handler = self._handler
+        if handler is not None and "auth" not in self._problems:
+            session = handler.client.current_session
+            if session is None or session.closed:
+                problems.insert(0, "Socket Mode is not connected to Slack (it keeps retrying)")
+        return "; ".join(problems) or None
+
+    async def ready(self) -> str | None:
+        """A readiness check: None when fine, else the problem."""
+        return self.problem
+
+    def routes(self) -> list[Route]:
+        """The web routes Slack POSTs to in HTTP mode (none in Socket Mode)."""
+        return [("POST", EVENTS_PATH, self._http)] if self._config.mode == "http" else []
+
+    async def start(self, on_incoming: OnIncoming) -> None:
+        """Register the listeners and connect in the background (Slack may be down)."""
+        self._on_incoming = on_incoming
+        app = AsyncApp(
+            client=self._client,
+            signing_secret=self._config.signing_secret or "",
+            name="farmbot",
+            logger=SDK_LOG,
+        )
+        app.command(self._config.command)(self._on_command)
+        app.event("app_mention")(self._on_mention)
+        app.action(re.compile(rf"^{ACTION_PREFIX}\d+$"))(self._on_action)
+        self._app = app
+        if self._config.mode == "socket":
+            assert self._config.app_token is not None  # the config requires it
+            self._handler = AsyncSocketModeHandler(
+                app, self._config.app_token, logger=SDK_LOG, ping_interval=self._ping_interval
+            )
+        self._redactor.attach()
+        self._connector = asyncio.create_task(self._connect(), name="slack-connect")
+
+    async def stop(self) -> None:
+        """Stop receiving; let commands in progress finish briefly. Safe to call twice."""
+        self._app = None
+        connector, self._connector = self._connector, None
+        if connector is not None:
+            connector.cancel()
+            await asyncio.gather(connector, return_exceptions=True)
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+        if self._inflight:
+            _, late = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
+            for task in late:
+                task.cancel()
+        self._redactor.detach()
+
+    async def send(self, channel: str, message: OutboundMessage) -> None:
+        """Post one alert; raise ``DeliveryError``/``PermanentDeliveryError`` on failure."""
+        rendered = alert_message(message, await self._values(message.buttons))
+        key = message.agent_id if self._config.thread_per_agent else None
+        thread = await self._store.get_thread(self.name, channel, key) if key else None
+        try:
+            ts = await _post(self._alerts, channel, rendered, 0, thread)
+        except FAILURES as exc:
+            self.failed += 1
+            if isinstance(exc, SlackApiError):
+                raise await self._delivery_error(channel, exc) from exc
+            raise DeliveryError(f"slack channel {channel}: {_why(exc)}") from exc
+        self.sent += 1
+        self._problems.pop(channel, None)
+        if key and thread is None:
+            try:
+                await self._store.set_thread(self.name, channel, key, ts, self._clock())
+            except StorageError as exc:  # the alert is out; its successors start a new thread
+                log.warning("slack: thread of %s in %s not recorded: %s", key, channel, exc)
+        await self._rest(self._alerts, channel, rendered, thread or ts)
+
+    # -- inbound ----------------------------------------------------------------------
+    async def _connect(self) -> None:
+        """Check the tokens, then connect Socket Mode (which reconnects by itself)."""
+        try:
+            auth = await self._client.auth_test()
+            self._bot_name = str(auth.get("user") or self._bot_name)
+            if self._handler is not None:
+                await self._client.apps_connections_open(app_token=self._handler.app_token)
+        except FAILURES as exc:
+            error = _error_code(exc)
+            if error in AUTH_ERRORS or error == "not_allowed_token_type":
+                key = "app_token" if error == "not_allowed_token_type" else "bot_token"
+                self._problems["auth"] = (
+                    f"Slack refused slack.{key} ({error}): check the environment variable "
+                    "behind it and that the app is installed (docs/slack.md), then restart"
+                )
+                log.error("slack: %s", self._problems["auth"])
+                return
+            log.warning("slack: checking the tokens failed (%s); connecting anyway", _why(exc))
+        if self._handler is not None:
+            await self._handler.connect_async()  # type: ignore[no-untyped-call]
+
+    async def _http(self, request: web.Request) -> web.StreamResponse:
+        """Serve one request of Slack's (bolt checks its signature: 401 if wrong)."""
+        app = self._app
+        if app is None:
+            return web.json_response({"error": "farmbot's Slack interface is stopped"}, status=503)
+        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    async def _on_command(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        async with self._track():
+            user, channel = str(command["user_id"]), str(command["channel_id"])
+            typed = from_slack(str(command.get("text", ""))).strip()
+            reply = await self._route(user, channel, command_text(typed), False, command)
+            shown = f"{self._config.command} {typed}".strip()
+            header = f"<@{user}> ran `{escape(shown[:200])}`"
+            await self._reply(channel, user, reply, header=header, respond=respond)
+
+    async def _on_mention(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
+        user, channel = event.get("user"), event.get("channel")
+        if not user or not channel:
+            return  # another bot's message
+        async with self._track():
+            text = command_text(str(event.get("text", "")), context.bot_user_id)
+            reply = await self._route(str(user), str(channel), text, False, {})
+            thread = event.get("thread_ts") or event.get("ts")
+            await self._reply(str(channel), str(user), reply, thread_ts=thread)
+
+    async def _on_action(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        async with self._track():
+            user = str(body["user"]["id"])
+            channel = str((body.get("channel") or {}).get("id") or body["container"]["channel_id"])
+            message: dict[str, Any] = body.get("message") or {}
+            thread = message.get("thread_ts") or message.get("ts")
+            command = await self._command_of(str(action.get("value", "")))
+            if command is None:
+                reply = Reply("this button has expired; run the command again", ok=False)
+                await self._reply(channel, user, reply, thread_ts=thread)
+                return
+            reply = await self._route(user, channel, command, True, body["user"])
+            approve = _decision(command)
+            if reply.ok and approve is not None and message.get("ts"):
+                # The decision replaces the pressed row, so nobody presses it again.
+                line = f"{'✅' if approve else '❌'} {escape(reply.text)}"
+                blocks = decided(message.get("blocks") or [], action.get("block_id"), line)
+                update = self._client.chat_update(
+                    channel=channel,
+                    ts=message["ts"],
+                    text=message.get("text") or reply.text,
+                    blocks=blocks,
+                )
+                await _quietly("updating the decided message", channel, update)
+                return
+            label = escape(str((action.get("text") or {}).get("text", command)))
+            header = f"<@{user}> pressed {label}"
+            await self._reply(channel, user, reply, header=header, thread_ts=thread)
+
+    async def _route(
+        self, user: str, channel: str, text: str, button: bool, who: dict[str, Any]
+    ) -> Reply:
+        assert self._on_incoming is not None
+        self.received += 1
+        name = str(who.get("user_name") or who.get("username") or "")
+        return await self._on_incoming(
+            Incoming("slack", user, channel, text, display_name=name, button=button)
+        )
+
+    async def _command_of(self, value: str) -> str | None:
+        if value.startswith("a:") and value[2:].isdecimal():
+            return await self._store.get_action(int(value[2:]))
+        return value if value.startswith("/") else None
+
+    # -- outbound ---------------------------------------------------------------------
+    async def _reply(
+        self,
+        channel: str,
+        user: str,
+        reply: Reply,
+        *,
+        header: str | None = None,
+        thread_ts: str | None = None,
+        respond: AsyncRespond | None = None,
+    ) -> None:
+        """Post a reply: in the channel, or only to ``user`` when it is a refusal."""
+        rendered = reply_message(reply, await self._values(reply.buttons), header)
+        try:
+            if not reply.ok:
+                for part in rendered.parts:
+                    await self._client.chat_postEphemeral(
+                        channel=channel, user=user, text=part.text, blocks=part.blocks,
+                        thread_ts=thread_ts,
+                    )  # fmt: skip
+                return
+            ts = await _post(self._client, channel, rendered, 0, thread_ts)
+        except FAILURES as exc:
+            if respond is None or _error_code(exc) not in NOT_POSTABLE:
+                log.error("slack: reply to %s in %s not posted: %s", user, channel, _why(exc))
+                return
+            # A channel the bot is not in: the person still gets the answer, privately.
+            note = f"(I am not in this channel: /invite @{self._bot_name} to see replies here)"
+            first = rendered.parts[0]
+            answer = respond(text=f"{first.text}\n{note}", blocks=[*first.blocks, _note(note)])
+            await _quietly("responding", channel, answer)
+            return
+        await self._rest(self._client, channel, rendered, thread_ts or ts)
+
+    async def _rest(
+        self, client: AsyncWebClient, channel: str, rendered: Rendered, thread: str
+    ) -> None:
+        """Post what did not fit the first message into its thread; log what fails."""
+        for index in range(1, len(rendered.parts)):
+            await _quietly("posting more", channel, _post(client, channel, rendered, index, thread))
+        if rendered.file is not None:
+            upload = client.files_upload_v2(
+                channel=channel, thread_ts=thread, content=rendered.file,
+                filename="output.txt", title="the whole output",
+            )  # fmt: skip
+            await _quietly("uploading the output", channel, upload)
+
+    async def _values(self, buttons: Buttons) -> dict[str, str]:
+        """Button values for commands too long to be one: ``a:<id>`` of a stored action."""
+        now = self._clock()
+        return {
+            cmd: f"a:{await self._store.put_action(cmd, now)}" for cmd in long_commands(buttons)
+        }
+
+    async def _delivery_error(self, channel: str, exc: SlackApiError) -> DeliveryError:
+        status, error = exc.response.status_code, _error_code(exc)
+        where = f"slack channel {channel}"
+        if status == 429 or error == "ratelimited":
+            return DeliveryError(f"{where}: rate limited (HTTP 429)", retry_after=_retry_after(exc))
+        if status >= 500 or error in TRANSIENT or not error:
+            return DeliveryError(f"{where}: HTTP {status}" + (f" {error}" if error else ""))
+        name = await self._name(channel) if error in ("not_in_channel", "is_archived") else None
+        if name:
+            where = f"slack channel {name} ({channel})"
+        needed = exc.response.get("needed") if isinstance(exc.response.data, dict) else None
+        fix = HINTS.get(error, "see https://api.slack.com/methods/chat.postMessage#errors")
+        fix = fix.format(bot=f"@{self._bot_name}", name=name or "it", needed=needed or "?")
+        self._problems[channel] = problem = f"{where}: {error}: {fix}"
+        if error in ("invalid_blocks", "msg_too_long"):
+            log.error("slack: %s refused a message: %s", channel, _why(exc))
+        return PermanentDeliveryError(problem)
+
+    async def _name(self, channel: str) -> str | None:
+        """``#name`` of a channel, for a person reading the error; None if unknown."""
+        with contextlib.suppress(*FAILURES):
+            info = await self._alerts.conversations_info(channel=channel)
+            return f"#{info['channel']['name']}"
+        return None
+
+    @contextlib.asynccontextmanager
+    async def _track(self) -> AsyncIterator[None]:
+        """Count the current listener as in progress (stop() waits for it)."""
+        task = asyncio.current_task()
+        assert task is not None  # listeners run in tasks
+        self._inflight.add(task)
+        try:
+            yield
+        finally:
+            self._inflight.discard(task)
+
+    def _web_client(self, retry_handlers: list[Any]) -> AsyncWebClient:
+        return AsyncWebClient(
+            token=self._config.bot_token,
+            base_url=self._config.api_url,
+            timeout=int(API_TIMEOUT),
+            logger=SDK_LOG,
+            retry_handlers=retry_handlers,
+        )
+
+
+async def _post(
+    client: AsyncWebClient, channel: str, rendered: Rendered, index: int, thread: str | None
+) -> str:
+    part = rendered.parts[index]
+    response = await client.chat_postMessage(
+        channel=channel, text=part.text, blocks=part.blocks, thread_ts=thread,
+        unfurl_links=False, unfurl_media=False,
+    )  # fmt: skip
+    return str(response["ts"])
+
+
+async def _quietly(what: str, channel: str, call: Awaitable[Any]) -> None:
+    """Await a best-effort API call; log, don't raise, when it fails."""
+    try:
+        await call
+    except FAILURES as exc:
+        log.error("slack: %s in %s failed: %s", what, channel, _why(exc))
+
+
+def _decision(command: str) -> bool | None:
+    """True for /approve, False for /reject, None for any other command."""
+    try:
+        parsed = commands.parse(command)
+    except UsageError:
+        return None
+    if isinstance(parsed, commands.Approve | commands.Reject):
+        return isinstance(parsed, commands.Approve)
+    return None
+
+
+def _note(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(text)}]}
+
+
+def _error_code(exc: BaseException) -> str:
+    data = exc.response.data if isinstance(exc, SlackApiError) else None
+    return str(data.get("error") or "") if isinstance(data, dict) else ""
+
+
+def _why(exc: BaseException) -> str:
+    """A failed call in a few words (Slack's errors carry no token)."""
+    if isinstance(exc, SlackApiError):
+        data = exc.response.data
+        error = _error_code(exc) or f"HTTP {exc.response.status_code}"
+        meta = data.get("response_metadata", {}).get("messages") if isinstance(data, dict) else None
+        return f"{error} {meta}" if meta else error
+    return "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    for name, value in (exc.response.headers or {}).items():
+        if str(name).lower() == "retry-after":
+            with contextlib.suppress(ValueError):
+                return max(0.0, float(value))
+    return None
+
+
+class _Redactor(logging.Filter):
+    """Replaces the tokens in log records (and their tracebacks) with ``<redacted>``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = tuple(s for s in secrets if s)
+        self._active = False
+
+    def attach(self) -> None:
+        """Redact every record from now on, whichever logger makes it."""
+        # A filter on a logger sees only the records logged on that very logger, not its
+        # children's (slack_sdk.web.*, loggers made later), so records are redacted where
+        # they are made: in the record factory.
+        if self._active:
+            return
+        self._active = True
+        make = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make(*args, **kwargs)
+            if self._active:
+                self.filter(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+
+    def detach(self) -> None:
+        self._active = False  # the factory stays in the chain, passing records through
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's to report, not ours
+            return True
+        if any(s in message for s in self._secrets):
+            record.msg, record.args = self._redact(message), None
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            if any(s in text for s in self._secrets):
+                record.exc_text = self._redact(text)
+        return True
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text

@@ -29,6 +29,7 @@ from farmbot import __version__, systemd
 from farmbot.adapters.base import Incoming, Interface
 from farmbot.adapters.hooks import HookEndpoint, hook_token, replay_spool
 from farmbot.adapters.slack import SlackInterface
+from farmbot.adapters.telegram import TelegramInterface
 from farmbot.adapters.web import ReadinessCheck, WebInterface
 from farmbot.adapters.webhook import WebhookInterface
 from farmbot.bot.authz import People
@@ -164,6 +165,9 @@ class App:
         )
         self.hooks = HookEndpoint(self.monitor.on_hook, self.key)
         self.slack = SlackInterface(config.slack, self.store, clock=clock) if config.slack else None
+        self.telegram = (
+            TelegramInterface(config.telegram, self.store, clock=clock) if config.telegram else None
+        )
         self.router = Router(
             Handlers(self.supervisor, self.gates, clock, store=self.store, notifier=self.notifier),
             People(config.users),
@@ -180,22 +184,22 @@ class App:
         for route in self.hooks.routes():
             self.web.add_route(*route)
         self.interfaces["web"] = self.web
-        if self.slack is not None:
-            for route in self.slack.routes():  # HTTP mode: before the site starts
+        for chat in self._chats():
+            for route in chat.routes():  # webhook / HTTP modes: before the site starts
                 self.web.add_route(*route)
-            self.interfaces["slack"] = self.slack
+            self.interfaces[chat.name] = chat
         for hook in config.webhooks:
             webhook = WebhookInterface(hook)
             self.interfaces[hook.name] = webhook
             self._stack.push_async_callback(webhook.stop)
         await self.supervisor.sync_projects()
         await self.supervisor.reconcile(startup=True)
-        for chat in self._chats():
-            await chat.start(self.router.handle)
-            self._stack.push_async_callback(chat.stop)
         await self.web.start(self.router.handle)
         self.supervisor.update_agent_env(FARMBOT_URL=self.url)  # the port is known now
         self._stack.push_async_callback(self.web.stop)
+        for chat in self._chats():  # after the site: a webhook must be reachable when set
+            await chat.start(self.router.handle)
+            self._stack.push_async_callback(chat.stop)
         self._start_scheduler()
 
     def _start_scheduler(self) -> None:
@@ -251,13 +255,13 @@ class App:
             "database": self._database_ready,
             "tmux": self._tmux_ready,
         }
-        if self.slack is not None:
-            checks["slack"] = self.slack.ready
+        for chat in self._chats():
+            checks[chat.name] = chat.ready
         return checks
 
-    def _chats(self) -> list[SlackInterface]:
+    def _chats(self) -> list[SlackInterface | TelegramInterface]:
         """The chat interfaces that are configured."""
-        return [chat for chat in (self.slack,) if chat is not None]
+        return [chat for chat in (self.telegram, self.slack) if chat is not None]
 
     async def _database_ready(self) -> str | None:
         try:
@@ -326,12 +330,12 @@ class App:
                 workers.append(tasks.create_task(_watchdog(interval, stop), name="watchdog"))
             await stop.wait()
             await self.web.stop()  # no new commands or hook events
-            for chat in self._chats():
-                await chat.stop()  # stops receiving; alerts can still go out
             await self.writer.close()  # flush every event already acknowledged
             await writer
             self.notifier.close()  # finish an in-flight send rather than repeat it later
             await notifier
+            for chat in self._chats():
+                await chat.stop()
             for worker in workers:
                 worker.cancel()
 

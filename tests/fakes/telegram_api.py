@@ -375,7 +375,7 @@ class FakeTelegram:
         self,
         method: str,
         predicate: Callable[[Params], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109 - mirrors asyncio.wait_for
+        timeout: float = 5.0,
     ) -> Params:
         """Return the params of the first (possibly past) call of ``method`` that matches."""
         deadline = asyncio.get_running_loop().time() + timeout

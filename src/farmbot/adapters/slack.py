@@ -22,7 +22,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -52,6 +52,7 @@ from farmbot.bot.replies import Reply
 from farmbot.config.slack import SlackConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError, UsageError
 from farmbot.models import Buttons
+from farmbot.redact import Redactor
 from farmbot.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class SlackInterface:
         # the notifier retries them durably, so none is sent twice.
         self._client = self._web_client([AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
         self._alerts = self._web_client([])
-        self._redactor = _Redactor(config.secrets)
+        self._redactor = Redactor(config.secrets)
         self._on_incoming: OnIncoming | None = None
         self._app: AsyncApp | None = None
         self._handler: AsyncSocketModeHandler | None = None
@@ -153,7 +154,7 @@ class SlackInterface:
             self._handler = AsyncSocketModeHandler(
                 app, self._config.app_token, logger=SDK_LOG, ping_interval=self._ping_interval
             )
-        self._redactor.attach()
+        self._redactor.install()
         self._connector = asyncio.create_task(self._connect(), name="slack-connect")
 
     async def stop(self) -> None:
@@ -170,7 +171,7 @@ class SlackInterface:
             _, late = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
             for task in late:
                 task.cancel()
-        self._redactor.detach()
+        self._redactor.uninstall()
 
     async def send(self, channel: str, message: OutboundMessage) -> None:
         """Post one alert; raise ``DeliveryError``/``PermanentDeliveryError`` on failure."""
@@ -444,51 +445,3 @@ def _retry_after(exc: SlackApiError) -> float | None:
             with contextlib.suppress(ValueError):
                 return max(0.0, float(value))
     return None
-
-
-class _Redactor(logging.Filter):
-    """Replaces the tokens in log records (and their tracebacks) with ``<redacted>``."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self._secrets = tuple(s for s in secrets if s)
-        self._active = False
-
-    def attach(self) -> None:
-        """Redact every record from now on, whichever logger makes it."""
-        # A filter on a logger sees only the records logged on that very logger, not its
-        # children's (slack_sdk.web.*, loggers made later), so records are redacted where
-        # they are made: in the record factory.
-        if self._active:
-            return
-        self._active = True
-        make = logging.getLogRecordFactory()
-
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = make(*args, **kwargs)
-            if self._active:
-                self.filter(record)
-            return record
-
-        logging.setLogRecordFactory(factory)
-
-    def detach(self) -> None:
-        self._active = False  # the factory stays in the chain, passing records through
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is logging's to report, not ours
-            return True
-        if any(s in message for s in self._secrets):
-            record.msg, record.args = self._redact(message), None
-        if record.exc_info and not record.exc_text:
-            text = logging.Formatter().formatException(record.exc_info)
-            if any(s in text for s in self._secrets):
-                record.exc_text = self._redact(text)
-        return True
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        return text

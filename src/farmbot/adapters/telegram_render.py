@@ -1,6 +1,7 @@
-"""Telegram HTML for replies and alerts: escaped, split to fit, or attached as a file.
+"""The pure half of the Telegram interface: HTML for replies and alerts, reading commands
+and people out of updates, and what Telegram's errors mean.
 
-Pure functions, no I/O. Everything people or agents wrote is escaped; a title is bold and
+No I/O here. Everything people or agents wrote is escaped; a title is bold and
 a preformatted block is ``<pre>``. A message holds at most 4096 characters, counted as
 Telegram counts them (UTF-16 code units); longer text is split at line boundaries (a
 ``<pre>`` is closed at the end of one message and reopened in the next) and text that
@@ -10,14 +11,32 @@ ever cut off.
 
 from __future__ import annotations
 
+import datetime as dtm
 import html
+import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from telegram import Message, User
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.warnings import PTBDeprecationWarning
+
+from farmbot.bot import commands as c
+from farmbot.errors import DeliveryError, PermanentDeliveryError, UsageError
+
 MAX_TEXT = 4096  # Telegram's limit for a message
-MAX_CAPTION = 1024  # ... and for a document's caption
 MAX_CHUNKS = 4  # more than this many messages, and the text goes as a file
 CAPTION_LINE = 200  # characters of the first line quoted in a document's caption
+TOAST_CHARS = 200  # answerCallbackQuery's limit
 
 Block = tuple[str | None, str]  # (tag wrapping it, e.g. "pre", or None; raw text)
 
@@ -83,7 +102,7 @@ def split(parts: Sequence[Block], limit: int = MAX_TEXT) -> list[str]:
     characters. An open tag is closed at the end of a message and reopened in the next.
     """
     chunks: list[str] = []
-    current = ""
+    current, size = "", 0
     open_tag: str | None = None
     for tag, text in parts:
         start, end = _tags(tag)
@@ -96,10 +115,11 @@ def split(parts: Sequence[Block], limit: int = MAX_TEXT) -> list[str]:
                 addition = "\n" + body
             else:
                 addition = _tags(open_tag)[1] + "\n" + start + body
-            if current and utf16_len(current + addition + end) > limit:
+            if current and size + utf16_len(addition + end) > limit:
                 chunks.append(current + _tags(open_tag)[1])
-                current, addition = "", start + body
+                current, size, addition = "", 0, start + body
             current += addition
+            size += utf16_len(addition)
             open_tag = tag
     if current:
         chunks.append(current + _tags(open_tag)[1])
@@ -137,3 +157,96 @@ def _visible(chunk: str) -> bool:
 def plain(parts: Sequence[Block]) -> str:
     """The text of ``parts`` without markup."""
     return "\n".join(text for _, text in parts)
+
+
+# -- reading updates ----------------------------------------------------------------------
+
+
+def command_text(text: str, username: str) -> str | None:
+    """The command without ``@botname``; None when it is addressed to another bot."""
+    match = re.match(r"(\S*)(.*)", text, re.DOTALL)
+    assert match is not None  # both groups may be empty
+    word, rest = match.groups()
+    command, at, bot = word.partition("@")
+    if at and bot.lower() != username.lower():
+        return None
+    return ("/help" if command.lower() == "/start" else command) + rest  # a first contact
+
+
+def decision(command: str) -> bool | None:
+    """True for an approval, False for a rejection, None for any other command."""
+    try:
+        parsed = c.parse(command)
+    except UsageError:
+        return None
+    if isinstance(parsed, c.Approve | c.Reject):
+        return isinstance(parsed, c.Approve)
+    return None
+
+
+def thread_of(message: Message) -> int | None:
+    """The forum topic a message is in, if any."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
+def name_of(user: User) -> str:
+    return f"{user.full_name} (@{user.username})" if user.username else user.full_name
+
+
+def chat_id(channel: str) -> int | str:
+    """A route's channel as a chat id: a number, or an ``@channelname``."""
+    return int(channel) if channel.lstrip("-").isdecimal() else channel
+
+
+# -- what a press decided, and what Telegram's errors mean ------------------------------
+
+
+def decided(original_html: str | None, approved: bool, text: str) -> str | None:
+    """The message's HTML with the decision appended, or None when it would not fit."""
+    if original_html is None:
+        return None
+    edited = f"{original_html}\n\n{'✅' if approved else '❌'} {escape(text)}"
+    return edited if utf16_len(edited) <= MAX_TEXT else None
+
+
+def toast(text: str) -> str:
+    """Text for a button press's answer (at most 200 characters)."""
+    return text if len(text) <= TOAST_CHARS else text[: TOAST_CHARS - 1] + "…"
+
+
+def retry_after(exc: RetryAfter) -> float:
+    """Seconds Telegram asked to wait, whether PTB gives an int or a timedelta."""
+    with warnings.catch_warnings():  # the int form is deprecated (PTB_TIMEDELTA)
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value: int | dtm.timedelta = exc.retry_after
+    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+
+
+def delivery_error(where: str, thread: int | None, exc: TelegramError, text: str) -> DeliveryError:
+    """Translate a failed send: retry on 429, 5xx and network trouble, else give up.
+
+    ``text`` is the error's message with secrets already removed.
+    """
+    if isinstance(exc, RetryAfter):
+        wait = retry_after(exc)
+        return DeliveryError(f"{where}: rate limited for {wait:g}s", retry_after=wait)
+    if isinstance(exc, InvalidToken):
+        return PermanentDeliveryError(f"{where}: the bot token was refused; fix telegram.token")
+    if isinstance(exc, ChatMigrated):
+        new = exc.new_chat_id
+        return PermanentDeliveryError(f"{where}: the group is now supergroup {new}; use that id")
+    if isinstance(exc, Forbidden):
+        hint = "add the bot to the chat again, or remove the chat from telegram.alert_chats"
+        return PermanentDeliveryError(f"{where}: {text}; {hint}")
+    if isinstance(exc, BadRequest):
+        lower = text.lower()
+        if "chat not found" in lower:
+            hint = "check telegram.alert_chats; the bot must be a member of the chat"
+        elif "thread" in lower or "topic" in lower:
+            hint = f"check telegram.topics (message_thread_id {thread})"
+        else:
+            hint = "Telegram refused what farmbot sent; please report this"
+        return PermanentDeliveryError(f"{where}: {text}; {hint}")
+    if isinstance(exc, TimedOut):
+        return DeliveryError(f"{where}: timed out")
+    return DeliveryError(f"{where}: {text}")  # NetworkError: 5xx, connection refused, ...

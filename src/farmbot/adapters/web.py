@@ -103,8 +103,10 @@ class WebInterface:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         self.requests += 1
-        # Hook and webhook handlers check their own credentials (per-agent hook tokens).
-        if request.path in PUBLIC or request.path.startswith(("/hooks/slack", HOOKS_PREFIX)):
+        # Hook and webhook handlers check their own credentials (per-agent hook tokens,
+        # Telegram's secret-token header).
+        own_auth = ("/hooks/slack", "/hooks/telegram/", HOOKS_PREFIX)
+        if request.path in PUBLIC or request.path.startswith(own_auth):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")

@@ -52,6 +52,7 @@ from farmbot.config.tables import (
     text,
     zero_or_more,
 )
+from farmbot.config.telegram import parse_telegram, telegram_routes
 from farmbot.errors import ConfigError
 from farmbot.models import Role
 
@@ -263,6 +264,11 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     slack = parse_slack(slack_table) if slack_table is not None else None
     if slack is not None:
         alerts = replace(alerts, routes=alerts.routes + slack_routes(slack))
+    telegram_table = root.get("telegram", as_table)
+    telegram = None
+    if telegram_table is not None:
+        telegram = parse_telegram(telegram_table, projects=[p.name for p in projects] or None)
+        alerts = replace(alerts, routes=alerts.routes + telegram_routes(telegram))
     root.finish()
     if not projects and _inside_git_work_tree(cwd):
         projects = [ProjectConfig(name="default", path=cwd)]
@@ -278,6 +284,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         alerts=alerts,
         webhooks=webhooks,
         slack=slack,
+        telegram=telegram,
         source=source,
     )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
 from farmbot.config.slack import SlackConfig
+from farmbot.config.telegram import TelegramConfig
 from farmbot.models import Role
 
 DEFAULT_HOST = "127.0.0.1"
@@ -137,6 +138,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     slack: SlackConfig | None = None
+    telegram: TelegramConfig | None = None
     source: Path | None = None  # the file it was read from; None when on defaults
 
     def profile(self, name: str) -> AgentProfile:

@@ -12,7 +12,7 @@
     alert_min_severity = "warning"
     poll_timeout = 30                        # seconds one long poll waits
 
-    [telegram.topics]                        # forum supergroup: a project's own topic
+    [telegram.topics]                        # in forum supergroups among alert_chats,
     web = 7                                  # project "web" -> message_thread_id 7
 
 People are identified by their numeric user id: ``[users.alice] telegram = 1001``.
@@ -150,7 +150,11 @@ def _topics(t: tk.Table, projects: Collection[str] | None) -> dict[str, int]:
 
 
 def _mode(value: str, shown: str) -> str | None:
-    return None if value in ("polling", "webhook") else f'unknown mode {shown} (use "polling" or "webhook")'
+    return (
+        None
+        if value in ("polling", "webhook")
+        else f'unknown mode {shown} (use "polling" or "webhook")'
+    )
 
 
 def _severity(value: str, shown: str) -> str | None:

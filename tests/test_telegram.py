@@ -1,0 +1,619 @@
+"""The Telegram interface: the real python-telegram-bot against a fake Bot API on 127.0.0.1,
+driving the real router, supervisor (real tmux, the demo agent), gates and outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from farmbot.adapters.base import Incoming, Interface, OutboundMessage
+from farmbot.adapters.telegram import BAD_TOKEN, CONFLICT, TelegramInterface
+from farmbot.adapters.telegram_render import MAX_TEXT, blocks, plain, render, split, utf16_len
+from farmbot.adapters.web import ReadinessCheck, WebInterface
+from farmbot.bot.authz import People
+from farmbot.bot.commands import SPECS
+from farmbot.bot.handlers import Handlers
+from farmbot.bot.replies import Button, Reply
+from farmbot.bot.router import Router
+from farmbot.config.alerts import AlertsConfig
+from farmbot.config.schema import Config, UserConfig
+from farmbot.config.tables import Table
+from farmbot.config.telegram import TelegramConfig, parse_telegram, telegram_routes
+from farmbot.errors import ConfigError, PermanentDeliveryError
+from farmbot.models import GateStatus, Role, Severity
+from farmbot.storage.sqlite import SqliteStore
+from farmbot.supervisor.alerts import AlertRules
+from farmbot.supervisor.events import EventLog
+from farmbot.supervisor.gates import Gates
+from farmbot.supervisor.notifier import Notifier
+from tests.fakes.telegram_api import FakeTelegram, Params, parse_html
+from tests.farm import Farm, farm_for, make_config, received_prompts
+from tests.helpers import FakeClock, retry_until
+
+TOKEN = "424242:SECRET-token-never-logged"
+ALICE, BOB, OLGA, STRANGER = 1001, 1002, 1003, 999  # admin, viewer, operator, nobody
+USERS = (
+    UserConfig("alice", Role.ADMIN, telegram=ALICE),
+    UserConfig("bob", Role.VIEWER, telegram=BOB),
+    UserConfig("olga", Role.OPERATOR, telegram=OLGA),
+)
+KEY = "k" * 32  # the web server's local key
+FORUM = -1001234  # a forum supergroup: alerts go here
+TOPIC = 7  # project "proj"'s topic in it
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(token=TOKEN) as fake:
+        fake.add_chat(FORUM, type="supergroup", title="farm ops")
+        yield fake
+
+
+def tg_config(tg: FakeTelegram, **changes: Any) -> TelegramConfig:
+    config = TelegramConfig(
+        token=tg.token,
+        base_url=tg.base_url,
+        base_file_url=tg.base_file_url,
+        alert_chats=(FORUM,),
+        topics={"proj": TOPIC},
+        poll_timeout=1,
+    )
+    return replace(config, **changes)
+
+
+@dataclass
+class Rig:
+    farm: Farm
+    telegram: TelegramInterface
+    router: Router
+    notifier: Notifier
+    events: EventLog  # with alert rules routing to FORUM
+    gates: Gates
+    clock: FakeClock
+
+    async def drain(self) -> int:
+        """Deliver the alerts due now; how many went out to Telegram."""
+        sent = self.telegram.sent
+        while await self.notifier.deliver_due():
+            pass
+        return self.telegram.sent - sent
+
+
+@asynccontextmanager
+async def running(
+    config: Config, tmp_path: Path, tconf: TelegramConfig, clock: FakeClock
+) -> AsyncIterator[Rig]:
+    """farmbot's pieces as app.py wires them, with the Telegram interface started."""
+    async with farm_for(config, tmp_path) as farm:
+        alerts = AlertsConfig(routes=telegram_routes(tconf))
+        telegram = TelegramInterface(tconf, farm.store, clock=clock)
+        web = WebInterface("127.0.0.1", 0, KEY, status=_no_status, readiness={})  # not started
+        interfaces: dict[str, Interface] = {"telegram": telegram, "web": web}
+        notifier = Notifier(farm.store, interfaces, alerts, clock=clock, rand=lambda: 1.0)
+        events = EventLog(farm.store, clock, AlertRules(alerts), on_alerts=notifier.notify_new)
+        gates = Gates(farm.store, events, clock)
+        handlers = Handlers(farm.supervisor, gates, clock, store=farm.store, notifier=notifier)
+        router = Router(handlers, People(config.users), farm.store, clock)
+        await telegram.start(router.handle)
+        try:
+            yield Rig(farm, telegram, router, notifier, events, gates, clock)
+        finally:
+            await telegram.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path, tmux_socket: str) -> Config:
+    return make_config(tmp_path, tmux_socket, users=USERS)
+
+
+@pytest.fixture
+async def rig(config: Config, tmp_path: Path, tg: FakeTelegram) -> AsyncIterator[Rig]:
+    async with running(config, tmp_path, tg_config(tg), FakeClock()) as r:
+        yield r
+
+
+async def reply_to(tg: FakeTelegram, user: int, text: str, **where: Any) -> Params:
+    """Send a message as ``user`` and return the bot's next message in that chat."""
+    chat = where.get("chat_id", user)
+    before = len(tg.sent_messages(chat))
+    tg.push_message(user, text, **where)
+    await retry_until(lambda: len(tg.sent_messages(chat)) > before, message=f"a reply to {text}")
+    return tg.sent_messages(chat)[before]
+
+
+def keyboard(message: Params) -> list[list[tuple[str, str]]]:
+    rows = message.get("reply_markup", {}).get("inline_keyboard", [])
+    return [[(b["text"], b["callback_data"]) for b in row] for row in rows]
+
+
+async def press(tg: FakeTelegram, user: int, message: Params, data: str) -> Params:
+    """Press a button; return the answer to the press."""
+    query = tg.push_callback(user, message, data)
+    return await tg.wait_for("answerCallbackQuery", lambda p: p["callback_query_id"] == query)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+async def test_spawn_from_telegram_reaches_tmux_and_a_tail_button_shows_escaped_output(
+    rig: Rig, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    assert [c["command"] for c in tg.commands] == list(SPECS)  # the menu, at start
+    spawned = await reply_to(tg, ALICE, "/spawn builder 42")
+    assert spawned["text"].startswith("spawned builder-42 (demo) in project proj: worktree ")
+    assert keyboard(spawned) == [[("Tail", "/tail builder-42"), ("Kill", "/kill builder-42")]]
+    await rig.farm.until_idle("builder-42")
+    assert received_prompts(tmp_path)[0].startswith("You are builder 42 on project proj.")
+    [entry] = [e for e in await rig.farm.store.recent_audit() if e.command.startswith("/spawn")]
+    assert (entry.platform, entry.user_id, entry.user_name, entry.outcome) == (
+        "telegram",
+        str(ALICE),
+        "alice",
+        "ok",
+    )
+
+    sent = await reply_to(tg, OLGA, "/send@farmbot_test_bot builder-42 fix <b>fish & chips</b>")
+    assert sent["text"].startswith("sent to builder-42")
+    await rig.farm.until_screen("builder-42", "✓ done: fix <b>fish & chips</b>")
+
+    before = len(tg.sent_messages(ALICE))
+    answer = await press(tg, ALICE, spawned, "/tail builder-42")
+    assert "text" not in answer  # no toast: the result is a new message
+    await retry_until(lambda: len(tg.sent_messages(ALICE)) > before, message="the tail")
+    screen = tg.sent_messages(ALICE)[-1]
+    assert screen["text"].startswith("builder-42 (")
+    assert "> received: fix <b>fish & chips</b>" in screen["text"]  # escaped, shown verbatim
+    assert keyboard(screen) == [[("Refresh", "/tail builder-42 40")]]
+    assert [e["type"] for e in screen["entities"]] == ["pre"]
+
+
+async def test_a_stranger_is_refused_politely_audited_and_nothing_runs(
+    rig: Rig, tg: FakeTelegram
+) -> None:
+    refused = await reply_to(tg, STRANGER, "/spawn builder 1")
+    assert "not on this farmbot's allowlist" in refused["text"]
+    assert f"[users.<name>] telegram = {STRANGER}" in refused["text"]
+    [entry] = await rig.farm.store.recent_audit()
+    assert (entry.user_id, entry.user_name, entry.outcome) == (str(STRANGER), None, "denied")
+    assert await rig.farm.store.list_agents() == []
+
+
+async def test_commands_for_another_bot_are_ignored_and_plain_text_gets_a_hint(
+    rig: Rig, tg: FakeTelegram
+) -> None:
+    tg.push_message(ALICE, "/status@some_other_bot")
+    hint = await reply_to(tg, ALICE, "hello there")
+    assert "/help lists them" in hint["text"]
+    assert len(tg.sent_messages(ALICE)) == 1  # nothing for the other bot's command
+    assert await rig.farm.store.recent_audit() == []
+    first = await reply_to(tg, BOB, "/start")  # Telegram's first contact
+    assert first["text"].startswith("farmbot commands (you are bob, viewer):")
+
+
+async def test_a_command_in_a_forum_topic_is_answered_in_that_topic(
+    rig: Rig, tg: FakeTelegram
+) -> None:
+    where = {"chat_id": FORUM, "chat_type": "supergroup", "message_thread_id": TOPIC}
+    status = await reply_to(tg, BOB, "/status", **where)
+    assert status["text"].startswith("agents: none running")
+    assert status["message_thread_id"] == TOPIC
+
+
+# -- gates and buttons ---------------------------------------------------------------------
+
+
+async def open_gate_alert(r: Rig, tg: FakeTelegram, title: str = "deploy <prod> & tell") -> Params:
+    gate = await r.gates.open("manual", title, project="proj")
+    assert await r.drain() == 1
+    message = tg.sent_messages(FORUM)[-1]
+    assert message["message_thread_id"] == TOPIC  # the project's topic
+    assert keyboard(message) == [
+        [("Approve", f"/approve {gate.id}"), ("Reject", f"/reject {gate.id}")]
+    ]
+    return message
+
+
+async def test_a_gate_button_is_authorized_against_whoever_presses_it(
+    rig: Rig, tg: FakeTelegram
+) -> None:
+    alert = await open_gate_alert(rig, tg)
+    assert alert["text"].startswith("⚠️ gate #1 waits for a decision: deploy <prod> & tell\n")
+    title = "⚠️ gate #1 waits for a decision: deploy <prod> & tell"
+    assert alert["entities"][0] == {"type": "bold", "offset": 0, "length": utf16_len(title)}
+
+    refused = await press(tg, BOB, alert, "/approve 1")
+    assert refused["text"] == "bob is a viewer; /approve needs admin or above"
+    assert tg.sent_messages(FORUM) == [alert]  # unchanged, buttons still there
+    assert (await rig.gates.get(1)).status is GateStatus.PENDING
+
+    approved = await press(tg, ALICE, alert, "/approve 1")
+    assert "text" not in approved
+    await tg.wait_for("editMessageText")
+    [edited] = tg.sent_messages(FORUM)
+    assert edited["text"] == (
+        alert["text"] + "\n\n✅ gate 1 approved by alice at 2023-11-14 22:13 UTC: "
+        "deploy <prod> & tell"
+    )
+    assert "reply_markup" not in edited
+    assert edited["entities"][0]["type"] == "bold"  # the original formatting is kept
+    gate = await rig.gates.get(1)
+    assert (gate.status, gate.decided_by) == (GateStatus.APPROVED, "alice")
+    assert len(tg.answered_callbacks) == 2  # every press is answered
+
+
+async def test_a_press_after_a_restart_still_decides_the_gate(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    clock = FakeClock()
+    reason = "the migration is not reversible; split it in two and add a rollback test"
+    async with running(config, tmp_path, tg_config(tg), clock) as before:
+        alert = await open_gate_alert(before, tg, "deploy")
+        await before.gates.open("manual", "migrate", project="proj")
+        assert await before.drain() == 1
+        long = OutboundMessage(
+            alert_id=0,
+            outbox_id=0,
+            severity=Severity.WARNING,
+            title="gate 2",
+            text="reject it with the reason?",
+            pre=None,
+            buttons=((Button("Reject with reason", f"/reject 2 {reason}"),),),
+            agent_id=None,
+            project=None,
+        )
+        await before.telegram.send(str(FORUM), long)
+    second = tg.sent_messages(FORUM)[-1]
+    [[(_, data)]] = keyboard(second)
+    assert data.startswith("a:")  # too long for callback data: stored
+
+    clock.advance(3600)
+    async with running(config, tmp_path, tg_config(tg), clock) as after:
+        await press(tg, ALICE, alert, "/approve 1")
+        await press(tg, ALICE, second, data)
+        await retry_until(
+            lambda: all("reply_markup" not in tg.sent_messages(FORUM)[i] for i in (0, 2)),
+            message="both messages edited",
+        )
+        assert (await after.gates.get(1)).status is GateStatus.APPROVED
+        rejected = await after.gates.get(2)
+        assert (rejected.status, rejected.reason) == (GateStatus.REJECTED, reason)
+    texts = [m["text"] for m in tg.sent_messages(FORUM)]
+    assert texts[0].endswith("\n\n✅ gate 1 approved by alice at 2023-11-14 23:13 UTC: deploy")
+    decision = f"❌ gate 2 rejected by alice at 2023-11-14 23:13 UTC ({reason}): migrate"
+    assert texts[2].endswith(decision)
+
+
+# -- alerts --------------------------------------------------------------------------------
+
+
+async def stuck(r: Rig, agent: str) -> None:
+    await r.events.emit("agent.stuck", agent, "proj", reason="no output")
+
+
+async def test_429_and_500_on_alerts_deliver_each_once_in_order(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    clock = FakeClock()
+    async with running(config, tmp_path, tg_config(tg), clock) as r:
+        tg.fail_next("sendMessage", 429, retry_after=30)
+        tg.fail_next("sendMessage", 500)
+        for agent in ("builder-1", "builder-2", "builder-3"):
+            await stuck(r, agent)
+        assert await r.drain() == 0  # 429: wait 30 s
+        clock.advance(29)
+        assert await r.drain() == 0
+        clock.advance(1)
+        assert await r.drain() == 0  # 500: back off
+        clock.advance(10)
+        assert await r.drain() == 3
+        summary = await r.farm.store.outbox_summary()
+    titles = [m["text"].split("\n")[0] for m in tg.sent_messages(FORUM)]
+    assert titles == [f"⚠️ builder-{n} is stuck" for n in (1, 2, 3)]
+    assert [name for name, _ in tg.calls].count("sendMessage") == 5
+    assert summary == {"pending": 0, "sending": 0, "delivered": 6, "dead": 0}  # + web console
+
+
+async def test_alerts_wait_while_telegram_is_down_and_go_out_after(
+    rig: Rig, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await tg.go_down()  # connection refused
+    await rig.events.emit("agent.dead", "builder-1", "proj", reason="exit 3")
+    assert await rig.drain() == 0
+    await retry_until(lambda: rig.telegram.problem, message="polling to fail")
+    assert rig.telegram.problem is not None and rig.telegram.problem.startswith("polling failed")
+    await tg.come_up()
+    rig.clock.advance(10)
+    assert await rig.drain() == 1
+    [message] = tg.sent_messages(FORUM)
+    assert message["text"].startswith("🔴 builder-1 died\n")
+    await retry_until(lambda: rig.telegram.problem is None, message="polling to recover")
+    assert_no_token(caplog)
+
+
+async def test_a_long_alert_goes_out_as_one_document(rig: Rig, tg: FakeTelegram) -> None:
+    pre = "\n".join(f"line {i} <&>" for i in range(600))
+    tail = ((Button("Tail", "/tail builder-1"),),)
+    message = OutboundMessage(
+        1, 1, Severity.CRITICAL, "QA failed", "see the log", pre, tail, "builder-1", "proj"
+    )
+    await rig.telegram.send(str(FORUM), message)
+    [doc] = tg.documents
+    assert doc["data"].decode() == f"🔴 QA failed\nsee the log\n{pre}"
+    assert doc["filename"] == "alert-1.txt" and doc["caption"].startswith("🔴 QA failed\n")
+    [sent] = tg.sent_messages(FORUM)
+    assert sent["message_thread_id"] == TOPIC and keyboard(sent) == [[("Tail", "/tail builder-1")]]
+
+
+async def test_a_chat_that_does_not_exist_is_a_permanent_error_naming_it(rig: Rig) -> None:
+    message = OutboundMessage(1, 1, Severity.WARNING, "t", "x", None, (), None, None)
+    with pytest.raises(PermanentDeliveryError, match=r"chat 5: (?i:chat not found).*alert_chats"):
+        await rig.telegram.send("5", message)
+
+
+# -- long replies --------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def answering(
+    tg: FakeTelegram, tmp_path: Path, reply: Reply, slept: list[float] | None = None
+) -> AsyncIterator[TelegramInterface]:
+    """An interface whose every command gets ``reply``; its waits go to ``slept``."""
+
+    async def handle(msg: Incoming) -> Reply:
+        return reply
+
+    async def sleep(seconds: float) -> None:
+        (slept if slept is not None else []).append(seconds)
+
+    async with SqliteStore(tmp_path / "replies.db") as store:
+        telegram = TelegramInterface(tg_config(tg), store, sleep=sleep)
+        await telegram.start(handle)
+        try:
+            yield telegram
+        finally:
+            await telegram.stop()
+
+
+async def test_a_reply_over_4096_characters_is_split_at_lines_and_nothing_is_lost(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    text = "\n".join(f"agent {i}: busy <since> a while & more 😀" for i in range(120))
+    pre = "\n".join(f"$ make test  # step {i} of <many> & counting" for i in range(150))
+    reply = Reply(text, pre=pre, buttons=((Button("Refresh", "/agents"),),))
+    async with answering(tg, tmp_path, reply):
+        tg.push_message(ALICE, "/agents")
+        await retry_until(
+            lambda: [m for m in tg.sent_messages(ALICE) if "reply_markup" in m], message="all"
+        )
+    messages = tg.sent_messages(ALICE)
+    assert len(messages) > 2
+    assert "\n".join(m["text"] for m in messages) == f"{text}\n{pre}"
+    assert all(utf16_len(m["text"]) <= MAX_TEXT for m in messages)
+    assert [bool(m.get("reply_markup")) for m in messages] == [False] * (len(messages) - 1) + [True]
+    assert {e["type"] for m in messages[1:] for e in m.get("entities", [])} == {"pre"}
+
+
+async def test_a_huge_reply_is_sent_as_a_document(tg: FakeTelegram, tmp_path: Path) -> None:
+    pre = "\n".join(f"{i:05d} <output> & more" for i in range(2000))
+    async with answering(tg, tmp_path, Reply("builder-1: last 2000 lines", pre=pre)):
+        tg.push_message(ALICE, "/tail builder-1 2000")
+        await tg.wait_for("sendDocument")
+    [doc] = tg.documents
+    assert doc["data"].decode() == f"builder-1: last 2000 lines\n{pre}"
+    assert doc["caption"] == (
+        "builder-1: last 2000 lines\n(the whole text, 2001 lines, is in the attached file)"
+    )
+
+
+async def test_a_reply_waits_out_a_429_and_a_500_and_is_sent_once(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    tg.fail_next("sendMessage", 429, retry_after=7)
+    tg.fail_next("sendMessage", 502)
+    slept: list[float] = []
+    async with answering(tg, tmp_path, Reply("ok"), slept):
+        tg.push_message(ALICE, "/status")
+        await retry_until(lambda: tg.sent_messages(ALICE), message="the reply")
+    assert [m["text"] for m in tg.sent_messages(ALICE)] == ["ok"]
+    assert slept == [7.0, 2.0]  # Telegram's retry_after, then a backoff
+
+
+def test_split_closes_and_reopens_pre_and_counts_utf16() -> None:
+    pre = "\n".join(f"{i} <&> " + "😀" * 30 for i in range(10))
+    parts = blocks("head & <tail>", pre=pre, title="T")
+    chunks = split(parts, limit=200)
+    assert chunks[0].startswith("<b>T</b>\nhead &amp; &lt;tail&gt;\n<pre>")
+    assert all(utf16_len(c) <= 200 for c in chunks)
+    parsed = [parse_html(c) for c in chunks]  # Telegram's parser accepts every chunk
+    assert "\n".join(text for text, _ in parsed) == plain(parts)
+    assert all([e["type"] for e in entities] == ["pre"] for _, entities in parsed[1:])
+    assert render("x" * 10_000).chunks and render("x\n" * 20_000).document is not None
+
+
+# -- health: conflicts, bad tokens, secrets ------------------------------------------------
+
+
+def assert_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    assert "<redacted>" in caplog.text  # the filter did see the token (httpx logs URLs)
+    assert TOKEN not in caplog.text
+    for record in caplog.records:
+        assert TOKEN not in record.getMessage() and TOKEN not in (record.exc_text or "")
+
+
+async def test_a_409_conflict_is_reported_once_and_cleared_when_polling_works(
+    rig: Rig, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    polls = len([c for c in tg.calls if c[0] == "getUpdates"])
+    tg.conflict = True
+    await retry_until(lambda: rig.telegram.problem == CONFLICT, message="the conflict")
+    assert await rig.telegram.ready() == CONFLICT
+    await retry_until(
+        lambda: len([c for c in tg.calls if c[0] == "getUpdates"]) >= polls + 2,
+        message="a retry",
+    )
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [f"telegram: {CONFLICT}"]
+    assert CONFLICT in repr(rig.telegram)
+
+    tg.conflict = False
+
+    def quiet() -> bool:  # a 409 still in flight may arrive late: keep time moving
+        rig.clock.advance(61)
+        return rig.telegram.problem is None
+
+    await retry_until(quiet, message="the conflict to clear")
+    status = await reply_to(tg, BOB, "/status")  # no message was lost meanwhile
+    assert status["text"].startswith("agents:")
+    assert_no_token(caplog)
+
+
+async def test_an_invalid_token_marks_the_interface_failed_and_the_rest_runs(
+    config: Config, tmp_path: Path, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = replace(tg_config(tg), token="424242:WRONG-token-never-logged")
+    async with running(config, tmp_path, wrong, FakeClock()) as r:
+        assert r.telegram.problem == BAD_TOKEN
+        assert await r.telegram.ready() == BAD_TOKEN
+        await stuck(r, "builder-1")
+        assert await r.drain() == 0
+        [dead] = await r.farm.store.dead_letters()
+        assert "fix telegram.token" in dead.last_error
+        reply = await r.router.handle(Incoming("web", "local-key", "console", "/status"))
+        assert reply.ok  # the rest of farmbot keeps working
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors.count(f"telegram: {BAD_TOKEN}") == 1
+    assert "WRONG-token" not in caplog.text and "<redacted>" in caplog.text
+
+
+async def test_a_token_revoked_while_polling_is_reported(
+    rig: Rig, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tg.token = "424242:REVOKED"  # Telegram now refuses farmbot's token
+    tg.conflict = True  # ends the poll in progress
+    await retry_until(lambda: rig.telegram.problem == BAD_TOKEN, message="the bad token")
+    await rig.telegram.stop()  # the poller died of it; stopping still works
+    assert_no_token(caplog)
+
+
+async def test_webhook_mode_checks_the_secret_token_header(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    secret = "hook-Secret_123"
+    tconf = tg_config(
+        tg, mode="webhook", webhook_url="https://farm.example.com/", webhook_secret=secret
+    )
+    async with farm_for(config, tmp_path) as farm:
+        handlers = Handlers(farm.supervisor, farm.gates, store=farm.store)
+        router = Router(handlers, People(USERS), farm.store)
+        telegram = TelegramInterface(tconf, farm.store)
+        ready: dict[str, ReadinessCheck] = {"telegram": telegram.ready}
+        web = WebInterface("127.0.0.1", 0, KEY, status=_no_status, readiness=ready)
+        for route in telegram.routes():
+            web.add_route(*route)
+        await web.start(router.handle)
+        await telegram.start(router.handle)
+        try:
+            assert tg.webhook_url == "https://farm.example.com" + telegram.webhook_path
+            tg.add_chat(ALICE)
+            url = f"http://127.0.0.1:{web.port}{telegram.webhook_path}"
+            async with aiohttp.ClientSession() as http:
+                for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+                    async with http.post(url, json=_update("/help"), headers=headers) as r:
+                        assert r.status == 401
+                good = {"X-Telegram-Bot-Api-Secret-Token": secret}
+                async with http.post(url, json=_update("/help"), headers=good) as r:
+                    assert r.status == 200
+                async with http.post(url, data=b"nope", headers=good) as r:
+                    assert r.status == 400
+                bearer = {"Authorization": f"Bearer {KEY}"}
+                async with http.get(f"http://127.0.0.1:{web.port}/readyz", headers=bearer) as r:
+                    assert r.status == 200
+            [reply] = await retry_until(lambda: tg.sent_messages(ALICE), message="the reply")
+            assert reply["text"].startswith("farmbot commands (you are alice, admin):")
+            assert "getUpdates" not in [name for name, _ in tg.calls]
+        finally:
+            await telegram.stop()
+            await web.stop()
+
+
+async def _no_status() -> dict[str, Any]:
+    return {}
+
+
+def _update(text: str) -> dict[str, Any]:
+    user = {"id": ALICE, "is_bot": False, "first_name": "Alice"}
+    message = {
+        "message_id": 1,
+        "date": 0,
+        "chat": {"id": ALICE, "type": "private", "first_name": "Alice"},
+        "from": user,
+        "text": text,
+        "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}],
+    }
+    return {"update_id": 1, "message": message}
+
+
+# -- config --------------------------------------------------------------------------------
+
+
+def _table(data: dict[str, object], environ: dict[str, str] | None = None) -> Table:
+    return Table(data, "telegram", environ or {"TG": TOKEN, "HOOK": "s3cret"}, Path("."))
+
+
+def test_config_reads_secrets_from_the_environment_and_hides_them() -> None:
+    config = parse_telegram(
+        _table(
+            {
+                "token": "env:TG",
+                "base_url": "http://localhost:8081/bot",
+                "alert_chats": [-100123, "@farm_ops", "-100456"],
+                "topics": {"proj": 7},
+                "alert_min_severity": "critical",
+            }
+        ),
+        projects=["proj"],
+    )
+    assert config.token == TOKEN and config.base_file_url == "http://localhost:8081/file/bot"
+    assert config.alert_chats == (-100123, "@farm_ops", -100456) and config.topics == {"proj": 7}
+    assert TOKEN not in repr(config) and "<hidden>" in repr(config)
+    assert telegram_routes(config)[1].channel == "@farm_ops"
+    assert telegram_routes(config)[0].min_severity is Severity.CRITICAL
+
+
+TG, HOOK, HTTPS = {"token": "env:TG"}, {"mode": "webhook"}, {"webhook_url": "https://x.y"}
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"token": TOKEN}, 'token: secrets are never written in the file; use "env:NAME"'),
+        ({"token": "env:NOPE"}, "token: environment variable NOPE is not set"),
+        ({"token": "env:HOOK"}, "token: does not look like a bot token"),
+        ({**TG, **HOOK}, "webhook_url: missing"),
+        ({**TG, **HOOK, **HTTPS}, "webhook_secret: missing"),
+        ({**TG, "webhook_secret": "s3cret"}, "webhook_secret: secrets are never"),
+        ({**TG, "webhook_url": "http://x.y"}, "webhook_url: must be an https:// URL"),
+        ({**TG, "topics": {"prj": 3}}, "topics.prj: unknown project 'prj' (known: proj); did"),
+        ({**TG, "alert_chats": ["ops"]}, "alert_chats[0]: expected a chat id"),
+        ({**TG, "tokn": 1}, "tokn: unknown key (did you mean 'token'?)"),
+    ],
+)
+def test_config_errors_name_the_key_and_never_the_secret(
+    data: dict[str, object], error: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_telegram(_table(data), projects=["proj"])
+    assert str(caught.value).startswith(f"config: telegram.{error}")
+    assert TOKEN not in str(caught.value) and "s3cret" not in str(caught.value)

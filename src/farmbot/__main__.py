@@ -2,6 +2,6 @@
 
 import sys
 
-from farmbot.cli import main
+from farmbot.entry import main
 
 sys.exit(main())

@@ -1,8 +1,7 @@
 """The ``farmbot`` command line.
 
-Imports are lazy: ``farmbot hook`` runs on every tool call of every agent, and
-``farmbot demo-agent`` is the default agent, so neither pays for aiohttp or libtmux.
-Module level imports only what the interpreter has loaded anyway (not even ``typing``).
+``farmbot hook`` never comes here (``farmbot.entry`` routes it first). Imports are lazy:
+``farmbot demo-agent`` is the default agent and should not pay for aiohttp or libtmux.
 """
 
 from __future__ import annotations
@@ -64,16 +63,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
-    # `farmbot [--config X] hook ...` runs on every tool call of every agent: no argparse.
-    rest = args_list
-    if rest[:1] == ["--config"]:
-        rest = rest[2:]
-    elif rest[:1] and rest[0].startswith("--config="):
-        rest = rest[1:]
-    if rest[:1] == ["hook"]:
-        from farmbot.hook import main as hook_main
-
-        return hook_main(rest[1:])
     # demo-agent takes its own options; hand everything after it over untouched.
     if "demo-agent" in args_list:
         index = args_list.index("demo-agent")

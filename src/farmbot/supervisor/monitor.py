@@ -21,7 +21,7 @@ from typing import Any
 
 from farmbot.config.schema import AgentProfile, Config
 from farmbot.errors import TmuxError
-from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Gate, NewEvent
+from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Event, Gate, NewEvent
 from farmbot.storage.base import Store
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.events import EventLog
@@ -83,6 +83,10 @@ class Monitor:
         self._on_idle = on_idle
         self._clock = clock
         self._tracks: dict[str, _Track] = {}
+        # Hook events arrive thousands a second: read agents from this cache, refreshed
+        # every tick and dropped for an agent whenever anything happens to it.
+        self._agents: dict[str, Agent | None] = {}
+        events.subscribe(self._forget)
         self._patterns = {n: PanePatterns.of(p) for n, p in config.agents.items()}
         self.hook_events = 0
         self.ticks = 0
@@ -110,7 +114,7 @@ class Monitor:
     async def on_hook(self, agent_id: str, payload: dict[str, Any]) -> None:
         """Store one hook event (durably, batched), then let it move the agent's state."""
         name = str(payload.get("hook_event_name", "unknown"))
-        agent = await self._store.get_agent(agent_id)
+        agent = await self._agent(agent_id)
         now = self._clock()
         event = NewEvent(
             kind=f"hook.{name}",
@@ -129,6 +133,15 @@ class Monitor:
         track = self._track(agent_id)
         track.last_hook_at = now
         await self._apply_hook(agent, name, payload, track, now)
+
+    async def _agent(self, agent_id: str) -> Agent | None:
+        if agent_id not in self._agents:
+            self._agents[agent_id] = await self._store.get_agent(agent_id)
+        return self._agents[agent_id]
+
+    def _forget(self, event: Event) -> None:
+        if event.agent_id is not None and event.kind.startswith(("agent.", "prompt.")):
+            self._agents.pop(event.agent_id, None)
 
     async def _apply_hook(
         self, agent: Agent, name: str, payload: dict[str, Any], track: _Track, now: float
@@ -157,7 +170,9 @@ class Monitor:
         self.ticks += 1
         panes = await self._tmux.panes()
         pending = await self._gates.pending()
-        for agent in await self._store.list_agents():
+        agents = await self._store.list_agents()
+        self._agents = {agent.id: agent for agent in agents}
+        for agent in agents:
             if agent.desired is DesiredState.STOPPED or not agent.state.is_live:
                 self._tracks.pop(agent.id, None)
                 await self._stale_gates(agent, f"{agent.id} is {agent.state.value}", pending)
@@ -398,6 +413,7 @@ class Monitor:
         if fresh.state is state:
             return fresh
         updated = await self._sup.set_state(fresh, state, reason)
+        self._agents[updated.id] = updated
         if (
             state is AgentState.IDLE
             and fresh.state in (AgentState.BUSY, AgentState.STUCK)

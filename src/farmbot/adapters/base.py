@@ -7,6 +7,8 @@ the notifier hands it ``OutboundMessage`` alerts to ``send``. It decides nothing
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -64,3 +66,21 @@ class Interface(Protocol):
         retry may help -- rate limits, 5xx, timeouts -- and ``PermanentDeliveryError``
         when it cannot (e.g. channel_not_found). Returning means delivered.
         """
+
+
+def background(coro: Awaitable[None], name: str, log: logging.Logger) -> asyncio.Task[None]:
+    """Start an interface's own background task; its failure is logged, never lost.
+
+    The interface owns the task: ``stop()`` cancels and awaits it.
+    """
+
+    async def run() -> None:
+        await coro
+
+    def report(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", name, exc_info=task.exception())
+
+    task = asyncio.create_task(run(), name=name)
+    task.add_done_callback(report)
+    return task

@@ -34,7 +34,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage
+from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage, background
 from farmbot.adapters.slack_render import (
     ACTION_PREFIX,
     Rendered,
@@ -155,7 +155,7 @@ class SlackInterface:
                 app, self._config.app_token, logger=SDK_LOG, ping_interval=self._ping_interval
             )
         self._redactor.install()
-        self._connector = asyncio.create_task(self._connect(), name="slack-connect")
+        self._connector = background(self._connect(), "slack: connecting", log)
 
     async def stop(self) -> None:
         """Stop receiving; let commands in progress finish briefly. Safe to call twice."""

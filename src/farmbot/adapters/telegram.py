@@ -61,7 +61,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage
+from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage, background
 from farmbot.adapters.telegram_render import (
     TOAST_CHARS,
     Rendered,
@@ -179,15 +179,14 @@ class TelegramInterface:
         self._redactor.install()
         self._app = self._build()
         if not await self._connect():
-            self._connector = asyncio.create_task(self._keep_connecting(), name="telegram")
-            self._connector.add_done_callback(_log_crash)
+            self._connector = background(self._keep_connecting(), "telegram: connecting", log)
 
     async def stop(self) -> None:
         """Stop receiving and close connections. Safe to call twice."""
         connector, self._connector = self._connector, None
         if connector is not None:
             connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # logged by _log_crash
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # already logged
                 await connector
         app, self._app = self._app, None
         self._connected = False
@@ -523,8 +522,3 @@ class _PollRequest(HTTPXRequest):
         code, payload = await super().do_request(*args, **kwargs)
         self._on_answer(code)
         return code, payload
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("telegram: connecting failed", exc_info=task.exception())

@@ -12,11 +12,8 @@ import pytest
 from farmbot.bot.replies import Button
 from farmbot.errors import StorageError
 from farmbot.models import (
-    Agent,
-    AgentKind,
     AgentState,
     AlertDraft,
-    DesiredState,
     GateStatus,
     NewEvent,
     OutboxStatus,
@@ -27,6 +24,7 @@ from farmbot.models import (
 from farmbot.storage.base import Store
 from farmbot.storage.migrations import load_migrations
 from farmbot.storage.sqlite import SqliteStore
+from tests.test_storage import _agent
 
 T0 = 1_700_000_000.0
 
@@ -35,24 +33,6 @@ T0 = 1_700_000_000.0
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     async with SqliteStore(tmp_path / "farmbot.db") as store:
         yield store
-
-
-def _agent(agent_id: str = "builder-1", project: str = "farm") -> Agent:
-    return Agent(
-        id=agent_id,
-        project=project,
-        kind=AgentKind.BUILDER,
-        profile="claude",
-        number=1,
-        workdir="/tmp/farm",
-        branch="builder-1",
-        desired=DesiredState.RUNNING,
-        state=AgentState.STARTING,
-        state_reason="spawned",
-        created_at=T0,
-        updated_at=T0,
-        state_since=T0,
-    )
 
 
 def _draft(

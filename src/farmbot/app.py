@@ -359,16 +359,28 @@ def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _program() -> str:
+    """How to type the farmbot command here: ``farmbot`` if PATH finds this one."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "farmbot"
+    if os.path.basename(argv0) != "farmbot":
+        return "farmbot"  # python -m farmbot, or a test harness
+    found = shutil.which("farmbot")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "farmbot"
+    return argv0
+
+
 def announce(app: App, out: TextIO) -> None:
     """Tell a first-time user where to go, without them reading anything else."""
     config = app.config
+    farmbot = _program()
     projects = ", ".join(f"{p.name} ({p.path})" for p in config.projects) or (
         "none — run farmbot inside a git repository or add [[projects]] to the config"
     )
     source = (
         str(config.source)
         if config.source
-        else "none (embedded defaults; `farmbot init` writes one)"
+        else f"none (embedded defaults; `{farmbot} init` writes one)"
     )
     print(
         f"farmbot {__version__} is running.\n"
@@ -377,8 +389,8 @@ def announce(app: App, out: TextIO) -> None:
         f"  config: {source}\n"
         f"  projects: {projects}\n"
         f"  agents: default profile '{config.supervisor.default_agent}'; "
-        f"watch them with `farmbot attach <agent>` or `tmux -L {config.tmux.socket} ls`\n"
-        f'  try: farmbot cmd "/spawn builder 42"\n'
+        f"watch them with `{farmbot} attach <agent>` or `tmux -L {config.tmux.socket} ls`\n"
+        f'  try: {farmbot} cmd "/spawn builder 42"\n'
         f"  Ctrl-C stops farmbot; the agents keep running in tmux.",
         file=out,
         flush=True,

@@ -411,3 +411,14 @@ def test_write_example_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
     write_example(target, force=True)
     assert target.read_bytes() == PACKAGED_EXAMPLE.read_bytes()
     load_config(target, {}, tmp_path)  # the written file loads where it lands
+
+
+def test_an_alert_route_to_an_unconfigured_chat_is_refused_at_start(tmp_path: Path) -> None:
+    route = '[[alerts.routes]]\ninterface = "{}"\nchannel = "-100123"\n'
+    assert failure(tmp_path, route.format("telegram")) == (
+        "config: alerts.routes[0].interface: 'telegram' is not configured; "
+        "add a [telegram] section"
+    )
+    assert failure(tmp_path, route.format("discord")) == (
+        "config: alerts.routes[0].interface: discord is not supported yet"
+    )

@@ -16,7 +16,7 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from farmbot.config.alerts import parse_alerts, parse_webhooks
+from farmbot.config.alerts import AlertRoute, parse_alerts, parse_webhooks
 from farmbot.config.schema import (
     AgentProfile,
     Config,
@@ -269,6 +269,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     if telegram_table is not None:
         telegram = parse_telegram(telegram_table, projects=[p.name for p in projects] or None)
         alerts = replace(alerts, routes=alerts.routes + telegram_routes(telegram))
+    _check_routes(alerts.routes, {"telegram": telegram, "slack": slack})
     root.finish()
     if not projects and _inside_git_work_tree(cwd):
         projects = [ProjectConfig(name="default", path=cwd)]
@@ -287,6 +288,18 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         telegram=telegram,
         source=source,
     )
+
+
+def _check_routes(routes: tuple[AlertRoute, ...], chats: Mapping[str, object | None]) -> None:
+    """A route to a chat interface needs that interface configured (else: dead letters)."""
+    for index, route in enumerate(routes):
+        if route.interface == "discord":
+            raise ConfigError(f"alerts.routes[{index}].interface", "discord is not supported yet")
+        if route.interface in chats and chats[route.interface] is None:
+            raise ConfigError(
+                f"alerts.routes[{index}].interface",
+                f"'{route.interface}' is not configured; add a [{route.interface}] section",
+            )
 
 
 def _read_toml(path: Path) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from farmbot.config.schema import ProjectConfig, SupervisorConfig
 from farmbot.errors import CommandError, Conflict, NotFound
 from farmbot.models import AgentKind, AgentState, DesiredState
 from tests.farm import Farm, farm_for, make_config, received_prompts
+from tests.helpers import retry_until
 
 
 @pytest.fixture
@@ -282,3 +284,18 @@ async def test_projects_activate_and_deactivate(farm: Farm) -> None:
     assert (await farm.supervisor.set_active("proj", True)).active
     with pytest.raises(NotFound):
         await farm.supervisor.set_active("nope", True)
+
+
+async def test_a_prompt_being_typed_is_never_typed_twice(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    typing = asyncio.create_task(farm.supervisor.send("architect", "only once", "alice"))
+    # While `send` types it (paste, a pause, Enter), the queue still shows it pending.
+    await retry_until(lambda: farm.store.pending_prompts("architect"), message="the row")
+
+    delivered = await farm.supervisor.deliver_pending()
+
+    await typing
+    assert delivered == 0
+    await farm.until_idle("architect")
+    assert received_prompts(farm.tmp_path) == ["only once"]

@@ -324,9 +324,17 @@ class Supervisor:
             if not self._ready_for(agent, prompt):
                 continue
             async with self._pane_lock(agent.id):
+                # `send` holds this lock while it types a prompt of its own, which was
+                # pending when we looked: only a prompt still first in line goes in.
+                queue = await self._store.pending_prompts(agent.id)
+                fresh = await self._store.get_agent(agent.id)
+                if not queue or queue[0].id != prompt.id or fresh is None:
+                    continue
+                if not self._ready_for(fresh, prompt):
+                    continue
                 try:
-                    await self._refuse_if_asking(agent)
-                    await self._deliver(agent, prompt)
+                    await self._refuse_if_asking(fresh)
+                    await self._deliver(fresh, prompt)
                 except (Conflict, TmuxError):
                     continue
                 except CommandError as exc:

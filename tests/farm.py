@@ -91,9 +91,7 @@ class Farm:
 
     async def tick(self) -> None:
         """One supervision round, as the daemon's scheduler runs it."""
-        await self.supervisor.reconcile()
-        await self.monitor.tick()
-        await self.supervisor.deliver_pending()
+        await self.monitor.round()
 
     async def agent(self, agent_id: str) -> Agent:
         found = await self.store.get_agent(agent_id)

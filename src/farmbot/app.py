@@ -235,9 +235,7 @@ class App:
     async def _tick(self) -> None:
         """One supervision round: reconcile with tmux, read the panes, deliver prompts."""
         try:
-            await self.supervisor.reconcile()
-            await self.monitor.tick()
-            await self.supervisor.deliver_pending()
+            await self.monitor.round()
         except (TmuxError, StorageError) as exc:
             log.warning("supervisor tick failed: %s", exc)
 

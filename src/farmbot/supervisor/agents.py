@@ -279,7 +279,7 @@ class Supervisor:
     async def _refuse_if_asking(self, agent: Agent) -> None:
         # Keys typed into an open permission dialog answer it: never type into one.
         lines = await self._tmux.capture(agent.id, 40)
-        if classify(lines, self._patterns_for(agent)) is AgentState.WAITING:
+        if classify(lines, self.patterns(agent)) is AgentState.WAITING:
             raise Conflict(
                 f"{agent.id} is asking a question (a permission prompt); text typed now "
                 f"would answer it. Decide it first (/gates), then send again."
@@ -471,7 +471,8 @@ class Supervisor:
         )
         return updated or replace(agent, state=state, state_reason=reason)
 
-    def _patterns_for(self, agent: Agent) -> PanePatterns:
+    def patterns(self, agent: Agent) -> PanePatterns:
+        """The compiled idle/busy/waiting patterns of the agent's profile."""
         return self._patterns.get(agent.profile) or PanePatterns(None, None, None)
 
     def _pane_lock(self, agent_id: str) -> asyncio.Lock:
@@ -484,11 +485,6 @@ class Supervisor:
                 await self._tmux.send_keys(agent_id, *keys)
             except TmuxError as exc:
                 raise CommandError(f"could not type into {agent_id}: {exc}") from exc
-
-    async def tick(self) -> None:
-        """Reconcile with tmux, then deliver queued prompts (the monitor reads panes between)."""
-        await self.reconcile()
-        await self.deliver_pending()
 
 
 def _unknown(what: str, name: str, known: list[str]) -> str:

@@ -87,7 +87,6 @@ class Monitor:
         # every tick and dropped for an agent whenever anything happens to it.
         self._agents: dict[str, Agent | None] = {}
         events.subscribe(self._forget)
-        self._patterns = {n: PanePatterns.of(p) for n, p in config.agents.items()}
         self.hook_events = 0
         self.ticks = 0
         gates.register(PERMISSION, PermissionResolver(self))
@@ -108,7 +107,7 @@ class Monitor:
         return self._config.agents.get(agent.profile)
 
     def patterns(self, agent: Agent) -> PanePatterns:
-        return self._patterns.get(agent.profile) or PanePatterns(None, None, None)
+        return self._sup.patterns(agent)
 
     # hook events ----------------------------------------------------------------------
     async def on_hook(self, agent_id: str, payload: dict[str, Any]) -> None:
@@ -165,6 +164,12 @@ class Monitor:
             await self._set(agent, AgentState.IDLE, "turn finished")
 
     # the pane -------------------------------------------------------------------------
+    async def round(self) -> None:
+        """One supervision round: reconcile with tmux, read the panes, deliver prompts."""
+        await self._sup.reconcile()
+        await self.tick()
+        await self._sup.deliver_pending()
+
     async def tick(self) -> None:
         """Read every live agent's pane; apply the state, stuck and escalation rules."""
         self.ticks += 1

@@ -16,21 +16,12 @@ from farmbot.bot.handlers import Handlers
 from farmbot.bot.replies import Reply
 from farmbot.bot.router import Router
 from farmbot.config.schema import (
-    Config,
     ProjectConfig,
-    ServerConfig,
     SupervisorConfig,
-    TmuxConfig,
     UserConfig,
-    builtin_profiles,
 )
 from farmbot.models import AuditEntry, GateStatus, Role
-from farmbot.storage.sqlite import SqliteStore
-from farmbot.supervisor.agents import Supervisor
-from farmbot.supervisor.events import EventLog
-from farmbot.supervisor.gates import Gates
-from farmbot.supervisor.tmux import Tmux
-from tests.farm import make_repo
+from tests.farm import Farm, farm_for, make_config, make_repo
 from tests.helpers import FakeClock, retry_until
 
 USERS = (
@@ -40,15 +31,13 @@ USERS = (
 )
 
 
-class Farm:
-    """The parts app.py wires together, built on a real store and tmux."""
+class RouterFarm:
+    """The farm of tests/farm.py with a router over it, on a fake clock."""
 
-    def __init__(
-        self, store: SqliteStore, supervisor: Supervisor, gates: Gates, clock: FakeClock
-    ) -> None:
-        self.store = store
-        self.supervisor = supervisor
-        self.gates = gates
+    def __init__(self, farm: Farm, clock: FakeClock) -> None:
+        self.store = farm.store
+        self.supervisor = farm.supervisor
+        self.gates = farm.gates
         self.clock = clock
 
     def router(
@@ -64,19 +53,13 @@ class Farm:
 
 
 @pytest.fixture
-async def farm(tmp_path: Path, tmux_socket: str) -> AsyncIterator[Farm]:
+async def farm(tmp_path: Path, tmux_socket: str) -> AsyncIterator[RouterFarm]:
     clock = FakeClock()
-    config = Config(
-        server=ServerConfig(state_dir=tmp_path / "state"),
-        tmux=TmuxConfig(socket=tmux_socket),
-        projects=(ProjectConfig("farm", make_repo(tmp_path / "repo")),),
-        agents=builtin_profiles(),
-    )
-    async with SqliteStore(tmp_path / "state" / "farmbot.db") as store:
-        events = EventLog(store, clock)
-        supervisor = Supervisor(config, store, Tmux(tmux_socket), events, clock=clock)
-        await supervisor.sync_projects()
-        yield Farm(store, supervisor, Gates(store, events, clock), clock)
+    projects = (ProjectConfig("farm", make_repo(tmp_path / "repo")),)
+    async with farm_for(
+        make_config(tmp_path, tmux_socket, projects=projects), tmp_path, clock
+    ) as f:
+        yield RouterFarm(f, clock)
 
 
 def tg(user_id: int, text: str) -> Incoming:
@@ -94,7 +77,7 @@ def assert_audit(entry: AuditEntry, msg: Incoming, user_name: str | None, outcom
     assert entry.outcome == outcome
 
 
-async def test_a_stranger_is_refused_politely_and_audited(farm: Farm) -> None:
+async def test_a_stranger_is_refused_politely_and_audited(farm: RouterFarm) -> None:
     router = farm.router()
     msg = tg(999, "/agents")
     reply = await router.handle(msg)
@@ -105,7 +88,7 @@ async def test_a_stranger_is_refused_politely_and_audited(farm: Farm) -> None:
     assert router.refused == 1
 
 
-async def test_without_users_only_the_local_key_holder_gets_in(farm: Farm) -> None:
+async def test_without_users_only_the_local_key_holder_gets_in(farm: RouterFarm) -> None:
     router = farm.router(users=())
     for msg in (tg(1003, "/help"), Incoming("slack", "U0BOB", "C1", "/help")):
         reply = await router.handle(msg)
@@ -119,7 +102,7 @@ async def test_without_users_only_the_local_key_holder_gets_in(farm: Farm) -> No
         assert_audit(await farm.last_audit(), msg, "local", "ok")
 
 
-async def test_a_viewer_reads_but_cannot_spawn(farm: Farm) -> None:
+async def test_a_viewer_reads_but_cannot_spawn(farm: RouterFarm) -> None:
     router = farm.router()
     spawned = await router.handle(tg(1002, "/spawn shell"))
     assert spawned.ok, spawned.text
@@ -149,7 +132,7 @@ async def test_a_viewer_reads_but_cannot_spawn(farm: Farm) -> None:
     assert [a.id for a in await farm.supervisor.list_agents()] == ["shell-1"]
 
 
-async def test_an_unknown_agent_gets_a_suggestion(farm: Farm) -> None:
+async def test_an_unknown_agent_gets_a_suggestion(farm: RouterFarm) -> None:
     router = farm.router()
     assert (await router.handle(tg(1002, "/spawn shell"))).ok
     msg = tg(1001, "/tail shel-1")
@@ -158,8 +141,8 @@ async def test_an_unknown_agent_gets_a_suggestion(farm: Farm) -> None:
     assert_audit(await farm.last_audit(), msg, "alice", "not_found")
 
 
-async def test_an_operator_cannot_approve(farm: Farm) -> None:
-    gate = await farm.store.add_gate("permission", None, "farm", "run rm?", "", {}, farm.clock())
+async def test_an_operator_cannot_approve(farm: RouterFarm) -> None:
+    gate = await farm.store.add_gate("autopilot", None, "farm", "run rm?", "", {}, farm.clock())
     msg = tg(1002, f"/approve {gate.id}")
     reply = await farm.router().handle(msg)
     assert not reply.ok
@@ -169,7 +152,7 @@ async def test_an_operator_cannot_approve(farm: Farm) -> None:
     assert stored is not None and stored.status is GateStatus.PENDING
 
 
-async def test_an_admin_approves_a_gate_once(farm: Farm) -> None:
+async def test_an_admin_approves_a_gate_once(farm: RouterFarm) -> None:
     router = farm.router()
     gate = await farm.store.add_gate("autopilot", None, "farm", "merge #42", "", {}, farm.clock())
     farm.clock.advance(60)
@@ -193,9 +176,9 @@ async def test_an_admin_approves_a_gate_once(farm: Farm) -> None:
     assert_audit(await farm.last_audit(), again, "carol", "conflict")
 
 
-async def test_reject_records_the_reason(farm: Farm) -> None:
+async def test_reject_records_the_reason(farm: RouterFarm) -> None:
     gates = [
-        await farm.store.add_gate("permission", None, "farm", f"q{i}", "", {}, farm.clock())
+        await farm.store.add_gate("autopilot", None, "farm", f"q{i}", "", {}, farm.clock())
         for i in range(1, 6)
     ]
     assert gates[-1].id == 5
@@ -215,7 +198,7 @@ async def test_reject_records_the_reason(farm: Farm) -> None:
     assert_audit(await farm.last_audit(), msg, "carol", "ok")
 
 
-async def test_unknown_gate_is_not_found(farm: Farm) -> None:
+async def test_unknown_gate_is_not_found(farm: RouterFarm) -> None:
     msg = tg(1003, "/approve 99")
     reply = await farm.router().handle(msg)
     assert not reply.ok
@@ -225,7 +208,7 @@ async def test_unknown_gate_is_not_found(farm: Farm) -> None:
     assert entry.detail == reply.text
 
 
-async def test_a_usage_error_is_shown_and_audited(farm: Farm) -> None:
+async def test_a_usage_error_is_shown_and_audited(farm: RouterFarm) -> None:
     msg = Incoming("slack", "U0BOB", "C0FARM", "/spawn buidler 42")
     reply = await farm.router().handle(msg)
     assert not reply.ok
@@ -242,7 +225,7 @@ class BrokenHandlers(Handlers):
 
 
 async def test_an_unexpected_error_gets_an_incident_id_not_a_traceback(
-    farm: Farm, caplog: pytest.LogCaptureFixture
+    farm: RouterFarm, caplog: pytest.LogCaptureFixture
 ) -> None:
     msg = tg(1001, "/agents")
     with caplog.at_level(logging.ERROR, logger="farmbot.bot.router"):
@@ -261,7 +244,7 @@ async def test_an_unexpected_error_gets_an_incident_id_not_a_traceback(
 
 
 async def test_a_dead_database_still_gets_the_person_an_incident_reply(
-    farm: Farm, caplog: pytest.LogCaptureFixture
+    farm: RouterFarm, caplog: pytest.LogCaptureFixture
 ) -> None:
     router = farm.router()
     await farm.store.close()

@@ -438,7 +438,7 @@ class PermissionResolver:
         m = self._monitor
         agent = await m._store.get_agent(gate.agent_id or "")
         if agent is None or not agent.state.is_live or agent.desired is DesiredState.STOPPED:
-            return f"{gate.agent_id} is no longer running"
+            return f"{gate.agent_id or 'its agent'} is no longer running"
         try:
             lines = await m._tmux.capture(agent.id, CAPTURE_LINES)
         except TmuxError:

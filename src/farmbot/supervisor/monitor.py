@@ -89,7 +89,7 @@ class Monitor:
         events.subscribe(self._forget)
         self.hook_events = 0
         self.ticks = 0
-        gates.register(PERMISSION, PermissionResolver(self))
+        gates.register(PERMISSION, self)
 
     def __repr__(self) -> str:
         return (
@@ -409,6 +409,34 @@ class Monitor:
             if gate.agent_id == agent.id and gate.kind == PERMISSION:
                 await self._gates.mark_stale(gate, reason)
 
+    # permission gates (the monitor is their GateResolver) ------------------------------
+    async def stale_reason(self, gate: Gate) -> str | None:
+        """Why a permission gate can no longer be decided, or None while it can."""
+        agent = await self._store.get_agent(gate.agent_id or "")
+        if agent is None or not agent.state.is_live or agent.desired is DesiredState.STOPPED:
+            return f"{gate.agent_id or 'its agent'} is no longer running"
+        try:
+            lines = await self._tmux.capture(agent.id, CAPTURE_LINES)
+        except TmuxError:
+            return f"{agent.id} has no screen any more"
+        if classify(lines, self.patterns(agent)) is not AgentState.WAITING:
+            return f"the question is no longer showing on {agent.id}'s screen"
+        expected = gate.payload.get("fingerprint")
+        if expected and fingerprint(waiting_question(lines, self.patterns(agent))) != expected:
+            return "a different question is showing now"
+        return None
+
+    async def apply(self, gate: Gate, approved: bool) -> str:
+        """Answer the question: type the profile's approve or deny keys into the pane."""
+        agent = await self._store.get_agent(gate.agent_id or "")
+        assert agent is not None
+        profile = self.profile(agent)
+        keys = (profile.approve_keys if approved else profile.deny_keys) if profile else ("Escape",)
+        await self._sup.press_keys(agent.id, keys)
+        state = AgentState.BUSY if approved else AgentState.IDLE
+        await self._set(agent, state, "permission approved" if approved else "permission denied")
+        return f"sent {' '.join(keys)} to {agent.id}"
+
     async def _set(self, agent: Agent, state: AgentState, reason: str) -> Agent:
         if agent.state is state and agent.state_reason == reason:
             return agent
@@ -426,40 +454,6 @@ class Monitor:
         ):
             self._on_idle(updated)
         return updated
-
-
-class PermissionResolver:
-    """Decides permission gates by typing the profile's answer keys into the pane."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self._monitor = monitor
-
-    async def stale_reason(self, gate: Gate) -> str | None:
-        m = self._monitor
-        agent = await m._store.get_agent(gate.agent_id or "")
-        if agent is None or not agent.state.is_live or agent.desired is DesiredState.STOPPED:
-            return f"{gate.agent_id or 'its agent'} is no longer running"
-        try:
-            lines = await m._tmux.capture(agent.id, CAPTURE_LINES)
-        except TmuxError:
-            return f"{agent.id} has no screen any more"
-        if classify(lines, m.patterns(agent)) is not AgentState.WAITING:
-            return f"the question is no longer showing on {agent.id}'s screen"
-        expected = gate.payload.get("fingerprint")
-        if expected and fingerprint(waiting_question(lines, m.patterns(agent))) != expected:
-            return "a different question is showing now"
-        return None
-
-    async def apply(self, gate: Gate, approved: bool) -> str:
-        m = self._monitor
-        agent = await m._store.get_agent(gate.agent_id or "")
-        assert agent is not None
-        profile = m.profile(agent)
-        keys = (profile.approve_keys if approved else profile.deny_keys) if profile else ("Escape",)
-        await m._sup.press_keys(agent.id, keys)
-        state = AgentState.BUSY if approved else AgentState.IDLE
-        await m._set(agent, state, "permission approved" if approved else "permission denied")
-        return f"sent {' '.join(keys)} to {agent.id}"
 
 
 def _asked_line(question: str, patterns: PanePatterns) -> str:

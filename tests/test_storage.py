@@ -21,7 +21,6 @@ from farmbot.models import (
     Project,
     PromptStatus,
 )
-from farmbot.storage.base import Store
 from farmbot.storage.migrations import (
     Migration,
     apply_migrations,
@@ -190,11 +189,6 @@ async def test_closed_store_raises_storage_error(tmp_path: Path) -> None:
         await store.ping()
     with pytest.raises(StorageError, match="not open"):
         await store.ping()
-
-
-def test_sqlite_store_satisfies_the_protocol(tmp_path: Path) -> None:
-    store: Store = SqliteStore(tmp_path / "farmbot.db")  # mypy checks the signatures
-    assert "closed" in repr(store)
 
 
 # transactions -------------------------------------------------------------------------

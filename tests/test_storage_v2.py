@@ -21,7 +21,7 @@ from farmbot.models import (
     PromptStatus,
     Severity,
 )
-from farmbot.storage.base import Store
+from farmbot.storage import outbox
 from farmbot.storage.migrations import load_migrations
 from farmbot.storage.sqlite import SqliteStore
 from tests.test_storage import _agent
@@ -58,18 +58,13 @@ async def _alert(
     store: SqliteStore, now: float, title: str = "stuck", routes: tuple[tuple[str, str], ...] = ()
 ) -> None:
     await store.add_event_with_alerts(
-        NewEvent("agent.stuck", "builder-1"), [_draft(title, routes)], now
+        NewEvent("agent.stuck", "builder-1"), [_draft(title, routes)], now, dedupe_window=300
     )
 
 
 async def _heads(store: SqliteStore, now: float) -> list[tuple[str, str]]:
     """(channel, title) of each due head, by channel."""
     return sorted((i.channel, i.alert.title) for i in await store.due_outbox(now))
-
-
-def test_sqlite_store_satisfies_the_v2_protocol(tmp_path: Path) -> None:
-    store: Store = SqliteStore(tmp_path / "farmbot.db")  # mypy checks the new signatures
-    assert "closed" in repr(store)
 
 
 # migration ----------------------------------------------------------------------------
@@ -190,7 +185,10 @@ async def test_qa_runs_start_finish_and_list_newest_first(store: SqliteStore) ->
 # the outbox queue ---------------------------------------------------------------------
 async def test_alerts_round_trip_with_buttons(store: SqliteStore) -> None:
     event, [alert] = await store.add_event_with_alerts(
-        NewEvent("agent.stuck", "builder-1", "farm", {"reason": "quiet"}), [_draft()], T0
+        NewEvent("agent.stuck", "builder-1", "farm", {"reason": "quiet"}),
+        [_draft()],
+        T0,
+        dedupe_window=300,
     )
     assert (event.kind, event.data, event.ts) == ("agent.stuck", {"reason": "quiet"}, T0)
     assert await store.recent_events() == [event]
@@ -216,8 +214,9 @@ async def test_only_the_head_of_each_channel_is_due(store: SqliteStore) -> None:
     a_head, b_head = heads  # oldest first
 
     # A head being sent holds its channel; the other channel is unaffected.
-    assert await store.mark_sending(a_head.id, T0 + 2)
-    assert not await store.mark_sending(a_head.id, T0 + 2)  # claimed once
+    claimed = await store.mark_sending(a_head.id)
+    assert claimed is not None and claimed.status is OutboxStatus.SENDING
+    assert await store.mark_sending(a_head.id) is None  # claimed once
     assert await _heads(store, T0 + 2) == [("b", "one")]
 
     # A head waiting for its retry holds its channel too: order is kept.
@@ -227,7 +226,7 @@ async def test_only_the_head_of_each_channel_is_due(store: SqliteStore) -> None:
     assert (again.id, again.attempts, again.last_error) == (a_head.id, 1, "HTTP 503")
 
     # Delivered: the next item of the channel is its head.
-    assert await store.mark_sending(a_head.id, T0 + 10)
+    assert await store.mark_sending(a_head.id) is not None
     assert await store.mark_delivered(a_head.id, T0 + 11)
     assert not await store.mark_delivered(a_head.id, T0 + 11)
     delivered = await store.get_outbox(a_head.id)
@@ -266,7 +265,7 @@ async def test_only_the_head_of_each_channel_is_due(store: SqliteStore) -> None:
 async def test_requeue_sending_puts_a_crashed_delivery_back(store: SqliteStore) -> None:
     await _alert(store, T0, routes=(("chat", "a"),))
     [item] = await store.due_outbox(T0)
-    assert await store.mark_sending(item.id, T0)
+    assert await store.mark_sending(item.id) is not None
     assert await store.due_outbox(T0 + 1) == []
     assert await store.requeue_sending(T0 + 5) == 1
     [back] = await store.due_outbox(T0 + 5)
@@ -287,21 +286,16 @@ def test_the_outbox_queries_use_indexes() -> None:
         for migration in load_migrations():
             conn.executescript(migration.sql)
 
-        def plan(sql: str) -> str:
-            return " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        def plan(sql: str, params: tuple[object, ...]) -> str:
+            found = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            return " ".join(str(r[-1]) for r in found)
 
-        heads = plan(
-            "SELECT MIN(id) FROM outbox WHERE status IN ('pending', 'sending')"
-            " AND (not_before IS NULL OR not_before <= 0) GROUP BY interface, channel"
-        )
-        fold = plan(
-            "SELECT id FROM outbox WHERE interface = 'a' AND channel = 'b' AND dedupe_key = 'k'"
-            " AND dedupe_key != '' AND status != 'dead'"
-            " ORDER BY id DESC LIMIT 1"
-        )
-        dead = plan("SELECT id FROM outbox WHERE status = 'dead' ORDER BY id DESC LIMIT 5")
+        # The statements outbox.py runs, not copies of them.
+        heads = plan(outbox.DUE, (T0, 100))
+        fold = plan(outbox.EARLIER, ("chat", "a", "agent.stuck:builder-1"))
+        dead = plan(outbox.DEAD_LETTERS, (5,))
     finally:
         conn.close()
-    assert "INDEX outbox_status" in heads
+    assert "SEARCH outbox USING INDEX outbox_status" in heads  # the heads subquery
     assert "INDEX outbox_dedupe" in fold
     assert "INDEX outbox_status" in dead and "TEMP B-TREE" not in dead

@@ -120,7 +120,7 @@ class Store(Protocol):
         alerts: Sequence[AlertDraft],
         now: float,
         *,
-        dedupe_window: float = 300.0,
+        dedupe_window: float,
     ) -> tuple[Event, list[Alert]]:
         """Store an event, its alerts and one outbox item per route in ONE transaction.
 
@@ -230,8 +230,12 @@ class Store(Protocol):
     async def get_outbox(self, outbox_id: int) -> OutboxItem | None:
         """One outbox item with its alert, or None."""
 
-    async def mark_sending(self, outbox_id: int, now: float) -> bool:
-        """Claim a pending item for delivery; False when it is no longer pending."""
+    async def mark_sending(self, outbox_id: int) -> OutboxItem | None:
+        """Claim a pending item for delivery; None when it is no longer pending.
+
+        Returns the item as claimed, with every repeat folded into it until then; a
+        claimed item takes no more repeats, so this is the message to send.
+        """
 
     async def mark_delivered(self, outbox_id: int, now: float) -> bool:
         """Record the delivery of an item being sent (counts the attempt)."""

@@ -1,10 +1,13 @@
-"""SQL of alerts and the outbox, run inside a caller's ``Transaction``.
+"""SQL of events, alerts and the outbox, run inside a caller's ``Transaction``.
 
 Each channel, an (interface, channel) pair, is a queue ordered by outbox id. Its head is
 the oldest row still pending or sending whose ``not_before`` has passed; only a pending
 head whose ``next_attempt_at`` has passed is due. A head in backoff therefore holds its
 channel back (order is kept), while a folded repeat waiting out its dedupe window does
 not block the alerts queued after it.
+
+The queries the outbox's indexes exist for are module constants, so a test can check
+their query plans.
 """
 
 from __future__ import annotations
@@ -34,6 +37,45 @@ SELECT_ITEMS = (
     + ", ".join(f"a.{c} AS a_{c}" for c in _ALERT_COLUMNS)
     + " FROM outbox o JOIN alerts a ON a.id = o.alert_id"
 )
+# The due head of each channel (?1 now, ?2 limit); the heads come from outbox_status.
+DUE = (
+    SELECT_ITEMS + " WHERE o.id IN (SELECT MIN(id) FROM outbox"
+    " WHERE status IN ('pending', 'sending') AND (not_before IS NULL OR not_before <= ?1)"
+    " GROUP BY interface, channel)"
+    " AND o.status = 'pending' AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2"
+)
+# A channel's newest live row with a dedupe key (interface, channel, key), via outbox_dedupe.
+EARLIER = (
+    "SELECT id, status, not_before, created_at, last_at FROM outbox"
+    " WHERE interface = ? AND channel = ? AND dedupe_key = ? AND dedupe_key != ''"
+    " AND status != 'dead' ORDER BY id DESC LIMIT 1"
+)
+# Dead letters, newest first (limit), via outbox_status.
+DEAD_LETTERS = SELECT_ITEMS + " WHERE o.status = 'dead' ORDER BY o.id DESC LIMIT ?"
+_INSERT_EVENT = "INSERT INTO events (ts, kind, agent_id, project, data) VALUES (?, ?, ?, ?, ?)"
+
+
+async def insert_events(tx: Transaction, events: Sequence[NewEvent], now: float) -> list[int]:
+    """Insert events (``ts`` defaults to ``now``); return their ids, in order.
+
+    The ids are consecutive only inside a write transaction (``BEGIN IMMEDIATE``), where
+    no other writer can take ids in between.
+    """
+    params = [
+        (
+            now if e.ts is None else e.ts,
+            e.kind,
+            e.agent_id,
+            e.project,
+            encode_json(e.data) if e.data else "{}",
+        )
+        for e in events
+    ]
+    await tx.executemany(_INSERT_EVENT, params)
+    row = await tx.fetchone("SELECT last_insert_rowid()")
+    assert row is not None
+    last = int(row[0])
+    return list(range(last - len(params) + 1, last + 1))
 
 
 async def add_event_with_alerts(
@@ -44,11 +86,7 @@ async def add_event_with_alerts(
     dedupe_window: float,
 ) -> tuple[Event, list[Alert]]:
     """Insert the event, its alerts and their outbox rows (repeats folded)."""
-    ts = now if new.ts is None else new.ts
-    event_id = await tx.insert(
-        "INSERT INTO events (ts, kind, agent_id, project, data) VALUES (?, ?, ?, ?, ?)",
-        (ts, new.kind, new.agent_id, new.project, encode_json(new.data) if new.data else "{}"),
-    )
+    [event_id] = await insert_events(tx, [new], now)
     alerts: list[Alert] = []
     for draft in drafts:
         alert_id = await tx.insert(
@@ -86,6 +124,7 @@ async def add_event_with_alerts(
                 now,
             )
         )
+    ts = now if new.ts is None else new.ts
     event = Event(event_id, ts, new.kind, new.agent_id, new.project, dict(new.data))
     return event, alerts
 
@@ -97,12 +136,7 @@ async def _enqueue(
     not_before = None
     earlier = None
     if key:
-        earlier = await tx.fetchone(
-            "SELECT id, status, not_before, created_at, last_at FROM outbox"
-            " WHERE interface = ? AND channel = ? AND dedupe_key = ? AND dedupe_key != ''"
-            " AND status != 'dead' ORDER BY id DESC LIMIT 1",
-            (interface, channel, key),
-        )
+        earlier = await tx.fetchone(EARLIER, (interface, channel, key))
     # A repeat is an alert whose key was last seen in this channel within the window.
     if earlier is not None and float(earlier["last_at"]) > now - window:
         if earlier["status"] == OutboxStatus.PENDING:
@@ -125,13 +159,7 @@ async def _enqueue(
 
 async def due(tx: Transaction, now: float, limit: int) -> list[OutboxItem]:
     """The due head of each channel, oldest first."""
-    found = await tx.fetchall(
-        SELECT_ITEMS + " WHERE o.id IN (SELECT MIN(id) FROM outbox"
-        " WHERE status IN ('pending', 'sending') AND (not_before IS NULL OR not_before <= ?1)"
-        " GROUP BY interface, channel)"
-        " AND o.status = 'pending' AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2",
-        (now, limit),
-    )
+    found = await tx.fetchall(DUE, (now, limit))
     return [rows.outbox_item(r) for r in found]
 
 
@@ -141,9 +169,14 @@ async def get(tx: Transaction, outbox_id: int) -> OutboxItem | None:
     return None if row is None else rows.outbox_item(row)
 
 
-async def mark_sending(tx: Transaction, outbox_id: int, now: float) -> bool:
-    """Claim a pending row for delivery."""
-    return await _move(tx, outbox_id, "status = 'pending'", "status = 'sending'")
+async def mark_sending(tx: Transaction, outbox_id: int) -> OutboxItem | None:
+    """Claim a pending row for delivery; return it as claimed, None when not pending.
+
+    Repeats fold only into pending rows, so the row returned is final: it is what to
+    send, not what ``due`` read before the claim.
+    """
+    moved = await _move(tx, outbox_id, "status = 'pending'", "status = 'sending'")
+    return await get(tx, outbox_id) if moved else None
 
 
 async def mark_delivered(tx: Transaction, outbox_id: int, now: float) -> bool:
@@ -218,9 +251,7 @@ async def summary(tx: Transaction) -> dict[str, int]:
 
 async def dead_letters(tx: Transaction, limit: int) -> list[OutboxItem]:
     """Dead rows, newest first."""
-    found = await tx.fetchall(
-        SELECT_ITEMS + " WHERE o.status = 'dead' ORDER BY o.id DESC LIMIT ?", (limit,)
-    )
+    found = await tx.fetchall(DEAD_LETTERS, (limit,))
     return [rows.outbox_item(r) for r in found]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from dataclasses import asdict
 
 from farmbot.bot.replies import Button
 from farmbot.models import (
@@ -113,10 +113,7 @@ def outbox_item(r: sqlite3.Row) -> OutboxItem:
 
 
 def encode_buttons(buttons: Buttons) -> str:
-    rows: list[list[dict[str, Any]]] = [
-        [{"label": b.label, "command": b.command, "style": b.style} for b in row] for row in buttons
-    ]
-    return encode_json(rows)
+    return encode_json([[asdict(b) for b in row] for row in buttons])
 
 
 def decode_buttons(text: str) -> Buttons:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -45,13 +45,12 @@ from farmbot.storage import outbox, rows, threads
 from farmbot.storage.connection import Transaction, encode_json
 from farmbot.storage.migrations import Migration, apply_migrations, load_migrations
 
-__all__ = ["SqliteStore", "Transaction"]
+__all__ = ["SqliteStore"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
-DEDUPE_WINDOW = 300.0  # seconds; config [alerts] dedupe_window overrides it
 
 # The agents table has exactly the columns of the Agent record.
 _AGENT_COLUMNS = [f.name for f in fields(Agent)]
@@ -100,12 +99,7 @@ class SqliteStore:
         """Migrate the database and connect to it."""
         if self._conn is not None:
             raise RuntimeError(f"{self!r} is already open")
-        migrations = load_migrations() if self._migrations is None else self._migrations
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"{self.path.parent}: cannot create directory: {exc}") from exc
-        await asyncio.to_thread(self._migrate, migrations)
+        await asyncio.to_thread(self._migrate)
         conn = aiosqlite.connect(self.path, isolation_level=None)
         try:
             await conn
@@ -132,10 +126,16 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
-    def _migrate(self, migrations: Sequence[Migration]) -> None:
-        # Runs in a worker thread on a short-lived connection of its own, before the
-        # store's connection exists. The version is checked before anything is written,
-        # so a database from a newer farmbot is left untouched.
+    def _migrate(self) -> None:
+        # Runs in a worker thread (it reads package files and the disk) on a short-lived
+        # connection of its own, before the store's connection exists. The version is
+        # checked before anything is written, so a database from a newer farmbot is left
+        # untouched.
+        migrations = load_migrations() if self._migrations is None else self._migrations
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{self.path.parent}: cannot create directory: {exc}") from exc
         try:
             conn = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -203,16 +203,13 @@ class SqliteStore:
             return await fn(Transaction(conn), *args, **kwargs)
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self._locked() as conn:
-            return list(await conn.execute_fetchall(sql, params))
+        return await self._run(Transaction.fetchall, sql, params)
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        return next(iter(await self._fetchall(sql, params)), None)
+        return await self._run(Transaction.fetchone, sql, params)
 
-    async def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-        async with self._locked() as conn:
-            cursor = await conn.execute(sql, params)
-            return cursor.rowcount
+    async def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+        return await self._run(Transaction.execute, sql, params)
 
     # health ---------------------------------------------------------------------------
     async def ping(self) -> None:
@@ -366,26 +363,8 @@ class SqliteStore:
         """Store events in one transaction (``ts`` defaults to ``now``); return their ids."""
         if not events:
             return []
-        params = [
-            (
-                now if e.ts is None else e.ts,
-                e.kind,
-                e.agent_id,
-                e.project,
-                encode_json(e.data) if e.data else "{}",
-            )
-            for e in events
-        ]
         async with self.transaction() as tx:
-            await tx.executemany(
-                "INSERT INTO events (ts, kind, agent_id, project, data) VALUES (?, ?, ?, ?, ?)",
-                params,
-            )
-            row = await tx.fetchone("SELECT last_insert_rowid()")
-        assert row is not None
-        # One writer inside BEGIN IMMEDIATE: AUTOINCREMENT ids of one batch are consecutive.
-        last = int(row[0])
-        return list(range(last - len(params) + 1, last + 1))
+            return await outbox.insert_events(tx, events, now)
 
     async def recent_events(
         self, limit: int = 50, agent_id: str | None = None, kind_prefix: str | None = None
@@ -432,10 +411,13 @@ class SqliteStore:
 
     async def list_gates(self, status: GateStatus | None = GateStatus.PENDING) -> list[Gate]:
         """Gates with that status (all when None), oldest first."""
-        found = await self._fetchall(
-            "SELECT * FROM gates WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
-            (None if status is None else status.value,),
-        )
+        # Two statements, not "?1 IS NULL OR status = ?1", which no index can serve.
+        if status is None:
+            found = await self._fetchall("SELECT * FROM gates ORDER BY id")
+        else:
+            found = await self._fetchall(
+                "SELECT * FROM gates WHERE status = ? ORDER BY id", (status.value,)
+            )
         return [rows.gate(r) for r in found]
 
     async def decide_gate(
@@ -542,10 +524,14 @@ class SqliteStore:
 
     async def recent_qa_runs(self, limit: int = 20, agent_id: str | None = None) -> list[QaRun]:
         """QA runs (of one agent, or all), newest first."""
-        found = await self._fetchall(
-            "SELECT * FROM qa_runs WHERE ?1 IS NULL OR agent_id = ?1 ORDER BY id DESC LIMIT ?2",
-            (agent_id, limit),
-        )
+        # Two statements, so the agent's runs are read through the qa_runs_agent index.
+        if agent_id is None:
+            found = await self._fetchall("SELECT * FROM qa_runs ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            found = await self._fetchall(
+                "SELECT * FROM qa_runs WHERE agent_id = ? ORDER BY id DESC LIMIT ?",
+                (agent_id, limit),
+            )
         return [rows.qa_run(r) for r in found]
 
     async def last_qa_run(self, agent_id: str) -> QaRun | None:
@@ -560,7 +546,7 @@ class SqliteStore:
         alerts: Sequence[AlertDraft],
         now: float,
         *,
-        dedupe_window: float = DEDUPE_WINDOW,
+        dedupe_window: float,
     ) -> tuple[Event, list[Alert]]:
         """Store an event, its alerts and their outbox rows in one transaction."""
         async with self.transaction() as tx:
@@ -574,9 +560,9 @@ class SqliteStore:
         """One outbox item with its alert, or None."""
         return await self._run(outbox.get, outbox_id)
 
-    async def mark_sending(self, outbox_id: int, now: float) -> bool:
-        """Claim a pending item for delivery; False when it is no longer pending."""
-        return await self._run(outbox.mark_sending, outbox_id, now)
+    async def mark_sending(self, outbox_id: int) -> OutboxItem | None:
+        """Claim a pending item for delivery; return it as claimed, None if not pending."""
+        return await self._run(outbox.mark_sending, outbox_id)
 
     async def mark_delivered(self, outbox_id: int, now: float) -> bool:
         """Record the delivery of an item being sent."""

@@ -16,7 +16,7 @@ from farmbot.bot.replies import Button, utc_time
 from farmbot.config.alerts import ALERT_KINDS, AlertsConfig
 from farmbot.models import AgentKind, AlertDraft, Buttons, NewEvent, Route, Severity
 
-__all__ = ["WEB_CONSOLE", "AlertDraft", "AlertRules", "Severity"]
+__all__ = ["WEB_CONSOLE", "AlertRules"]
 
 WEB_CONSOLE: Route = ("web", "console")  # every alert goes here, chat account or not
 PRE_LINES = 15  # last lines of output an alert shows

@@ -59,9 +59,8 @@ class EventLog:
         now = self._clock()
         new = NewEvent(kind=kind, agent_id=agent_id, project=project, data=data, ts=now)
         rules = self._rules
-        drafts = rules.drafts_for(new) if rules is not None else []
         alerts: list[Alert] = []
-        if rules is not None and drafts:
+        if rules is not None and (drafts := rules.drafts_for(new)):
             event, alerts = await self._store.add_event_with_alerts(
                 new, drafts, now, dedupe_window=rules.config.dedupe_window
             )

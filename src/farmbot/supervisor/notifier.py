@@ -171,11 +171,14 @@ class Notifier:
             error = f"no interface named '{item.interface}' is running (running: {known})"
             await self._give_up(item, where, error)
             return False
-        now = self._clock()
-        if not await self._store.mark_sending(item.id, now):
+        # Send the item as claimed, not as due_outbox read it: a repeat may have folded
+        # into it in between (a newer alert, a higher count).
+        claimed = await self._store.mark_sending(item.id)
+        if claimed is None:
             return False  # no longer pending: it was moved meanwhile
+        item = claimed
         try:
-            await interface.send(item.channel, outbound(item, now))
+            await interface.send(item.channel, outbound(item, self._clock()))
         except PermanentDeliveryError as exc:
             await self._give_up(item, where, str(exc))
             return False

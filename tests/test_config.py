@@ -114,6 +114,23 @@ def test_paths_are_relative_to_the_config_file_and_expand_home(
     ]
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            "~nosuchuser-farmbot/x",
+            "cannot expand ~ in '~nosuchuser-farmbot/x': no such user or home directory",
+        ),
+        ("a\\u0000b", "not a usable path 'a\\x00b': embedded null byte"),
+    ],
+)
+def test_an_unusable_path_is_a_config_error_naming_the_key(
+    tmp_path: Path, path: str, expected: str
+) -> None:
+    message = failure(tmp_path, f'[[projects]]\nname = "a"\npath = "{path}"')
+    assert message == f"config: projects[0].path: {expected}"
+
+
 def test_users_and_roles(tmp_path: Path) -> None:
     config = load(
         tmp_path,
@@ -254,6 +271,20 @@ def test_env_values_never_appear_in_messages(tmp_path: Path) -> None:
     assert message == "config: users.a.role: unknown role $ROLE (use viewer, operator or admin)"
 
 
+def test_wrongly_typed_webhook_headers_are_not_echoed(tmp_path: Path) -> None:
+    hook = '[[webhooks]]\nname = "ops"\nurl = "https://x"\n'
+    message = failure(tmp_path, hook + 'headers = "Authorization: Bearer s3cret"')
+    assert message == (
+        'config: webhooks[0].headers: expected a table (like { Authorization = "env:NAME" }),'
+        " got string"
+    )
+    message = failure(tmp_path, hook + "headers = { Authorization = 123456 }")
+    assert message == "config: webhooks[0].headers.Authorization: expected a string, got integer"
+    # An ordinary key still shows the wrong value: that helps.
+    message = failure(tmp_path, '[server]\nport = "8080"')
+    assert message == 'config: server.port: expected an integer, got string "8080"'
+
+
 def test_resolve_secret_reads_the_environment() -> None:
     assert resolve_secret("env:TOKEN", "telegram.token", {"TOKEN": "123:abc"}) == "123:abc"
 
@@ -311,6 +342,20 @@ def test_new_profile_needs_a_command(tmp_path: Path) -> None:
 def test_bad_regex_names_the_pattern_key(tmp_path: Path) -> None:
     message = failure(tmp_path, '[agents.claude]\nidle_pattern = "[unclosed"')
     assert message.startswith("config: agents.claude.idle_pattern: invalid regular expression: ")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("a{4294967296}", "invalid regular expression: the repetition number is too large"),
+        ("(" * 2000 + ")" * 2000, "invalid regular expression: nested too deeply"),
+    ],
+)
+def test_a_regex_python_cannot_compile_is_a_config_error(
+    tmp_path: Path, pattern: str, problem: str
+) -> None:
+    message = failure(tmp_path, f'[agents.claude]\nidle_pattern = "{pattern}"')
+    assert message == f"config: agents.claude.idle_pattern: {problem}"
 
 
 @pytest.mark.parametrize(
@@ -416,8 +461,7 @@ def test_write_example_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_an_alert_route_to_an_unconfigured_chat_is_refused_at_start(tmp_path: Path) -> None:
     route = '[[alerts.routes]]\ninterface = "{}"\nchannel = "-100123"\n'
     assert failure(tmp_path, route.format("telegram")) == (
-        "config: alerts.routes[0].interface: 'telegram' is not configured; "
-        "add a [telegram] section"
+        "config: alerts.routes[0].interface: 'telegram' is not configured; add a [telegram] section"
     )
     assert failure(tmp_path, route.format("discord")) == (
         "config: alerts.routes[0].interface: discord is not supported yet"

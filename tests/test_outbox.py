@@ -26,7 +26,7 @@ from farmbot.bot.router import Router
 from farmbot.config.alerts import AlertRoute, AlertsConfig, WebhookConfig
 from farmbot.config.schema import Config, UserConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError
-from farmbot.models import OutboxStatus, Role, Severity
+from farmbot.models import OutboxItem, OutboxStatus, Role, Severity
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.alerts import AlertRules
@@ -111,11 +111,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Build]:
         interfaces: dict[str, Interface] | None = None,
         clock: FakeClock | None = None,
         path: Path = tmp_path / "farmbot.db",
+        store_type: type[SqliteStore] = SqliteStore,
     ) -> Rig:
         config = config or AlertsConfig(routes=ROUTES)
         chat = chat or ChatInterface()
         clock = clock or FakeClock()
-        store = SqliteStore(path)
+        store = store_type(path)
         await store.open()
         stores.append(store)
         found: dict[str, Interface] = {"chat": chat, "web": ChatInterface("web")}
@@ -309,6 +310,39 @@ async def test_a_repeat_after_delivery_waits_out_the_window(rig: Build) -> None:
     assert sent_at == [1, 2, 30, 30]  # at t0, t0+300, t0+600 and t0+900
 
 
+class RepeatAfterDueStore(SqliteStore):
+    """The real store, running ``after_due`` once right after the notifier reads what is due."""
+
+    after_due: Callable[[], Awaitable[None]] | None = None
+
+    async def due_outbox(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        found = await super().due_outbox(now, limit)
+        hook, self.after_due = self.after_due, None
+        if hook is not None:
+            await hook()
+        return found
+
+
+async def test_a_repeat_folded_after_the_due_read_is_what_gets_sent(rig: Build) -> None:
+    r = await rig(AlertsConfig(routes=(AlertRoute("chat", "A"),)), store_type=RepeatAfterDueStore)
+    assert isinstance(r.store, RepeatAfterDueStore)
+
+    async def stuck(output: str) -> None:  # one dedupe key; the output shown differs
+        await r.events.emit("agent.stuck", "builder-1", "farm", last_lines=[output])
+
+    await stuck("first")
+    r.clock.advance(30)
+    # Folds into the pending message after the notifier read it, before it is claimed.
+    r.store.after_due = lambda: stuck("second")
+    assert await r.drain() == 2  # chat and console, once each
+    [(_, message)] = r.chat.sent
+    assert (message.pre, message.count) == ("second", 2)
+    assert message.text.endswith("(repeated 2× in the last 1 min)")
+    delivered = await r.store.get_outbox(message.outbox_id)
+    assert delivered is not None and delivered.status is OutboxStatus.DELIVERED
+    assert (delivered.count, delivered.alert.id) == (2, message.alert_id)
+
+
 # -- restarts -----------------------------------------------------------------------------
 
 
@@ -319,7 +353,7 @@ async def test_a_restart_delivers_what_was_pending_and_resends_a_crashed_send(
     for n in (1, 2, 3):
         await first.gate(n)
     [head] = [i for i in await first.store.due_outbox(first.clock()) if i.channel == "A"]
-    assert await first.store.mark_sending(head.id, first.clock())  # then farmbot died
+    assert await first.store.mark_sending(head.id) is not None  # then farmbot died
     await first.store.close()
 
     chat = ChatInterface()
@@ -482,11 +516,26 @@ async def test_webhook_errors_are_classified(
         assert not isinstance(caught.value, PermanentDeliveryError)
         with pytest.raises(DeliveryError, match="timed out"):
             await slow_interface.send("default", message)
-        with pytest.raises(DeliveryError, match="webhook closed"):
+        with pytest.raises(DeliveryError, match="webhook closed") as caught:
             await closed.send("default", message)
+        assert str(caught.value) == "webhook closed (127.0.0.1): ClientConnectorError"
     finally:
         for i in (interface, slow_interface, closed):
             await i.stop()
+
+
+async def test_a_webhook_url_aiohttp_refuses_is_permanent_and_never_shown() -> None:
+    url = "http://127.0.0.1:99999/x?token=SECRET123"  # no such port
+    interface = WebhookInterface(WebhookConfig("ops", url))
+    message = OutboundMessage(1, 1, Severity.INFO, "t", "x", None, (), None, None)
+    try:
+        with pytest.raises(PermanentDeliveryError) as caught:
+            await interface.send("default", message)
+    finally:
+        await interface.stop()
+    assert str(caught.value).startswith("webhook ops (127.0.0.1): InvalidUrlClientError")
+    assert "SECRET123" not in str(caught.value) and "99999" not in str(caught.value)
+    assert interface.failed == 1
 
 
 async def _no_status() -> dict[str, Any]:

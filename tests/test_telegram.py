@@ -27,7 +27,7 @@ from farmbot.config.alerts import AlertsConfig
 from farmbot.config.schema import Config, UserConfig
 from farmbot.config.tables import Table
 from farmbot.config.telegram import TelegramConfig, parse_telegram, telegram_routes
-from farmbot.errors import ConfigError, PermanentDeliveryError
+from farmbot.errors import ConfigError, PermanentDeliveryError, StorageError
 from farmbot.models import GateStatus, Role, Severity
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.alerts import AlertRules
@@ -189,11 +189,16 @@ async def test_a_stranger_is_refused_politely_audited_and_nothing_runs(
 async def test_commands_for_another_bot_are_ignored_and_plain_text_gets_a_hint(
     rig: Rig, tg: FakeTelegram
 ) -> None:
-    tg.push_message(ALICE, "/status@some_other_bot")
+    tg.push_message(ALICE, "/agents@some_other_bot")
+    # The same command for farmbot, after it: had the other bot's been taken, its reply
+    # and audit entry would be in by the time this one is answered.
+    agents = await reply_to(tg, ALICE, "/agents")
+    assert agents["text"].startswith("no agents yet")
     hint = await reply_to(tg, ALICE, "hello there")
     assert "/help lists them" in hint["text"]
-    assert len(tg.sent_messages(ALICE)) == 1  # nothing for the other bot's command
-    assert await rig.farm.store.recent_audit() == []
+    assert tg.sent_messages(ALICE) == [agents, hint]  # nothing for the other bot's command
+    assert [e.command for e in await rig.farm.store.recent_audit()] == ["/agents"]
+    assert rig.telegram.received == 1
     first = await reply_to(tg, BOB, "/start")  # Telegram's first contact
     assert first["text"].startswith("farmbot commands (you are bob, viewer):")
 
@@ -289,6 +294,27 @@ async def test_a_press_after_a_restart_still_decides_the_gate(
     assert texts[0].endswith("\n\n✅ gate 1 approved by alice at 2023-11-14 23:13 UTC: deploy")
     decision = f"❌ gate 2 rejected by alice at 2023-11-14 23:13 UTC ({reason}): migrate"
     assert texts[2].endswith(decision)
+
+
+async def test_a_button_whose_stored_command_cannot_be_read_is_answered(
+    rig: Rig, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    command = "/send builder-1 " + "x" * 80  # too long for callback data: stored
+    button = ((Button("Send", command),),)
+    alert = OutboundMessage(0, 0, Severity.INFO, "t", "x", None, button, None, None)
+    await rig.telegram.send(str(FORUM), alert)
+    message = tg.sent_messages(FORUM)[-1]
+    [[(_, data)]] = keyboard(message)
+
+    async def unreadable(action_id: int) -> str | None:
+        raise StorageError("database is locked")
+
+    monkeypatch.setattr(rig.farm.store, "get_action", unreadable)
+    answer = await press(tg, ALICE, message, data)
+    assert answer["text"] == "farmbot could not read that button; try again"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["telegram: a button's stored command could not be read: database is locked"]
+    assert await rig.farm.store.recent_audit() == []  # nothing ran
 
 
 # -- alerts --------------------------------------------------------------------------------

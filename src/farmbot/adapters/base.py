@@ -3,18 +3,29 @@
 An interface translates: platform updates become ``Incoming`` values handed to the
 injected ``on_incoming`` callback (the router), whose ``Reply`` the interface renders;
 the notifier hands it ``OutboundMessage`` alerts to ``send``. It decides nothing itself.
+
+Also here, what several interfaces share: a button's command too long for the platform
+travels as ``a:<id>`` of the command stored with ``Store.put_action`` (so a button pressed
+after a restart still works), and reading an HTTP ``Retry-After`` header.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from farmbot.bot.replies import Reply
 from farmbot.models import Buttons, Severity
+
+if TYPE_CHECKING:
+    from farmbot.storage.base import Store
+
+ACTION = "a:"  # a button payload naming a stored command: "a:17"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +95,41 @@ def background(coro: Awaitable[None], name: str, log: logging.Logger) -> asyncio
     task = asyncio.create_task(run(), name=name)
     task.add_done_callback(report)
     return task
+
+
+async def encode_action(store: Store, command: str, fits: Callable[[str], bool], now: float) -> str:
+    """A button's payload: the command itself when it ``fits``, else ``a:<id>`` of it stored.
+
+    Raises ``StorageError`` when the command cannot be stored.
+    """
+    if fits(command):
+        return command
+    return f"{ACTION}{await store.put_action(command, now)}"
+
+
+async def decode_action(store: Store, data: str) -> str | None:
+    """The command a button's payload stands for; None when it stands for none (any more).
+
+    Raises ``StorageError`` when a stored command cannot be read.
+    """
+    if data.startswith("/"):
+        return data
+    number = data[len(ACTION) :] if data.startswith(ACTION) else ""
+    return await store.get_action(int(number)) if number.isdecimal() else None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -34,7 +35,15 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage, background
+from farmbot.adapters.base import (
+    Incoming,
+    OnIncoming,
+    OutboundMessage,
+    background,
+    decode_action,
+    encode_action,
+    parse_retry_after,
+)
 from farmbot.adapters.slack_render import (
     ACTION_PREFIX,
     Rendered,
@@ -42,15 +51,14 @@ from farmbot.adapters.slack_render import (
     command_text,
     decided,
     escape,
+    fits_value,
     from_slack,
-    long_commands,
     reply_message,
 )
 from farmbot.adapters.web import Route
-from farmbot.bot import commands
-from farmbot.bot.replies import Reply
+from farmbot.bot.replies import Reply, clip, decided_line, decision
 from farmbot.config.slack import SlackConfig
-from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError, UsageError
+from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.models import Buttons
 from farmbot.redact import Redactor
 from farmbot.storage.base import Store
@@ -60,6 +68,8 @@ SDK_LOG = logging.getLogger("slack_sdk.farmbot")  # slack_bolt/slack_sdk log thr
 EVENTS_PATH = "/hooks/slack/events"  # slash commands, events and interactivity (HTTP mode)
 API_TIMEOUT = 15.0  # seconds for one Web API call
 STOP_GRACE = 5.0  # seconds commands in progress get to finish at stop
+SHOWN_COMMAND_CHARS = 200  # of a slash command, quoted above its reply
+UNREADABLE = "farmbot could not read that button; try again"
 TRANSIENT = frozenset(
     {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
 )
@@ -175,9 +185,15 @@ class SlackInterface:
 
     async def send(self, channel: str, message: OutboundMessage) -> None:
         """Post one alert; raise ``DeliveryError``/``PermanentDeliveryError`` on failure."""
-        rendered = alert_message(message, await self._values(message.buttons))
         key = message.agent_id if self._config.thread_per_agent else None
-        thread = await self._store.get_thread(self.name, channel, key) if key else None
+        try:
+            rendered = alert_message(message, await self._values(message.buttons))
+            thread = await self._store.get_thread(self.name, channel, key) if key else None
+        except StorageError as exc:
+            self.failed += 1
+            raise DeliveryError(
+                f"slack channel {channel}: farmbot's storage failed: {exc}"
+            ) from exc
         try:
             ts = await _post(self._alerts, channel, rendered, 0, thread)
         except FAILURES as exc:
@@ -200,21 +216,30 @@ class SlackInterface:
         try:
             auth = await self._client.auth_test()
             self._bot_name = str(auth.get("user") or self._bot_name)
-            if self._handler is not None:
-                await self._client.apps_connections_open(app_token=self._handler.app_token)
         except FAILURES as exc:
-            error = _error_code(exc)
-            if error in AUTH_ERRORS or error == "not_allowed_token_type":
-                key = "app_token" if error == "not_allowed_token_type" else "bot_token"
-                self._problems["auth"] = (
-                    f"Slack refused slack.{key} ({error}): check the environment variable "
-                    "behind it and that the app is installed (docs/slack.md), then restart"
-                )
-                log.error("slack: %s", self._problems["auth"])
+            if self._refused("bot_token", exc):
                 return
-            log.warning("slack: checking the tokens failed (%s); connecting anyway", _why(exc))
-        if self._handler is not None:
-            await self._handler.connect_async()  # type: ignore[no-untyped-call]
+        if self._handler is None:
+            return
+        try:
+            await self._client.apps_connections_open(app_token=self._handler.app_token)
+        except FAILURES as exc:
+            if self._refused("app_token", exc):
+                return
+        await self._handler.connect_async()  # type: ignore[no-untyped-call]
+
+    def _refused(self, key: str, exc: BaseException) -> bool:
+        """Record a refused token as the problem (True), or log a passing failure (False)."""
+        error = _error_code(exc)
+        if error not in AUTH_ERRORS and error != "not_allowed_token_type":
+            log.warning("slack: checking slack.%s failed (%s); going on", key, _why(exc))
+            return False
+        self._problems["auth"] = (
+            f"Slack refused slack.{key} ({error}): check the environment variable "
+            "behind it and that the app is installed (docs/slack.md), then restart"
+        )
+        log.error("slack: %s", self._problems["auth"])
+        return True
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
         """Serve one request of Slack's (bolt checks its signature: 401 if wrong)."""
@@ -229,10 +254,10 @@ class SlackInterface:
         await ack()
         async with self._track():
             user, channel = str(command["user_id"]), str(command["channel_id"])
-            typed = from_slack(str(command.get("text", ""))).strip()
-            reply = await self._route(user, channel, command_text(typed), False, command)
-            shown = f"{self._config.command} {typed}".strip()
-            header = f"<@{user}> ran `{escape(shown[:200])}`"
+            raw = str(command.get("text", ""))  # decoded once, by command_text
+            reply = await self._route(user, channel, command_text(raw), False, command)
+            shown = f"{self._config.command} {from_slack(raw).strip()}".strip()
+            header = f"<@{user}> ran `{escape(clip(shown, SHOWN_COMMAND_CHARS))}`"
             await self._reply(channel, user, reply, header=header, respond=respond)
 
     async def _on_mention(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -252,16 +277,21 @@ class SlackInterface:
             channel = str((body.get("channel") or {}).get("id") or body["container"]["channel_id"])
             message: dict[str, Any] = body.get("message") or {}
             thread = message.get("thread_ts") or message.get("ts")
-            command = await self._command_of(str(action.get("value", "")))
+            try:
+                command = await decode_action(self._store, str(action.get("value", "")))
+            except StorageError as exc:
+                log.error("slack: a button's stored command could not be read: %s", exc)
+                await self._reply(channel, user, Reply(UNREADABLE, ok=False), thread_ts=thread)
+                return
             if command is None:
                 reply = Reply("this button has expired; run the command again", ok=False)
                 await self._reply(channel, user, reply, thread_ts=thread)
                 return
             reply = await self._route(user, channel, command, True, body["user"])
-            approve = _decision(command)
+            approve = decision(command)
             if reply.ok and approve is not None and message.get("ts"):
                 # The decision replaces the pressed row, so nobody presses it again.
-                line = f"{'✅' if approve else '❌'} {escape(reply.text)}"
+                line = escape(decided_line(approve, reply.text))
                 blocks = decided(message.get("blocks") or [], action.get("block_id"), line)
                 update = self._client.chat_update(
                     channel=channel,
@@ -285,11 +315,6 @@ class SlackInterface:
             Incoming("slack", user, channel, text, display_name=name, button=button)
         )
 
-    async def _command_of(self, value: str) -> str | None:
-        if value.startswith("a:") and value[2:].isdecimal():
-            return await self._store.get_action(int(value[2:]))
-        return value if value.startswith("/") else None
-
     # -- outbound ---------------------------------------------------------------------
     async def _reply(
         self,
@@ -302,7 +327,12 @@ class SlackInterface:
         respond: AsyncRespond | None = None,
     ) -> None:
         """Post a reply: in the channel, or only to ``user`` when it is a refusal."""
-        rendered = reply_message(reply, await self._values(reply.buttons), header)
+        try:
+            values = await self._values(reply.buttons)
+        except StorageError as exc:
+            log.error("slack: the reply's buttons were left off: %s", exc)
+            reply, values = dataclasses.replace(reply, buttons=()), {}
+        rendered = reply_message(reply, values, header)
         try:
             if not reply.ok:
                 for part in rendered.parts:
@@ -338,17 +368,17 @@ class SlackInterface:
             await _quietly("uploading the output", channel, upload)
 
     async def _values(self, buttons: Buttons) -> dict[str, str]:
-        """Button values for commands too long to be one: ``a:<id>`` of a stored action."""
+        """Each button's value: its command, or ``a:<id>`` of it stored when too long."""
         now = self._clock()
-        return {
-            cmd: f"a:{await self._store.put_action(cmd, now)}" for cmd in long_commands(buttons)
-        }
+        commands = {b.command for row in buttons for b in row}
+        return {cmd: await encode_action(self._store, cmd, fits_value, now) for cmd in commands}
 
     async def _delivery_error(self, channel: str, exc: SlackApiError) -> DeliveryError:
         status, error = exc.response.status_code, _error_code(exc)
         where = f"slack channel {channel}"
         if status == 429 or error == "ratelimited":
-            return DeliveryError(f"{where}: rate limited (HTTP 429)", retry_after=_retry_after(exc))
+            wait = parse_retry_after(_header(exc, "Retry-After"), self._clock())
+            return DeliveryError(f"{where}: rate limited (HTTP 429)", retry_after=wait)
         if status >= 500 or error in TRANSIENT or not error:
             return DeliveryError(f"{where}: HTTP {status}" + (f" {error}" if error else ""))
         name = await self._name(channel) if error in ("not_in_channel", "is_archived") else None
@@ -409,17 +439,6 @@ async def _quietly(what: str, channel: str, call: Awaitable[Any]) -> None:
         log.error("slack: %s in %s failed: %s", what, channel, _why(exc))
 
 
-def _decision(command: str) -> bool | None:
-    """True for /approve, False for /reject, None for any other command."""
-    try:
-        parsed = commands.parse(command)
-    except UsageError:
-        return None
-    if isinstance(parsed, commands.Approve | commands.Reject):
-        return isinstance(parsed, commands.Approve)
-    return None
-
-
 def _note(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(text)}]}
 
@@ -439,9 +458,9 @@ def _why(exc: BaseException) -> str:
     return "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
 
 
-def _retry_after(exc: SlackApiError) -> float | None:
+def _header(exc: SlackApiError, wanted: str) -> str | None:
+    """A header of Slack's answer (whatever the case of its name)."""
     for name, value in (exc.response.headers or {}).items():
-        if str(name).lower() == "retry-after":
-            with contextlib.suppress(ValueError):
-                return max(0.0, float(value))
+        if str(name).lower() == wanted.lower():
+            return str(value)
     return None

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from farmbot.adapters.base import OutboundMessage
-from farmbot.bot.replies import Button, Reply
-from farmbot.models import Buttons, Severity
+from farmbot.bot.replies import Button, Reply, clip, severity_mark
+from farmbot.models import Buttons
 
 Block = dict[str, Any]
 
@@ -31,7 +31,6 @@ FALLBACK_CHARS = 1000  # of the notification text (the blocks carry everything)
 ACTION_PREFIX = "farmbot_"  # action_id of every farmbot button: farmbot_0, farmbot_1, ...
 ROW_PREFIX = "farmbot_row_"
 _FENCE = "```"
-_ICONS = {Severity.INFO: "ℹ️", Severity.WARNING: "⚠️", Severity.CRITICAL: "🚨"}
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|[^>]*)?>")
 
 
@@ -70,9 +69,9 @@ def command_text(text: str, bot_user_id: str | None = None) -> str:
     return "/" + words if words else "/help"
 
 
-def long_commands(buttons: Buttons) -> list[str]:
-    """Commands too long for a button's value (they are stored and referenced)."""
-    return [b.command for row in buttons for b in row if len(b.command) > BUTTON_VALUE_CHARS]
+def fits_value(command: str) -> bool:
+    """Whether a command can be a button's value as it is (else it is stored)."""
+    return command.startswith("/") and len(command) <= BUTTON_VALUE_CHARS
 
 
 def reply_message(
@@ -85,8 +84,7 @@ def reply_message(
 
 def alert_message(message: OutboundMessage, values: Mapping[str, str] | None = None) -> Rendered:
     """An alert: severity and title, text, the last lines of output, buttons."""
-    icon = _ICONS.get(message.severity, "")
-    title = f"{icon} *{escape(message.title)}*"
+    title = f"{severity_mark(message.severity)} *{escape(message.title)}*"
     where = " · ".join(
         escape(p) for p in (str(message.severity), message.agent_id, message.project) if p
     )
@@ -141,7 +139,7 @@ def _layout(
     if parts:
         first.append(_context(f"_continued in the thread ({len(parts)} more messages)_"))
     blocks = head + first + rows
-    summary = escape(_clip(fallback)) or "(empty)"
+    summary = escape(clip(fallback, FALLBACK_CHARS)) or "(empty)"
     return Rendered(
         (Part(summary, blocks), *(Part(f"(continued) {summary}", p) for p in parts)), file
     )
@@ -210,7 +208,7 @@ def _rows(buttons: Buttons, values: Mapping[str, str]) -> list[Block]:
 
 
 def _button(button: Button, action_id: str, values: Mapping[str, str]) -> Block:
-    label = button.label if len(button.label) <= LABEL_CHARS else button.label[:74] + "…"
+    label = clip(button.label, LABEL_CHARS)
     element: Block = {
         "type": "button",
         "action_id": action_id,
@@ -237,8 +235,4 @@ def _context(mrkdwn: str) -> Block:
 
 def _fit_mrkdwn(text: str) -> str:
     # Titles and notes are one line; a longer one is clipped visibly, never silently.
-    return text if len(text) <= SECTION_CHARS else text[: SECTION_CHARS - 1] + "…"
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= FALLBACK_CHARS else text[: FALLBACK_CHARS - 1] + "…"
+    return clip(text, SECTION_CHARS)

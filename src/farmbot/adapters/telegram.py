@@ -6,9 +6,10 @@ the same chat and forum topic (``telegram_render``); alerts from the notifier go
 chat named by the route, in the project's topic when ``[telegram.topics]`` maps one.
 
 Buttons carry their command as callback data when it fits Telegram's 64 bytes, else
-``a:<id>`` of the command stored with ``Store.put_action``; either way nothing lives in
-memory, so a button pressed after a restart still works. The command runs as the person
-who pressed it (a client may forge callback data, which is harmless for that reason).
+``a:<id>`` of the command stored with ``Store.put_action`` (``base.encode_action``); either
+way nothing lives in memory, so a button pressed after a restart still works. The command
+runs as the person who pressed it (a client may forge callback data, which is harmless
+for that reason).
 
 Updates arrive by long polling (``getUpdates``) or, in webhook mode, on farmbot's own web
 server at ``routes()``, checked against the secret-token header. Failures are reported,
@@ -50,6 +51,7 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.ext import (
     Application,
@@ -61,14 +63,20 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage, background
+from farmbot.adapters.base import (
+    Incoming,
+    OnIncoming,
+    OutboundMessage,
+    background,
+    decode_action,
+    encode_action,
+)
 from farmbot.adapters.telegram_render import (
     TOAST_CHARS,
     Rendered,
     chat_id,
     command_text,
     decided,
-    decision,
     delivery_error,
     name_of,
     render,
@@ -78,10 +86,10 @@ from farmbot.adapters.telegram_render import (
 )
 from farmbot.adapters.web import Route
 from farmbot.bot import commands as c
-from farmbot.bot.replies import Reply
+from farmbot.bot.replies import Reply, decision, severity_mark
 from farmbot.config.telegram import TelegramConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
-from farmbot.models import Buttons, Severity
+from farmbot.models import Buttons
 from farmbot.redact import Redactor
 from farmbot.storage.base import Store
 
@@ -93,15 +101,14 @@ HOOK_PREFIX = "/hooks/telegram/"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ("message", "callback_query")
 CALLBACK_BYTES = 64  # Telegram's limit for a button's callback data
-ACTION = "a:"  # callback data naming a stored command
 REPLY_ATTEMPTS = 4  # a reply is tried this often through a 429 or an outage
 MAX_REPLY_WAIT = 60.0  # seconds a reply waits for Telegram's retry_after, at most
 CONFLICT_QUIET = 60.0  # seconds without a 409 before a conflict counts as over
 STOP_GRACE = 3.0  # seconds the poller may take to stop
-MARK = {Severity.CRITICAL: "🔴", Severity.WARNING: "⚠️", Severity.INFO: "ℹ️"}
 CONFLICT = "409 Conflict: another bot instance polls with this token; stop it"
 BAD_TOKEN = "invalid token (getMe was refused); fix telegram.token (or base_url) and restart"
 HINT = "farmbot takes commands, like /status or /spawn builder 42; /help lists them"
+UNREADABLE = "farmbot could not read that button; try again"
 HTML: dict[str, Any] = {
     "parse_mode": ParseMode.HTML,
     "link_preview_options": LinkPreviewOptions(is_disabled=True),
@@ -118,13 +125,11 @@ class TelegramInterface:
         config: TelegramConfig,
         store: Store,
         *,
-        on_problem: Callable[[str | None], None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._config = config
         self._store = store
-        self._on_problem = on_problem
         self._clock = clock
         self._sleep = sleep
         self._redactor = Redactor([config.token, config.webhook_secret or ""])
@@ -295,8 +300,6 @@ class TelegramInterface:
         else:
             log.log(level, "telegram: %s", problem)
         self._problem = problem
-        if self._on_problem is not None:
-            self._on_problem(problem)
 
     def _polling_failed(self, exc: TelegramError) -> None:
         if isinstance(exc, Conflict):
@@ -343,7 +346,12 @@ class TelegramInterface:
             return
         self.pressed += 1
         data, origin, presser = query.data or "", query.message, query.from_user
-        command = await self._command_of(data)
+        try:
+            command = await decode_action(self._store, data)
+        except StorageError as exc:
+            log.error("telegram: a button's stored command could not be read: %s", exc)
+            await self._answer(query, UNREADABLE)
+            return
         if command is None:
             await self._answer(query, "This button no longer works; run the command instead.")
             return
@@ -358,13 +366,6 @@ class TelegramInterface:
         elif origin is not None and (reply.ok or len(reply.text) > TOAST_CHARS):
             thread = thread_of(origin) if isinstance(origin, Message) else None
             await self._respond(origin.chat.id, thread, reply)
-
-    async def _command_of(self, data: str) -> str | None:
-        if data.startswith("/"):
-            return data
-        if data.startswith(ACTION) and data[len(ACTION) :].isdecimal():
-            return await self._store.get_action(int(data[len(ACTION) :]))
-        return None
 
     async def _answer(self, query: CallbackQuery, text: str) -> None:
         try:
@@ -389,6 +390,9 @@ class TelegramInterface:
                 )
                 return
             await self._api(True, bot.edit_message_reply_markup, reply_markup=markup, **where)
+        except TimedOut:  # the edit may well have happened: no second message
+            log.warning("telegram: editing message %d timed out", message.message_id)
+            return
         except BadRequest as exc:  # deleted meanwhile, say: the decision goes in a new message
             log.info("telegram: message %d not edited: %s", message.message_id, self._text(exc))
         await self._respond(message.chat_id, thread_of(message), reply)
@@ -401,6 +405,8 @@ class TelegramInterface:
             markup = None
         try:
             await self._post(chat, thread, render(reply.text, reply.pre), markup, patient=True)
+        except TimedOut:  # not sent again: Telegram may well have taken it
+            log.warning("telegram: a reply to chat %s timed out; it may not have arrived", chat)
         except TelegramError as exc:
             log.warning("telegram: a reply to chat %s was lost: %s", chat, self._text(exc))
 
@@ -434,7 +440,7 @@ class TelegramInterface:
             raise DeliveryError(f"{where}: not connected ({self._problem or 'starting'})")
         forum = channel.startswith("-100")  # topics exist in supergroups only
         thread = self._config.topics.get(message.project or "") if forum else None
-        title = f"{MARK[message.severity]} {message.title}"
+        title = f"{severity_mark(message.severity)} {message.title}"
         file = f"alert-{message.alert_id}.txt"
         rendered = render(message.text, message.pre, title=title, max_chunks=1, filename=file)
         try:
@@ -456,9 +462,7 @@ class TelegramInterface:
         return InlineKeyboardMarkup([row for row in keys if row]) if any(keys) else None
 
     async def _data(self, command: str) -> str:
-        if command.startswith("/") and len(command.encode()) <= CALLBACK_BYTES:
-            return command
-        return f"{ACTION}{await self._store.put_action(command, self._clock())}"
+        return await encode_action(self._store, command, _fits, self._clock())
 
     async def _post(
         self,
@@ -497,18 +501,25 @@ class TelegramInterface:
     ) -> T:
         """Make one Bot API call; when ``patient``, wait out a 429 or an outage and retry.
 
-        Alerts are not patient: the notifier retries them from the outbox instead.
+        Alerts are not patient: the notifier retries them from the outbox instead. A
+        timeout is never retried: Telegram may have taken the message and only answered
+        late, so sending it again could post it twice.
         """
         for attempt in range(REPLY_ATTEMPTS - 1):
             try:
                 return await call(*args, **kwargs)
             except (RetryAfter, NetworkError) as exc:
-                if not patient or isinstance(exc, BadRequest):
+                if not patient or isinstance(exc, BadRequest | TimedOut):
                     raise
                 wait = retry_after(exc) if isinstance(exc, RetryAfter) else 2.0**attempt
                 log.info("telegram: %s; trying again in %.0fs", self._text(exc), wait)
                 await self._sleep(min(wait, MAX_REPLY_WAIT))
         return await call(*args, **kwargs)
+
+
+def _fits(command: str) -> bool:
+    """Whether a command can be a button's callback data as it is."""
+    return command.startswith("/") and len(command.encode()) <= CALLBACK_BYTES
 
 
 class _PollRequest(HTTPXRequest):

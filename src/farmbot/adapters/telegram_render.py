@@ -30,8 +30,8 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from farmbot.bot import commands as c
-from farmbot.errors import DeliveryError, PermanentDeliveryError, UsageError
+from farmbot.bot.replies import clip, decided_line
+from farmbot.errors import DeliveryError, PermanentDeliveryError
 
 MAX_TEXT = 4096  # Telegram's limit for a message
 MAX_CHUNKS = 4  # more than this many messages, and the text goes as a file
@@ -88,8 +88,7 @@ def render(
         return Rendered(chunks=tuple(chunks))
     whole = plain(parts)
     first = next((line.strip() for line in whole.splitlines() if line.strip()), "")
-    if len(first) > CAPTION_LINE:
-        first = first[: CAPTION_LINE - 1] + "…"
+    first = clip(first, CAPTION_LINE)
     lines = whole.count("\n") + 1
     caption = f"<b>{escape(first)}</b>\n(the whole text, {lines} lines, is in the attached file)"
     return Rendered(document=whole.encode(), filename=filename, caption=caption)
@@ -173,17 +172,6 @@ def command_text(text: str, username: str) -> str | None:
     return ("/help" if command.lower() == "/start" else command) + rest  # a first contact
 
 
-def decision(command: str) -> bool | None:
-    """True for an approval, False for a rejection, None for any other command."""
-    try:
-        parsed = c.parse(command)
-    except UsageError:
-        return None
-    if isinstance(parsed, c.Approve | c.Reject):
-        return isinstance(parsed, c.Approve)
-    return None
-
-
 def thread_of(message: Message) -> int | None:
     """The forum topic a message is in, if any."""
     return message.message_thread_id if message.is_topic_message else None
@@ -205,13 +193,13 @@ def decided(original_html: str | None, approved: bool, text: str) -> str | None:
     """The message's HTML with the decision appended, or None when it would not fit."""
     if original_html is None:
         return None
-    edited = f"{original_html}\n\n{'✅' if approved else '❌'} {escape(text)}"
+    edited = f"{original_html}\n\n{escape(decided_line(approved, text))}"
     return edited if utf16_len(edited) <= MAX_TEXT else None
 
 
 def toast(text: str) -> str:
     """Text for a button press's answer (at most 200 characters)."""
-    return text if len(text) <= TOAST_CHARS else text[: TOAST_CHARS - 1] + "…"
+    return clip(text, TOAST_CHARS)
 
 
 def retry_after(exc: RetryAfter) -> float:

@@ -8,15 +8,14 @@ Outbound only. The body is::
      "alert_id": 17}
 
 A 2xx answer is a delivery. 429 (honouring Retry-After), 408, 5xx, timeouts and
-connection errors raise ``DeliveryError``; any other answer raises
-``PermanentDeliveryError``. The URL and headers may hold secrets, so errors and logs
-name the webhook and its host only.
+connection errors raise ``DeliveryError``; any other answer, and a URL aiohttp cannot
+use, raise ``PermanentDeliveryError``. The URL and headers may hold secrets, so errors
+and logs name the webhook and its host only (aiohttp's error texts may quote the URL:
+only their type is shown).
 """
 
 from __future__ import annotations
 
-import email.utils
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from farmbot.adapters.base import OnIncoming, OutboundMessage
+from farmbot.adapters.base import OnIncoming, OutboundMessage, parse_retry_after
 from farmbot.config.alerts import WebhookConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError
 
@@ -68,17 +67,21 @@ class WebhookInterface:
                     self.sent += 1
                     return
                 detail = (await response.text(errors="replace"))[:ERROR_BODY_CHARS].strip()
-                retry_after = _retry_after(response.headers.get("Retry-After"), self._clock())
+                wait = parse_retry_after(response.headers.get("Retry-After"), self._clock())
         except TimeoutError as exc:
             self.failed += 1
             raise DeliveryError(f"{where}: timed out") from exc
+        except aiohttp.InvalidURL as exc:  # its text is the URL, query string and all
+            self.failed += 1
+            problem = f"{where}: {type(exc).__name__}: fix the webhook's url"
+            raise PermanentDeliveryError(problem) from exc
         except aiohttp.ClientError as exc:
             self.failed += 1
-            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}") from exc
+            raise DeliveryError(f"{where}: {type(exc).__name__}") from exc
         self.failed += 1
         problem = f"{where}: HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429 or status == 408 or status >= 500:
-            raise DeliveryError(problem, retry_after=retry_after)
+            raise DeliveryError(problem, retry_after=wait)
         raise PermanentDeliveryError(problem)
 
     def _client(self) -> aiohttp.ClientSession:
@@ -105,20 +108,3 @@ def body(message: OutboundMessage) -> dict[str, Any]:
         "count": message.count,
         "alert_id": message.alert_id,
     }
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from farmbot.errors import UsageError
+
+if TYPE_CHECKING:  # models imports this module for Button
+    from farmbot.models import Severity
 
 Style = Literal["primary", "danger"] | None
+ELLIPSIS = "…"
+_MARKS = {"critical": "🔴", "warning": "⚠️", "info": "ℹ️"}  # keyed by str(Severity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +64,31 @@ def ago(seconds: float) -> str:
     if seconds < 36 * 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d"
+
+
+def clip(text: str, n: int) -> str:
+    """``text`` if it has at most ``n`` characters, else its start and "…" (``n`` in all)."""
+    return text if len(text) <= n else text[: n - 1] + ELLIPSIS
+
+
+def severity_mark(severity: Severity) -> str:
+    """The emoji an alert's title starts with, the same on every platform."""
+    return _MARKS[str(severity)]
+
+
+def decision(command: str) -> bool | None:
+    """True for an approval, False for a rejection, None for any other command."""
+    from farmbot.bot import commands as c  # late: commands -> models -> this module
+
+    try:
+        parsed = c.parse(command)
+    except UsageError:
+        return None
+    if isinstance(parsed, c.Approve | c.Reject):
+        return isinstance(parsed, c.Approve)
+    return None
+
+
+def decided_line(approved: bool, text: str) -> str:
+    """The line a decided Approve/Reject message gets: "✅ <reply>" or "❌ <reply>"."""
+    return f"{'✅' if approved else '❌'} {text}"

@@ -46,7 +46,6 @@ ALERT_KINDS: Mapping[str, Severity] = {
     "agent.resumed": Severity.INFO,
 }
 BUILTIN_INTERFACES = ("web", "telegram", "slack", "discord")
-_SEVERITIES = ("info", "warning", "critical")
 WEBHOOK_TIMEOUT = 10.0  # seconds for one POST
 
 
@@ -116,10 +115,10 @@ def parse_webhooks(tables: Sequence[tk.Table]) -> tuple[WebhookConfig, ...]:
         if name in first:
             raise t.error("name", f"duplicate webhook name '{name}' (also {first[name]})")
         first[name] = t.key("name")
-        headers = t.get("headers", tk.as_table)
+        headers = t.get("headers", _header_table)
         hook = WebhookConfig(
             name=name,
-            url=t.need("url", tk.text(_http_url)),
+            url=t.need("url", tk.text(tk.http_url)),
             headers={} if headers is None else _headers(headers),
             timeout=t.get("timeout", tk.number, WEBHOOK_TIMEOUT),
         )
@@ -150,11 +149,18 @@ def _route(t: tk.Table, interfaces: Sequence[str]) -> AlertRoute:
     route = AlertRoute(
         interface=t.need("interface", tk.text(known)),
         channel=t.need("channel", _channel),
-        min_severity=Severity.parse(t.get("min_severity", tk.text(_severity), "warning")),
+        min_severity=Severity.parse(t.get("min_severity", tk.text(tk.severity), "warning")),
         projects=tuple(t.get("projects", _names, [])),
     )
     t.finish()
     return route
+
+
+def _header_table(t: tk.Table, key: str, raw: object) -> tk.Table:
+    """``headers``: a table; a wrong value is not echoed (it is often a credential)."""
+    if not isinstance(raw, dict):
+        raise tk.type_error(key, 'a table (like { Authorization = "env:NAME" })', raw, secret=True)
+    return tk.as_table(t, key, raw)
 
 
 def _headers(t: tk.Table) -> dict[str, str]:
@@ -165,8 +171,10 @@ def _headers(t: tk.Table) -> dict[str, str]:
         key = t.key(name)
         if isinstance(raw, str) and raw.startswith("env:"):
             headers[name] = tk.resolve_secret(raw, key, t.environ)
+        elif isinstance(raw, str):
+            headers[name] = raw
         else:
-            headers[name] = tk.text()(t, key, raw)
+            raise tk.type_error(key, "a string", raw, secret=True)
     return headers
 
 
@@ -191,20 +199,7 @@ def _names(t: tk.Table, key: str, raw: object) -> list[str]:
     return list(raw)
 
 
-def _severity(value: str, shown: str) -> str | None:
-    if value in _SEVERITIES:
-        return None
-    return f"unknown severity {shown} (use info, warning or critical)"
-
-
 def _severity_or_off(value: str, shown: str) -> str | None:
-    if value in (*_SEVERITIES, "off"):
+    if value in (*tk.SEVERITIES, "off"):
         return None
     return f"unknown severity {shown} (use info, warning, critical or off)"
-
-
-def _http_url(value: str, shown: str) -> str | None:
-    if value.startswith(("http://", "https://")) and len(value) > len("https://"):
-        return None
-    # Never echo the value: webhook URLs often carry a token.
-    return "must be an http:// or https:// URL"

@@ -32,7 +32,6 @@ Mode = Literal["socket", "http"]
 SLACK_API_URL = "https://slack.com/api/"
 _COMMAND = re.compile(r"/[a-z0-9][a-z0-9_-]{0,31}")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
-_SEVERITIES = ("info", "warning", "critical")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -92,11 +91,11 @@ def parse_slack(t: tk.Table) -> SlackConfig:
         app_token=app_token,
         signing_secret=signing_secret,
         mode="http" if mode == "http" else "socket",
-        api_url=_with_slash(t.get("api_url", tk.text(_http_url), d.api_url)),
+        api_url=_with_slash(t.get("api_url", tk.text(tk.http_url), d.api_url)),
         command=t.get("command", tk.text(_command), d.command),
         alert_channels=t.get("alert_channels", _channels, d.alert_channels),
         alert_min_severity=Severity.parse(
-            t.get("alert_min_severity", tk.text(_severity), str(d.alert_min_severity))
+            t.get("alert_min_severity", tk.text(tk.severity), str(d.alert_min_severity))
         ),
         thread_per_agent=t.get("thread_per_agent", tk.boolean, d.thread_per_agent),
     )
@@ -132,20 +131,8 @@ def _command(value: str, shown: str) -> str | None:
     return f"invalid slash command {shown}: a '/' then up to 32 of a-z, 0-9, '-' and '_'"
 
 
-def _http_url(value: str, shown: str) -> str | None:
-    if value.startswith(("http://", "https://")) and len(value) > len("https://"):
-        return None
-    return f"must be an http:// or https:// URL, got {shown}"
-
-
 def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
-
-
-def _severity(value: str, shown: str) -> str | None:
-    if value in _SEVERITIES:
-        return None
-    return f"unknown severity {shown} (use info, warning or critical)"
 
 
 def _channels(t: tk.Table, key: str, raw: object) -> tuple[str, ...]:

@@ -26,8 +26,10 @@ Check = Callable[[str, str], str | None]  # (value, how to show it) -> problem o
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HTTP_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 PROMPT_FIELDS = ("n", "project")
 ROLES = ("viewer", "operator", "admin")
+SEVERITIES = ("info", "warning", "critical")
 
 
 # -- the toolkit ------------------------------------------------------------------------
@@ -110,8 +112,15 @@ def _describe(raw: object) -> str:
     return type(raw).__name__  # datetime, date, time
 
 
-def type_error(key: str, expected: str, raw: object) -> ConfigError:
-    return ConfigError(key, f"expected {expected}, got {_describe(raw)}")
+def type_error(key: str, expected: str, raw: object, *, secret: bool = False) -> ConfigError:
+    """``expected ..., got <the value>``; only the value's type when it may be a ``secret``."""
+    got = _kind(raw) if secret else _describe(raw)
+    return ConfigError(key, f"expected {expected}, got {got}")
+
+
+def _kind(raw: object) -> str:
+    """The type of a TOML value, in words, without the value."""
+    return _describe(raw).split(" ")[0]
 
 
 def _from_env(value: str, key: str, environ: Mapping[str, str]) -> tuple[str, str | None]:
@@ -129,8 +138,7 @@ def _from_env(value: str, key: str, environ: Mapping[str, str]) -> tuple[str, st
 def resolve_secret(value: object, key: str, environ: Mapping[str, str]) -> str:
     """Resolve a secret, which must be written ``env:NAME``; never echo its value."""
     if not isinstance(value, str):
-        kind = _describe(value).split(" ")[0]  # the type only: the value may be a secret
-        raise ConfigError(key, f'expected a string "env:NAME", got {kind}')
+        raise type_error(key, 'a string "env:NAME"', value, secret=True)
     if not value.startswith("env:"):
         raise ConfigError(key, 'secrets are never written in the file; use "env:NAME"')
     secret, name = _from_env(value, key, environ)
@@ -205,15 +213,29 @@ def fs_path(*, directory: bool = False) -> Conv[Path]:
 
     def conv(t: Table, key: str, raw: object) -> Path:
         value = text(nonempty)(t, key, raw)
-        resolved = (t.base / Path(value).expanduser()).resolve()
-        shown = str(resolved) if not str(raw).startswith("env:") else f"${str(raw)[4:]}"
-        if directory and not resolved.exists():
+        try:
+            resolved = (t.base / Path(value).expanduser()).resolve()
+            missing = directory and not resolved.exists()
+            not_a_directory = directory and not missing and not resolved.is_dir()
+        except RuntimeError as exc:  # ~nosuchuser, or no home directory at all
+            problem = f"cannot expand ~ in {_shown(raw, value)}: no such user or home directory"
+            raise ConfigError(key, problem) from exc
+        except (ValueError, OSError) as exc:  # a NUL byte, a name too long, no permission
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)  # never the path
+            raise ConfigError(key, f"not a usable path {_shown(raw, value)}: {why}") from exc
+        shown = f"${str(raw)[4:]}" if str(raw).startswith("env:") else str(resolved)
+        if missing:
             raise ConfigError(key, f"{shown}: no such directory")
-        if directory and not resolved.is_dir():
+        if not_a_directory:
             raise ConfigError(key, f"{shown}: not a directory")
         return resolved
 
     return conv
+
+
+def _shown(raw: object, value: str) -> str:
+    """A path as written, quoted and escaped; ``$NAME`` when it came from the environment."""
+    return f"${str(raw)[4:]}" if str(raw).startswith("env:") else repr(value)
 
 
 def strings(t: Table, key: str, raw: object) -> tuple[str, ...]:
@@ -272,9 +294,26 @@ def socket_name(value: str, shown: str) -> str | None:
 def regex(value: str, shown: str) -> str | None:
     try:
         re.compile(value)
-    except re.error as exc:
+    except (re.error, OverflowError) as exc:  # a{4294967296} overflows
         return f"invalid regular expression: {exc}"
+    except RecursionError:
+        return "invalid regular expression: nested too deeply"
     return None
+
+
+def severity(value: str, shown: str) -> str | None:
+    """An alert severity: info, warning or critical."""
+    if value in SEVERITIES:
+        return None
+    return f"unknown severity {shown} (use info, warning or critical)"
+
+
+def http_url(value: str, shown: str) -> str | None:
+    """An http:// or https:// URL with a host."""
+    if _HTTP_URL.fullmatch(value):
+        return None
+    # The value is never echoed: URLs often carry a token.
+    return "must be an http:// or https:// URL"
 
 
 def prompt_template(value: str, shown: str) -> str | None:

@@ -70,18 +70,18 @@ def parse_telegram(t: tk.Table, projects: Collection[str] | None = None) -> Tele
     token = t.need("token", tk.secret)
     if not _TOKEN.fullmatch(token):
         raise t.error("token", "does not look like a bot token (digits:letters, from @BotFather)")
-    base_url = t.get("base_url", tk.text(_http_url), TELEGRAM_API)
+    base_url = t.get("base_url", tk.text(tk.http_url), TELEGRAM_API)
     mode = t.get("mode", tk.text(_mode), "polling")
     config = TelegramConfig(
         token=token,
         base_url=base_url,
-        base_file_url=t.get("base_file_url", tk.text(_http_url), _file_url(base_url)),
+        base_file_url=t.get("base_file_url", tk.text(tk.http_url), _file_url(base_url)),
         mode="webhook" if mode == "webhook" else "polling",
         webhook_url=t.get("webhook_url", tk.text(_https_url)),
         webhook_secret=t.get("webhook_secret", tk.secret),
         alert_chats=t.get("alert_chats", _chats, ()),
         alert_min_severity=Severity.parse(
-            t.get("alert_min_severity", tk.text(_severity), "warning")
+            t.get("alert_min_severity", tk.text(tk.severity), "warning")
         ),
         topics=_topics(t.table("topics"), projects),
         poll_timeout=t.get("poll_timeout", tk.number, 30.0),
@@ -155,17 +155,6 @@ def _mode(value: str, shown: str) -> str | None:
         if value in ("polling", "webhook")
         else f'unknown mode {shown} (use "polling" or "webhook")'
     )
-
-
-def _severity(value: str, shown: str) -> str | None:
-    ok = value in ("info", "warning", "critical")
-    return None if ok else f"unknown severity {shown} (use info, warning or critical)"
-
-
-def _http_url(value: str, shown: str) -> str | None:
-    if re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
-        return None
-    return f"must be an http:// or https:// URL, got {shown}"
 
 
 def _https_url(value: str, shown: str) -> str | None:

@@ -287,8 +287,8 @@ async def test_a_daemon_that_does_not_answer_costs_at_most_about_2s(tmp_path: Pa
 
 @pytest.mark.parametrize(
     "settings",
-    [{"hook_token": "wrong0token"}, {"url": "https://127.0.0.1:1"}, {"url": "nonsense"}, {}],
-    ids=["refused-token", "https", "bad-url", "no-agent"],
+    [{"url": "https://127.0.0.1:1"}, {"url": "nonsense"}, {}],
+    ids=["https", "bad-url", "no-agent"],
 )
 async def test_any_failure_spools_and_exits_0(
     hooks: HookServer, tmp_path: Path, settings: dict[str, str]
@@ -301,6 +301,49 @@ async def test_any_failure_spools_and_exits_0(
     assert hooks.received == []
     [record] = spooled(tmp_path / "state")
     assert record["agent"] == (AGENT if settings else None)
+
+
+async def test_an_event_the_daemon_refuses_is_kept_but_never_replayed(
+    hooks: HookServer, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    env = agent_env(tmp_path, agent=AGENT, url=hooks.url, hook_token="wrong0token",
+                    state_dir=str(state))  # fmt: skip
+    ran = await run_hook(HOOK_COMMANDS["script"], json.dumps(payload("Stop")).encode(), env)
+
+    assert (ran.code, ran.stdout) == (0, b"")
+    assert hooks.received == [] and spooled(state) == []  # nothing to replay...
+    [kept] = (state / "spool" / "refused").glob("*.json")  # ...but nothing lost either
+    assert json.loads(kept.read_bytes())["event"] == payload("Stop")
+    replayed: list[tuple[str, dict[str, Any]]] = []
+
+    async def ingest(agent: str, event: dict[str, Any]) -> None:
+        replayed.append((agent, event))
+
+    assert await replay_spool(state / "spool", ingest) == 0 and replayed == []
+
+
+def test_a_spooled_body_cannot_speak_for_another_agent(tmp_path: Path) -> None:
+    forged = b'{"hook_event_name": "Stop"}, "agent": "victim", "pad": {"x": 1}'
+    path = spool_event(tmp_path, AGENT, forged)
+    assert json.loads(Path(path).read_bytes())["agent"] == AGENT
+
+
+async def test_absurdly_nested_json_is_a_bad_body_not_a_crash(
+    hooks: HookServer, tmp_path: Path
+) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    url = f"{hooks.url}/hooks/claude/{AGENT}?token={hook_token(KEY, AGENT)}"
+    async with aiohttp.ClientSession() as http, http.post(url, data=deep) as answer:
+        assert answer.status == 400
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "1-1.json").write_bytes(deep)
+
+    async def ingest(agent: str, event: dict[str, Any]) -> None:
+        raise AssertionError("nothing should be ingested")
+
+    assert await replay_spool(tmp_path / "spool", ingest) == 0
+    assert (tmp_path / "spool" / "bad" / "1-1.json").exists()
 
 
 async def test_without_a_state_dir_the_spool_is_under_home(tmp_path: Path) -> None:
@@ -348,8 +391,8 @@ async def test_a_failing_ingest_stops_the_replay_and_keeps_the_file(tmp_path: Pa
     async def ingest(agent: str, event: dict[str, Any]) -> None:
         raise StorageError("database is locked")
 
-    with pytest.raises(StorageError):
-        await replay_spool(spool, ingest)
+    # The daemon starts anyway (the error does not escape); the event waits for next time.
+    assert await replay_spool(spool, ingest) == 0
     assert len(list(spool.glob("*.json"))) == 1
 
 

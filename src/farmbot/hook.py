@@ -21,6 +21,7 @@ import time
 CONNECT_TIMEOUT = 0.5
 TOTAL_TIMEOUT = 2.0
 SPOOL_DIR = "spool"
+REFUSED_DIR = "refused"  # events the daemon refused: kept, never replayed
 DEFAULT_STATE_DIR = "~/.local/state/farmbot"
 
 _OPTIONS = {
@@ -57,14 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     agent = opts["--agent"]
     # Broad on purpose: this runs inside the agent's tool loop, and a failing hook must
     # never disturb it. The event is not lost: it goes to the spool.
+    status = 0
     try:
-        if agent and post(opts["--url"], agent, opts["--token"], body):
-            return 0
+        status = post(opts["--url"], agent, opts["--token"], body) if agent else 0
     except Exception:
         pass
+    if 200 <= status < 300:
+        return 0
     state_dir = opts["--state-dir"] or os.path.expanduser(DEFAULT_STATE_DIR)
+    spool = os.path.join(state_dir, SPOOL_DIR)
+    if 400 <= status < 500:
+        # The daemon refused it (wrong token, bad body): kept for a human to look at, never
+        # replayed -- replaying would skip the token check.
+        spool = os.path.join(spool, REFUSED_DIR)
     try:
-        spool_event(os.path.join(state_dir, SPOOL_DIR), agent or None, body)
+        spool_event(spool, agent or None, body)
     except Exception:
         pass
     return 0
@@ -92,10 +100,10 @@ def post(
     *,
     connect_timeout: float = CONNECT_TIMEOUT,
     total_timeout: float = TOTAL_TIMEOUT,
-) -> bool:
-    """POST ``body`` to ``{url}/hooks/claude/{agent}?token=...``; True on a 2xx answer."""
+) -> int:
+    """POST ``body`` to ``{url}/hooks/claude/{agent}?token=...``; the HTTP status, 0 if none."""
     if not url.startswith("http://") or not valid_agent_id(agent) or not token.isalnum():
-        return False
+        return 0
     import _socket  # the C module: ``socket`` would pull in enum and selectors
 
     deadline = time.monotonic() + total_timeout
@@ -131,14 +139,14 @@ def post(
         finally:
             sock.close()
         status = answer.split(b" ", 2)[1:2]
-        return bool(status) and status[0][:1] == b"2" and len(status[0]) == 3
-    return False
+        return int(status[0]) if status and status[0].isdigit() else 0
+    return 0
 
 
 def spool_event(spool_dir: str | os.PathLike[str], agent: str | None, body: bytes) -> str:
     """Write the event atomically to ``spool_dir/<time_ns>-<pid>.json``; return its path.
 
-    The file is ``{"agent": ..., "received_at": <unix>, "event": <body>}`` with the body
+    The file is ``{"event": <body>, "received_at": <unix>, "agent": ...}`` with the body
     copied verbatim, so spooling needs no JSON parser; a body that is not JSON makes a
     file the replay quarantines.
     """
@@ -147,10 +155,12 @@ def spool_event(spool_dir: str | os.PathLike[str], agent: str | None, body: byte
     final = os.path.join(spool_dir, f"{now}-{os.getpid()}.json")
     temporary = final + ".tmp"
     name = f'"{agent}"' if agent is not None and valid_agent_id(agent) else "null"
-    record = b'{"agent": %s, "received_at": %.6f, "event": %s}\n' % (
-        name.encode(),
-        now / 1e9,
+    # The body goes first and "agent" last: with duplicate keys JSON's last one wins, so
+    # nothing inside the body can speak for another agent.
+    record = b'{"event": %s, "received_at": %.6f, "agent": %s}\n' % (
         body.strip(),
+        now / 1e9,
+        name.encode(),
     )
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

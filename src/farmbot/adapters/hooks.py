@@ -90,7 +90,7 @@ class HookEndpoint:
             )
         try:
             payload = json.loads(await request.read())
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("hook_event_name"), str):
             return self._reject(
@@ -133,10 +133,14 @@ async def replay_spool(spool_dir: Path, ingest: Ingest) -> int:
             agent, event = _read_spooled(path)
         except FileNotFoundError:  # replayed meanwhile by someone else
             continue
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             _quarantine(path, exc)
             continue
-        await ingest(agent, event)
+        try:
+            await ingest(agent, event)
+        except StorageError as exc:  # the file stays for the next start
+            log.warning("replaying spooled hook events stopped: %s", exc)
+            break
         path.unlink(missing_ok=True)
         replayed += 1
     if replayed:

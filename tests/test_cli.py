@@ -63,3 +63,29 @@ def test_systemd_ready_and_watchdog(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert systemd.watchdog_interval() == 15.0
     monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
     assert systemd.watchdog_interval() is None
+
+
+def test_a_client_command_against_another_program_says_so(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state/local-key").write_text("k" * 32)
+        config = tmp_path / "farmbot.toml"
+        config.write_text(f'[server]\nport = {port}\nstate_dir = "state"\n')
+        for _ in range(100):
+            done = farmbot("--config", str(config), "status", home=tmp_path)
+            if "not running" not in done.stderr:
+                break
+        assert done.returncode == 1
+        assert done.stderr.strip().endswith(
+            "does not answer like farmbot: is another program there? (HTTP 404)"
+        )
+    finally:
+        server.kill()
+        server.wait()

@@ -138,3 +138,8 @@ def test_the_core_commands_parse_to_their_own_spec_and_role() -> None:
         "activate", "deactivate", "approve", "reject"
     }  # fmt: skip
     assert all(spec_of(parse(text)).name == name for name, text in examples.items())
+
+
+@pytest.mark.parametrize("separator", ["\r\n", "\u00a0", "\u3000", " \r\n", "\t"])
+def test_send_accepts_any_separator_after_the_agent(separator: str) -> None:
+    assert parse(f"/send builder-1{separator}hello") == c.Send("builder-1", "hello")

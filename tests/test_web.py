@@ -110,8 +110,15 @@ async def test_the_key_opens_the_api(web: Web) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"this is not json", b"[]", b'{"text": 5}', b'{"txt": "/status"}', b"\xff\xfe"],
-    ids=["text", "list", "number", "no-text", "not-utf8"],
+    [
+        b"this is not json",
+        b"[]",
+        b'{"text": 5}',
+        b'{"txt": "/status"}',
+        b"\xff\xfe",
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["text", "list", "number", "no-text", "not-utf8", "nested"],
 )
 async def test_a_bad_command_body_is_a_400_with_a_clear_message(web: Web, body: bytes) -> None:
     headers = {**web.auth, "Content-Type": "application/json"}

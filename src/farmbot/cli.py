@@ -63,13 +63,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
-    # demo-agent takes its own options; hand everything after it over untouched.
-    if "demo-agent" in args_list:
-        index = args_list.index("demo-agent")
-        if all(a.startswith("--config") or a.startswith("-") for a in args_list[:index]):
-            from farmbot.demo_agent import main as demo_main
-
-            return demo_main(args_list[index + 1 :])
     args = _parser().parse_args(args_list)
     if args.command is None:
         _parser().print_help()

@@ -43,15 +43,15 @@ class Client:
                 "X-Farmbot-Client": "cli",
             },
         )
+        not_farmbot = f"{self.base_url} does not answer like farmbot: is another program there?"
         try:
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
             try:
-                detail = json.loads(detail).get("error", detail)
-            except (ValueError, AttributeError):
-                pass
+                detail = json.loads(exc.read())["error"]
+            except (ValueError, KeyError, TypeError):
+                raise FarmbotError(f"{not_farmbot} (HTTP {exc.code})") from None
             raise FarmbotError(
                 f"farmbot at {self.base_url} answered {exc.code}: {detail}"
             ) from None
@@ -61,6 +61,8 @@ class Client:
                 f"farmbot is not running at {self.base_url} ({reason}); "
                 "start it with `farmbot serve`"
             ) from None
+        except ValueError:  # an answer that is not JSON
+            raise FarmbotError(not_farmbot) from None
 
     def command(self, text: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", "/api/command", {"text": text})

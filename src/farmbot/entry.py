@@ -10,15 +10,28 @@ import sys
 
 def main() -> int:
     args = sys.argv[1:]
-    rest = args
-    if rest[:1] == ["--config"]:
-        rest = rest[2:]
-    elif rest[:1] and rest[0].startswith("--config="):
-        rest = rest[1:]
-    if rest[:1] == ["hook"]:
+    index = _command_index(args)
+    if index is not None and args[index] == "hook":
         from farmbot.hook import main as hook
 
-        return hook(rest[1:])
+        return hook(args[index + 1 :])
+    if index is not None and args[index] == "demo-agent":  # its own options, untouched
+        from farmbot.demo_agent import main as demo_agent
+
+        return demo_agent(args[index + 1 :])
     from farmbot.cli import main as cli
 
     return cli(args)
+
+
+def _command_index(args: list[str]) -> int | None:
+    """Where the subcommand is, past the global ``--config PATH`` options."""
+    i = 0
+    while i < len(args):
+        if args[i] == "--config":
+            i += 2
+        elif args[i].startswith("--config="):
+            i += 1
+        else:
+            return i
+    return None

@@ -148,7 +148,7 @@ class WebInterface:
     async def _api_command(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, absurdly nested
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
             return web.json_response(

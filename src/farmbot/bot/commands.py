@@ -209,8 +209,11 @@ def _split_agent(args: str, usage: str) -> tuple[str, str]:
     stripped = args.lstrip()
     if not stripped:
         raise UsageError("missing arguments", usage)
-    match = re.match(r"(\S+)(?:[ \t]*\n|[ \t]+|$)", stripped)
-    assert match is not None
+    # The agent, then one separator: the rest of a line of blanks (any Unicode space, a
+    # \r\n), or blanks. Always matches: ``stripped`` starts with a non-space.
+    match = re.match(r"(\S+)(?:[^\S\n]*\n|\s+|$)", stripped)
+    if match is None:
+        raise UsageError("missing arguments", usage)
     return _name(match.group(1), "agent", usage), stripped[match.end() :]
 
 

@@ -255,3 +255,10 @@ async def test_a_dead_database_still_gets_the_person_an_incident_reply(
     assert "store is not open" not in reply.text
     assert not refused.ok and "allowlist" in refused.text
     assert sum("audit row lost" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_a_button_press_is_audited_as_one(farm: RouterFarm) -> None:
+    press = Incoming("telegram", "1001", "chat-1001", "/agents", button=True)
+    assert (await farm.router().handle(press)).ok
+    entry = await farm.last_audit()
+    assert entry.outcome == "ok" and entry.detail.startswith("button")

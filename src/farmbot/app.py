@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -25,7 +24,7 @@ from typing import Any, TextIO
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from farmbot import __version__, systemd
+from farmbot import __version__, localkey, systemd
 from farmbot.adapters.base import Incoming, Interface
 from farmbot.adapters.hooks import HookEndpoint, hook_token, replay_spool
 from farmbot.adapters.slack import SlackInterface
@@ -50,27 +49,8 @@ from farmbot.supervisor.tmux import Tmux
 
 log = logging.getLogger(__name__)
 
-KEY_FILE = "local-key"
 DB_FILE = "farmbot.db"
 LOCK_FILE = "farmbot.lock"
-
-
-def ensure_local_key(state_dir: Path) -> str:
-    """The local key, created (mode 0600) on first start."""
-    path = state_dir / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text().strip()
-        if len(key) < 16:
-            raise FarmbotError(f"{path} is empty or damaged; delete it and start again") from None
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
-        return key
-    key = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    return key
 
 
 class StateLock:
@@ -132,7 +112,7 @@ class App:
 
     async def _build(self) -> None:
         config, clock = self.config, self.clock
-        self.key = ensure_local_key(self.state_dir)
+        self.key = localkey.ensure(self.state_dir)
         self.store = await self._stack.enter_async_context(SqliteStore(self.state_dir / DB_FILE))
         self.tmux = Tmux(config.tmux.socket)
         self.interfaces: dict[str, Interface] = {}
@@ -383,7 +363,7 @@ def announce(app: App, out: TextIO) -> None:
     print(
         f"farmbot {__version__} is running.\n"
         f"  status page and console: {app.url}/#key={app.key}\n"
-        f"    (that link logs the browser in; the key is in {app.state_dir / KEY_FILE})\n"
+        f"    (that link logs the browser in; the key is in {localkey.path(app.state_dir)})\n"
         f"  config: {source}\n"
         f"  projects: {projects}\n"
         f"  agents: default profile '{config.supervisor.default_agent}'; "

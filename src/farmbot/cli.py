@@ -147,25 +147,19 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 def _hooks_install(config: Config, path: Path, agent: str | None, *, http: bool) -> int:
     import shlex
 
+    from farmbot import localkey
     from farmbot.adapters.hooks import hook_token
     from farmbot.errors import CommandError
-    from farmbot.hook import valid_agent_id
     from farmbot.hooks_install import default_hook_command, install_hooks
 
     workdir = path.expanduser().resolve()
     agent = agent or workdir.name
-    if not valid_agent_id(agent):
+    key = localkey.read(config.server.state_dir)
+    if key is None:
         raise CommandError(
-            f"invalid agent id {agent!r}: use 1-64 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit (--agent NAME)"
+            f"no local key at {localkey.path(config.server.state_dir)}; "
+            "run `farmbot serve` once to create it"
         )
-    key_file = config.server.state_dir / "local-key"
-    try:
-        key = key_file.read_text().strip()
-    except FileNotFoundError:
-        raise CommandError(
-            f"no local key at {key_file}; run `farmbot serve` once to create it"
-        ) from None
     token = hook_token(key, agent)
     url = config.server.url
     if http:

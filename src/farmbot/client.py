@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
+from farmbot import localkey
 from farmbot.config.schema import Config
 from farmbot.errors import DaemonUnavailable, FarmbotError
-
-KEY_FILE = "local-key"
 
 
 class Client:
@@ -22,13 +20,12 @@ class Client:
 
     @classmethod
     def for_config(cls, config: Config) -> Client:
-        path = config.server.state_dir / KEY_FILE
-        try:
-            key = Path(path).read_text().strip()
-        except FileNotFoundError:
+        key = localkey.read(config.server.state_dir)
+        if key is None:
             raise DaemonUnavailable(
-                f"farmbot is not running (no local key at {path}; start it with `farmbot serve`)"
-            ) from None
+                f"farmbot is not running (no local key at "
+                f"{localkey.path(config.server.state_dir)}; start it with `farmbot serve`)"
+            )
         return cls(config.server.url, key)
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -37,7 +37,7 @@ class Incoming:
     chat: str  # where it came from (chat id, channel id, "console")
     text: str  # command text, e.g. "/spawn builder 42"
     display_name: str = ""
-    button: bool = False  # a button press rather than typed text
+    button: bool = False  # a button press rather than typed text (the audit says so)
 
 
 OnIncoming = Callable[[Incoming], Awaitable[Reply]]

@@ -45,11 +45,6 @@ class Reply:
             ],
         }
 
-    @property
-    def plain(self) -> str:
-        """Text and preformatted block as one plain string (CLI, logs)."""
-        return f"{self.text}\n{self.pre}" if self.pre else self.text
-
 
 def utc_time(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))

@@ -100,7 +100,7 @@ class Router:
                 chat=msg.chat,
                 command=msg.text[:AUDIT_TEXT_LIMIT],
                 outcome=outcome,
-                detail=detail[:AUDIT_TEXT_LIMIT],
+                detail=(f"button; {detail}" if msg.button else detail)[:AUDIT_TEXT_LIMIT],
                 now=self._clock(),
             )
         except StorageError as exc:

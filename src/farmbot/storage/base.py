@@ -102,7 +102,7 @@ class Store(Protocol):
     ) -> None:
         """Move a prompt out of pending; sets delivered_at when status is DELIVERED."""
 
-    async def cancel_prompts(self, agent_id: str, now: float) -> int:
+    async def cancel_prompts(self, agent_id: str) -> int:
         """Cancel an agent's pending prompts; returns how many."""
 
     # events ---------------------------------------------------------------------------

@@ -351,7 +351,7 @@ class SqliteStore:
             (status.value, delivered_at, error, prompt_id),
         )
 
-    async def cancel_prompts(self, agent_id: str, now: float) -> int:
+    async def cancel_prompts(self, agent_id: str) -> int:
         """Cancel an agent's pending prompts; returns how many."""
         return await self._execute(
             "UPDATE prompts SET status = 'cancelled' WHERE agent_id = ? AND status = 'pending'",

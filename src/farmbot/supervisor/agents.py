@@ -178,7 +178,7 @@ class Supervisor:
                 state_since=now,
             )
             await self._store.save_agent(agent)
-            await self._store.cancel_prompts(agent_id, now)
+            await self._store.cancel_prompts(agent_id)
             command = (
                 os.environ.get("SHELL", "/bin/sh") if kind is AgentKind.SHELL else profile.command
             )
@@ -380,7 +380,7 @@ class Supervisor:
             stopped = await self._store.set_agent_state(
                 agent_id, AgentState.STOPPED, f"stopped by {by}", now
             )
-            dropped = await self._store.cancel_prompts(agent_id, now)
+            dropped = await self._store.cancel_prompts(agent_id)
             if remove and agent.kind is AgentKind.BUILDER:
                 pc = self._project_config(agent.project)
                 await remove_worktree(pc.path, Path(agent.workdir))

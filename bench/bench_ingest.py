@@ -55,10 +55,9 @@ BODIES = [
 
 async def serve(db: Path, key: str) -> None:
     """The daemon's web site, hook routes -> EventWriter -> SqliteStore; prints the port."""
-    from farmbot.adapters.base import Incoming
     from farmbot.adapters.hooks import hook_routes
     from farmbot.adapters.web import WebInterface
-    from farmbot.bot.replies import Reply
+    from farmbot.messages import Incoming, Reply
     from farmbot.models import NewEvent
     from farmbot.storage.sqlite import SqliteStore
     from farmbot.supervisor.ingest import EventWriter

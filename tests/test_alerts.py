@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from farmbot.bot import commands as c
-from farmbot.bot.replies import Button
 from farmbot.config.alerts import (
     ALERT_KINDS,
     AlertRoute,
@@ -22,7 +21,8 @@ from farmbot.config.alerts import (
 )
 from farmbot.config.tables import Table, as_tables
 from farmbot.errors import ConfigError, StorageError
-from farmbot.models import AgentKind, Alert, AlertDraft, NewEvent, Severity
+from farmbot.messages import Button, Severity
+from farmbot.models import AgentKind, Alert, AlertDraft, NewEvent
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.alerts import WEB_CONSOLE, AlertRules
 from farmbot.supervisor.events import EventLog

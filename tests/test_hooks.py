@@ -18,12 +18,11 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from farmbot.adapters.base import Incoming
 from farmbot.adapters.hooks import hook_routes, hook_token, replay_spool, spool_event
 from farmbot.adapters.web import WebInterface
-from farmbot.bot.replies import Reply
 from farmbot.errors import CommandError, StorageError
 from farmbot.hooks_install import HOOK_EVENTS, default_hook_command, install_hooks, is_farmbot_hook
+from farmbot.messages import Incoming, Reply
 from farmbot.models import NewEvent
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.ingest import EventWriter

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from farmbot.adapters.base import Incoming, Interface, OnIncoming, OutboundMessage
 from farmbot.adapters.web import WebInterface
 from farmbot.adapters.webhook import WebhookInterface
 from farmbot.bot import commands as c
@@ -26,7 +25,8 @@ from farmbot.bot.router import Router
 from farmbot.config.alerts import AlertRoute, AlertsConfig, WebhookConfig
 from farmbot.config.schema import Config, UserConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError
-from farmbot.models import OutboxItem, OutboxStatus, Role, Severity
+from farmbot.messages import Incoming, Interface, OnIncoming, OutboundMessage, Severity
+from farmbot.models import OutboxItem, OutboxStatus, Role
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.alerts import AlertRules

@@ -9,17 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from farmbot.adapters.base import Incoming
 from farmbot.bot import commands as c
 from farmbot.bot.authz import People, Person
 from farmbot.bot.handlers import Handlers
-from farmbot.bot.replies import Reply
 from farmbot.bot.router import Router
 from farmbot.config.schema import (
     ProjectConfig,
     SupervisorConfig,
     UserConfig,
 )
+from farmbot.messages import Incoming, Reply
 from farmbot.models import AuditEntry, GateStatus, Role
 from tests.farm import Farm, farm_for, make_config, make_repo
 from tests.helpers import FakeClock, retry_until

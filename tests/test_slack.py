@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from farmbot.adapters.base import Incoming, Interface, OutboundMessage
 from farmbot.adapters.slack import EVENTS_PATH, SlackInterface
 from farmbot.adapters.slack_render import (
     MAX_BLOCKS,
@@ -31,14 +30,14 @@ from farmbot.adapters.slack_render import (
 from farmbot.adapters.web import WebInterface
 from farmbot.bot.authz import People
 from farmbot.bot.handlers import Handlers
-from farmbot.bot.replies import Button, Reply
 from farmbot.bot.router import Router
 from farmbot.config import tables as tk
 from farmbot.config.alerts import AlertRoute, AlertsConfig
 from farmbot.config.schema import Config, UserConfig
 from farmbot.config.slack import SlackConfig, parse_slack, slack_routes
 from farmbot.errors import ConfigError, DeliveryError, PermanentDeliveryError, StorageError
-from farmbot.models import AgentKind, AgentState, GateStatus, Role, Severity
+from farmbot.messages import Button, Incoming, Interface, OutboundMessage, Reply, Severity
+from farmbot.models import AgentKind, AgentState, GateStatus, Role
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.alerts import AlertRules

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from farmbot.models import AlertDraft, NewEvent, Severity
+from farmbot.messages import Severity
+from farmbot.models import AlertDraft, NewEvent
 from farmbot.storage.migrations import load_migrations
 from farmbot.storage.sqlite import SqliteStore
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from farmbot.bot.replies import Button
 from farmbot.errors import StorageError
+from farmbot.messages import Button, Severity
 from farmbot.models import (
     AgentState,
     AlertDraft,
@@ -19,7 +19,6 @@ from farmbot.models import (
     OutboxStatus,
     Project,
     PromptStatus,
-    Severity,
 )
 from farmbot.storage import outbox
 from farmbot.storage.migrations import load_migrations

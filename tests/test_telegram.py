@@ -14,21 +14,20 @@ from typing import Any
 import aiohttp
 import pytest
 
-from farmbot.adapters.base import Incoming, Interface, OutboundMessage
 from farmbot.adapters.telegram import BAD_TOKEN, CONFLICT, TelegramInterface
 from farmbot.adapters.telegram_render import MAX_TEXT, blocks, plain, render, split, utf16_len
 from farmbot.adapters.web import ReadinessCheck, WebInterface
 from farmbot.bot.authz import People
 from farmbot.bot.commands import SPECS
 from farmbot.bot.handlers import Handlers
-from farmbot.bot.replies import Button, Reply
 from farmbot.bot.router import Router
 from farmbot.config.alerts import AlertsConfig
 from farmbot.config.schema import Config, UserConfig
 from farmbot.config.tables import Table
 from farmbot.config.telegram import TelegramConfig, parse_telegram, telegram_routes
 from farmbot.errors import ConfigError, PermanentDeliveryError, StorageError
-from farmbot.models import GateStatus, Role, Severity
+from farmbot.messages import Button, Incoming, Interface, OutboundMessage, Reply, Severity
+from farmbot.models import GateStatus, Role
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.alerts import AlertRules
 from farmbot.supervisor.events import EventLog

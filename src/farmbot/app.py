@@ -25,7 +25,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from farmbot import __version__, localkey, systemd
-from farmbot.adapters.base import Incoming, Interface
 from farmbot.adapters.hooks import HookEndpoint, hook_token, replay_spool
 from farmbot.adapters.slack import SlackInterface
 from farmbot.adapters.telegram import TelegramInterface
@@ -36,6 +35,7 @@ from farmbot.bot.handlers import Handlers
 from farmbot.bot.router import Router
 from farmbot.config.schema import Config
 from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
+from farmbot.messages import Incoming, Interface
 from farmbot.storage.sqlite import SqliteStore
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.alerts import AlertRules

@@ -10,7 +10,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from farmbot.bot.replies import Button
+from farmbot.messages import Buttons, Severity
 
 
 class AgentKind(enum.StrEnum):
@@ -62,21 +62,6 @@ class OutboxStatus(enum.StrEnum):
     SENDING = "sending"  # handed to an interface; a crash here means it is sent again
     DELIVERED = "delivered"
     DEAD = "dead"  # gave up; shown on the status page with a retry button
-
-
-class Severity(enum.IntEnum):
-    """How urgent an alert is; higher is more urgent."""
-
-    INFO = 1
-    WARNING = 2
-    CRITICAL = 3
-
-    @classmethod
-    def parse(cls, text: str) -> Severity:
-        return cls[text.upper()]
-
-    def __str__(self) -> str:
-        return self.name.lower()
 
 
 class Role(enum.IntEnum):
@@ -217,8 +202,7 @@ class QaRun:
         return asdict(self)
 
 
-Buttons = tuple[tuple[Button, ...], ...]  # rows of buttons
-Route = tuple[str, str]  # (interface, channel), e.g. ("telegram", "-1001234")
+Destination = tuple[str, str]  # where an alert goes: (interface, channel), ("telegram", "-100123")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +218,7 @@ class AlertDraft:
     pre: str | None = None  # the last lines of output
     buttons: Buttons = ()
     dedupe_key: str = ""  # repeats with the same key fold into one message; "" never folds
-    routes: tuple[Route, ...] = ()
+    routes: tuple[Destination, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

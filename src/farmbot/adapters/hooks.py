@@ -23,9 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
-from farmbot.adapters.web import Route
 from farmbot.errors import StorageError
 from farmbot.hook import spool_event, valid_agent_id  # they live in the light client module
+from farmbot.messages import WebRoute
 
 __all__ = [
     "HookEndpoint",
@@ -52,7 +52,7 @@ def hook_token(key: str, agent_id: str) -> str:
     return digest[:32]
 
 
-def hook_routes(ingest: Ingest, key: str) -> list[Route]:
+def hook_routes(ingest: Ingest, key: str) -> list[WebRoute]:
     """The hook endpoint's routes, for ``WebInterface.add_route``."""
     return HookEndpoint(ingest, key).routes()
 
@@ -69,7 +69,7 @@ class HookEndpoint:
     def __repr__(self) -> str:
         return f"<HookEndpoint received={self.received} rejected={self.rejected}>"
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[WebRoute]:
         return [("POST", "/hooks/claude/{agent}", self.handle)]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

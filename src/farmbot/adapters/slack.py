@@ -35,15 +35,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from farmbot.adapters.base import (
-    Incoming,
-    OnIncoming,
-    OutboundMessage,
-    background,
-    decode_action,
-    encode_action,
-    parse_retry_after,
-)
+from farmbot.adapters.shared import background, decode_action, encode_action, parse_retry_after
 from farmbot.adapters.slack_render import (
     ACTION_PREFIX,
     Rendered,
@@ -55,11 +47,18 @@ from farmbot.adapters.slack_render import (
     from_slack,
     reply_message,
 )
-from farmbot.adapters.web import Route
-from farmbot.bot.replies import Reply, clip, decided_line, decision
 from farmbot.config.slack import SlackConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
-from farmbot.models import Buttons
+from farmbot.messages import (
+    Buttons,
+    Incoming,
+    OnIncoming,
+    OutboundMessage,
+    Reply,
+    WebRoute,
+    clip,
+    decided_line,
+)
 from farmbot.redact import Redactor
 from farmbot.storage.base import Store
 
@@ -142,7 +141,7 @@ class SlackInterface:
         """A readiness check: None when fine, else the problem."""
         return self.problem
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[WebRoute]:
         """The web routes Slack POSTs to in HTTP mode (none in Socket Mode)."""
         return [("POST", EVENTS_PATH, self._http)] if self._config.mode == "http" else []
 
@@ -288,8 +287,8 @@ class SlackInterface:
                 await self._reply(channel, user, reply, thread_ts=thread)
                 return
             reply = await self._route(user, channel, command, True, body["user"])
-            approve = decision(command)
-            if reply.ok and approve is not None and message.get("ts"):
+            if reply.ok and reply.decided is not None and message.get("ts"):
+                approve = reply.decided.approved
                 # The decision replaces the pressed row, so nobody presses it again.
                 line = escape(decided_line(approve, reply.text))
                 blocks = decided(message.get("blocks") or [], action.get("block_id"), line)

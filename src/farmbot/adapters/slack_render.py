@@ -14,9 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from farmbot.adapters.base import OutboundMessage
-from farmbot.bot.replies import Button, Reply, clip, severity_mark
-from farmbot.models import Buttons
+from farmbot.messages import Button, Buttons, OutboundMessage, Reply, clip, severity_mark
 
 Block = dict[str, Any]
 

@@ -63,14 +63,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from farmbot.adapters.base import (
-    Incoming,
-    OnIncoming,
-    OutboundMessage,
-    background,
-    decode_action,
-    encode_action,
-)
+from farmbot.adapters.shared import background, decode_action, encode_action
 from farmbot.adapters.telegram_render import (
     TOAST_CHARS,
     Rendered,
@@ -84,12 +77,18 @@ from farmbot.adapters.telegram_render import (
     thread_of,
     toast,
 )
-from farmbot.adapters.web import Route
 from farmbot.bot import commands as c
-from farmbot.bot.replies import Reply, decision, severity_mark
 from farmbot.config.telegram import TelegramConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
-from farmbot.models import Buttons
+from farmbot.messages import (
+    Buttons,
+    Incoming,
+    OnIncoming,
+    OutboundMessage,
+    Reply,
+    WebRoute,
+    severity_mark,
+)
 from farmbot.redact import Redactor
 from farmbot.storage.base import Store
 
@@ -166,7 +165,7 @@ class TelegramInterface:
         secret = (self._config.webhook_secret or "").encode()
         return HOOK_PREFIX + hashlib.sha256(b"farmbot-telegram\0" + secret).hexdigest()[:32]
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[WebRoute]:
         """The web routes to add before the web server starts (webhook mode only)."""
         if self._config.mode != "webhook":
             return []
@@ -360,9 +359,8 @@ class TelegramInterface:
             Incoming("telegram", str(presser.id), chat, command, name_of(presser), button=True)
         )
         await self._answer(query, "" if reply.ok else reply.text)
-        approved = decision(command) if reply.ok else None
-        if approved is not None and isinstance(origin, Message):
-            await self._mark_decided(origin, data, approved, reply)
+        if reply.ok and reply.decided is not None and isinstance(origin, Message):
+            await self._mark_decided(origin, data, reply.decided.approved, reply)
         elif origin is not None and (reply.ok or len(reply.text) > TOAST_CHARS):
             thread = thread_of(origin) if isinstance(origin, Message) else None
             await self._respond(origin.chat.id, thread, reply)

@@ -30,8 +30,8 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from farmbot.bot.replies import clip, decided_line
 from farmbot.errors import DeliveryError, PermanentDeliveryError
+from farmbot.messages import clip, decided_line
 
 MAX_TEXT = 4096  # Telegram's limit for a message
 MAX_CHUNKS = 4  # more than this many messages, and the text goes as a file

@@ -18,13 +18,12 @@ from typing import Any
 from aiohttp import web
 
 from farmbot import __version__
-from farmbot.adapters.base import Incoming, OnIncoming, OutboundMessage
+from farmbot.messages import Incoming, OnIncoming, OutboundMessage, WebRoute
 
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]  # None when fine, else the reason
 StatusSource = Callable[[], Awaitable[dict[str, Any]]]
-Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 PUBLIC = frozenset({"/healthz", "/"})
 MAX_BODY = 1 << 20
@@ -43,7 +42,7 @@ class WebInterface:
         key: str,
         status: StatusSource,
         readiness: dict[str, ReadinessCheck],
-        extra_routes: list[Route] | None = None,
+        extra_routes: list[WebRoute] | None = None,
     ) -> None:
         self.host = host
         self.port = port

@@ -23,9 +23,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from farmbot.adapters.base import OnIncoming, OutboundMessage, parse_retry_after
+from farmbot.adapters.shared import parse_retry_after
 from farmbot.config.alerts import WebhookConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError
+from farmbot.messages import OnIncoming, OutboundMessage
 
 ERROR_BODY_CHARS = 200  # of a failed answer, quoted in the error
 

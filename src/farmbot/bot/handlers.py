@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from farmbot.bot import commands as c
 from farmbot.bot.authz import Person
-from farmbot.bot.replies import Button, Reply, ago, utc_time
 from farmbot.errors import Conflict, NotFound
+from farmbot.messages import Button, Decided, Reply, ago, utc_time
 from farmbot.models import Agent, AgentKind, AgentState, Gate
 from farmbot.storage.base import Store
 from farmbot.supervisor.agents import Supervisor
@@ -202,7 +202,8 @@ class Handlers:
         then = f"; {done}" if done else ""
         when = utc_time(gate.decided_at or self._clock())
         return Reply(
-            f"gate {gate.id} {verb} by {person.name} at {when}{because}: {gate.title}{then}"
+            f"gate {gate.id} {verb} by {person.name} at {when}{because}: {gate.title}{then}",
+            decided=Decided(gate.id, approve, person.name, gate.decided_at or self._clock()),
         )
 
     def _outbox(self) -> Store:

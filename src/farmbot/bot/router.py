@@ -10,11 +10,9 @@ import secrets
 import time
 from collections.abc import Callable
 
-from farmbot.adapters.base import Incoming
 from farmbot.bot.authz import People, Person
 from farmbot.bot.commands import parse, spec_of
 from farmbot.bot.handlers import Handlers
-from farmbot.bot.replies import Reply
 from farmbot.errors import (
     AccessDenied,
     CommandError,
@@ -23,6 +21,7 @@ from farmbot.errors import (
     StorageError,
     UsageError,
 )
+from farmbot.messages import Incoming, Reply
 from farmbot.storage.base import Store
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from farmbot.config import tables as tk
 from farmbot.errors import ConfigError
-from farmbot.models import Severity
+from farmbot.messages import Severity
 
 # The event kinds with a built-in alert rule, and the severity each has by default.
 ALERT_KINDS: Mapping[str, Severity] = {

@@ -26,7 +26,7 @@ from typing import Literal
 from farmbot.config import tables as tk
 from farmbot.config.alerts import AlertRoute
 from farmbot.errors import ConfigError
-from farmbot.models import Severity
+from farmbot.messages import Severity
 
 Mode = Literal["socket", "http"]
 SLACK_API_URL = "https://slack.com/api/"

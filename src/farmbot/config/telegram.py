@@ -28,7 +28,7 @@ from typing import Literal
 from farmbot.config import tables as tk
 from farmbot.config.alerts import AlertRoute
 from farmbot.errors import ConfigError
-from farmbot.models import Severity
+from farmbot.messages import Severity
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 TELEGRAM_FILES = "https://api.telegram.org/file/bot"

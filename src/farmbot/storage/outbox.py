@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from farmbot.models import Alert, AlertDraft, Event, NewEvent, OutboxItem, OutboxStatus, Route
+from farmbot.models import Alert, AlertDraft, Destination, Event, NewEvent, OutboxItem, OutboxStatus
 from farmbot.storage import rows
 from farmbot.storage.connection import Transaction, encode_json
 
@@ -130,7 +130,7 @@ async def add_event_with_alerts(
 
 
 async def _enqueue(
-    tx: Transaction, alert_id: int, key: str, route: Route, now: float, window: float
+    tx: Transaction, alert_id: int, key: str, route: Destination, now: float, window: float
 ) -> None:
     interface, channel = route
     not_before = None

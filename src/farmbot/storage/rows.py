@@ -6,14 +6,13 @@ import json
 import sqlite3
 from dataclasses import asdict
 
-from farmbot.bot.replies import Button
+from farmbot.messages import Button, Buttons, Severity
 from farmbot.models import (
     Agent,
     AgentKind,
     AgentState,
     Alert,
     AuditEntry,
-    Buttons,
     DesiredState,
     Event,
     Gate,
@@ -24,7 +23,6 @@ from farmbot.models import (
     Prompt,
     PromptStatus,
     QaRun,
-    Severity,
 )
 from farmbot.storage.connection import encode_json
 

@@ -19,15 +19,7 @@ from pathlib import Path
 from farmbot.config.schema import AgentProfile, Config, ProjectConfig
 from farmbot.errors import CommandError, Conflict, NotFound, TmuxError
 from farmbot.hooks_install import install_hooks
-from farmbot.models import (
-    Agent,
-    AgentKind,
-    AgentState,
-    DesiredState,
-    Project,
-    Prompt,
-    PromptStatus,
-)
+from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Project, Prompt, PromptStatus
 from farmbot.storage.base import Store
 from farmbot.supervisor.events import EventLog
 from farmbot.supervisor.panes import PanePatterns, classify

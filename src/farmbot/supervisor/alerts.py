@@ -12,13 +12,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from farmbot.bot.replies import Button, utc_time
 from farmbot.config.alerts import ALERT_KINDS, AlertsConfig
-from farmbot.models import AgentKind, AlertDraft, Buttons, NewEvent, Route, Severity
+from farmbot.messages import Button, Buttons, Severity, utc_time
+from farmbot.models import AgentKind, AlertDraft, Destination, NewEvent
 
 __all__ = ["WEB_CONSOLE", "AlertRules"]
 
-WEB_CONSOLE: Route = ("web", "console")  # every alert goes here, chat account or not
+WEB_CONSOLE: Destination = ("web", "console")  # every alert goes here, chat account or not
 PRE_LINES = 15  # last lines of output an alert shows
 PRE_CHARS = 3000
 SEND_LINES = 20  # lines of QA output a "Send failure to agent" button types in

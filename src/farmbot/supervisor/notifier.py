@@ -24,10 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ParamSpec
 
-from farmbot.adapters.base import Interface, OutboundMessage
 from farmbot.config.alerts import AlertsConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
-from farmbot.models import Alert, OutboxItem, Route
+from farmbot.messages import Interface, OutboundMessage
+from farmbot.models import Alert, Destination, OutboxItem
 from farmbot.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Notifier:
         self._sleep = sleep
         self._rand = rand
         self._wake = asyncio.Event()
-        self._busy: set[Route] = set()  # channels with a delivery in flight
+        self._busy: set[Destination] = set()  # channels with a delivery in flight
         self._unsettled: list[Callable[[], Awaitable[bool]]] = []  # marks the db refused
         self._recovered = False
         self._closed = False
@@ -148,7 +148,7 @@ class Notifier:
             self._storage_failed(exc)
             return []
 
-    async def _channel(self, route: Route, item: OutboxItem) -> None:
+    async def _channel(self, route: Destination, item: OutboxItem) -> None:
         try:
             await self._deliver(item)
         finally:

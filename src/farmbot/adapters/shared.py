@@ -1,0 +1,77 @@
+"""What several interfaces share (the Interface Protocol itself is in farmbot.messages).
+
+A button's command too long for the platform travels as ``a:<id>`` of the command stored
+in the actions table (so a button pressed after a restart still works); an interface's
+own background task logs its failure instead of losing it; an HTTP ``Retry-After``
+header is read the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from farmbot.storage.base import Store
+
+ACTION = "a:"  # a button payload naming a stored command: "a:17"
+
+
+def background(coro: Awaitable[None], name: str, log: logging.Logger) -> asyncio.Task[None]:
+    """Start an interface's own background task; its failure is logged, never lost.
+
+    The interface owns the task: ``stop()`` cancels and awaits it.
+    """
+
+    async def run() -> None:
+        await coro
+
+    def report(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", name, exc_info=task.exception())
+
+    task = asyncio.create_task(run(), name=name)
+    task.add_done_callback(report)
+    return task
+
+
+async def encode_action(store: Store, command: str, fits: Callable[[str], bool], now: float) -> str:
+    """A button's payload: the command itself when it ``fits``, else ``a:<id>`` of it stored.
+
+    Raises ``StorageError`` when the command cannot be stored.
+    """
+    if fits(command):
+        return command
+    return f"{ACTION}{await store.put_action(command, now)}"
+
+
+async def decode_action(store: Store, data: str) -> str | None:
+    """The command a button's payload stands for; None when it stands for none (any more).
+
+    Raises ``StorageError`` when a stored command cannot be read.
+    """
+    if data.startswith("/"):
+        return data
+    number = data[len(ACTION) :] if data.startswith(ACTION) else ""
+    return await store.get_action(int(number)) if number.isdecimal() else None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)

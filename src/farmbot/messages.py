@@ -1,0 +1,233 @@
+"""The vocabulary every layer shares: what people send, what farmbot answers, and the
+interfaces that carry both.
+
+This module is the bottom floor: it imports nothing of farmbot's, so the supervisor, the
+bot, storage and every adapter can speak it without importing one another.
+
+- ``Incoming``: one command from a person on some platform (typed, or a button press).
+- ``Reply``: what a command answers -- text, a preformatted block, buttons -- and, when
+  the command decided a gate, the ``Decided`` record, so an interface can edit the
+  message that carried the buttons without re-reading the command.
+- ``Button``: a label and a command; pressing it runs the command as the presser.
+- ``OutboundMessage``: one alert for one channel, as the notifier hands it over.
+- ``Interface``: what every way of reaching farmbot is (web, Telegram, Slack, Discord,
+  webhooks). What only some interfaces can do is a small optional capability Protocol
+  (``ServesRoutes``, ``ReportsReadiness``, ``Hears``, ``HasStatistics``), checked at
+  runtime, so the composition root never names a concrete adapter class.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Style = Literal["primary", "danger"] | None
+ELLIPSIS = "…"
+
+
+class Severity(enum.IntEnum):
+    """How urgent an alert is; higher is more urgent."""
+
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        return cls[text.upper()]
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+_MARKS = {Severity.CRITICAL: "🔴", Severity.WARNING: "⚠️", Severity.INFO: "ℹ️"}
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    command: str  # e.g. "/approve 7"
+    style: Style = None
+
+
+Buttons = tuple[tuple[Button, ...], ...]  # rows of buttons
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A gate decision a command made: who, when, which way."""
+
+    gate_id: int
+    approved: bool
+    by: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    pre: str | None = None  # terminal output and the like, shown monospaced
+    buttons: Buttons = field(default=())
+    ok: bool = True
+    decided: Decided | None = None  # the gate this command decided, if it decided one
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "text": self.text,
+            "pre": self.pre,
+            "buttons": [
+                [{"label": b.label, "command": b.command, "style": b.style} for b in row]
+                for row in self.buttons
+            ],
+            "decided": None
+            if self.decided is None
+            else {
+                "gate_id": self.decided.gate_id,
+                "approved": self.decided.approved,
+                "by": self.decided.by,
+                "at": self.decided.at,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One command from a person, on some platform."""
+
+    platform: str  # "web", "cli", "telegram", "slack", "discord", "scheduler", ...
+    user_id: str  # the platform's id of the person
+    chat: str  # where it came from (chat id, channel id, "console")
+    text: str  # command text, e.g. "/spawn builder 42"
+    display_name: str = ""
+    button: bool = False  # a button press rather than typed text (the audit says so)
+
+
+OnIncoming = Callable[[Incoming], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One alert for one channel, as the notifier hands it to an interface."""
+
+    alert_id: int
+    outbox_id: int  # the same id on a retry: lets a platform drop a duplicate
+    severity: Severity
+    title: str
+    text: str  # ends with "(repeated 4× in the last 5 min)" when count > 1
+    pre: str | None  # the last lines of output, shown monospaced
+    buttons: Buttons  # rows of buttons; each is a command, run as whoever presses it
+    agent_id: str | None
+    project: str | None
+    count: int = 1  # how many alerts this message stands for
+
+
+class Interface(Protocol):
+    """A way people reach farmbot: it translates, and decides nothing itself."""
+
+    name: str
+
+    async def start(self, on_incoming: OnIncoming) -> None:
+        """Start receiving; hand every command to ``on_incoming``."""
+
+    async def stop(self) -> None:
+        """Stop receiving and release resources. Safe to call twice."""
+
+    async def send(self, channel: str, message: OutboundMessage) -> None:
+        """Deliver one alert to ``channel``.
+
+        Raises ``DeliveryError`` (with ``retry_after`` when the platform gave one) when a
+        retry may help -- rate limits, 5xx, timeouts -- and ``PermanentDeliveryError``
+        when it cannot (e.g. channel_not_found). Returning means delivered.
+        """
+
+
+# -- optional capabilities ------------------------------------------------------------
+
+WebHandler = Callable[[Any], Awaitable[Any]]  # an aiohttp handler: request -> response
+WebRoute = tuple[str, str, WebHandler]  # (method, path, handler)
+
+
+@runtime_checkable
+class ServesRoutes(Protocol):
+    """Takes requests on farmbot's own web server (webhooks, hook events).
+
+    Such a route checks its own credentials (a platform's signature, a hook token): the
+    local key is not asked for. Routes are collected before the server starts.
+    """
+
+    def routes(self) -> list[WebRoute]: ...
+
+
+@runtime_checkable
+class ReportsReadiness(Protocol):
+    """Has a readiness check: None while it works, else what is wrong (for /readyz)."""
+
+    async def ready(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Hearing:
+    """Whether an interface's inbound path works, and when it last heard anything."""
+
+    ok: bool
+    last_heard: float | None  # epoch seconds of the last inbound update, None if never
+    detail: str  # e.g. "gateway heartbeat acked 4 s ago"
+
+
+@runtime_checkable
+class Hears(Protocol):
+    """Can tell whether it still receives (a chat bot that is not deaf)."""
+
+    def hearing(self) -> Hearing: ...
+
+
+@runtime_checkable
+class HasStatistics(Protocol):
+    """Live counters for the status page."""
+
+    def statistics(self) -> dict[str, int | float | str]: ...
+
+
+@runtime_checkable
+class Closes(Protocol):
+    """Holds resources released at shutdown."""
+
+    async def aclose(self) -> None: ...
+
+
+# -- text every interface shows the same way --------------------------------------------
+
+
+def utc_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def ago(seconds: float) -> str:
+    """A duration for people: 42s, 7m, 3h05m, 2d."""
+    seconds = max(0, int(seconds))
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 90 * 60:
+        return f"{seconds // 60}m"
+    if seconds < 36 * 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def clip(text: str, n: int) -> str:
+    """``text`` if it has at most ``n`` characters, else its start and "…" (``n`` in all)."""
+    return text if len(text) <= n else text[: n - 1] + ELLIPSIS
+
+
+def severity_mark(severity: Severity) -> str:
+    """The emoji an alert's title starts with, the same on every platform."""
+    return _MARKS[severity]
+
+
+def decided_line(approved: bool, text: str) -> str:
+    """The line a decided Approve/Reject message gets: "✅ <reply>" or "❌ <reply>"."""
+    return f"{'✅' if approved else '❌'} {text}"

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+from farmbot.adapters.shared import InterfaceDeps
+from farmbot.bot.router import Router
+from farmbot.build import Farm as Graph
+from farmbot.build import build
+from farmbot.bus import EventBus
 from farmbot.config.schema import (
     Config,
     ProjectConfig,
@@ -20,10 +25,10 @@ from farmbot.config.schema import (
     UserConfig,
     builtin_profiles,
 )
-from farmbot.models import Agent, AgentState
-from farmbot.storage.sqlite import SqliteStore
+from farmbot.messages import Interface
+from farmbot.models import Agent, AgentState, Event
+from farmbot.storage import Storage
 from farmbot.supervisor.agents import Supervisor
-from farmbot.supervisor.events import EventLog
 from farmbot.supervisor.gates import Gates
 from farmbot.supervisor.monitor import Monitor
 from farmbot.supervisor.tmux import Tmux
@@ -79,22 +84,51 @@ def received_prompts(tmp_path: Path) -> list[str]:
 
 @dataclass
 class Farm:
-    config: Config
-    store: SqliteStore
-    tmux: Tmux
-    events: EventLog
-    supervisor: Supervisor
-    gates: Gates
-    monitor: Monitor
+    """A real farmbot graph (farmbot.build) with helpers that drive it from a test."""
+
+    graph: Graph
     tmp_path: Path
-    seen: list[Any] = field(default_factory=list)
+    seen: list[Event] = field(default_factory=list)
+
+    @property
+    def config(self) -> Config:
+        return self.graph.config
+
+    @property
+    def storage(self) -> Storage:
+        return self.graph.storage
+
+    @property
+    def tmux(self) -> Tmux:
+        return self.graph.tmux
+
+    @property
+    def bus(self) -> EventBus:
+        return self.graph.bus
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.graph.supervisor
+
+    @property
+    def gates(self) -> Gates:
+        return self.graph.gates
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.graph.monitor
+
+    @property
+    def router(self) -> Router:
+        return self.graph.router
 
     async def tick(self) -> None:
-        """One supervision round, as the daemon's scheduler runs it."""
-        await self.monitor.round()
+        """One supervision round, then one pass of prompt delivery (the daemon's loops)."""
+        await self.graph.monitor.round()
+        await self.graph.delivery.deliver_pending()
 
     async def agent(self, agent_id: str) -> Agent:
-        found = await self.store.get_agent(agent_id)
+        found = await self.storage.agents.get_agent(agent_id)
         assert found is not None, agent_id
         return found
 
@@ -114,7 +148,7 @@ class Farm:
         async def probe() -> Agent | None:
             await self.tick()
             agent = await self.agent(agent_id)
-            pending = await self.store.pending_prompts(agent_id)
+            pending = await self.storage.prompts.pending_prompts(agent_id)
             return agent if agent.state is AgentState.IDLE and not pending else None
 
         return await retry_until(probe, timeout=timeout, message=f"{agent_id} to be idle")
@@ -136,16 +170,14 @@ async def farm_for(
     tmp_path: Path,
     clock: Callable[[], float] = time.time,
     *,
-    hook_token: Callable[[str], str] | None = None,
+    interfaces: Sequence[Interface | Callable[[InterfaceDeps], Interface]] = (),
+    rand: Callable[[], float] = random.random,
 ) -> AsyncIterator[Farm]:
-    """A supervisor over real SQLite and real tmux (no scheduler: tests tick it)."""
-    async with SqliteStore(config.server.state_dir / "farmbot.db") as store:
-        tmux = Tmux(config.tmux.socket)
-        events = EventLog(store, clock)
-        supervisor = Supervisor(config, store, tmux, events, clock=clock, hook_token=hook_token)
-        gates = Gates(store, events, clock)
-        monitor = Monitor(config, store, tmux, supervisor, gates, events, clock=clock)
-        await supervisor.sync_projects()
-        farm = Farm(config, store, tmux, events, supervisor, gates, monitor, tmp_path)
-        events.subscribe(farm.seen.append)
+    """The daemon's own graph over real SQLite and real tmux; no loops run: tests tick.
+
+    ``rand``: the notifier's jitter (``lambda: 1.0`` makes backoff exact).
+    """
+    async with build(config, clock=clock, interfaces=interfaces, rand=rand) as graph:
+        farm = Farm(graph, tmp_path)
+        graph.bus.subscribe(lambda record, event, alerts: farm.seen.append(record))
         yield farm

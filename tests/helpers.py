@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from farmbot.adapters.shared import InterfaceDeps
+from farmbot.models import Alert, AlertDraft, Event, NewEvent
+from farmbot.storage import Storage
 
 T = TypeVar("T")
 
@@ -47,3 +51,30 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+async def store_event(
+    storage: Storage,
+    new: NewEvent,
+    drafts: Sequence[AlertDraft] = (),
+    now: float = 1_700_000_000.0,
+    *,
+    dedupe_window: float = 300.0,
+) -> tuple[Event, list[Alert]]:
+    """Store one event with its alerts (what the event bus does for a published event)."""
+    [stored] = await storage.events.add_events([(new, drafts)], now, dedupe_window=dedupe_window)
+    return stored
+
+
+async def store_events(storage: Storage, events: Sequence[NewEvent], now: float) -> list[int]:
+    """Store events that raise no alerts in one transaction; return their ids."""
+    stored = await storage.events.add_events([(e, ()) for e in events], now, dedupe_window=300.0)
+    return [event.id for event, _ in stored]
+
+
+def deps(clock: Callable[[], float] = time.time, actions: Any = None) -> InterfaceDeps:
+    """What the builder gives an interface, for a test that builds one alone.
+
+    ``actions``: a store of button commands, when the test presses long buttons.
+    """
+    return InterfaceDeps(actions=actions, threads=None, clock=clock)  # type: ignore[arg-type]

@@ -3,14 +3,18 @@ one transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from farmbot import events as ev
+from farmbot.alerts import WEB_CONSOLE, AlertRules
 from farmbot.bot import commands as c
+from farmbot.bus import EventBus
 from farmbot.config.alerts import (
     ALERT_KINDS,
     AlertRoute,
@@ -22,20 +26,53 @@ from farmbot.config.alerts import (
 from farmbot.config.tables import Table, as_tables
 from farmbot.errors import ConfigError, StorageError
 from farmbot.messages import Button, Severity
-from farmbot.models import AgentKind, Alert, AlertDraft, NewEvent
-from farmbot.storage.sqlite import SqliteStore
-from farmbot.supervisor.alerts import WEB_CONSOLE, AlertRules
-from farmbot.supervisor.events import EventLog
+from farmbot.models import AgentKind, Alert, AlertDraft, Event
+from farmbot.storage import Storage, open_sqlite
 from tests.helpers import FakeClock
 
 LAST = ["$ make test", "FAILED tests/test_x.py::test_y", "1 failed in 0.2s"]
 
 
+# Each alerting kind's event with empty or zero fields, for tests to fill in.
+BLANK: dict[str, tuple[type[ev.DomainEvent], dict[str, Any]]] = {
+    "agent.dead": (ev.AgentDead, {"reason": ""}),
+    "agent.stuck": (ev.AgentStuck, {"reason": ""}),
+    "agent.needs_human": (ev.AgentNeedsHuman, {"question": ""}),
+    "agent.waiting_too_long": (
+        ev.AgentWaitingTooLong,
+        {"level": "warning", "minutes": 0, "state": "waiting", "reason": ""},
+    ),
+    "gate.opened": (ev.GateOpened, {"gate_id": 1, "gate_kind": "permission", "title": ""}),
+    "qa.failed": (
+        ev.QaFinished,
+        {
+            "run_id": 1,
+            "command": "",
+            "exit_code": 1,
+            "timed_out": False,
+            "trigger": "idle",
+            "output_tail": "",
+            "passed": False,
+        },
+    ),
+    "agent.paused": (
+        ev.AgentPaused,
+        {"until": 1_700_000_000.0, "reason": "", "guessed": False, "will_continue": True},
+    ),
+    "agent.resumed": (ev.AgentResumed, {}),
+}
+
+
+def event(
+    kind: str, agent: str | None = "builder-42", project: str | None = "farm", **data: Any
+) -> ev.DomainEvent:
+    cls, blank = BLANK[kind]
+    return cls(agent_id=agent, project=project, **{**blank, **data})
+
+
 def draft(kind: str, config: AlertsConfig | None = None, /, **data: Any) -> AlertDraft:
     """The one alert ``kind`` raises for builder-42 in project farm."""
-    [made] = AlertRules(config or AlertsConfig()).drafts_for(
-        NewEvent(kind, "builder-42", "farm", data)
-    )
+    [made] = AlertRules(config or AlertsConfig()).drafts_for(event(kind, **data))
     return made
 
 
@@ -58,13 +95,14 @@ def test_dead_agent_is_critical_with_tail_and_spawn_again() -> None:
     assert d.routes == (WEB_CONSOLE,)
 
 
-def test_spawn_again_prefers_the_events_kind_and_number() -> None:
-    d = draft("agent.dead", reason="gone", kind="builder", number=7)
-    assert commands(d)[1] == "/spawn builder 7 farm"
-    named = AlertRules(AlertsConfig()).drafts_for(NewEvent("agent.dead", "farm-architect", "farm"))
-    assert commands(named[0]) == ["/tail farm-architect", "/spawn architect farm"]
-    odd = AlertRules(AlertsConfig()).drafts_for(NewEvent("agent.dead", "mystery", "farm"))
-    assert commands(odd[0]) == ["/tail mystery"]  # no kind to spawn again
+def test_spawn_again_reads_the_kind_and_number_off_the_agent_id() -> None:
+    rules = AlertRules(AlertsConfig())
+    [numbered] = rules.drafts_for(event("agent.dead", "web-builder-7", "web"))
+    assert commands(numbered)[1] == "/spawn builder 7 web"
+    [named] = rules.drafts_for(event("agent.dead", "farm-architect", "farm"))
+    assert commands(named) == ["/tail farm-architect", "/spawn architect farm"]
+    [odd] = rules.drafts_for(event("agent.dead", "mystery", "farm"))
+    assert commands(odd) == ["/tail mystery"]  # no kind to spawn again
 
 
 def test_stuck_agent_offers_tail_and_kill() -> None:
@@ -133,19 +171,27 @@ def test_pause_and_resume_are_info() -> None:
     assert "resumed" in resumed.text
 
 
-def test_every_configurable_kind_has_a_rule_that_survives_missing_data() -> None:
+def test_every_configurable_kind_has_a_rule_that_survives_empty_fields() -> None:
     rules = AlertRules(AlertsConfig())
+    assert set(BLANK) == set(ALERT_KINDS)
     for kind, severity in ALERT_KINDS.items():
-        [d] = rules.drafts_for(NewEvent(kind, "builder-1", "farm"))
+        [d] = rules.drafts_for(event(kind, "builder-1", "farm"))
         assert d.severity is severity and d.title and "builder-1" in d.text
-    [gate] = rules.drafts_for(NewEvent("gate.opened"))  # no agent, no project
-    assert gate.agent_id is None and commands(gate) == []
+    [gate] = rules.drafts_for(event("gate.opened", None, None))  # no agent, no project
+    assert gate.agent_id is None and commands(gate) == ["/approve 1", "/reject 1"]
 
 
 def test_other_events_raise_no_alert() -> None:
     rules = AlertRules(AlertsConfig())
-    for kind in ("agent.spawned", "prompt.delivered", "agent.state", "hook.PreToolUse"):
-        assert rules.drafts_for(NewEvent(kind, "builder-1", "farm")) == []
+    others: list[ev.DomainEvent] = [
+        ev.AgentSpawned(agent_id="builder-1", project="farm", by="a", workdir="/", command="x"),
+        ev.PromptDelivered(agent_id="builder-1", project="farm", prompt_id=1, source="a", chars=1),
+        ev.AgentStateChanged(agent_id="builder-1", state="idle", previous="busy", reason="r"),
+        ev.HookReceived(agent_id="builder-1", name="PreToolUse", payload={}),
+        event("qa.failed", passed=True),  # qa.passed
+    ]
+    for other in others:
+        assert rules.drafts_for(other) == []
 
 
 # -- severity and routing ---------------------------------------------------------------
@@ -160,7 +206,7 @@ def test_config_overrides_a_severity_or_turns_a_kind_off() -> None:
         }
     )
     assert draft("agent.stuck", config, reason="x").severity is Severity.CRITICAL
-    assert AlertRules(config).drafts_for(NewEvent("agent.resumed", "b", "farm")) == []
+    assert AlertRules(config).drafts_for(event("agent.resumed", "b", "farm")) == []
     waited = draft("agent.waiting_too_long", config, level="critical")
     assert waited.severity is Severity.INFO
 
@@ -177,7 +223,7 @@ def test_routes_by_severity_and_project() -> None:
     rules = AlertRules(config)
 
     def routes(kind: str, project: str | None) -> set[tuple[str, str]]:
-        [d] = rules.drafts_for(NewEvent(kind, "builder-1", project, {"level": "warning"}))
+        [d] = rules.drafts_for(event(kind, "builder-1", project))
         assert d.routes[0] == WEB_CONSOLE and len(set(d.routes)) == len(d.routes)
         return set(d.routes)
 
@@ -202,62 +248,92 @@ def test_routes_by_severity_and_project() -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "farmbot.db") as store:
-        yield store
+async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
+    async with open_sqlite(tmp_path / "farmbot.db") as storage:
+        yield storage
 
 
-async def test_emit_stores_event_alert_and_outbox_together(store: SqliteStore) -> None:
+def dead(**data: Any) -> ev.AgentDead:
+    return ev.AgentDead(agent_id="builder-42", project="farm", reason="gone", **data)
+
+
+async def test_publish_stores_event_alert_and_outbox_together(storage: Storage) -> None:
     clock = FakeClock()
     told: list[list[Alert]] = []
     config = AlertsConfig(routes=(AlertRoute("telegram", "-100"),))
-    events = EventLog(store, clock, AlertRules(config), on_alerts=told.append)
 
-    event = await events.emit(
-        "agent.dead",
-        "builder-42",
-        "farm",
-        reason="gone",
-        last_lines=LAST,
-        kind="builder",
-        number=42,
-    )
-    [alert] = await store.recent_alerts()
-    assert alert.event_id == event.id and alert.severity is Severity.CRITICAL
-    assert event.data["kind"] == "builder"  # an agent's kind may travel in the data
-    assert told == [[alert]]
-    assert await store.recent_events() == [event]
-    items = await store.due_outbox(clock())
-    assert sorted((i.interface, i.channel) for i in items) == [("telegram", "-100"), WEB_CONSOLE]
-    assert all(i.alert == alert for i in items)
+    def listen(record: Event, event: ev.DomainEvent, alerts: Sequence[Alert]) -> None:
+        if alerts:
+            told.append(list(alerts))
 
-    quiet = await events.emit("agent.spawned", "builder-42", "farm", by="alice")
-    assert told == [[alert]] and (await store.recent_events(1)) == [quiet]
-    assert repr(events) == "<EventLog emitted=2 alerts=1 listeners=0>"
+    rules = AlertRules(config)
+    async with EventBus(storage.events, clock, rules=rules.drafts_for) as bus:
+        bus.subscribe(listen)
+        record = await bus.publish(dead(last_lines=tuple(LAST)))
+        [alert] = await storage.outbox.recent_alerts()
+        assert alert.event_id == record.id and alert.severity is Severity.CRITICAL
+        assert record.kind == "agent.dead" and record.data["last_lines"] == LAST
+        assert told == [[alert]]
+        assert await storage.events.recent_events() == [record]
+        items = await storage.outbox.due_outbox(clock())
+        assert sorted((i.interface, i.channel) for i in items) == [
+            ("telegram", "-100"),
+            WEB_CONSOLE,
+        ]
+        assert all(i.alert == alert for i in items)
 
-
-async def test_event_log_without_rules_raises_no_alerts(store: SqliteStore) -> None:
-    events = EventLog(store, FakeClock())
-    await events.emit("agent.dead", "builder-42", "farm", reason="gone")
-    assert len(await store.recent_events()) == 1
-    assert await store.recent_alerts() == []
+        quiet = await bus.publish(
+            ev.AgentSpawned(
+                agent_id="builder-42", project="farm", by="alice", workdir="/", command="x"
+            )
+        )
+        assert told == [[alert]] and (await storage.events.recent_events(1)) == [quiet]
+        assert bus.statistics()["published"] == 2 and bus.statistics()["alerts"] == 1
 
 
-async def test_a_failed_outbox_insert_stores_no_event_either(store: SqliteStore) -> None:
-    async with store.transaction() as tx:
+async def test_a_bus_without_rules_raises_no_alerts(storage: Storage) -> None:
+    async with EventBus(storage.events, FakeClock()) as bus:
+        await bus.publish(dead())
+    assert len(await storage.events.recent_events()) == 1
+    assert await storage.outbox.recent_alerts() == []
+
+
+async def test_a_failed_outbox_insert_stores_no_event_either(storage: Storage) -> None:
+    async with storage.db.transaction() as tx:
         await tx.execute(
             "CREATE TRIGGER outbox_down BEFORE INSERT ON outbox"
             " BEGIN SELECT RAISE(ABORT, 'outbox is down'); END"
         )
-    told: list[list[Alert]] = []
-    events = EventLog(store, FakeClock(), AlertRules(AlertsConfig()), on_alerts=told.append)
-    with pytest.raises(StorageError, match="outbox is down"):
-        await events.emit("agent.dead", "builder-42", "farm", reason="gone")
-    assert await store.recent_events() == []
-    assert await store.recent_alerts() == []
-    assert told == []
-    await events.emit("agent.spawned", "builder-42", "farm")  # no alert: still stored
-    assert [e.kind for e in await store.recent_events()] == ["agent.spawned"]
+    rules = AlertRules(AlertsConfig())
+    async with EventBus(storage.events, FakeClock(), rules=rules.drafts_for) as bus:
+        with pytest.raises(StorageError, match="outbox is down"):
+            await bus.publish(dead())
+        assert await storage.events.recent_events() == []
+        assert await storage.outbox.recent_alerts() == []
+        spawned = ev.AgentSpawned(agent_id="b", project="farm", by="a", workdir="/", command="x")
+        await bus.publish(spawned)  # no alert: still stored
+    assert [e.kind for e in await storage.events.recent_events()] == ["agent.spawned"]
+
+
+async def test_events_published_together_are_committed_together_in_order(
+    storage: Storage,
+) -> None:
+    async with EventBus(storage.events, FakeClock()) as bus:
+        records = await asyncio.gather(
+            *(bus.publish(ev.AgentResumed(agent_id=f"b-{i}", project="farm")) for i in range(50))
+        )
+        assert [r.agent_id for r in records] == [f"b-{i}" for i in range(50)]
+        assert [r.id for r in records] == sorted(r.id for r in records)
+        # Queued while the writer was busy (here: not yet scheduled), so one transaction.
+        assert bus.statistics()["batches"] == 1
+
+
+async def test_publishing_after_the_bus_closed_is_refused(storage: Storage) -> None:
+    bus = EventBus(storage.events, FakeClock())
+    async with bus:
+        pass
+    with pytest.raises(StorageError, match="not running"):
+        await bus.publish(dead())
 
 
 # -- [alerts] and [[webhooks]] -------------------------------------------------------------

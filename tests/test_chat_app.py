@@ -1,4 +1,4 @@
-"""The whole daemon (App) with Telegram and Slack configured, against their fakes."""
+"""The whole daemon (farmbot.daemon) with Telegram and Slack configured, against their fakes."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiohttp
 
-from farmbot.app import App
 from farmbot.config.schema import UserConfig
 from farmbot.config.slack import SlackConfig
 from farmbot.config.telegram import TelegramConfig
+from farmbot.daemon import Daemon
 from farmbot.models import Role
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.telegram_api import FakeTelegram
@@ -32,8 +32,8 @@ async def test_app_runs_both_chat_interfaces(tmp_path: Path, tmux_socket: str) -
                 api_url=slack.api_url,
             ),
         )  # fmt: skip
-        async with App(config) as app:
-            assert set(app.interfaces) >= {"web", "telegram", "slack"}
+        async with Daemon(config) as app:
+            assert set(app.farm.interfaces) >= {"web", "telegram", "slack"}
             tg.push_message(1001, "/spawn architect")
             await tg.wait_for(
                 "sendMessage", lambda p: "spawned architect" in str(p.get("text")), timeout=10
@@ -46,13 +46,13 @@ async def test_app_runs_both_chat_interfaces(tmp_path: Path, tmux_socket: str) -
 
             async def ready() -> bool:
                 url = f"{app.url}/readyz"
-                headers = {"Authorization": f"Bearer {app.key}"}
+                headers = {"Authorization": f"Bearer {app.farm.key}"}
                 async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as r:
                     body = await r.json()
                     return r.status == 200 and {"telegram", "slack"} <= set(body["checks"])
 
             assert await retry_until(ready, timeout=10, message="/readyz with both chats")
-            audit = await app.store.recent_audit(5)
+            audit = await app.farm.storage.audit.recent_audit(5)
             assert {(a.platform, a.user_name) for a in audit} >= {
                 ("telegram", "alice"),
                 ("slack", "alice"),

@@ -147,6 +147,9 @@ async def test_qa_alert_permission_and_kill_9(tmp_path: Path, tmux_socket: str) 
             lambda: _tail_has(daemon, "✓ approved: make deploy"), timeout=15, message="approval"
         )
         assert tail
+        # Idle again before the kill: waking up busy, it would go idle after the restart
+        # and fail QA once more (a repeat, held back for its dedupe window).
+        await retry_until(lambda: _idle(daemon), timeout=15, message="builder-42 to be idle")
 
         # The ops webhook has been down all along: kill -9 with its alerts undelivered.
         undelivered = (await status(daemon))["outbox"]

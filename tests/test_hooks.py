@@ -20,12 +20,14 @@ from yarl import URL
 
 from farmbot.adapters.hooks import hook_routes, hook_token, replay_spool, spool_event
 from farmbot.adapters.web import WebInterface
+from farmbot.bus import EventBus
 from farmbot.errors import CommandError, StorageError
+from farmbot.events import HookReceived
 from farmbot.hooks_install import HOOK_EVENTS, default_hook_command, install_hooks, is_farmbot_hook
 from farmbot.messages import Incoming, Reply
-from farmbot.models import NewEvent
-from farmbot.storage.sqlite import SqliteStore
-from farmbot.supervisor.ingest import EventWriter
+from farmbot.models import Alert, AlertDraft, Event, NewEvent
+from farmbot.storage.events import SqlEventStore
+from farmbot.storage.sqlite import SqliteDatabase
 from tests.hook_payloads import PAYLOADS, payload
 
 KEY = "test-local-key-0123456789abcdef"
@@ -66,7 +68,7 @@ async def _status() -> dict[str, Any]:
 
 @pytest.fixture
 async def hooks() -> AsyncIterator[HookServer]:
-    server = HookServer(WebInterface("127.0.0.1", 0, KEY, status=_status, readiness={}))
+    server = HookServer(WebInterface("127.0.0.1", 0, KEY, status=_status))
     for route in hook_routes(server.ingest, KEY):
         server.web.add_route(*route)
     await server.web.start(_no_commands)
@@ -572,80 +574,83 @@ async def test_cli_install_names_a_broken_settings_file(tmp_path: Path) -> None:
 # batched event writes ----------------------------------------------------------------
 
 
-class CountingStore(SqliteStore):
-    """The real store, recording the size of every add_events call."""
+class CountingEvents(SqlEventStore):
+    """The real event store, recording the size of every batch it was given."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, db: SqliteDatabase) -> None:
+        super().__init__(db)
         self.batches: list[int] = []
 
-    async def add_events(self, events: Sequence[NewEvent], now: float) -> list[int]:
-        self.batches.append(len(events))
-        return await super().add_events(events, now)
+    async def add_events(
+        self,
+        batch: Sequence[tuple[NewEvent, Sequence[AlertDraft]]],
+        now: float,
+        *,
+        dedupe_window: float,
+    ) -> list[tuple[Event, list[Alert]]]:
+        self.batches.append(len(batch))
+        return await super().add_events(batch, now, dedupe_window=dedupe_window)
+
+
+@dataclass
+class Events:
+    db: SqliteDatabase
+    store: CountingEvents
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[CountingStore]:
-    async with CountingStore(tmp_path / "farmbot.db") as store:
-        yield store
+async def events(tmp_path: Path) -> AsyncIterator[Events]:
+    async with SqliteDatabase(tmp_path / "farmbot.db") as db:
+        yield Events(db, CountingEvents(db))
 
 
-def hook_events(count: int) -> list[NewEvent]:
-    return [NewEvent("hook.PreToolUse", f"builder-{i % 4}", None, {"seq": i}) for i in range(count)]
+def hook_events(count: int) -> list[HookReceived]:
+    return [
+        HookReceived(agent_id=f"builder-{i % 4}", name="PreToolUse", payload={"seq": i})
+        for i in range(count)
+    ]
 
 
-async def test_concurrent_writes_share_few_transactions(store: CountingStore) -> None:
-    writer = EventWriter(store, max_batch=500)
-    async with asyncio.TaskGroup() as tg:
-        runner = tg.create_task(writer.run())
-        ids = await asyncio.gather(*(writer.write(e) for e in hook_events(1200)))
-        await writer.close()
-    assert runner.done()
+async def test_concurrent_events_share_few_transactions(events: Events) -> None:
+    store = events.store
+    async with EventBus(store, max_batch=500) as bus:
+        stored = await asyncio.gather(*(bus.publish(e) for e in hook_events(1200)))
+    ids = [e.id for e in stored]
     assert len(set(ids)) == 1200
     assert sum(store.batches) == 1200 and max(store.batches) <= 500
     assert len(store.batches) <= 6, store.batches
-    stored = {e.id: e.data["seq"] for e in await store.recent_events(limit=2000)}
-    assert [stored[i] for i in ids] == list(range(1200))  # each caller got its event's id
-    assert (
-        repr(writer) == f"<EventWriter written=1200 batches={len(store.batches)} failed=0 queued=0>"
-    )
+    found = {e.id: e.data["seq"] for e in await store.recent_events(limit=2000)}
+    assert [found[i] for i in ids] == list(range(1200))  # each caller got its event's id
+    assert bus.statistics()["published"] == 1200
 
 
-async def test_close_commits_what_is_queued(store: CountingStore) -> None:
-    writer = EventWriter(store, max_delay=10.0)  # would gather for 10 s
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(writer.run())
-        writes = [tg.create_task(writer.write(e)) for e in hook_events(3)]
-        await asyncio.sleep(0.05)
-        assert store.batches == []  # still gathering
-        async with asyncio.timeout(2):  # close does not wait out the gathering
-            await writer.close()
-        assert all(w.done() for w in writes)
+async def test_an_event_is_committed_as_soon_as_the_writer_is_free(events: Events) -> None:
+    store = events.store
+    async with EventBus(store) as bus:
+        for event in hook_events(3):
+            await bus.publish(event)  # one at a time: nothing to gather, no waiting window
+        assert store.batches == [1, 1, 1]
+
+
+async def test_closing_commits_what_is_queued(events: Events) -> None:
+    store = events.store
+    bus = EventBus(store)
+    async with bus:
+        writes = [asyncio.create_task(bus.publish(e)) for e in hook_events(3)]
+        await asyncio.sleep(0)
+    assert all(w.done() and not w.cancelled() for w in writes)
     assert len(await store.recent_events()) == 3
-    with pytest.raises(StorageError, match="closed"):
-        await writer.write(hook_events(1)[0])
+    with pytest.raises(StorageError, match="not running"):
+        await bus.publish(hook_events(1)[0])
 
 
-async def test_close_without_run_still_commits(store: CountingStore) -> None:
-    writer = EventWriter(store)
-    write = asyncio.create_task(writer.write(hook_events(1)[0]))
-    await asyncio.sleep(0)
-    await writer.close()
-    assert await write == 1
-
-
-async def test_a_storage_failure_fails_that_batch_and_the_writer_goes_on(
-    store: CountingStore,
-) -> None:
-    writer = EventWriter(store, max_delay=0.0)
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(writer.run())
-        await store.close()  # the database goes away
+async def test_a_storage_failure_fails_that_batch_and_the_bus_goes_on(events: Events) -> None:
+    async with EventBus(events.store) as bus:
+        await events.db.aclose()  # the database goes away
         results = await asyncio.gather(
-            *(writer.write(e) for e in hook_events(5)), return_exceptions=True
+            *(bus.publish(e) for e in hook_events(5)), return_exceptions=True
         )
         assert all(isinstance(r, StorageError) for r in results), results
-        assert writer.failed == 5
-        await store.open()
-        assert await writer.write(hook_events(1)[0]) == 1
-        await writer.close()
+        assert bus.failed == 5
+        await events.db.open()
+        assert (await bus.publish(hook_events(1)[0])).id == 1

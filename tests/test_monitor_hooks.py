@@ -32,7 +32,7 @@ async def test_hook_events_decide_busy_and_idle(farm: Farm) -> None:
     await farm.monitor.on_hook("architect", payload("Stop"))
 
     assert await state(farm) is AgentState.IDLE
-    stored = await farm.store.recent_events(10, agent_id="architect", kind_prefix="hook.")
+    stored = await farm.storage.events.recent_events(10, agent_id="architect", kind_prefix="hook.")
     assert [e.kind for e in stored][:4] == [
         "hook.Stop",
         "hook.PostToolUse",
@@ -109,12 +109,14 @@ async def test_hooks_never_resurrect_a_stopped_agent(farm: Farm) -> None:
 
     agent = await farm.agent("architect")
     assert agent.state is AgentState.STOPPED
-    assert len(await farm.store.recent_events(5, kind_prefix="hook.")) == 2  # still recorded
+    assert (
+        len(await farm.storage.events.recent_events(5, kind_prefix="hook.")) == 2
+    )  # still recorded
 
 
 async def test_events_from_an_unknown_agent_are_kept(farm: Farm) -> None:
     await farm.monitor.on_hook("someone-else", payload("SessionStart"))
-    [event] = await farm.store.recent_events(1, agent_id="someone-else")
+    [event] = await farm.storage.events.recent_events(1, agent_id="someone-else")
     assert event.kind == "hook.SessionStart" and event.project is None
 
 
@@ -122,6 +124,6 @@ async def test_huge_tool_output_is_trimmed_before_it_is_stored(farm: Farm) -> No
     big = payload("PostToolUse")
     big["tool_response"]["stdout"] = "x" * 100_000
     await farm.monitor.on_hook("architect", big)
-    [event] = await farm.store.recent_events(1, kind_prefix="hook.PostToolUse")
+    [event] = await farm.storage.events.recent_events(1, kind_prefix="hook.PostToolUse")
     stdout = event.data["tool_response"]["stdout"]
     assert len(stdout) < 5000 and stdout.endswith("(100000 chars)")

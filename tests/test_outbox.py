@@ -7,8 +7,10 @@ Time is a FakeClock; nothing here waits for a real backoff.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,25 +18,21 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from farmbot import events as ev
 from farmbot.adapters.web import WebInterface
 from farmbot.adapters.webhook import WebhookInterface
+from farmbot.alerts import Alerts, Notifier
 from farmbot.bot import commands as c
-from farmbot.bot.authz import People
-from farmbot.bot.handlers import Handlers
-from farmbot.bot.router import Router
+from farmbot.bus import EventBus
 from farmbot.config.alerts import AlertRoute, AlertsConfig, WebhookConfig
-from farmbot.config.schema import Config, UserConfig
+from farmbot.config.schema import UserConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError
 from farmbot.messages import Incoming, Interface, OnIncoming, OutboundMessage, Severity
 from farmbot.models import OutboxItem, OutboxStatus, Role
-from farmbot.storage.sqlite import SqliteStore
-from farmbot.supervisor.agents import Supervisor
-from farmbot.supervisor.alerts import AlertRules
-from farmbot.supervisor.events import EventLog
-from farmbot.supervisor.gates import Gates
-from farmbot.supervisor.notifier import Notifier
-from farmbot.supervisor.tmux import Tmux
-from tests.helpers import FakeClock, retry_until
+from farmbot.storage import Storage, open_sqlite
+from farmbot.storage.outbox import SqlOutboxStore
+from tests.farm import farm_for, make_config
+from tests.helpers import FakeClock, deps, retry_until
 
 ROUTES = (AlertRoute("chat", "A", Severity.INFO), AlertRoute("chat", "B", Severity.INFO))
 
@@ -70,21 +68,33 @@ class ChatInterface:
 
 @dataclass
 class Rig:
-    store: SqliteStore
+    """The alerts component over real storage, fed by a real event bus."""
+
+    storage: Storage
+    outbox: SqlOutboxStore
     clock: FakeClock
     chat: ChatInterface
     config: AlertsConfig
     notifier: Notifier
-    events: EventLog
+    bus: EventBus
+    close: Callable[[], Awaitable[None]]
 
     async def gate(self, number: int) -> None:
         """An alert: gate ``number`` opened (titled "gate #<n> ...")."""
-        await self.events.emit(
-            "gate.opened", "builder-1", "farm", gate_id=number, title=f"q{number}"
+        await self.bus.publish(
+            ev.GateOpened(
+                agent_id="builder-1",
+                project="farm",
+                gate_id=number,
+                gate_kind="permission",
+                title=f"q{number}",
+            )
         )
 
-    async def stuck(self, reason: str = "no output") -> None:
-        await self.events.emit("agent.stuck", "builder-1", "farm", reason=reason)
+    async def stuck(self, reason: str = "no output", last: tuple[str, ...] = ()) -> None:
+        await self.bus.publish(
+            ev.AgentStuck(agent_id="builder-1", project="farm", reason=reason, last_lines=last)
+        )
 
     async def drain(self) -> int:
         """Deliver until nothing more is due now; return how many were delivered."""
@@ -102,32 +112,34 @@ Build = Callable[..., Awaitable[Rig]]
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Build]:
-    """Make a store + notifier + event log with alert rules; closed after the test."""
-    stores: list[SqliteStore] = []
+    """Make storage + an alerts component + an event bus; closed after the test."""
+    async with AsyncExitStack() as stack:
 
-    async def build(
-        config: AlertsConfig | None = None,
-        chat: ChatInterface | None = None,
-        interfaces: dict[str, Interface] | None = None,
-        clock: FakeClock | None = None,
-        path: Path = tmp_path / "farmbot.db",
-        store_type: type[SqliteStore] = SqliteStore,
-    ) -> Rig:
-        config = config or AlertsConfig(routes=ROUTES)
-        chat = chat or ChatInterface()
-        clock = clock or FakeClock()
-        store = store_type(path)
-        await store.open()
-        stores.append(store)
-        found: dict[str, Interface] = {"chat": chat, "web": ChatInterface("web")}
-        found.update(interfaces or {})
-        notifier = Notifier(store, found, config, clock=clock, rand=lambda: 1.0)
-        events = EventLog(store, clock, AlertRules(config), on_alerts=notifier.notify_new)
-        return Rig(store, clock, chat, config, notifier, events)
+        async def build(
+            config: AlertsConfig | None = None,
+            chat: ChatInterface | None = None,
+            interfaces: dict[str, Interface] | None = None,
+            clock: FakeClock | None = None,
+            path: Path = tmp_path / "farmbot.db",
+            outbox_type: type[SqlOutboxStore] = SqlOutboxStore,
+        ) -> Rig:
+            config = config or AlertsConfig(routes=ROUTES)
+            chat = chat or ChatInterface()
+            clock = clock or FakeClock()
+            own = AsyncExitStack()
+            storage = await own.enter_async_context(open_sqlite(path))
+            outbox = outbox_type(storage.db)
+            found: dict[str, Interface] = {"chat": chat, "web": ChatInterface("web")}
+            found.update(interfaces or {})
+            alerts = Alerts(config, outbox, found, clock, rand=lambda: 1.0)
+            bus = await own.enter_async_context(
+                EventBus(storage.events, clock, rules=alerts.drafts_for)
+            )
+            bus.subscribe(alerts.on_event)
+            stack.push_async_callback(own.aclose)
+            return Rig(storage, outbox, clock, chat, config, alerts.notifier, bus, own.aclose)
 
-    yield build
-    for store in stores:
-        await store.close()
+        yield build
 
 
 async def test_a_failing_channel_delivers_each_alert_once_in_order(rig: Build) -> None:
@@ -140,7 +152,7 @@ async def test_a_failing_channel_delivers_each_alert_once_in_order(rig: Build) -
             ]
         }
     )
-    web = WebInterface("127.0.0.1", 0, "k" * 20, status=_no_status, readiness={})
+    web = WebInterface("127.0.0.1", 0, "k" * 20, status=_no_status)
     r = await rig(chat=chat, interfaces={"web": web})
     for n in (1, 2, 3):
         await r.gate(n)
@@ -165,14 +177,14 @@ async def test_a_failing_channel_delivers_each_alert_once_in_order(rig: Build) -
     assert chat.titles("A") == chat.titles("B")  # each once, in order
     assert [ch for ch, _ in chat.calls].count("A") == 6
     assert r.notifier.statistics() == {"delivered": 9, "retried": 3, "dead": 0, "in_flight": 0}
-    assert await r.store.outbox_summary() == {
+    assert await r.outbox.outbox_summary() == {
         "pending": 0,
         "sending": 0,
         "delivered": 9,
         "dead": 0,
     }
     [first_a] = [m for ch, m in chat.sent if ch == "A"][:1]
-    item = await r.store.get_outbox(first_a.outbox_id)
+    item = await r.outbox.get_outbox(first_a.outbox_id)
     assert item is not None and (item.attempts, item.last_error) == (4, "HTTP 429")
 
 
@@ -190,7 +202,12 @@ async def test_a_slow_channel_never_blocks_another(rig: Build) -> None:
         await retry_until(lambda: len(chat.titles("A")) == 2, message="A catches up")
         r.notifier.close()
     assert chat.titles("A") == chat.titles("B")
-    assert await r.store.outbox_summary() == {"pending": 0, "sending": 0, "delivered": 6, "dead": 0}
+    assert await r.outbox.outbox_summary() == {
+        "pending": 0,
+        "sending": 0,
+        "delivered": 6,
+        "dead": 0,
+    }
 
 
 async def test_a_permanent_error_is_a_dead_letter_that_can_be_retried(
@@ -204,21 +221,21 @@ async def test_a_permanent_error_is_a_dead_letter_that_can_be_retried(
     with caplog.at_level(logging.WARNING, "farmbot.supervisor.notifier"):
         await r.drain()
     assert chat.titles("A") == ["gate #2 waits for a decision: q2"]  # the channel moved on
-    [dead] = await r.store.dead_letters()
+    [dead] = await r.outbox.dead_letters()
     assert (dead.status, dead.attempts, dead.channel) == (OutboxStatus.DEAD, 1, "A")
     assert dead.last_error == "channel_not_found: invite the bot to #ops"
     [record] = caplog.records
     assert "chat:A" in record.getMessage() and "channel_not_found" in record.getMessage()
     assert r.notifier.statistics()["dead"] == 1
 
-    revived = await r.store.retry_dead(dead.id, r.clock())
+    revived = await r.outbox.retry_dead(dead.id, r.clock())
     assert revived is not None
     assert await r.drain() == 1
     assert chat.titles("A") == [
         "gate #2 waits for a decision: q2",
         "gate #1 waits for a decision: q1",
     ]
-    assert await r.store.dead_letters() == []
+    assert await r.outbox.dead_letters() == []
 
 
 async def test_max_attempts_makes_a_dead_letter(rig: Build) -> None:
@@ -228,7 +245,7 @@ async def test_max_attempts_makes_a_dead_letter(rig: Build) -> None:
     for _ in range(5):
         await r.drain()
         r.clock.advance(1000)
-    [dead] = await r.store.dead_letters()
+    [dead] = await r.outbox.dead_letters()
     assert dead.attempts == 3 and dead.last_error == "gave up after 3 attempts: HTTP 503 #2"
     assert [ch for ch, _ in chat.calls].count("A") == 3
     await r.gate(2)
@@ -241,7 +258,7 @@ async def test_an_unknown_interface_is_a_dead_letter_naming_it(rig: Build) -> No
     r = await rig(AlertsConfig(routes=(AlertRoute("pager", "ops"),)))
     await r.gate(1)
     await r.drain()
-    [dead] = await r.store.dead_letters()
+    [dead] = await r.outbox.dead_letters()
     assert dead.interface == "pager" and dead.attempts == 0
     assert dead.last_error == "no interface named 'pager' is running (running: chat, web)"
 
@@ -269,9 +286,9 @@ async def test_repeats_fold_into_a_pending_message(rig: Build) -> None:
     for _ in range(4):
         await r.stuck()
         r.clock.advance(30)
-    alerts = await r.store.recent_alerts()
+    alerts = await r.outbox.recent_alerts()
     assert len(alerts) == 4  # every alert is on record ...
-    [item, console] = sorted(await r.store.due_outbox(r.clock()), key=lambda i: i.interface)
+    [item, console] = sorted(await r.outbox.due_outbox(r.clock()), key=lambda i: i.interface)
     assert (item.count, item.alert.id) == (4, alerts[0].id)  # ... in one message, the newest
     assert console.count == 4
     await r.drain()
@@ -310,8 +327,8 @@ async def test_a_repeat_after_delivery_waits_out_the_window(rig: Build) -> None:
     assert sent_at == [1, 2, 30, 30]  # at t0, t0+300, t0+600 and t0+900
 
 
-class RepeatAfterDueStore(SqliteStore):
-    """The real store, running ``after_due`` once right after the notifier reads what is due."""
+class RepeatAfterDueStore(SqlOutboxStore):
+    """The real outbox, running ``after_due`` once right after the notifier reads what is due."""
 
     after_due: Callable[[], Awaitable[None]] | None = None
 
@@ -324,21 +341,21 @@ class RepeatAfterDueStore(SqliteStore):
 
 
 async def test_a_repeat_folded_after_the_due_read_is_what_gets_sent(rig: Build) -> None:
-    r = await rig(AlertsConfig(routes=(AlertRoute("chat", "A"),)), store_type=RepeatAfterDueStore)
-    assert isinstance(r.store, RepeatAfterDueStore)
+    r = await rig(AlertsConfig(routes=(AlertRoute("chat", "A"),)), outbox_type=RepeatAfterDueStore)
+    assert isinstance(r.outbox, RepeatAfterDueStore)
 
     async def stuck(output: str) -> None:  # one dedupe key; the output shown differs
-        await r.events.emit("agent.stuck", "builder-1", "farm", last_lines=[output])
+        await r.stuck("", (output,))
 
     await stuck("first")
     r.clock.advance(30)
     # Folds into the pending message after the notifier read it, before it is claimed.
-    r.store.after_due = lambda: stuck("second")
+    r.outbox.after_due = lambda: stuck("second")
     assert await r.drain() == 2  # chat and console, once each
     [(_, message)] = r.chat.sent
     assert (message.pre, message.count) == ("second", 2)
     assert message.text.endswith("(repeated 2× in the last 1 min)")
-    delivered = await r.store.get_outbox(message.outbox_id)
+    delivered = await r.outbox.get_outbox(message.outbox_id)
     assert delivered is not None and delivered.status is OutboxStatus.DELIVERED
     assert (delivered.count, delivered.alert.id) == (2, message.alert_id)
 
@@ -352,15 +369,15 @@ async def test_a_restart_delivers_what_was_pending_and_resends_a_crashed_send(
     first = await rig(AlertsConfig(routes=(AlertRoute("chat", "A"),)))
     for n in (1, 2, 3):
         await first.gate(n)
-    [head] = [i for i in await first.store.due_outbox(first.clock()) if i.channel == "A"]
-    assert await first.store.mark_sending(head.id) is not None  # then farmbot died
-    await first.store.close()
+    [head] = [i for i in await first.outbox.due_outbox(first.clock()) if i.channel == "A"]
+    assert await first.outbox.mark_sending(head.id) is not None  # then farmbot died
+    await first.close()
 
     chat = ChatInterface()
     second = await rig(AlertsConfig(routes=(AlertRoute("chat", "A"),)), chat)
     await second.drain()
     assert chat.titles("A") == [f"gate #{n} waits for a decision: q{n}" for n in (1, 2, 3)]
-    await second.store.close()
+    await second.close()
 
     third = await rig(AlertsConfig(routes=(AlertRoute("chat", "A"),)), ChatInterface())
     assert await third.drain() == 0  # delivered is delivered, across restarts
@@ -370,38 +387,39 @@ async def test_a_restart_delivers_what_was_pending_and_resends_a_crashed_send(
 # -- /alerts and /retry -------------------------------------------------------------------
 
 
-async def test_alerts_and_retry_commands(rig: Build, tmux_socket: str) -> None:
+async def test_alerts_and_retry_commands(tmp_path: Path, tmux_socket: str) -> None:
     chat = ChatInterface(failures={"A": [PermanentDeliveryError("channel_not_found")]})
-    r = await rig(AlertsConfig(routes=(AlertRoute("chat", "A"),)), chat)
-    await r.gate(1)
-    await r.drain()
-    [dead] = await r.store.dead_letters()
-    supervisor = Supervisor(Config(), r.store, Tmux(tmux_socket), r.events, clock=r.clock)
-    handlers = Handlers(
-        supervisor, Gates(r.store, r.events, r.clock), r.clock, store=r.store, notifier=r.notifier
-    )
     users = (
         UserConfig("vera", Role.VIEWER, telegram=1),
         UserConfig("ada", Role.ADMIN, telegram=2),
     )
-    router = Router(handlers, People(users), r.store, r.clock)
+    config = dataclasses.replace(
+        make_config(tmp_path, tmux_socket, users=users),
+        alerts=AlertsConfig(routes=(AlertRoute("chat", "A"),)),
+    )
+    async with farm_for(config, tmp_path, interfaces=[chat]) as farm:
+        notifier = farm.graph.alerts.notifier
+        gate = await farm.gates.open("permission", "q1", agent_id="builder-1", project="proj")
+        await notifier.deliver_due()
+        [dead] = await farm.storage.outbox.dead_letters()
+        router = farm.router
 
-    shown = await router.handle(Incoming("telegram", "1", "c", "/alerts"))
-    assert shown.ok, shown.text
-    assert "1 dead" in shown.text and "gate #1 waits for a decision: q1" in shown.text
-    assert f"#{dead.id} to chat:A" in shown.text and "channel_not_found" in shown.text
-    assert [b.command for row in shown.buttons for b in row] == [f"/retry {dead.id}"]
+        shown = await router.handle(Incoming("telegram", "1", "c", "/alerts"))
+        assert shown.ok, shown.text
+        assert "1 dead" in shown.text and f"gate #{gate.id} waits for a decision: q1" in shown.text
+        assert f"#{dead.id} to chat:A" in shown.text and "channel_not_found" in shown.text
+        assert [b.command for row in shown.buttons for b in row] == [f"/retry {dead.id}"]
 
-    refused = await router.handle(Incoming("telegram", "1", "c", f"/retry {dead.id}"))
-    assert not refused.ok and "needs admin" in refused.text
-    done = await router.handle(Incoming("telegram", "2", "c", f"/retry {dead.id}"))
-    assert done.ok and "goes to chat:A again" in done.text, done.text
-    again = await router.handle(Incoming("telegram", "2", "c", f"/retry {dead.id}"))
-    assert not again.ok and again.text == f"{dead.id} is not a dead letter: it is pending"
-    missing = await router.handle(Incoming("telegram", "2", "c", "/retry 999"))
-    assert not missing.ok and "no dead letter 999" in missing.text
-    await r.drain()
-    assert chat.titles("A") == ["gate #1 waits for a decision: q1"]
+        refused = await router.handle(Incoming("telegram", "1", "c", f"/retry {dead.id}"))
+        assert not refused.ok and "needs admin" in refused.text
+        done = await router.handle(Incoming("telegram", "2", "c", f"/retry {dead.id}"))
+        assert done.ok and "goes to chat:A again" in done.text, done.text
+        again = await router.handle(Incoming("telegram", "2", "c", f"/retry {dead.id}"))
+        assert not again.ok and again.text == f"{dead.id} is not a dead letter: it is pending"
+        missing = await router.handle(Incoming("telegram", "2", "c", "/retry 999"))
+        assert not missing.ok and "no dead letter 999" in missing.text
+        await notifier.deliver_due()
+        assert chat.titles("A") == [f"gate #{gate.id} waits for a decision: q1"]
     assert c.parse("/retry 5") == c.Retry(5) and c.parse("/alerts") == c.Alerts()
 
 
@@ -453,16 +471,14 @@ async def test_webhook_retries_429_and_500_then_delivers_once(
     url = await hook_server(hook)
     config = WebhookConfig("ops", url, {"Authorization": "Bearer s3cret"})
     clock = FakeClock()
-    interface = WebhookInterface(config, clock)
+    interface = WebhookInterface(config, deps(clock))
     try:
         r = await rig(
             AlertsConfig(routes=(AlertRoute("ops", "default"),)),
             interfaces={"ops": interface},
             clock=clock,
         )
-        await r.events.emit(
-            "agent.stuck", "builder-1", "farm", reason="no output", last_lines=["a", "b"]
-        )
+        await r.stuck("no output", ("a", "b"))
         await r.drain()
         assert len(hook.bodies) == 1  # 429, Retry-After: 2 (backoff alone would be 2 s too)
         clock.advance(1.9)
@@ -478,7 +494,7 @@ async def test_webhook_retries_429_and_500_then_delivers_once(
         assert await r.drain() == 0 and len(hook.bodies) == 3  # delivered once
     finally:
         await interface.stop()
-    [alert] = await r.store.recent_alerts()
+    [alert] = await r.outbox.recent_alerts()
     assert hook.bodies[-1] == {
         "title": "builder-1 is stuck",
         "text": "builder-1 in project farm looks stuck: no output",
@@ -502,11 +518,11 @@ async def test_webhook_errors_are_classified(
 ) -> None:
     hook = FakeHook([404, 503], delay=0.0)
     url = await hook_server(hook)
-    interface = WebhookInterface(WebhookConfig("ops", url, timeout=0.5))
+    interface = WebhookInterface(WebhookConfig("ops", url, timeout=0.5), deps())
     slow = FakeHook([], delay=0.6)
     slow_url = await hook_server(slow)
-    slow_interface = WebhookInterface(WebhookConfig("slow", slow_url, timeout=0.2))
-    closed = WebhookInterface(WebhookConfig("closed", "http://127.0.0.1:1/hook"))
+    slow_interface = WebhookInterface(WebhookConfig("slow", slow_url, timeout=0.2), deps())
+    closed = WebhookInterface(WebhookConfig("closed", "http://127.0.0.1:1/hook"), deps())
     message = OutboundMessage(1, 1, Severity.INFO, "t", "x", None, (), None, None)
     try:
         with pytest.raises(PermanentDeliveryError, match=r"webhook ops \(127.0.0.1\): HTTP 404"):
@@ -526,7 +542,7 @@ async def test_webhook_errors_are_classified(
 
 async def test_a_webhook_url_aiohttp_refuses_is_permanent_and_never_shown() -> None:
     url = "http://127.0.0.1:99999/x?token=SECRET123"  # no such port
-    interface = WebhookInterface(WebhookConfig("ops", url))
+    interface = WebhookInterface(WebhookConfig("ops", url), deps())
     message = OutboundMessage(1, 1, Severity.INFO, "t", "x", None, (), None, None)
     try:
         with pytest.raises(PermanentDeliveryError) as caught:

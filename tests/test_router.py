@@ -11,7 +11,7 @@ import pytest
 
 from farmbot.bot import commands as c
 from farmbot.bot.authz import People, Person
-from farmbot.bot.handlers import Handlers
+from farmbot.bot.handlers import CommandHandlers
 from farmbot.bot.router import Router
 from farmbot.config.schema import (
     ProjectConfig,
@@ -34,20 +34,25 @@ class RouterFarm:
     """The farm of tests/farm.py with a router over it, on a fake clock."""
 
     def __init__(self, farm: Farm, clock: FakeClock) -> None:
-        self.store = farm.store
+        self.storage = farm.storage
         self.supervisor = farm.supervisor
         self.gates = farm.gates
         self.clock = clock
 
     def router(
-        self, users: tuple[UserConfig, ...] = USERS, handlers: type[Handlers] = Handlers
+        self,
+        users: tuple[UserConfig, ...] = USERS,
+        handlers: type[CommandHandlers] = CommandHandlers,
     ) -> Router:
         return Router(
-            handlers(self.supervisor, self.gates, self.clock), People(users), self.store, self.clock
+            handlers(self.supervisor, self.gates, self.clock),
+            People(users),
+            self.storage.audit,
+            self.clock,
         )
 
     async def last_audit(self) -> AuditEntry:
-        [entry] = await self.store.recent_audit(1)
+        [entry] = await self.storage.audit.recent_audit(1)
         return entry
 
 
@@ -141,26 +146,30 @@ async def test_an_unknown_agent_gets_a_suggestion(farm: RouterFarm) -> None:
 
 
 async def test_an_operator_cannot_approve(farm: RouterFarm) -> None:
-    gate = await farm.store.add_gate("autopilot", None, "farm", "run rm?", "", {}, farm.clock())
+    gate = await farm.storage.gates.add_gate(
+        "autopilot", None, "farm", "run rm?", "", {}, farm.clock()
+    )
     msg = tg(1002, f"/approve {gate.id}")
     reply = await farm.router().handle(msg)
     assert not reply.ok
     assert reply.text == "bob is an operator; /approve needs admin or above"
     assert_audit(await farm.last_audit(), msg, "bob", "denied")
-    stored = await farm.store.get_gate(gate.id)
+    stored = await farm.storage.gates.get_gate(gate.id)
     assert stored is not None and stored.status is GateStatus.PENDING
 
 
 async def test_an_admin_approves_a_gate_once(farm: RouterFarm) -> None:
     router = farm.router()
-    gate = await farm.store.add_gate("autopilot", None, "farm", "merge #42", "", {}, farm.clock())
+    gate = await farm.storage.gates.add_gate(
+        "autopilot", None, "farm", "merge #42", "", {}, farm.clock()
+    )
     farm.clock.advance(60)
     msg = tg(1003, f"/approve #{gate.id}")
     reply = await router.handle(msg)
     assert reply.ok
     assert reply.text == f"gate {gate.id} approved by carol at 2023-11-14 22:14 UTC: merge #42"
     assert_audit(await farm.last_audit(), msg, "carol", "ok")
-    stored = await farm.store.get_gate(gate.id)
+    stored = await farm.storage.gates.get_gate(gate.id)
     assert stored is not None
     assert (stored.status, stored.decided_by, stored.decided_at) == (
         GateStatus.APPROVED,
@@ -177,7 +186,7 @@ async def test_an_admin_approves_a_gate_once(farm: RouterFarm) -> None:
 
 async def test_reject_records_the_reason(farm: RouterFarm) -> None:
     gates = [
-        await farm.store.add_gate("autopilot", None, "farm", f"q{i}", "", {}, farm.clock())
+        await farm.storage.gates.add_gate("autopilot", None, "farm", f"q{i}", "", {}, farm.clock())
         for i in range(1, 6)
     ]
     assert gates[-1].id == 5
@@ -186,7 +195,7 @@ async def test_reject_records_the_reason(farm: RouterFarm) -> None:
     assert reply.ok
     assert reply.text.startswith("gate 5 rejected by carol at ")
     assert "(too risky, ask first): q5" in reply.text
-    stored = await farm.store.get_gate(5)
+    stored = await farm.storage.gates.get_gate(5)
     assert stored is not None
     assert (stored.status, stored.decided_by, stored.reason) == (
         GateStatus.REJECTED,
@@ -218,7 +227,7 @@ async def test_a_usage_error_is_shown_and_audited(farm: RouterFarm) -> None:
     assert await farm.supervisor.list_agents() == []
 
 
-class BrokenHandlers(Handlers):
+class BrokenHandlers(CommandHandlers):
     async def run(self, command: c.Command, person: Person) -> Reply:
         raise RuntimeError("secret internals: /etc/shadow")
 
@@ -246,7 +255,7 @@ async def test_a_dead_database_still_gets_the_person_an_incident_reply(
     farm: RouterFarm, caplog: pytest.LogCaptureFixture
 ) -> None:
     router = farm.router()
-    await farm.store.close()
+    await farm.storage.db.aclose()
     with caplog.at_level(logging.ERROR, logger="farmbot.bot.router"):
         reply = await router.handle(tg(1001, "/agents"))
         refused = await router.handle(tg(999, "/agents"))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from farmbot.adapters.hooks import hook_token
-from farmbot.app import App
 from farmbot.config.schema import CronJob, UserConfig
+from farmbot.daemon import Daemon
 from farmbot.errors import ConfigError
 from farmbot.models import AgentKind, Role
 from tests.farm import farm_for, make_config
@@ -41,13 +41,13 @@ async def test_a_cron_job_runs_as_its_user_and_is_audited(tmp_path: Path, tmux_s
             CronJob("sneaky", "0 9 * * *", "/kill architect", "vic"),
         ),
     )
-    async with App(config) as app:
-        await app._run_cron("morning")
-        await app._run_cron("sneaky")
+    async with Daemon(config) as app:
+        await app.run_cron("morning")
+        await app.run_cron("sneaky")
 
-        agent = await app.store.get_agent("architect")
+        agent = await app.farm.storage.agents.get_agent("architect")
         assert agent is not None and agent.state_reason == "spawned by alice"
-        allowed, refused = reversed(await app.store.recent_audit(2))
+        allowed, refused = reversed(await app.farm.storage.audit.recent_audit(2))
         assert (allowed.platform, allowed.user_name, allowed.chat) == (
             "scheduler",
             "alice",
@@ -64,8 +64,7 @@ async def test_hook_capable_agents_get_hooks_and_their_token(
     config = make_config(tmp_path, tmux_socket)
     agents = dict(config.agents, demo=dataclasses.replace(config.agents["demo"], hooks=True))
     config = dataclasses.replace(config, agents=agents)
-    token = lambda agent_id: hook_token("k" * 32, agent_id)  # noqa: E731
-    async with farm_for(config, tmp_path, hook_token=token) as farm:
+    async with farm_for(config, tmp_path) as farm:
         agent = await farm.supervisor.spawn(AgentKind.BUILDER, 3, None, "alice")
 
         settings = json.loads((Path(agent.workdir) / ".claude/settings.local.json").read_text())
@@ -74,7 +73,7 @@ async def test_hook_capable_agents_get_hooks_and_their_token(
         assert " hook" in command and "--agent builder-3" in command
         assert set(settings["hooks"]) >= {"SessionStart", "PermissionRequest", "Stop"}
         env = await farm.tmux.session_env("builder-3")
-        assert env["FARMBOT_HOOK_TOKEN"] == hook_token("k" * 32, "builder-3")
+        assert env["FARMBOT_HOOK_TOKEN"] == hook_token(farm.graph.key, "builder-3")
         # The settings file never ends up in a commit.
         exclude = Path(config.projects[0].path, ".git/info/exclude").read_text()
         assert ".claude/settings.local.json" in exclude

@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from farmbot import events as ev
+from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.slack import EVENTS_PATH, SlackInterface
 from farmbot.adapters.slack_render import (
     MAX_BLOCKS,
@@ -28,9 +30,9 @@ from farmbot.adapters.slack_render import (
     reply_message,
 )
 from farmbot.adapters.web import WebInterface
-from farmbot.bot.authz import People
-from farmbot.bot.handlers import Handlers
+from farmbot.alerts import Alerts, Notifier
 from farmbot.bot.router import Router
+from farmbot.bus import EventBus
 from farmbot.config import tables as tk
 from farmbot.config.alerts import AlertRoute, AlertsConfig
 from farmbot.config.schema import Config, UserConfig
@@ -38,14 +40,7 @@ from farmbot.config.slack import SlackConfig, parse_slack, slack_routes
 from farmbot.errors import ConfigError, DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import Button, Incoming, Interface, OutboundMessage, Reply, Severity
 from farmbot.models import AgentKind, AgentState, GateStatus, Role
-from farmbot.storage.sqlite import SqliteStore
-from farmbot.supervisor.agents import Supervisor
-from farmbot.supervisor.alerts import AlertRules
-from farmbot.supervisor.events import EventLog
-from farmbot.supervisor.gates import Gates
-from farmbot.supervisor.monitor import Monitor
-from farmbot.supervisor.notifier import Notifier
-from farmbot.supervisor.tmux import Tmux
+from farmbot.storage import Storage, open_sqlite
 from tests.fakes.slack_api import (
     FakeSlack,
     Message,
@@ -55,7 +50,7 @@ from tests.fakes.slack_api import (
     sign_request,
     slash_command_body,
 )
-from tests.farm import Farm, make_config, received_prompts
+from tests.farm import Farm, farm_for, make_config, received_prompts
 from tests.helpers import FakeClock, retry_until
 
 JSON = dict[str, Any]
@@ -86,9 +81,13 @@ async def _no_status() -> dict[str, Any]:
     return {}
 
 
+def deps_of(storage: Storage) -> InterfaceDeps:
+    return InterfaceDeps(storage.actions, storage.threads)
+
+
 def console() -> WebInterface:
     """The web console: every alert is routed there too."""
-    return WebInterface("127.0.0.1", 0, "k" * 32, status=_no_status, readiness={})
+    return WebInterface("127.0.0.1", 0, "k" * 32, status=_no_status)
 
 
 def blocks_text(message: Message | JSON) -> str:
@@ -162,23 +161,13 @@ class Stack:
 async def stack_for(
     config: Config, fake: FakeSlack, tmp_path: Path, slack_cfg: SlackConfig
 ) -> AsyncIterator[Stack]:
-    """The app's pieces as app.py wires them, with the Slack interface started."""
-    async with SqliteStore(config.server.state_dir / "farmbot.db") as store:
-        alerts = AlertsConfig(routes=slack_routes(slack_cfg))
-        interfaces: dict[str, Interface] = {"web": console()}
-        notifier = Notifier(store, interfaces, alerts)
-        events = EventLog(store, time.time, AlertRules(alerts), on_alerts=notifier.notify_new)
-        tmux = Tmux(config.tmux.socket)
-        supervisor = Supervisor(config, store, tmux, events)
-        gates = Gates(store, events)
-        monitor = Monitor(config, store, tmux, supervisor, gates, events)
-        await supervisor.sync_projects()
-        farm = Farm(config, store, tmux, events, supervisor, gates, monitor, tmp_path)
-        handlers = Handlers(supervisor, gates, store=store, notifier=notifier)
-        router = Router(handlers, People(config.users), store)
-        slack = SlackInterface(slack_cfg, store, ping_interval=0.5)
-        interfaces["slack"] = slack
-        stack = Stack(fake, farm, router, notifier, slack)
+    """The daemon's graph with a Slack interface, started (its reconnect checks quick)."""
+    config = replace(config, alerts=AlertsConfig(routes=slack_routes(slack_cfg)))
+    made = lambda deps: SlackInterface(slack_cfg, deps, ping_interval=0.5)  # noqa: E731
+    async with farm_for(config, tmp_path, interfaces=[made]) as farm:
+        slack = farm.graph.interfaces["slack"]
+        assert isinstance(slack, SlackInterface)
+        stack = Stack(fake, farm, farm.router, farm.graph.alerts.notifier, slack)
         await slack.start(stack.on_incoming)
         try:
             yield stack
@@ -223,7 +212,7 @@ async def test_a_slash_command_spawns_a_real_agent_and_replies(stack: Stack) -> 
     shown = await stack.reply("builder-42 (idle for")
     assert shown.thread_ts == message.ts
     assert "```\n" in blocks_text(shown) and "demo&gt;" in blocks_text(shown)
-    [audit, *_] = await stack.farm.store.recent_audit()
+    [audit, *_] = await stack.farm.storage.audit.recent_audit()
     assert (audit.user_name, audit.command, audit.outcome) == ("olga", "/tail builder-42", "ok")
 
 
@@ -245,7 +234,7 @@ async def test_a_mention_in_a_channel_replies_in_its_thread(stack: Stack) -> Non
     await stack.fake.push_mention(OPERATOR, "<@UBOT> spawn shell")
     spawned = await stack.reply("spawned shell-1")
     assert spawned.thread_ts is not None  # under the mention itself
-    [audit, *_] = await stack.farm.store.recent_audit()
+    [audit, *_] = await stack.farm.storage.audit.recent_audit()
     assert (audit.command, audit.chat, audit.outcome) == ("/spawn shell", "C1", "ok")
 
 
@@ -254,7 +243,7 @@ async def test_a_stranger_is_refused_privately_and_audited(stack: Stack) -> None
 
     refusal = await stack.ephemeral(STRANGER, "not on this farmbot's allowlist")
     assert 'slack = "USTRANGER"' in refusal.text
-    [audit] = await stack.farm.store.recent_audit()
+    [audit] = await stack.farm.storage.audit.recent_audit()
     assert (audit.platform, audit.user_id, audit.user_name) == ("slack", STRANGER, None)
     assert (audit.command, audit.outcome) == ("/spawn builder 7", "denied")
     assert await stack.farm.supervisor.list_agents() == []
@@ -397,11 +386,7 @@ async def http(tmp_path: Path, tmux_socket: str) -> AsyncIterator[tuple[Stack, s
         cfg = slack_config(fake, mode="http", app_token=None)
         async with stack_for(config, fake, tmp_path, cfg) as s:
             assert s.slack.routes()[0][:2] == ("POST", EVENTS_PATH)
-            web = WebInterface(
-                "127.0.0.1", 0, "k" * 32, status=_no_status, readiness={"slack": s.slack.ready}
-            )
-            for route in s.slack.routes():
-                web.add_route(*route)
+            web = s.farm.graph.web  # the builder gave it the Slack routes
             await web.start(s.router.handle)
             try:
                 yield s, f"http://127.0.0.1:{web.port}"
@@ -432,7 +417,7 @@ async def test_http_mode_serves_signed_requests_and_refuses_forged_ones(
     for headers in forged:
         assert (await _post(url, body, headers, "form"))[0] == 401
     await asyncio.sleep(0.2)
-    assert await s.farm.store.recent_audit() == [] and s.router.handled == 0
+    assert await s.farm.storage.audit.recent_audit() == [] and s.router.handled == 0
     assert s.fake.messages() == []
 
     status, text = await _post(url, body, sign_request(body, SIGNING_SECRET), "form")
@@ -459,7 +444,7 @@ async def test_http_mode_serves_signed_requests_and_refuses_forged_ones(
     assert status == 200
     projects = await s.reply("proj: active")
     assert projects.thread_ts == "1700000001.000200"
-    outcomes = [(a.user_name, a.command) for a in await s.farm.store.recent_audit()]
+    outcomes = [(a.user_name, a.command) for a in await s.farm.storage.audit.recent_audit()]
     assert outcomes == [("olga", "/projects"), ("vera", "/agents"), ("olga", "/status")]
 
 
@@ -469,11 +454,14 @@ async def test_http_mode_serves_signed_requests_and_refuses_forged_ones(
 @dataclass
 class Outbox:
     fake: FakeSlack
-    store: SqliteStore
+    storage: Storage
     clock: FakeClock
-    events: EventLog
+    bus: EventBus
     notifier: Notifier
     interfaces: dict[str, Interface]
+
+    def deps(self) -> InterfaceDeps:
+        return InterfaceDeps(self.storage.actions, self.storage.threads, clock=self.clock)
 
     async def drain(self) -> int:
         total = 0
@@ -482,21 +470,33 @@ class Outbox:
         return total
 
     async def gate(self, number: int, agent: str = "builder-1") -> None:
-        await self.events.emit("gate.opened", agent, "farm", gate_id=number, title=f"q{number}")
+        await self.bus.publish(
+            ev.GateOpened(
+                agent_id=agent, project="farm", gate_id=number, gate_kind="permission",
+                title=f"q{number}",
+            )
+        )  # fmt: skip
+
+    async def stuck(self, agent: str = "builder-1") -> None:
+        await self.bus.publish(ev.AgentStuck(agent_id=agent, project="farm", reason="no output"))
 
 
 @asynccontextmanager
 async def outbox_for(
     tmp_path: Path, fake: FakeSlack, cfg: SlackConfig, routes: tuple[AlertRoute, ...]
 ) -> AsyncIterator[Outbox]:
-    async with SqliteStore(tmp_path / "farmbot.db") as store:
+    """The alerts component with a Slack interface that only sends (never started)."""
+    async with open_sqlite(tmp_path / "farmbot.db") as storage:
         clock = FakeClock()
-        alerts = AlertsConfig(routes=routes)
-        slack = SlackInterface(cfg, store, clock=clock)  # outbound only: never started
-        interfaces: dict[str, Interface] = {"web": console(), "slack": slack}
-        notifier = Notifier(store, interfaces, alerts, clock=clock, rand=lambda: 1.0)
-        events = EventLog(store, clock, AlertRules(alerts), on_alerts=notifier.notify_new)
-        yield Outbox(fake, store, clock, events, notifier, interfaces)
+        interfaces: dict[str, Interface] = {"web": console()}
+        alerts = Alerts(
+            AlertsConfig(routes=routes), storage.outbox, interfaces, clock, rand=lambda: 1.0
+        )
+        async with EventBus(storage.events, clock, rules=alerts.drafts_for) as bus:
+            bus.subscribe(alerts.on_event)
+            o = Outbox(fake, storage, clock, bus, alerts.notifier, interfaces)
+            interfaces["slack"] = SlackInterface(cfg, o.deps())
+            yield o
 
 
 @pytest.fixture
@@ -515,7 +515,9 @@ async def test_429_500_and_an_outage_deliver_each_alert_once_in_order(
         for n in (1, 2, 3):
             await o.gate(n)
         assert await o.drain() == 3  # the console; Slack answered 429
-        [head] = [i for i in await o.store.due_outbox(o.clock() + 7) if i.interface == "slack"]
+        [head] = [
+            i for i in await o.storage.outbox.due_outbox(o.clock() + 7) if i.interface == "slack"
+        ]
         assert head.last_error == "slack channel C1: rate limited (HTTP 429)"
         o.clock.advance(6.9)
         assert await o.drain() == 0  # Retry-After is honoured
@@ -531,7 +533,7 @@ async def test_429_500_and_an_outage_deliver_each_alert_once_in_order(
         assert titles == [f"[warning] gate #{n} waits for a decision: q{n}" for n in (1, 2, 3)]
         # two refused posts, three good ones: slack_sdk never retried on its own
         assert [m for m, _ in fake.calls].count("chat.postMessage") == 5
-        assert await o.store.outbox_summary() == {
+        assert await o.storage.outbox.outbox_summary() == {
             "pending": 0,
             "sending": 0,
             "delivered": 6,
@@ -548,7 +550,7 @@ async def test_channel_not_found_is_a_dead_letter_with_the_fix(
         await o.gate(1)
         with caplog.at_level(logging.ERROR, "farmbot.supervisor.notifier"):
             await o.drain()
-        dead = {d.channel: d.last_error for d in await o.store.dead_letters()}
+        dead = {d.channel: d.last_error for d in await o.storage.outbox.dead_letters()}
         assert dead["C404"].startswith("slack channel C404: channel_not_found: no such channel")
         assert "/invite @farmbot" in dead["C404"]
         assert dead["C2"] == (
@@ -562,8 +564,8 @@ async def test_channel_not_found_is_a_dead_letter_with_the_fix(
         assert fake.messages() == []
 
         fake.add_channel("C2", member=True, name="ops")  # someone invited the bot
-        item = next(d for d in await o.store.dead_letters() if d.channel == "C2")
-        assert await o.store.retry_dead(item.id, o.clock())
+        item = next(d for d in await o.storage.outbox.dead_letters() if d.channel == "C2")
+        assert await o.storage.outbox.retry_dead(item.id, o.clock())
         assert await o.drain() == 1
         assert [m.channel for m in fake.messages()] == ["C2"]
         assert "C2" not in str(slack.problem) and "C404" in str(slack.problem)
@@ -574,10 +576,10 @@ async def test_thread_per_agent_survives_a_restart(tmp_path: Path, fake: FakeSla
     async with outbox_for(tmp_path, fake, cfg, slack_routes(cfg)) as o:
         await o.gate(1)
         await o.drain()
-        await o.events.emit("agent.stuck", "builder-1", "farm", reason="no output")
+        await o.stuck()
         await o.drain()
         await o.interfaces["slack"].stop()
-        o.interfaces["slack"] = SlackInterface(cfg, o.store, clock=o.clock)  # a restart
+        o.interfaces["slack"] = SlackInterface(cfg, o.deps())  # a restart
         await o.gate(2)
         await o.gate(3, agent="builder-2")
         await o.drain()
@@ -586,7 +588,7 @@ async def test_thread_per_agent_survives_a_restart(tmp_path: Path, fake: FakeSla
         assert stuck.thread_ts == first.ts and "stuck" in stuck.text
         assert second.thread_ts == first.ts and "gate #2" in second.text
         assert other.thread_ts is None and "builder-2" in blocks_text(other)
-        assert await o.store.get_thread("slack", "C1", "builder-1") == first.ts
+        assert await o.storage.threads.get_thread("slack", "C1", "builder-1") == first.ts
 
 
 # -- secrets, config and rendering --------------------------------------------------------
@@ -604,10 +606,12 @@ async def test_tokens_never_reach_the_log(
             await fake.wait_for_connections(1)
             await s.command(OPERATOR, "status")
             await s.reply("pending gates: 0")
-            await s.farm.events.emit("agent.stuck", "builder-1", "proj", reason="no output")
+            await s.farm.bus.publish(
+                ev.AgentStuck(agent_id="builder-1", project="proj", reason="no output")
+            )
             await s.notifier.deliver_due()
             # a library that logs a token anyway is redacted too
-            for name in ("slack_sdk.farmbot", "slack_bolt.AsyncApp", "farmbot.app"):
+            for name in ("slack_sdk.farmbot", "slack_bolt.AsyncApp", "farmbot.daemon"):
                 logging.getLogger(name).warning("token=%s", BOT_TOKEN)
             assert repr(cfg).count("<hidden>") == 3
             for secret in (BOT_TOKEN, APP_TOKEN, SIGNING_SECRET):
@@ -620,8 +624,8 @@ async def test_tokens_never_reach_the_log(
 
 async def test_a_refused_token_is_a_clear_problem(tmp_path: Path) -> None:
     async with FakeSlack(bot_token="xoxb-the-real-one", app_token=APP_TOKEN) as fake:
-        async with SqliteStore(tmp_path / "farmbot.db") as store:
-            slack = SlackInterface(slack_config(fake), store, ping_interval=0.5)
+        async with open_sqlite(tmp_path / "farmbot.db") as storage:
+            slack = SlackInterface(slack_config(fake), deps_of(storage), ping_interval=0.5)
             await slack.start(_replying(Reply("x")))
             await retry_until(lambda: "refused" in str(slack.problem), message="the problem")
             problem = str(slack.problem)
@@ -632,9 +636,9 @@ async def test_a_refused_token_is_a_clear_problem(tmp_path: Path) -> None:
 
 async def test_a_refused_app_token_is_blamed_on_the_app_token(tmp_path: Path) -> None:
     async with FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN) as fake:
-        async with SqliteStore(tmp_path / "farmbot.db") as store:
+        async with open_sqlite(tmp_path / "farmbot.db") as storage:
             cfg = slack_config(fake, app_token="xapp-1-A1-4444-notthisone")
-            slack = SlackInterface(cfg, store, ping_interval=0.5)
+            slack = SlackInterface(cfg, deps_of(storage), ping_interval=0.5)
             await slack.start(_replying(Reply("x")))
             await retry_until(lambda: "refused" in str(slack.problem), message="the problem")
             problem = str(slack.problem)
@@ -777,7 +781,7 @@ async def test_a_button_whose_stored_command_cannot_be_read_is_answered(
     async def unreadable(action_id: int) -> str | None:
         raise StorageError("database is locked")
 
-    monkeypatch.setattr(stack.farm.store, "get_action", unreadable)
+    monkeypatch.setattr(stack.farm.storage.actions, "get_action", unreadable)
     await stack.fake.push_block_action(
         ADMIN, channel="C1", message_ts=message.ts, action_id="farmbot_0"
     )
@@ -791,13 +795,13 @@ async def test_a_storage_failure_while_sending_is_a_retryable_delivery_error(
     tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = slack_config(fake, thread_per_agent=True)
-    async with SqliteStore(tmp_path / "farmbot.db") as store:
-        slack = SlackInterface(cfg, store)
+    async with open_sqlite(tmp_path / "farmbot.db") as storage:
+        slack = SlackInterface(cfg, deps_of(storage))
 
         async def unreadable(interface: str, channel: str, key: str) -> str | None:
             raise StorageError("database is locked")
 
-        monkeypatch.setattr(store, "get_thread", unreadable)
+        monkeypatch.setattr(storage.threads, "get_thread", unreadable)
         alert = OutboundMessage(1, 1, Severity.WARNING, "t", "x", None, (), "builder-1", None)
         with pytest.raises(DeliveryError) as caught:
             await slack.send("C1", alert)

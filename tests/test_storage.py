@@ -21,13 +21,15 @@ from farmbot.models import (
     Project,
     PromptStatus,
 )
-from farmbot.storage.migrations import (
+from farmbot.storage import Storage, open_sqlite
+from farmbot.storage.migrate import (
     Migration,
     apply_migrations,
     load_migrations,
     split_statements,
 )
-from farmbot.storage.sqlite import SqliteStore
+from farmbot.storage.sqlite import SqliteDatabase
+from tests.helpers import store_events
 
 T0 = 1_700_000_000.0
 GOOD = Migration(1, "good", "CREATE TABLE good (a INTEGER);")
@@ -35,8 +37,8 @@ BROKEN = Migration(2, "broken", "CREATE TABLE x(a); SELEKT nonsense;")
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "farmbot.db") as store:
+async def store(tmp_path: Path) -> AsyncIterator[Storage]:
+    async with open_sqlite(tmp_path / "farmbot.db") as store:
         yield store
 
 
@@ -92,30 +94,30 @@ def test_split_statements_keeps_triggers_and_quotes_whole() -> None:
 
 async def test_fresh_database_migrates_to_latest(tmp_path: Path) -> None:
     path = tmp_path / "state" / "nested" / "farmbot.db"
-    async with SqliteStore(path) as store:
-        assert await store.schema_version() == load_migrations()[-1].version
-        await store.ping()
+    async with open_sqlite(path) as store:
+        assert await store.db.schema_version() == load_migrations()[-1].version
+        await store.db.ping()
     assert {"projects", "agents", "prompts", "events", "gates", "audit", "actions"} <= _tables(path)
 
 
 async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
     path = tmp_path / "farmbot.db"
-    async with SqliteStore(path) as store:
-        await store.upsert_project(Project("farm", "/srv/farm"), T0)
-        version = await store.schema_version()
-    async with SqliteStore(path) as store:
-        assert await store.schema_version() == version
-        assert await store.get_project("farm") == Project("farm", "/srv/farm")
+    async with open_sqlite(path) as store:
+        await store.projects.upsert_project(Project("farm", "/srv/farm"), T0)
+        version = await store.db.schema_version()
+    async with open_sqlite(path) as store:
+        assert await store.db.schema_version() == version
+        assert await store.projects.get_project("farm") == Project("farm", "/srv/farm")
 
 
-async def test_wal_and_foreign_keys_are_on(store: SqliteStore) -> None:
-    async with store.transaction() as tx:
+async def test_wal_and_foreign_keys_are_on(store: Storage) -> None:
+    async with store.db.transaction() as tx:
         journal = await tx.fetchone("PRAGMA journal_mode")
         foreign_keys = await tx.fetchone("PRAGMA foreign_keys")
     assert journal is not None and journal[0] == "wal"
     assert foreign_keys is not None and foreign_keys[0] == 1
     with pytest.raises(StorageError, match="FOREIGN KEY"):
-        await store.add_prompt("no-such-agent", "hello", "test", False, T0)
+        await store.prompts.add_prompt("no-such-agent", "hello", "test", T0, wait_ready=False)
 
 
 async def test_newer_database_is_refused_and_untouched(tmp_path: Path) -> None:
@@ -128,7 +130,7 @@ async def test_newer_database_is_refused_and_untouched(tmp_path: Path) -> None:
     before = path.read_bytes()
 
     with pytest.raises(SchemaTooNewError) as caught:
-        await SqliteStore(path).open()
+        await SqliteDatabase(path).open()
 
     message = str(caught.value)
     assert "\n" not in message
@@ -140,7 +142,7 @@ async def test_newer_database_is_refused_and_untouched(tmp_path: Path) -> None:
 async def test_broken_migration_rolls_back_to_previous_version(tmp_path: Path) -> None:
     path = tmp_path / "farmbot.db"
     with pytest.raises(StorageError, match="0002_broken") as caught:
-        await SqliteStore(path, migrations=[GOOD, BROKEN]).open()
+        await SqliteDatabase(path, migrations=[GOOD, BROKEN]).open()
     assert str(path) in str(caught.value)
     assert _user_version(path) == 1
     assert _tables(path) == {"good"}
@@ -177,48 +179,48 @@ async def test_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "farmbot.db"
     path.write_bytes(b"this is a text file, not a database\n" * 100)
     with pytest.raises(StorageError, match="not a SQLite database") as caught:
-        await SqliteStore(path).open()
+        await SqliteDatabase(path).open()
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
 async def test_closed_store_raises_storage_error(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "farmbot.db")
+    db = SqliteDatabase(tmp_path / "farmbot.db")
     with pytest.raises(StorageError, match="not open"):
-        await store.ping()
-    async with store:
-        await store.ping()
+        await db.ping()
+    async with db:
+        await db.ping()
     with pytest.raises(StorageError, match="not open"):
-        await store.ping()
+        await db.ping()
 
 
 # transactions -------------------------------------------------------------------------
-async def test_transaction_commits_together_or_not_at_all(store: SqliteStore) -> None:
-    async with store.transaction() as tx:
+async def test_transaction_commits_together_or_not_at_all(store: Storage) -> None:
+    async with store.db.transaction() as tx:
         await tx.execute("INSERT INTO actions (command, created_at) VALUES ('a', 0)")
         await tx.execute("INSERT INTO actions (command, created_at) VALUES ('b', 0)")
     with pytest.raises(StorageError, match="UNIQUE"):
-        async with store.transaction() as tx:
+        async with store.db.transaction() as tx:
             await tx.execute("INSERT INTO actions (command, created_at) VALUES ('c', 0)")
             await tx.execute("INSERT INTO actions (command, created_at) VALUES ('a', 0)")
     with pytest.raises(KeyError):
-        async with store.transaction() as tx:
+        async with store.db.transaction() as tx:
             await tx.execute("INSERT INTO actions (command, created_at) VALUES ('d', 0)")
             raise KeyError("boom")
-    async with store.transaction() as tx:
+    async with store.db.transaction() as tx:
         rows = await tx.fetchall("SELECT command FROM actions ORDER BY id")
     assert [r[0] for r in rows] == ["a", "b"]
 
 
-async def test_store_methods_inside_a_transaction_fail_fast(store: SqliteStore) -> None:
+async def test_store_methods_inside_a_transaction_fail_fast(store: Storage) -> None:
     with pytest.raises(RuntimeError, match="use tx"):
-        async with store.transaction():
-            await store.ping()
-    await store.ping()  # the lock was released
+        async with store.db.transaction():
+            await store.db.ping()
+    await store.db.ping()  # the lock was released
 
 
-async def test_concurrent_transactions_do_not_interleave(store: SqliteStore) -> None:
+async def test_concurrent_transactions_do_not_interleave(store: Storage) -> None:
     async def writer(name: str) -> None:
-        async with store.transaction() as tx:
+        async with store.db.transaction() as tx:
             await tx.execute("INSERT INTO actions (command, created_at) VALUES (?, 0)", (name,))
             await asyncio.sleep(0)
             if name == "fails":
@@ -231,16 +233,16 @@ async def test_concurrent_transactions_do_not_interleave(store: SqliteStore) -> 
         writer("a"), writer("fails"), writer("b"), return_exceptions=True
     )
     assert [type(r) for r in results] == [type(None), ValueError, type(None)]
-    async with store.transaction() as tx:
+    async with store.db.transaction() as tx:
         rows = await tx.fetchall("SELECT command FROM actions ORDER BY id")
     assert [r[0] for r in rows] == ["a", "a2", "b", "b2"]
 
 
-async def test_cancelled_transaction_rolls_back(store: SqliteStore) -> None:
+async def test_cancelled_transaction_rolls_back(store: Storage) -> None:
     inside = asyncio.Event()
 
     async def stalls() -> None:
-        async with store.transaction() as tx:
+        async with store.db.transaction() as tx:
             await tx.execute("INSERT INTO actions (command, created_at) VALUES ('lost', 0)")
             inside.set()
             await asyncio.Event().wait()
@@ -250,87 +252,91 @@ async def test_cancelled_transaction_rolls_back(store: SqliteStore) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    kept = await store.put_action("kept", T0)
-    assert await store.get_action(kept) == "kept"
-    async with store.transaction() as tx:
+    kept = await store.actions.put_action("kept", T0)
+    assert await store.actions.get_action(kept) == "kept"
+    async with store.db.transaction() as tx:
         rows = await tx.fetchall("SELECT command FROM actions")
     assert [r[0] for r in rows] == ["kept"]
 
 
 # records ------------------------------------------------------------------------------
-async def test_projects_upsert_keeps_active(store: SqliteStore) -> None:
-    await store.upsert_project(Project("farm", "/srv/farm", verify="make test"), T0)
-    await store.upsert_project(Project("barn", "/srv/barn", is_git=True), T0)
-    await store.set_project_active("farm", False, T0 + 1)
-    await store.upsert_project(Project("farm", "/srv/farm2", active=True, is_git=True), T0 + 2)
+async def test_projects_upsert_keeps_active(store: Storage) -> None:
+    await store.projects.upsert_project(Project("farm", "/srv/farm", verify="make test"), T0)
+    await store.projects.upsert_project(Project("barn", "/srv/barn", is_git=True), T0)
+    await store.projects.set_project_active("farm", False, T0 + 1)
+    await store.projects.upsert_project(
+        Project("farm", "/srv/farm2", active=True, is_git=True), T0 + 2
+    )
 
-    assert await store.get_project("farm") == Project(
+    assert await store.projects.get_project("farm") == Project(
         "farm", "/srv/farm2", active=False, verify=None, is_git=True
     )
-    assert [p.name for p in await store.list_projects()] == ["barn", "farm"]
-    assert await store.get_project("nope") is None
+    assert [p.name for p in await store.projects.list_projects()] == ["barn", "farm"]
+    assert await store.projects.get_project("nope") is None
 
 
-async def test_agents_round_trip_and_state_since(store: SqliteStore) -> None:
-    await store.upsert_project(Project("farm", "/srv/farm"), T0)
-    await store.upsert_project(Project("barn", "/srv/barn"), T0)
+async def test_agents_round_trip_and_state_since(store: Storage) -> None:
+    await store.projects.upsert_project(Project("farm", "/srv/farm"), T0)
+    await store.projects.upsert_project(Project("barn", "/srv/barn"), T0)
     agent = _agent()
-    await store.save_agent(agent)
-    await store.save_agent(_agent("builder-0", created=T0 + 5))
-    await store.save_agent(_agent("shell-1", project="barn", created=T0 + 1))
-    assert await store.get_agent("builder-1") == agent
-    assert [a.id for a in await store.list_agents()] == ["builder-1", "shell-1", "builder-0"]
-    assert [a.id for a in await store.list_agents("barn")] == ["shell-1"]
+    await store.agents.save_agent(agent)
+    await store.agents.save_agent(_agent("builder-0", created=T0 + 5))
+    await store.agents.save_agent(_agent("shell-1", project="barn", created=T0 + 1))
+    assert await store.agents.get_agent("builder-1") == agent
+    assert [a.id for a in await store.agents.list_agents()] == ["builder-1", "shell-1", "builder-0"]
+    assert [a.id for a in await store.agents.list_agents("barn")] == ["shell-1"]
 
-    busy = await store.set_agent_state("builder-1", AgentState.BUSY, "working", T0 + 10)
+    busy = await store.agents.set_agent_state("builder-1", AgentState.BUSY, "working", T0 + 10)
     assert busy is not None and busy.state is AgentState.BUSY and busy.state_since == T0 + 10
-    again = await store.set_agent_state("builder-1", AgentState.BUSY, "still", T0 + 20)
+    again = await store.agents.set_agent_state("builder-1", AgentState.BUSY, "still", T0 + 20)
     assert again is not None
     assert (again.state_since, again.updated_at, again.state_reason) == (T0 + 10, T0 + 20, "still")
-    idle = await store.set_agent_state("builder-1", AgentState.IDLE, "done", T0 + 30)
+    idle = await store.agents.set_agent_state("builder-1", AgentState.IDLE, "done", T0 + 30)
     assert idle is not None and idle.state_since == T0 + 30
-    assert await store.get_agent("builder-1") == idle
-    assert await store.set_agent_state("ghost", AgentState.IDLE, "", T0) is None
+    assert await store.agents.get_agent("builder-1") == idle
+    assert await store.agents.set_agent_state("ghost", AgentState.IDLE, "", T0) is None
 
-    stopped = await store.set_agent_desired("builder-1", DesiredState.STOPPED, T0 + 40)
+    stopped = await store.agents.set_agent_desired("builder-1", DesiredState.STOPPED, T0 + 40)
     assert stopped is not None and stopped.desired is DesiredState.STOPPED
-    assert await store.set_agent_desired("ghost", DesiredState.STOPPED, T0) is None
+    assert await store.agents.set_agent_desired("ghost", DesiredState.STOPPED, T0) is None
 
 
-async def test_save_agent_replaces_a_row_that_prompts_point_at(store: SqliteStore) -> None:
-    await store.upsert_project(Project("farm", "/srv/farm"), T0)
-    await store.save_agent(_agent())
-    await store.add_prompt("builder-1", "hello", "test", False, T0)
+async def test_save_agent_replaces_a_row_that_prompts_point_at(store: Storage) -> None:
+    await store.projects.upsert_project(Project("farm", "/srv/farm"), T0)
+    await store.agents.save_agent(_agent())
+    await store.prompts.add_prompt("builder-1", "hello", "test", T0, wait_ready=False)
     replaced = dataclasses.replace(_agent(), branch=None, number=None)
-    await store.save_agent(replaced)
-    assert await store.get_agent("builder-1") == replaced
-    assert len(await store.pending_prompts("builder-1")) == 1
+    await store.agents.save_agent(replaced)
+    assert await store.agents.get_agent("builder-1") == replaced
+    assert len(await store.prompts.pending_prompts("builder-1")) == 1
 
 
-async def test_prompts_queue(store: SqliteStore) -> None:
-    await store.upsert_project(Project("farm", "/srv/farm"), T0)
-    await store.save_agent(_agent("a-1"))
-    await store.save_agent(_agent("a-2"))
-    first = await store.add_prompt("a-1", "first", "spawn", True, T0)
-    other = await store.add_prompt("a-2", "other", "web:alice", False, T0 + 1)
-    second = await store.add_prompt("a-1", "second", "telegram:1001", False, T0 + 2)
+async def test_prompts_queue(store: Storage) -> None:
+    await store.projects.upsert_project(Project("farm", "/srv/farm"), T0)
+    await store.agents.save_agent(_agent("a-1"))
+    await store.agents.save_agent(_agent("a-2"))
+    first = await store.prompts.add_prompt("a-1", "first", "spawn", T0, wait_ready=True)
+    other = await store.prompts.add_prompt("a-2", "other", "web:alice", T0 + 1, wait_ready=False)
+    second = await store.prompts.add_prompt(
+        "a-1", "second", "telegram:1001", T0 + 2, wait_ready=False
+    )
     assert first.status is PromptStatus.PENDING and first.wait_ready is True
     assert first.delivered_at is None and first.error == ""
 
-    assert [p.text for p in await store.pending_prompts()] == ["first", "other", "second"]
-    assert [p.id for p in await store.pending_prompts("a-1")] == [first.id, second.id]
+    assert [p.text for p in await store.prompts.pending_prompts()] == ["first", "other", "second"]
+    assert [p.id for p in await store.prompts.pending_prompts("a-1")] == [first.id, second.id]
 
-    await store.mark_prompt(first.id, PromptStatus.DELIVERED, T0 + 3)
-    await store.mark_prompt(other.id, PromptStatus.FAILED, T0 + 4, error="pane gone")
-    assert [p.id for p in await store.pending_prompts()] == [second.id]
+    await store.prompts.mark_prompt(first.id, PromptStatus.DELIVERED, T0 + 3)
+    await store.prompts.mark_prompt(other.id, PromptStatus.FAILED, T0 + 4, error="pane gone")
+    assert [p.id for p in await store.prompts.pending_prompts()] == [second.id]
 
-    await store.add_prompt("a-1", "third", "spawn", False, T0 + 5)
-    assert await store.cancel_prompts("a-1") == 2
-    assert await store.pending_prompts() == []
-    assert await store.cancel_prompts("a-1") == 0
+    await store.prompts.add_prompt("a-1", "third", "spawn", T0 + 5, wait_ready=False)
+    assert await store.prompts.cancel_prompts("a-1") == 2
+    assert await store.prompts.pending_prompts() == []
+    assert await store.prompts.cancel_prompts("a-1") == 0
     # A cancelled prompt stays cancelled even if a late delivery report arrives.
-    await store.mark_prompt(second.id, PromptStatus.DELIVERED, T0 + 8)
-    async with store.transaction() as tx:
+    await store.prompts.mark_prompt(second.id, PromptStatus.DELIVERED, T0 + 8)
+    async with store.db.transaction() as tx:
         rows = await tx.fetchall("SELECT id, status, delivered_at, error FROM prompts")
     by_id = {r["id"]: tuple(r)[1:] for r in rows}
     assert by_id[first.id] == ("delivered", T0 + 3, "")
@@ -338,9 +344,10 @@ async def test_prompts_queue(store: SqliteStore) -> None:
     assert by_id[second.id] == ("cancelled", None, "")
 
 
-async def test_events_batch_and_filters(store: SqliteStore) -> None:
-    assert await store.add_events([], T0) == []
-    ids = await store.add_events(
+async def test_events_batch_and_filters(store: Storage) -> None:
+    assert await store_events(store, [], T0) == []
+    ids = await store_events(
+        store,
         [
             NewEvent("agent.spawned", "a-1", "farm"),
             NewEvent("hook.PreToolUse", "a-1", "farm", {"tool": "Bash", "n": [1, 2]}, ts=T0 - 5),
@@ -348,11 +355,11 @@ async def test_events_batch_and_filters(store: SqliteStore) -> None:
         ],
         T0,
     )
-    more = await store.add_events([NewEvent("agent.idle", "a-1")], T0 + 1)
+    more = await store_events(store, [NewEvent("agent.idle", "a-1")], T0 + 1)
     assert len(ids) == 3 and ids == list(range(ids[0], ids[0] + 3))
     assert more == [ids[-1] + 1]
 
-    newest = await store.recent_events()
+    newest = await store.events.recent_events()
     assert [e.id for e in newest] == [*more, *reversed(ids)]
     hook = newest[2]
     assert (hook.kind, hook.ts, hook.data) == (
@@ -362,60 +369,75 @@ async def test_events_batch_and_filters(store: SqliteStore) -> None:
     )
     assert newest[-1].ts == T0 and newest[-1].data == {}
 
-    assert [e.kind for e in await store.recent_events(limit=2)] == ["agent.idle", "agent.dead"]
-    assert [e.kind for e in await store.recent_events(agent_id="a-2")] == ["agent.dead"]
-    assert [e.kind for e in await store.recent_events(kind_prefix="agent.")] == [
+    assert [e.kind for e in await store.events.recent_events(limit=2)] == [
+        "agent.idle",
+        "agent.dead",
+    ]
+    assert [e.kind for e in await store.events.recent_events(agent_id="a-2")] == ["agent.dead"]
+    assert [e.kind for e in await store.events.recent_events(kind_prefix="agent.")] == [
         "agent.idle",
         "agent.dead",
         "agent.spawned",
     ]
-    assert await store.recent_events(kind_prefix="AGENT.") == []
-    assert [e.id for e in await store.recent_events(agent_id="a-1", kind_prefix="hook.")] == [
-        ids[1]
-    ]
+    assert await store.events.recent_events(kind_prefix="AGENT.") == []
+    assert [
+        e.id for e in await store.events.recent_events(agent_id="a-1", kind_prefix="hook.")
+    ] == [ids[1]]
 
 
-async def test_gates_are_decided_once(store: SqliteStore) -> None:
-    gate = await store.add_gate(
+async def test_gates_are_decided_once(store: Storage) -> None:
+    gate = await store.gates.add_gate(
         "permission", "a-1", "farm", "Run rm?", "rm -rf build", {"tool": "Bash"}, T0
     )
     assert gate.status is GateStatus.PENDING and gate.payload == {"tool": "Bash"}
-    assert await store.get_gate(gate.id) == gate
-    other = await store.add_gate("autopilot", None, None, "Merge?", "", {}, T0 + 1)
-    assert [g.id for g in await store.list_gates()] == [gate.id, other.id]
+    assert await store.gates.get_gate(gate.id) == gate
+    other = await store.gates.add_gate("autopilot", None, None, "Merge?", "", {}, T0 + 1)
+    assert [g.id for g in await store.gates.list_gates()] == [gate.id, other.id]
 
     results = await asyncio.gather(
-        store.decide_gate(gate.id, GateStatus.APPROVED, "alice", "ok", T0 + 2),
-        store.decide_gate(gate.id, GateStatus.REJECTED, "bob", "no", T0 + 2),
+        store.gates.decide_gate(gate.id, GateStatus.APPROVED, "alice", "ok", T0 + 2),
+        store.gates.decide_gate(gate.id, GateStatus.REJECTED, "bob", "no", T0 + 2),
     )
     winners = [g for g in results if g is not None]
     assert len(winners) == 1
     decided = winners[0]
     assert decided.decided_at == T0 + 2 and decided.decided_by in ("alice", "bob")
-    assert await store.get_gate(gate.id) == decided
-    assert await store.decide_gate(gate.id, GateStatus.STALE, None, "", T0 + 3) is None
-    assert await store.decide_gate(999, GateStatus.APPROVED, "alice", "", T0) is None
+    assert await store.gates.get_gate(gate.id) == decided
+    assert await store.gates.decide_gate(gate.id, GateStatus.STALE, None, "", T0 + 3) is None
+    assert await store.gates.decide_gate(999, GateStatus.APPROVED, "alice", "", T0) is None
 
-    assert [g.id for g in await store.list_gates()] == [other.id]
-    assert [g.id for g in await store.list_gates(decided.status)] == [gate.id]
-    assert [g.id for g in await store.list_gates(None)] == [gate.id, other.id]
+    assert [g.id for g in await store.gates.list_gates()] == [other.id]
+    assert [g.id for g in await store.gates.list_gates(decided.status)] == [gate.id]
+    assert [g.id for g in await store.gates.list_gates(None)] == [gate.id, other.id]
 
 
-async def test_audit_newest_first(store: SqliteStore) -> None:
-    await store.add_audit("telegram", "1001", "alice", "c1", "/spawn builder 42", "ok", "", T0)
-    await store.add_audit("slack", "U9", None, "c2", "/kill all", "denied", "viewer", T0 + 1)
-    entries = await store.recent_audit()
+async def test_audit_newest_first(store: Storage) -> None:
+    await store.audit.add_audit(
+        platform="telegram",
+        user_id="1001",
+        user_name="alice",
+        chat="c1",
+        command="/spawn builder 42",
+        outcome="ok",
+        detail="",
+        now=T0,
+    )
+    await store.audit.add_audit(
+        platform="slack", user_id="U9", user_name=None, chat="c2", command="/kill all",
+        outcome="denied", detail="viewer", now=T0 + 1,
+    )  # fmt: skip
+    entries = await store.audit.recent_audit()
     assert [e.command for e in entries] == ["/kill all", "/spawn builder 42"]
     assert entries[0].user_name is None and entries[0].detail == "viewer"
     assert entries[1].ts == T0 and entries[1].platform == "telegram"
-    assert len(await store.recent_audit(limit=1)) == 1
+    assert len(await store.audit.recent_audit(limit=1)) == 1
 
 
-async def test_actions_are_deduplicated(store: SqliteStore) -> None:
-    first = await store.put_action("/approve 17 --because a very long reason", T0)
-    second = await store.put_action("/reject 17", T0)
-    again = await store.put_action("/approve 17 --because a very long reason", T0 + 5)
+async def test_actions_are_deduplicated(store: Storage) -> None:
+    first = await store.actions.put_action("/approve 17 --because a very long reason", T0)
+    second = await store.actions.put_action("/reject 17", T0)
+    again = await store.actions.put_action("/approve 17 --because a very long reason", T0 + 5)
     assert first == again != second
-    assert await store.get_action(first) == "/approve 17 --because a very long reason"
-    assert await store.get_action(second) == "/reject 17"
-    assert await store.get_action(12345) is None
+    assert await store.actions.get_action(first) == "/approve 17 --because a very long reason"
+    assert await store.actions.get_action(second) == "/reject 17"
+    assert await store.actions.get_action(12345) is None

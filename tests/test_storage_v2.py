@@ -20,17 +20,17 @@ from farmbot.models import (
     Project,
     PromptStatus,
 )
-from farmbot.storage import outbox
-from farmbot.storage.migrations import load_migrations
-from farmbot.storage.sqlite import SqliteStore
+from farmbot.storage import Storage, events, open_sqlite, outbox
+from farmbot.storage.migrate import load_migrations
+from tests.helpers import store_event, store_events
 from tests.test_storage import _agent
 
 T0 = 1_700_000_000.0
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "farmbot.db") as store:
+async def store(tmp_path: Path) -> AsyncIterator[Storage]:
+    async with open_sqlite(tmp_path / "farmbot.db") as store:
         yield store
 
 
@@ -54,25 +54,25 @@ def _draft(
 
 
 async def _alert(
-    store: SqliteStore, now: float, title: str = "stuck", routes: tuple[tuple[str, str], ...] = ()
+    store: Storage, now: float, title: str = "stuck", routes: tuple[tuple[str, str], ...] = ()
 ) -> None:
-    await store.add_event_with_alerts(
-        NewEvent("agent.stuck", "builder-1"), [_draft(title, routes)], now, dedupe_window=300
+    await store_event(
+        store, NewEvent("agent.stuck", "builder-1"), [_draft(title, routes)], now, dedupe_window=300
     )
 
 
-async def _heads(store: SqliteStore, now: float) -> list[tuple[str, str]]:
+async def _heads(store: Storage, now: float) -> list[tuple[str, str]]:
     """(channel, title) of each due head, by channel."""
-    return sorted((i.channel, i.alert.title) for i in await store.due_outbox(now))
+    return sorted((i.channel, i.alert.title) for i in await store.outbox.due_outbox(now))
 
 
 # migration ----------------------------------------------------------------------------
 async def test_schema_1_database_with_data_migrates_to_2_keeping_rows(tmp_path: Path) -> None:
     path = tmp_path / "farmbot.db"
     [first, *_] = load_migrations()
-    async with SqliteStore(path, migrations=[first]) as v1:
-        assert await v1.schema_version() == 1
-        async with v1.transaction() as tx:  # schema-1 rows, written with schema-1 columns
+    async with open_sqlite(path, migrations=[first]) as v1:
+        assert await v1.db.schema_version() == 1
+        async with v1.db.transaction() as tx:  # schema-1 rows, written with schema-1 columns
             await tx.execute(
                 "INSERT INTO projects (name, path, updated_at) VALUES ('farm', '/srv/farm', ?)",
                 (T0,),
@@ -89,27 +89,28 @@ async def test_schema_1_database_with_data_migrates_to_2_keeping_rows(tmp_path: 
                 " VALUES ('builder-1', 'hello', 'spawn', 'pending', 1, ?)",
                 (T0,),
             )
-        await v1.add_events([NewEvent("agent.spawned", "builder-1", "farm", {"by": "alice"})], T0)
-        await v1.add_gate("permission", "builder-1", "farm", "rm -rf?", "", {"n": 1}, T0)
+        spawned = NewEvent("agent.spawned", "builder-1", "farm", {"by": "alice"})
+        await store_events(v1, [spawned], T0)
+        await v1.gates.add_gate("permission", "builder-1", "farm", "rm -rf?", "", {"n": 1}, T0)
 
-    async with SqliteStore(path, migrations=load_migrations()[:2]) as v2:
-        assert await v2.schema_version() == 2
-        agent = await v2.get_agent("builder-1")
+    async with open_sqlite(path, migrations=load_migrations()[:2]) as v2:
+        assert await v2.db.schema_version() == 2
+        agent = await v2.agents.get_agent("builder-1")
         assert agent is not None
         assert (agent.state, agent.state_reason, agent.paused_until) == (
             AgentState.BUSY,
             "working",
             None,
         )
-        [prompt] = await v2.pending_prompts()
+        [prompt] = await v2.prompts.pending_prompts()
         assert (prompt.text, prompt.wait_ready, prompt.not_before) == ("hello", True, None)
-        [event] = await v2.recent_events()
+        [event] = await v2.events.recent_events()
         assert (event.kind, event.data) == ("agent.spawned", {"by": "alice"})
-        [gate] = await v2.list_gates(GateStatus.PENDING)
+        [gate] = await v2.gates.list_gates(GateStatus.PENDING)
         assert (gate.title, gate.payload) == ("rm -rf?", {"n": 1})
-        assert await v2.get_project("farm") == Project("farm", "/srv/farm")
-        assert await v2.recent_qa_runs() == []
-        assert await v2.outbox_summary() == {
+        assert await v2.projects.get_project("farm") == Project("farm", "/srv/farm")
+        assert await v2.qa_runs.recent_qa_runs() == []
+        assert await v2.outbox.outbox_summary() == {
             "pending": 0,
             "sending": 0,
             "delivered": 0,
@@ -118,82 +119,101 @@ async def test_schema_1_database_with_data_migrates_to_2_keeping_rows(tmp_path: 
 
 
 # pauses and deferred prompts ----------------------------------------------------------
-async def test_agent_pause_is_recorded_and_lifted(store: SqliteStore) -> None:
-    await store.upsert_project(Project("farm", "/srv/farm"), T0)
-    await store.save_agent(_agent())
-    paused = await store.set_agent_paused("builder-1", T0 + 3600, T0 + 1)
+async def test_agent_pause_is_recorded_and_lifted(store: Storage) -> None:
+    await store.projects.upsert_project(Project("farm", "/srv/farm"), T0)
+    await store.agents.save_agent(_agent())
+    paused = await store.agents.set_agent_paused("builder-1", T0 + 3600, T0 + 1)
     assert paused is not None and (paused.paused_until, paused.updated_at) == (T0 + 3600, T0 + 1)
-    assert await store.get_agent("builder-1") == paused
-    lifted = await store.set_agent_paused("builder-1", None, T0 + 3600)
+    assert await store.agents.get_agent("builder-1") == paused
+    lifted = await store.agents.set_agent_paused("builder-1", None, T0 + 3600)
     assert lifted is not None and lifted.paused_until is None
-    assert await store.set_agent_paused("ghost", T0, T0) is None
+    assert await store.agents.set_agent_paused("ghost", T0, T0) is None
     # save_agent writes the new column too
-    await store.save_agent(lifted.__class__(**{**lifted.to_json(), "paused_until": T0 + 9}))
-    again = await store.get_agent("builder-1")
+    await store.agents.save_agent(lifted.__class__(**{**lifted.to_json(), "paused_until": T0 + 9}))
+    again = await store.agents.get_agent("builder-1")
     assert again is not None and again.paused_until == T0 + 9
 
 
-async def test_deferred_prompts_are_stored_and_still_pending(store: SqliteStore) -> None:
-    await store.upsert_project(Project("farm", "/srv/farm"), T0)
-    await store.save_agent(_agent())
-    now = await store.add_prompt("builder-1", "now", "spawn", False, T0)
-    later = await store.add_prompt(
-        "builder-1", "continue", "usage-limit", True, T0, not_before=T0 + 3600
+async def test_deferred_prompts_are_stored_and_still_pending(store: Storage) -> None:
+    await store.projects.upsert_project(Project("farm", "/srv/farm"), T0)
+    await store.agents.save_agent(_agent())
+    now = await store.prompts.add_prompt("builder-1", "now", "spawn", T0, wait_ready=False)
+    later = await store.prompts.add_prompt(
+        "builder-1", "continue", "usage-limit", T0, wait_ready=True, not_before=T0 + 3600
     )
     assert (now.not_before, later.not_before) == (None, T0 + 3600)
-    assert [p.not_before for p in await store.pending_prompts("builder-1")] == [None, T0 + 3600]
-    await store.mark_prompt(later.id, PromptStatus.DELIVERED, T0 + 3601)
-    assert [p.text for p in await store.pending_prompts()] == ["now"]
+    assert [p.not_before for p in await store.prompts.pending_prompts("builder-1")] == [
+        None,
+        T0 + 3600,
+    ]
+    await store.prompts.mark_prompt(later.id, PromptStatus.DELIVERED, T0 + 3601)
+    assert [p.text for p in await store.prompts.pending_prompts()] == ["now"]
 
 
 # QA runs ------------------------------------------------------------------------------
-async def test_qa_runs_start_finish_and_list_newest_first(store: SqliteStore) -> None:
-    first = await store.start_qa_run("builder-1", "farm", "idle", "make test", T0)
+async def test_qa_runs_start_finish_and_list_newest_first(store: Storage) -> None:
+    first = await store.qa_runs.start_qa_run("builder-1", "farm", "idle", "make test", T0)
     assert (first.finished_at, first.passed, first.exit_code, first.timed_out) == (
         None,
         None,
         None,
         False,
     )
-    failed = await store.finish_qa_run(first.id, 2, False, False, "FAILED test_x", T0 + 30)
+    failed = await store.qa_runs.finish_qa_run(
+        first.id,
+        exit_code=2,
+        passed=False,
+        timed_out=False,
+        output_tail="FAILED test_x",
+        now=T0 + 30,
+    )
     assert (failed.finished_at, failed.exit_code, failed.passed, failed.output_tail) == (
         T0 + 30,
         2,
         False,
         "FAILED test_x",
     )
-    other = await store.start_qa_run("builder-2", "farm", "manual:alice", "make test", T0 + 40)
-    second = await store.start_qa_run("builder-1", "farm", "cron", "make test", T0 + 50)
-    timed_out = await store.finish_qa_run(second.id, None, False, True, "...", T0 + 650)
+    other = await store.qa_runs.start_qa_run(
+        "builder-2", "farm", "manual:alice", "make test", T0 + 40
+    )
+    second = await store.qa_runs.start_qa_run("builder-1", "farm", "cron", "make test", T0 + 50)
+    timed_out = await store.qa_runs.finish_qa_run(
+        second.id, exit_code=None, passed=False, timed_out=True, output_tail="...", now=T0 + 650
+    )
     assert timed_out.timed_out is True and timed_out.exit_code is None
 
-    assert [r.id for r in await store.recent_qa_runs()] == [second.id, other.id, first.id]
-    assert [r.id for r in await store.recent_qa_runs(1)] == [second.id]
-    assert [r.id for r in await store.recent_qa_runs(agent_id="builder-1")] == [
+    assert [r.id for r in await store.qa_runs.recent_qa_runs()] == [second.id, other.id, first.id]
+    assert [r.id for r in await store.qa_runs.recent_qa_runs(1)] == [second.id]
+    assert [r.id for r in await store.qa_runs.recent_qa_runs(agent_id="builder-1")] == [
         second.id,
         first.id,
     ]
-    assert await store.last_qa_run("builder-1") == timed_out
-    assert await store.last_qa_run("builder-9") is None
-    passed = await store.finish_qa_run(other.id, 0, True, False, "ok", T0 + 60)
+    assert await store.qa_runs.last_qa_run("builder-1") == timed_out
+    assert await store.qa_runs.last_qa_run("builder-9") is None
+    passed = await store.qa_runs.finish_qa_run(
+        other.id, exit_code=0, passed=True, timed_out=False, output_tail="ok", now=T0 + 60
+    )
     assert passed.passed is True
     with pytest.raises(StorageError, match="no QA run 999"):
-        await store.finish_qa_run(999, 0, True, False, "", T0)
+        await store.qa_runs.finish_qa_run(
+            999, exit_code=0, passed=True, timed_out=False, output_tail="", now=T0
+        )
 
 
 # the outbox queue ---------------------------------------------------------------------
-async def test_alerts_round_trip_with_buttons(store: SqliteStore) -> None:
-    event, [alert] = await store.add_event_with_alerts(
+async def test_alerts_round_trip_with_buttons(store: Storage) -> None:
+    event, [alert] = await store_event(
+        store,
         NewEvent("agent.stuck", "builder-1", "farm", {"reason": "quiet"}),
         [_draft()],
         T0,
         dedupe_window=300,
     )
     assert (event.kind, event.data, event.ts) == ("agent.stuck", {"reason": "quiet"}, T0)
-    assert await store.recent_events() == [event]
-    assert await store.recent_alerts() == [alert]
+    assert await store.events.recent_events() == [event]
+    assert await store.outbox.recent_alerts() == [alert]
     assert alert.event_id == event.id and alert.buttons == _draft().buttons
-    [item] = await store.due_outbox(T0)
+    [item] = await store.outbox.due_outbox(T0)
     assert item.alert == alert
     assert (item.interface, item.channel, item.status, item.count) == (
         "web",
@@ -204,31 +224,31 @@ async def test_alerts_round_trip_with_buttons(store: SqliteStore) -> None:
     assert item.to_json()["alert"]["severity"] == "warning"
 
 
-async def test_only_the_head_of_each_channel_is_due(store: SqliteStore) -> None:
+async def test_only_the_head_of_each_channel_is_due(store: Storage) -> None:
     both = (("chat", "a"), ("chat", "b"))
     await _alert(store, T0, title="one", routes=both)
     await _alert(store, T0 + 1, title="two", routes=both)
-    heads = await store.due_outbox(T0 + 1)
+    heads = await store.outbox.due_outbox(T0 + 1)
     assert [(i.channel, i.alert.title) for i in heads] == [("a", "one"), ("b", "one")]
     a_head, b_head = heads  # oldest first
 
     # A head being sent holds its channel; the other channel is unaffected.
-    claimed = await store.mark_sending(a_head.id)
+    claimed = await store.outbox.mark_sending(a_head.id)
     assert claimed is not None and claimed.status is OutboxStatus.SENDING
-    assert await store.mark_sending(a_head.id) is None  # claimed once
+    assert await store.outbox.mark_sending(a_head.id) is None  # claimed once
     assert await _heads(store, T0 + 2) == [("b", "one")]
 
     # A head waiting for its retry holds its channel too: order is kept.
-    assert await store.mark_retry(a_head.id, "HTTP 503", T0 + 10)
-    assert [i.channel for i in await store.due_outbox(T0 + 9)] == ["b"]
-    [again, _] = await store.due_outbox(T0 + 10)
+    assert await store.outbox.mark_retry(a_head.id, "HTTP 503", T0 + 10)
+    assert [i.channel for i in await store.outbox.due_outbox(T0 + 9)] == ["b"]
+    [again, _] = await store.outbox.due_outbox(T0 + 10)
     assert (again.id, again.attempts, again.last_error) == (a_head.id, 1, "HTTP 503")
 
     # Delivered: the next item of the channel is its head.
-    assert await store.mark_sending(a_head.id) is not None
-    assert await store.mark_delivered(a_head.id, T0 + 11)
-    assert not await store.mark_delivered(a_head.id, T0 + 11)
-    delivered = await store.get_outbox(a_head.id)
+    assert await store.outbox.mark_sending(a_head.id) is not None
+    assert await store.outbox.mark_delivered(a_head.id, T0 + 11)
+    assert not await store.outbox.mark_delivered(a_head.id, T0 + 11)
+    delivered = await store.outbox.get_outbox(a_head.id)
     assert delivered is not None and delivered.delivered_at == T0 + 11
     assert delivered.attempts == 2
     assert await _heads(store, T0 + 11) == [
@@ -237,46 +257,51 @@ async def test_only_the_head_of_each_channel_is_due(store: SqliteStore) -> None:
     ]
 
     # Dead: the channel moves on; the dead letter can be put back.
-    assert await store.mark_dead(b_head.id, "channel_not_found")
+    assert await store.outbox.mark_dead(b_head.id, "channel_not_found")
     assert await _heads(store, T0 + 11) == [
         ("a", "two"),
         ("b", "two"),
     ]
-    [dead] = await store.dead_letters()
+    [dead] = await store.outbox.dead_letters()
     assert (dead.id, dead.status, dead.last_error, dead.attempts) == (
         b_head.id,
         OutboxStatus.DEAD,
         "channel_not_found",
         0,  # it was never sent
     )
-    assert await store.outbox_summary() == {"pending": 2, "sending": 0, "delivered": 1, "dead": 1}
-    assert await store.retry_dead(a_head.id, T0) is None  # not dead
-    revived = await store.retry_dead(b_head.id, T0 + 12)
+    assert await store.outbox.outbox_summary() == {
+        "pending": 2,
+        "sending": 0,
+        "delivered": 1,
+        "dead": 1,
+    }
+    assert await store.outbox.retry_dead(a_head.id, T0) is None  # not dead
+    revived = await store.outbox.retry_dead(b_head.id, T0 + 12)
     assert revived is not None and revived.status is OutboxStatus.PENDING
-    assert await store.retry_dead(b_head.id, T0 + 12) is None
-    assert await store.dead_letters() == []
+    assert await store.outbox.retry_dead(b_head.id, T0 + 12) is None
+    assert await store.outbox.dead_letters() == []
     assert await _heads(store, T0 + 12) == [
         ("a", "two"),
         ("b", "one"),
     ]
 
 
-async def test_requeue_sending_puts_a_crashed_delivery_back(store: SqliteStore) -> None:
+async def test_requeue_sending_puts_a_crashed_delivery_back(store: Storage) -> None:
     await _alert(store, T0, routes=(("chat", "a"),))
-    [item] = await store.due_outbox(T0)
-    assert await store.mark_sending(item.id) is not None
-    assert await store.due_outbox(T0 + 1) == []
-    assert await store.requeue_sending(T0 + 5) == 1
-    [back] = await store.due_outbox(T0 + 5)
+    [item] = await store.outbox.due_outbox(T0)
+    assert await store.outbox.mark_sending(item.id) is not None
+    assert await store.outbox.due_outbox(T0 + 1) == []
+    assert await store.outbox.requeue_sending(T0 + 5) == 1
+    [back] = await store.outbox.due_outbox(T0 + 5)
     assert (back.id, back.status, back.attempts) == (item.id, OutboxStatus.PENDING, 0)
-    assert await store.requeue_sending(T0 + 6) == 0
+    assert await store.outbox.requeue_sending(T0 + 6) == 0
 
 
-async def test_outbox_rows_need_an_interface(store: SqliteStore) -> None:
+async def test_outbox_rows_need_an_interface(store: Storage) -> None:
     with pytest.raises(StorageError, match="CHECK"):
         await _alert(store, T0, routes=(("", "x"),))
-    assert await store.recent_events() == []
-    assert await store.recent_alerts() == []
+    assert await store.events.recent_events() == []
+    assert await store.outbox.recent_alerts() == []
 
 
 def test_the_outbox_queries_use_indexes() -> None:
@@ -290,8 +315,8 @@ def test_the_outbox_queries_use_indexes() -> None:
             return " ".join(str(r[-1]) for r in found)
 
         # The statements outbox.py runs, not copies of them.
-        heads = plan(outbox.DUE, (T0, 100))
-        fold = plan(outbox.EARLIER, ("chat", "a", "agent.stuck:builder-1"))
+        heads = plan(outbox.DUE, (T0, T0, 100))
+        fold = plan(events.EARLIER, ("chat", "a", "agent.stuck:builder-1"))
         dead = plan(outbox.DEAD_LETTERS, (5,))
     finally:
         conn.close()

@@ -91,7 +91,7 @@ async def test_send_multiline_text_arrives_as_one_literal_prompt(farm: Farm) -> 
     assert not sent.queued and sent.removed == 0
     await farm.until_idle("architect")
     assert received_prompts(farm.tmp_path) == [text]
-    prompt = (await farm.store.recent_events(1, kind_prefix="prompt."))[0]
+    prompt = (await farm.storage.events.recent_events(1, kind_prefix="prompt."))[0]
     assert prompt.data["source"] == "alice"
 
 
@@ -230,7 +230,8 @@ async def test_restart_readopts_live_agents_and_marks_vanished_ones_dead(
     await first.tmux.kill_session("builder-2")
 
     async with farm_for(config, tmp_path) as second:
-        await second.supervisor.reconcile(startup=True)
+        await second.monitor.reconcile(startup=True)
+        await second.monitor.tick()
 
         live = await second.agent("builder-1")
         gone = await second.agent("builder-2")
@@ -257,11 +258,11 @@ async def test_untracked_farmbot_session_is_adopted(farm: Farm) -> None:
     await farm.tmux.new_session("builder-9", command, farm.config.projects[0].path, env)
     await farm.tmux.new_session("someone-else", "sleep 30", farm.tmp_path, {})
 
-    await farm.supervisor.reconcile()
+    await farm.monitor.reconcile()
 
     adopted = await farm.agent("builder-9")
     assert adopted.kind is AgentKind.BUILDER and adopted.number == 9
-    assert await farm.store.get_agent("someone-else") is None
+    assert await farm.storage.agents.get_agent("someone-else") is None
     await farm.until_idle("builder-9")
 
 
@@ -269,12 +270,14 @@ async def test_a_prompt_interrupted_by_a_restart_is_delivered_after_it(farm: Far
     await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
     await farm.until_idle("architect")
     # As if the daemon died between storing a prompt and typing it.
-    await farm.store.add_prompt("architect", "survive the crash", "alice", False, 0.0)
+    await farm.storage.prompts.add_prompt(
+        "architect", "survive the crash", "alice", 0.0, wait_ready=False
+    )
 
     await farm.until_idle("architect")
 
     assert received_prompts(farm.tmp_path) == ["survive the crash"]
-    assert await farm.store.pending_prompts() == []
+    assert await farm.storage.prompts.pending_prompts() == []
 
 
 async def test_projects_activate_and_deactivate(farm: Farm) -> None:
@@ -291,7 +294,7 @@ async def test_a_prompt_being_typed_is_never_typed_twice(farm: Farm) -> None:
     await farm.until_idle("architect")
     typing = asyncio.create_task(farm.supervisor.send("architect", "only once", "alice"))
     # While `send` types it (paste, a pause, Enter), the queue still shows it pending.
-    await retry_until(lambda: farm.store.pending_prompts("architect"), message="the row")
+    await retry_until(lambda: farm.storage.prompts.pending_prompts("architect"), message="the row")
 
     delivered = await farm.supervisor.deliver_pending()
 

@@ -14,25 +14,23 @@ from typing import Any
 import aiohttp
 import pytest
 
+from farmbot import events as ev
+from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.telegram import BAD_TOKEN, CONFLICT, TelegramInterface
 from farmbot.adapters.telegram_render import MAX_TEXT, blocks, plain, render, split, utf16_len
-from farmbot.adapters.web import ReadinessCheck, WebInterface
-from farmbot.bot.authz import People
+from farmbot.alerts import Notifier
 from farmbot.bot.commands import SPECS
-from farmbot.bot.handlers import Handlers
 from farmbot.bot.router import Router
+from farmbot.bus import EventBus
 from farmbot.config.alerts import AlertsConfig
 from farmbot.config.schema import Config, UserConfig
 from farmbot.config.tables import Table
 from farmbot.config.telegram import TelegramConfig, parse_telegram, telegram_routes
 from farmbot.errors import ConfigError, PermanentDeliveryError, StorageError
-from farmbot.messages import Button, Incoming, Interface, OutboundMessage, Reply, Severity
+from farmbot.messages import Button, Incoming, OutboundMessage, Reply, Severity
 from farmbot.models import GateStatus, Role
-from farmbot.storage.sqlite import SqliteStore
-from farmbot.supervisor.alerts import AlertRules
-from farmbot.supervisor.events import EventLog
+from farmbot.storage import open_sqlite
 from farmbot.supervisor.gates import Gates
-from farmbot.supervisor.notifier import Notifier
 from tests.fakes.telegram_api import FakeTelegram, Params, parse_html
 from tests.farm import Farm, farm_for, make_config, received_prompts
 from tests.helpers import FakeClock, retry_until
@@ -74,7 +72,7 @@ class Rig:
     telegram: TelegramInterface
     router: Router
     notifier: Notifier
-    events: EventLog  # with alert rules routing to FORUM
+    bus: EventBus  # with alert rules routing to FORUM
     gates: Gates
     clock: FakeClock
 
@@ -90,20 +88,15 @@ class Rig:
 async def running(
     config: Config, tmp_path: Path, tconf: TelegramConfig, clock: FakeClock
 ) -> AsyncIterator[Rig]:
-    """farmbot's pieces as app.py wires them, with the Telegram interface started."""
-    async with farm_for(config, tmp_path) as farm:
-        alerts = AlertsConfig(routes=telegram_routes(tconf))
-        telegram = TelegramInterface(tconf, farm.store, clock=clock)
-        web = WebInterface("127.0.0.1", 0, KEY, status=_no_status, readiness={})  # not started
-        interfaces: dict[str, Interface] = {"telegram": telegram, "web": web}
-        notifier = Notifier(farm.store, interfaces, alerts, clock=clock, rand=lambda: 1.0)
-        events = EventLog(farm.store, clock, AlertRules(alerts), on_alerts=notifier.notify_new)
-        gates = Gates(farm.store, events, clock)
-        handlers = Handlers(farm.supervisor, gates, clock, store=farm.store, notifier=notifier)
-        router = Router(handlers, People(config.users), farm.store, clock)
-        await telegram.start(router.handle)
+    """The daemon's graph with Telegram configured, and the Telegram interface started."""
+    config = replace(config, telegram=tconf, alerts=AlertsConfig(routes=telegram_routes(tconf)))
+    async with farm_for(config, tmp_path, clock, rand=lambda: 1.0) as farm:
+        telegram = farm.graph.interfaces["telegram"]
+        assert isinstance(telegram, TelegramInterface)
+        await telegram.start(farm.router.handle)
         try:
-            yield Rig(farm, telegram, router, notifier, events, gates, clock)
+            notifier = farm.graph.alerts.notifier
+            yield Rig(farm, telegram, farm.router, notifier, farm.bus, farm.gates, clock)
         finally:
             await telegram.stop()
 
@@ -151,7 +144,9 @@ async def test_spawn_from_telegram_reaches_tmux_and_a_tail_button_shows_escaped_
     assert keyboard(spawned) == [[("Tail", "/tail builder-42"), ("Kill", "/kill builder-42")]]
     await rig.farm.until_idle("builder-42")
     assert received_prompts(tmp_path)[0].startswith("You are builder 42 on project proj.")
-    [entry] = [e for e in await rig.farm.store.recent_audit() if e.command.startswith("/spawn")]
+    [entry] = [
+        e for e in await rig.farm.storage.audit.recent_audit() if e.command.startswith("/spawn")
+    ]
     assert (entry.platform, entry.user_id, entry.user_name, entry.outcome) == (
         "telegram",
         str(ALICE),
@@ -180,9 +175,9 @@ async def test_a_stranger_is_refused_politely_audited_and_nothing_runs(
     refused = await reply_to(tg, STRANGER, "/spawn builder 1")
     assert "not on this farmbot's allowlist" in refused["text"]
     assert f"[users.<name>] telegram = {STRANGER}" in refused["text"]
-    [entry] = await rig.farm.store.recent_audit()
+    [entry] = await rig.farm.storage.audit.recent_audit()
     assert (entry.user_id, entry.user_name, entry.outcome) == (str(STRANGER), None, "denied")
-    assert await rig.farm.store.list_agents() == []
+    assert await rig.farm.storage.agents.list_agents() == []
 
 
 async def test_commands_for_another_bot_are_ignored_and_plain_text_gets_a_hint(
@@ -196,7 +191,7 @@ async def test_commands_for_another_bot_are_ignored_and_plain_text_gets_a_hint(
     hint = await reply_to(tg, ALICE, "hello there")
     assert "/help lists them" in hint["text"]
     assert tg.sent_messages(ALICE) == [agents, hint]  # nothing for the other bot's command
-    assert [e.command for e in await rig.farm.store.recent_audit()] == ["/agents"]
+    assert [e.command for e in await rig.farm.storage.audit.recent_audit()] == ["/agents"]
     assert rig.telegram.received == 1
     first = await reply_to(tg, BOB, "/start")  # Telegram's first contact
     assert first["text"].startswith("farmbot commands (you are bob, viewer):")
@@ -308,19 +303,19 @@ async def test_a_button_whose_stored_command_cannot_be_read_is_answered(
     async def unreadable(action_id: int) -> str | None:
         raise StorageError("database is locked")
 
-    monkeypatch.setattr(rig.farm.store, "get_action", unreadable)
+    monkeypatch.setattr(rig.farm.storage.actions, "get_action", unreadable)
     answer = await press(tg, ALICE, message, data)
     assert answer["text"] == "farmbot could not read that button; try again"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == ["telegram: a button's stored command could not be read: database is locked"]
-    assert await rig.farm.store.recent_audit() == []  # nothing ran
+    assert await rig.farm.storage.audit.recent_audit() == []  # nothing ran
 
 
 # -- alerts --------------------------------------------------------------------------------
 
 
 async def stuck(r: Rig, agent: str) -> None:
-    await r.events.emit("agent.stuck", agent, "proj", reason="no output")
+    await r.bus.publish(ev.AgentStuck(agent_id=agent, project="proj", reason="no output"))
 
 
 async def test_429_and_500_on_alerts_deliver_each_once_in_order(
@@ -339,7 +334,7 @@ async def test_429_and_500_on_alerts_deliver_each_once_in_order(
         assert await r.drain() == 0  # 500: back off
         clock.advance(10)
         assert await r.drain() == 3
-        summary = await r.farm.store.outbox_summary()
+        summary = await r.farm.storage.outbox.outbox_summary()
     titles = [m["text"].split("\n")[0] for m in tg.sent_messages(FORUM)]
     assert titles == [f"⚠️ builder-{n} is stuck" for n in (1, 2, 3)]
     assert [name for name, _ in tg.calls].count("sendMessage") == 5
@@ -351,7 +346,7 @@ async def test_alerts_wait_while_telegram_is_down_and_go_out_after(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await tg.go_down()  # connection refused
-    await rig.events.emit("agent.dead", "builder-1", "proj", reason="exit 3")
+    await rig.bus.publish(ev.AgentDead(agent_id="builder-1", project="proj", reason="exit 3"))
     assert await rig.drain() == 0
     await retry_until(lambda: rig.telegram.problem, message="polling to fail")
     assert rig.telegram.problem is not None and rig.telegram.problem.startswith("polling failed")
@@ -399,8 +394,9 @@ async def answering(
     async def sleep(seconds: float) -> None:
         (slept if slept is not None else []).append(seconds)
 
-    async with SqliteStore(tmp_path / "replies.db") as store:
-        telegram = TelegramInterface(tg_config(tg), store, sleep=sleep)
+    async with open_sqlite(tmp_path / "replies.db") as storage:
+        deps = InterfaceDeps(actions=storage.actions, threads=storage.threads, sleep=sleep)
+        telegram = TelegramInterface(tg_config(tg), deps)
         await telegram.start(handle)
         try:
             yield telegram
@@ -512,7 +508,7 @@ async def test_an_invalid_token_marks_the_interface_failed_and_the_rest_runs(
         assert await r.telegram.ready() == BAD_TOKEN
         await stuck(r, "builder-1")
         assert await r.drain() == 0
-        [dead] = await r.farm.store.dead_letters()
+        [dead] = await r.farm.storage.outbox.dead_letters()
         assert "fix telegram.token" in dead.last_error
         reply = await r.router.handle(Incoming("web", "local-key", "console", "/status"))
         assert reply.ok  # the rest of farmbot keeps working
@@ -539,14 +535,10 @@ async def test_webhook_mode_checks_the_secret_token_header(
     tconf = tg_config(
         tg, mode="webhook", webhook_url="https://farm.example.com/", webhook_secret=secret
     )
-    async with farm_for(config, tmp_path) as farm:
-        handlers = Handlers(farm.supervisor, farm.gates, store=farm.store)
-        router = Router(handlers, People(USERS), farm.store)
-        telegram = TelegramInterface(tconf, farm.store)
-        ready: dict[str, ReadinessCheck] = {"telegram": telegram.ready}
-        web = WebInterface("127.0.0.1", 0, KEY, status=_no_status, readiness=ready)
-        for route in telegram.routes():
-            web.add_route(*route)
+    async with farm_for(replace(config, telegram=tconf), tmp_path) as farm:
+        telegram = farm.graph.interfaces["telegram"]
+        assert isinstance(telegram, TelegramInterface)
+        web, router, key = farm.graph.web, farm.router, farm.graph.key
         await web.start(router.handle)
         await telegram.start(router.handle)
         try:
@@ -562,7 +554,7 @@ async def test_webhook_mode_checks_the_secret_token_header(
                     assert r.status == 200
                 async with http.post(url, data=b"nope", headers=good) as r:
                     assert r.status == 400
-                bearer = {"Authorization": f"Bearer {KEY}"}
+                bearer = {"Authorization": f"Bearer {key}"}
                 async with http.get(f"http://127.0.0.1:{web.port}/readyz", headers=bearer) as r:
                     assert r.status == 200
             [reply] = await retry_until(lambda: tg.sent_messages(ALICE), message="the reply")

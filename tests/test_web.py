@@ -1,7 +1,8 @@
-"""The web interface of a real App: health checks, key auth, the JSON API and the page."""
+"""The web interface of a real daemon: health checks, key auth, the JSON API and the page."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import stat
 from collections.abc import AsyncIterator
@@ -11,7 +12,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from farmbot.app import App
 from farmbot.config.schema import (
     Config,
     ProjectConfig,
@@ -20,6 +20,7 @@ from farmbot.config.schema import (
     TmuxConfig,
     builtin_profiles,
 )
+from farmbot.daemon import Daemon
 from farmbot.errors import AlreadyRunning
 from tests.farm import make_repo
 from tests.helpers import retry_until
@@ -41,7 +42,7 @@ def make_config(tmp_path: Path, tmux_socket: str) -> Config:
 
 @dataclasses.dataclass
 class Web:
-    app: App
+    app: Daemon
     http: aiohttp.ClientSession
     key: str
 
@@ -65,13 +66,17 @@ class Web:
 @pytest.fixture
 async def web(tmp_path: Path, tmux_socket: str) -> AsyncIterator[Web]:
     config = make_config(tmp_path, tmux_socket)
-    async with App(config) as app:
+    async with Daemon(config) as app:
         key_file = config.server.state_dir / "local-key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         key = key_file.read_text().strip()
-        assert key == app.key and len(key) >= 32
+        assert key == app.farm.key and len(key) >= 32
+        stop = asyncio.Event()
+        running = asyncio.create_task(app.run(stop))
         async with aiohttp.ClientSession(base_url=app.url) as http:
             yield Web(app, http, key)
+        stop.set()
+        await running
 
 
 async def test_healthz_answers_without_a_key(web: Web) -> None:
@@ -96,7 +101,7 @@ async def test_the_api_refuses_a_missing_or_wrong_key(
         assert (await r.json())["error"].startswith(AUTH_ERROR)
     async with web.http.get("/readyz", headers=headers) as r:
         assert r.status == 401
-    assert await web.app.supervisor.list_agents() == []  # nothing ran
+    assert await web.app.farm.supervisor.list_agents() == []  # nothing ran
 
 
 async def test_the_key_opens_the_api(web: Web) -> None:
@@ -163,11 +168,11 @@ async def test_readyz_reports_the_database(web: Web) -> None:
     async with web.http.get("/readyz", headers=web.auth) as r:
         assert r.status == 200
         assert await r.json() == {"ok": True, "checks": ["database", "tmux"]}
-    await web.app.tmux.kill_server()  # no tmux server yet is a normal state, not a failure
+    await web.app.farm.tmux.kill_server()  # no tmux server yet is a normal state, not a failure
     async with web.http.get("/readyz", headers=web.auth) as r:
         assert r.status == 200
 
-    await web.app.store.close()
+    await web.app.farm.storage.db.aclose()
     async with web.http.get("/readyz", headers=web.auth) as r:
         assert r.status == 503
         body = await r.json()
@@ -193,7 +198,7 @@ async def test_a_second_app_on_the_same_state_dir_is_refused(
 ) -> None:
     second = dataclasses.replace(web.app.config)
     with pytest.raises(AlreadyRunning, match="already runs with state directory"):
-        async with App(second):
-            pytest.fail("a second App started")
+        async with Daemon(second):
+            pytest.fail("a second daemon started")
     async with web.http.get("/healthz") as r:  # the first one is unharmed
         assert r.status == 200

@@ -126,7 +126,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     import dataclasses
     import logging
 
-    from farmbot.app import serve
+    from farmbot.daemon import serve
 
     server = config.server
     if args.port is not None:

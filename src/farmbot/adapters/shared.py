@@ -12,13 +12,27 @@ import asyncio
 import email.utils
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from farmbot.storage.base import Store
+from farmbot.storage.actions import ActionStore
+from farmbot.storage.threads import ThreadStore
 
 ACTION = "a:"  # a button payload naming a stored command: "a:17"
+
+Menu = tuple[tuple[str, str], ...]  # (command, summary) pairs for a platform's command menu
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceDeps:
+    """What the composition root hands every interface: ``Cls(section_config, deps)``."""
+
+    actions: ActionStore  # commands of buttons too long for a platform's payload
+    threads: ThreadStore  # the thread an interface keeps a key's messages in
+    menu: Menu = ()
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 def background(coro: Awaitable[None], name: str, log: logging.Logger) -> asyncio.Task[None]:
@@ -39,7 +53,9 @@ def background(coro: Awaitable[None], name: str, log: logging.Logger) -> asyncio
     return task
 
 
-async def encode_action(store: Store, command: str, fits: Callable[[str], bool], now: float) -> str:
+async def encode_action(
+    store: ActionStore, command: str, fits: Callable[[str], bool], now: float
+) -> str:
     """A button's payload: the command itself when it ``fits``, else ``a:<id>`` of it stored.
 
     Raises ``StorageError`` when the command cannot be stored.
@@ -49,7 +65,7 @@ async def encode_action(store: Store, command: str, fits: Callable[[str], bool],
     return f"{ACTION}{await store.put_action(command, now)}"
 
 
-async def decode_action(store: Store, data: str) -> str | None:
+async def decode_action(store: ActionStore, data: str) -> str | None:
     """The command a button's payload stands for; None when it stands for none (any more).
 
     Raises ``StorageError`` when a stored command cannot be read.

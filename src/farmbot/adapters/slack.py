@@ -22,8 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
@@ -35,7 +34,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from farmbot.adapters.shared import background, decode_action, encode_action, parse_retry_after
+from farmbot.adapters.shared import (
+    InterfaceDeps,
+    background,
+    decode_action,
+    encode_action,
+    parse_retry_after,
+)
 from farmbot.adapters.slack_render import (
     ACTION_PREFIX,
     Rendered,
@@ -60,7 +65,6 @@ from farmbot.messages import (
     decided_line,
 )
 from farmbot.redact import Redactor
-from farmbot.storage.base import Store
 
 log = logging.getLogger(__name__)
 SDK_LOG = logging.getLogger("slack_sdk.farmbot")  # slack_bolt/slack_sdk log through this
@@ -95,14 +99,14 @@ class SlackInterface:
     def __init__(
         self,
         config: SlackConfig,
-        store: Store,
+        deps: InterfaceDeps,
         *,
-        clock: Callable[[], float] = time.time,
         ping_interval: float = 10.0,
     ) -> None:
         self._config = config
-        self._store = store
-        self._clock = clock
+        self._actions = deps.actions
+        self._threads = deps.threads
+        self._clock = deps.clock
         self._ping_interval = ping_interval  # also paces Socket Mode's reconnect checks
         # Replies may wait out a 429 (nothing was posted); alerts never retry in the SDK:
         # the notifier retries them durably, so none is sent twice.
@@ -187,7 +191,7 @@ class SlackInterface:
         key = message.agent_id if self._config.thread_per_agent else None
         try:
             rendered = alert_message(message, await self._values(message.buttons))
-            thread = await self._store.get_thread(self.name, channel, key) if key else None
+            thread = await self._threads.get_thread(self.name, channel, key) if key else None
         except StorageError as exc:
             self.failed += 1
             raise DeliveryError(
@@ -204,7 +208,7 @@ class SlackInterface:
         self._problems.pop(channel, None)
         if key and thread is None:
             try:
-                await self._store.set_thread(self.name, channel, key, ts, self._clock())
+                await self._threads.set_thread(self.name, channel, key, ts, self._clock())
             except StorageError as exc:  # the alert is out; its successors start a new thread
                 log.warning("slack: thread of %s in %s not recorded: %s", key, channel, exc)
         await self._rest(self._alerts, channel, rendered, thread or ts)
@@ -277,7 +281,7 @@ class SlackInterface:
             message: dict[str, Any] = body.get("message") or {}
             thread = message.get("thread_ts") or message.get("ts")
             try:
-                command = await decode_action(self._store, str(action.get("value", "")))
+                command = await decode_action(self._actions, str(action.get("value", "")))
             except StorageError as exc:
                 log.error("slack: a button's stored command could not be read: %s", exc)
                 await self._reply(channel, user, Reply(UNREADABLE, ok=False), thread_ts=thread)
@@ -370,7 +374,7 @@ class SlackInterface:
         """Each button's value: its command, or ``a:<id>`` of it stored when too long."""
         now = self._clock()
         commands = {b.command for row in buttons for b in row}
-        return {cmd: await encode_action(self._store, cmd, fits_value, now) for cmd in commands}
+        return {cmd: await encode_action(self._actions, cmd, fits_value, now) for cmd in commands}
 
     async def _delivery_error(self, channel: str, exc: SlackApiError) -> DeliveryError:
         status, error = exc.response.status_code, _error_code(exc)

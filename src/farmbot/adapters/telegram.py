@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -63,7 +62,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from farmbot.adapters.shared import background, decode_action, encode_action
+from farmbot.adapters.shared import InterfaceDeps, background, decode_action, encode_action
 from farmbot.adapters.telegram_render import (
     TOAST_CHARS,
     Rendered,
@@ -77,7 +76,6 @@ from farmbot.adapters.telegram_render import (
     thread_of,
     toast,
 )
-from farmbot.bot import commands as c
 from farmbot.config.telegram import TelegramConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import (
@@ -90,7 +88,6 @@ from farmbot.messages import (
     severity_mark,
 )
 from farmbot.redact import Redactor
-from farmbot.storage.base import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,15 +119,13 @@ class TelegramInterface:
     def __init__(
         self,
         config: TelegramConfig,
-        store: Store,
-        *,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        deps: InterfaceDeps,
     ) -> None:
         self._config = config
-        self._store = store
-        self._clock = clock
-        self._sleep = sleep
+        self._actions = deps.actions
+        self._menu = deps.menu
+        self._clock = deps.clock
+        self._sleep = deps.sleep
         self._redactor = Redactor([config.token, config.webhook_secret or ""])
         self._app: TgApp | None = None
         self._requests: list[HTTPXRequest] = []
@@ -283,7 +278,7 @@ class TelegramInterface:
         return True
 
     async def _publish_commands(self, app: TgApp) -> None:
-        menu = [BotCommand(spec.name, spec.summary[:256]) for spec in c.SPECS.values()]
+        menu = [BotCommand(name, summary[:256]) for name, summary in self._menu]
         try:
             await app.bot.set_my_commands(menu)
         except TelegramError as exc:
@@ -346,7 +341,7 @@ class TelegramInterface:
         self.pressed += 1
         data, origin, presser = query.data or "", query.message, query.from_user
         try:
-            command = await decode_action(self._store, data)
+            command = await decode_action(self._actions, data)
         except StorageError as exc:
             log.error("telegram: a button's stored command could not be read: %s", exc)
             await self._answer(query, UNREADABLE)
@@ -460,7 +455,7 @@ class TelegramInterface:
         return InlineKeyboardMarkup([row for row in keys if row]) if any(keys) else None
 
     async def _data(self, command: str) -> str:
-        return await encode_action(self._store, command, _fits, self._clock())
+        return await encode_action(self._actions, command, _fits, self._clock())
 
     async def _post(
         self,

@@ -22,8 +22,8 @@ from farmbot.messages import Incoming, OnIncoming, OutboundMessage, WebRoute
 
 log = logging.getLogger(__name__)
 
-ReadinessCheck = Callable[[], Awaitable[str | None]]  # None when fine, else the reason
 StatusSource = Callable[[], Awaitable[dict[str, Any]]]
+ProblemSource = Callable[[], Awaitable[dict[str, str]]]  # component -> what is wrong
 
 PUBLIC = frozenset({"/healthz", "/"})
 MAX_BODY = 1 << 20
@@ -41,14 +41,16 @@ class WebInterface:
         port: int,
         key: str,
         status: StatusSource,
-        readiness: dict[str, ReadinessCheck],
+        problems: ProblemSource | None = None,
+        checks: Callable[[], list[str]] = list,
         extra_routes: list[WebRoute] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._key = key
         self._status = status
-        self._readiness = readiness
+        self._problems = problems
+        self._checks = checks
         self._extra_routes = extra_routes or []
         self._own_auth: set[web.AbstractRoute] = set()
         self._on_incoming: OnIncoming | None = None
@@ -126,17 +128,13 @@ class WebInterface:
         return web.json_response({"ok": True, "version": __version__})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        problems: dict[str, str] = {}
-        for name, check in self._readiness.items():
-            reason = await check()
-            if reason is not None:
-                problems[name] = reason
+        problems = await self._problems() if self._problems is not None else {}
         if problems:
             reason = "; ".join(f"{k}: {v}" for k, v in problems.items())
             return web.json_response(
                 {"ok": False, "reason": reason, "failing": problems}, status=503
             )
-        return web.json_response({"ok": True, "checks": sorted(self._readiness)})
+        return web.json_response({"ok": True, "checks": sorted(self._checks())})
 
     async def _page(self, request: web.Request) -> web.Response:
         page = resources.files("farmbot.adapters").joinpath("static/index.html").read_text("utf-8")

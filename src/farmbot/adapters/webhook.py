@@ -16,14 +16,12 @@ only their type is shown).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from farmbot.adapters.shared import parse_retry_after
+from farmbot.adapters.shared import InterfaceDeps, parse_retry_after
 from farmbot.config.alerts import WebhookConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError
 from farmbot.messages import OnIncoming, OutboundMessage
@@ -34,10 +32,10 @@ ERROR_BODY_CHARS = 200  # of a failed answer, quoted in the error
 class WebhookInterface:
     """POSTs alerts to one URL through one aiohttp session."""
 
-    def __init__(self, config: WebhookConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: WebhookConfig, deps: InterfaceDeps) -> None:
         self.name = config.name
         self._config = config
-        self._clock = clock
+        self._clock = deps.clock
         self._host = urlsplit(config.url).hostname or "?"
         self._session: aiohttp.ClientSession | None = None
         self.sent = 0

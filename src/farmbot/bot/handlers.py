@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from farmbot.alerts import Notifier
 from farmbot.bot import commands as c
 from farmbot.bot.authz import Person
 from farmbot.errors import Conflict, NotFound
 from farmbot.messages import Button, Decided, Reply, ago, utc_time
 from farmbot.models import Agent, AgentKind, AgentState, Gate
-from farmbot.storage.base import Store
+from farmbot.storage.outbox import OutboxStore
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.gates import Gates
-from farmbot.supervisor.notifier import Notifier
 
 ALERTS_SHOWN = 10
 DEAD_SHOWN = 10
@@ -34,20 +34,22 @@ def gate_buttons(gate: Gate) -> tuple[Button, ...]:
     )
 
 
-class Handlers:
+class CommandHandlers:
+    """Runs each parsed command against the supervisor, gates and alerts."""
+
     def __init__(
         self,
         supervisor: Supervisor,
         gates: Gates,
         clock: Callable[[], float] = time.time,
         *,
-        store: Store | None = None,
+        outbox: OutboxStore | None = None,
         notifier: Notifier | None = None,
     ) -> None:
         self._sup = supervisor
         self._gates = gates
         self._clock = clock
-        self._store = store  # alerts and the outbox
+        self._store = outbox  # alerts and the outbox
         self._notifier = notifier
 
     async def run(self, command: c.Command, person: Person) -> Reply:
@@ -87,7 +89,7 @@ class Handlers:
                     buttons=((Button("Refresh", f"/tail {agent} {lines}"),),),
                 )
             case c.Kill(agent, remove):
-                stopped, dropped = await self._sup.kill(agent, person.name, remove)
+                stopped, dropped = await self._sup.kill(agent, person.name, remove=remove)
                 notes = []
                 if stopped.kind is AgentKind.BUILDER:
                     notes.append(
@@ -206,7 +208,7 @@ class Handlers:
             decided=Decided(gate.id, approve, person.name, gate.decided_at or self._clock()),
         )
 
-    def _outbox(self) -> Store:
+    def _outbox(self) -> OutboxStore:
         if self._store is None:
             raise Conflict("alerts are not set up in this farmbot")
         return self._store

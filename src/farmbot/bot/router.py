@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from farmbot.bot.authz import People, Person
 from farmbot.bot.commands import parse, spec_of
-from farmbot.bot.handlers import Handlers
+from farmbot.bot.handlers import CommandHandlers
 from farmbot.errors import (
     AccessDenied,
     CommandError,
@@ -22,7 +22,7 @@ from farmbot.errors import (
     UsageError,
 )
 from farmbot.messages import Incoming, Reply
-from farmbot.storage.base import Store
+from farmbot.storage.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,14 @@ AUDIT_TEXT_LIMIT = 2000
 class Router:
     def __init__(
         self,
-        handlers: Handlers,
+        handlers: CommandHandlers,
         people: People,
-        store: Store,
+        audit: AuditLog,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._handlers = handlers
         self._people = people
-        self._store = store
+        self._audit_log = audit
         self._clock = clock
         self.handled = 0
         self.refused = 0
@@ -92,7 +92,7 @@ class Router:
         # A database that is down must not turn the person's reply into a crash of the
         # interface; the lost row is logged instead (and /readyz reports the database).
         try:
-            await self._store.add_audit(
+            await self._audit_log.add_audit(
                 platform=msg.platform,
                 user_id=msg.user_id,
                 user_name=person.name if person else None,

@@ -1,1 +1,102 @@
-"""Persistent state: the Store interface and its SQLite implementation."""
+"""Persistent state: one repository per record type over a small unit of work.
+
+Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
+threads, qa_runs, tracks) holds its SQL and a small Protocol that its consumers take, so a
+component depends on the records it uses and nothing else. ``Storage`` bundles them over
+one ``Database`` (storage/db.py); the SQLite backend is storage/sqlite.py. Every SQL
+statement in farmbot lives under this package.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from farmbot.storage.actions import ActionStore, SqlActionStore
+from farmbot.storage.agents import AgentStore, SqlAgentStore
+from farmbot.storage.audit import AuditLog, SqlAuditLog
+from farmbot.storage.db import Database
+from farmbot.storage.events import EventStore, SqlEventStore
+from farmbot.storage.gates import GateStore, SqlGateStore
+from farmbot.storage.migrate import Migration
+from farmbot.storage.outbox import OutboxStore, SqlOutboxStore
+from farmbot.storage.projects import ProjectStore, SqlProjectStore
+from farmbot.storage.prompts import PromptStore, SqlPromptStore
+from farmbot.storage.qa_runs import QaRunStore, SqlQaRunStore
+from farmbot.storage.sqlite import SqliteDatabase
+from farmbot.storage.threads import SqlThreadStore, ThreadStore
+from farmbot.storage.tracks import SqlTrackStore, TrackStore
+
+__all__ = [
+    "ActionStore",
+    "AgentStore",
+    "AuditLog",
+    "Database",
+    "EventStore",
+    "GateStore",
+    "OutboxStore",
+    "ProjectStore",
+    "PromptStore",
+    "QaRunStore",
+    "Storage",
+    "ThreadStore",
+    "TrackStore",
+    "open_sqlite",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """Every repository, over one database."""
+
+    db: Database
+    projects: ProjectStore
+    agents: AgentStore
+    prompts: PromptStore
+    gates: GateStore
+    events: EventStore
+    outbox: OutboxStore
+    audit: AuditLog
+    actions: ActionStore
+    threads: ThreadStore
+    qa_runs: QaRunStore
+    tracks: TrackStore
+
+    @classmethod
+    def over(cls, db: Database) -> Storage:
+        """The repositories of ``db``."""
+        return cls(
+            db=db,
+            projects=SqlProjectStore(db),
+            agents=SqlAgentStore(db),
+            prompts=SqlPromptStore(db),
+            gates=SqlGateStore(db),
+            events=SqlEventStore(db),
+            outbox=SqlOutboxStore(db),
+            audit=SqlAuditLog(db),
+            actions=SqlActionStore(db),
+            threads=SqlThreadStore(db),
+            qa_runs=SqlQaRunStore(db),
+            tracks=SqlTrackStore(db),
+        )
+
+    async def ready(self) -> str | None:
+        """A readiness check: None while the database answers."""
+        from farmbot.errors import StorageError
+
+        try:
+            await self.db.ping()
+        except StorageError as exc:
+            return str(exc)
+        return None
+
+
+@asynccontextmanager
+async def open_sqlite(
+    path: str | os.PathLike[str], migrations: list[Migration] | None = None
+) -> AsyncIterator[Storage]:
+    """Open (and migrate) the SQLite database at ``path``; close it afterwards."""
+    async with SqliteDatabase(path, migrations) as db:
+        yield Storage.over(db)

@@ -1,10 +1,15 @@
-"""SQL of events, alerts and the outbox, run inside a caller's ``Transaction``.
+"""The outbox: alerts on their way to each (interface, channel), each sent exactly once.
 
-Each channel, an (interface, channel) pair, is a queue ordered by outbox id. Its head is
-the oldest row still pending or sending whose ``not_before`` has passed; only a pending
-head whose ``next_attempt_at`` has passed is due. A head in backoff therefore holds its
-channel back (order is kept), while a folded repeat waiting out its dedupe window does
-not block the alerts queued after it.
+Each channel is a queue ordered by outbox id. Its head is the oldest row still pending or
+sending whose ``not_before`` has passed; only a pending head whose ``next_attempt_at`` has
+passed is due. A head in backoff therefore holds its channel back (order is kept), while
+a folded repeat waiting out its dedupe window does not block the alerts queued after it.
+
+An item is delivered exactly once: the notifier claims it (``mark_sending``), sends it,
+then records it (``mark_delivered``). Only a crash between send and mark_delivered leaves
+it in ``sending``; ``requeue_sending`` at the next start sends it again (at least once in
+that window, exactly once everywhere else). Rows are written with their alerts by
+``EventStore.add_events`` (storage/events.py).
 
 The queries the outbox's indexes exist for are module constants, so a test can check
 their query plans.
@@ -12,11 +17,11 @@ their query plans.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Protocol
 
-from farmbot.models import Alert, AlertDraft, Destination, Event, NewEvent, OutboxItem, OutboxStatus
-from farmbot.storage import rows
-from farmbot.storage.connection import Transaction, encode_json
+from farmbot.models import Alert, OutboxItem, OutboxStatus
+from farmbot.storage.db import Database, Row, Tx
+from farmbot.storage.events import alert_of
 
 _ALERT_COLUMNS = (
     "id",
@@ -37,195 +42,141 @@ SELECT_ITEMS = (
     + ", ".join(f"a.{c} AS a_{c}" for c in _ALERT_COLUMNS)
     + " FROM outbox o JOIN alerts a ON a.id = o.alert_id"
 )
-# The due head of each channel (?1 now, ?2 limit); the heads come from outbox_status.
+# The due head of each channel (now, now, limit); the heads come from outbox_status.
 DUE = (
     SELECT_ITEMS + " WHERE o.id IN (SELECT MIN(id) FROM outbox"
-    " WHERE status IN ('pending', 'sending') AND (not_before IS NULL OR not_before <= ?1)"
+    " WHERE status IN ('pending', 'sending') AND (not_before IS NULL OR not_before <= ?)"
     " GROUP BY interface, channel)"
-    " AND o.status = 'pending' AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2"
-)
-# A channel's newest live row with a dedupe key (interface, channel, key), via outbox_dedupe.
-EARLIER = (
-    "SELECT id, status, not_before, created_at, last_at FROM outbox"
-    " WHERE interface = ? AND channel = ? AND dedupe_key = ? AND dedupe_key != ''"
-    " AND status != 'dead' ORDER BY id DESC LIMIT 1"
+    " AND o.status = 'pending' AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?"
 )
 # Dead letters, newest first (limit), via outbox_status.
 DEAD_LETTERS = SELECT_ITEMS + " WHERE o.status = 'dead' ORDER BY o.id DESC LIMIT ?"
-_INSERT_EVENT = "INSERT INTO events (ts, kind, agent_id, project, data) VALUES (?, ?, ?, ?, ?)"
 
 
-async def insert_events(tx: Transaction, events: Sequence[NewEvent], now: float) -> list[int]:
-    """Insert events (``ts`` defaults to ``now``); return their ids, in order.
+class OutboxStore(Protocol):
+    async def due_outbox(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        """The head of each channel's queue, if it is due, oldest first."""
 
-    The ids are consecutive only inside a write transaction (``BEGIN IMMEDIATE``), where
-    no other writer can take ids in between.
-    """
-    params = [
-        (
-            now if e.ts is None else e.ts,
-            e.kind,
-            e.agent_id,
-            e.project,
-            encode_json(e.data) if e.data else "{}",
+    async def get_outbox(self, outbox_id: int) -> OutboxItem | None:
+        """One outbox item with its alert, or None."""
+
+    async def mark_sending(self, outbox_id: int) -> OutboxItem | None:
+        """Claim a pending item for delivery; None when it is no longer pending.
+
+        Returns the item as claimed, with every repeat folded into it until then; a
+        claimed item takes no more repeats, so this is the message to send.
+        """
+
+    async def mark_delivered(self, outbox_id: int, now: float) -> bool:
+        """Record the delivery of an item being sent (counts the attempt)."""
+
+    async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> bool:
+        """Count a failed attempt; the item is pending again from ``next_attempt_at``."""
+
+    async def mark_dead(self, outbox_id: int, error: str) -> bool:
+        """Give up on a pending or sending item (a dead letter); its channel moves on."""
+
+    async def retry_dead(self, outbox_id: int, now: float) -> OutboxItem | None:
+        """Put a dead letter back in its queue with fresh attempts; None if not dead."""
+
+    async def requeue_sending(self, now: float) -> int:
+        """At start: put items a crash left in ``sending`` back to pending; how many."""
+
+    async def outbox_summary(self) -> dict[str, int]:
+        """How many items are pending, sending, delivered and dead (all four keys)."""
+
+    async def dead_letters(self, limit: int = 50) -> list[OutboxItem]:
+        """Dead letters, newest first."""
+
+    async def recent_alerts(self, limit: int = 50) -> list[Alert]:
+        """Alerts, newest first."""
+
+
+class SqlOutboxStore(OutboxStore):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def due_outbox(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        return [_item(r) for r in await self._db.fetchall(DUE, (now, now, limit))]
+
+    async def get_outbox(self, outbox_id: int) -> OutboxItem | None:
+        row = await self._db.fetchone(SELECT_ITEMS + " WHERE o.id = ?", (outbox_id,))
+        return None if row is None else _item(row)
+
+    async def mark_sending(self, outbox_id: int) -> OutboxItem | None:
+        # Repeats fold only into pending rows, so the row returned is final.
+        async with self._db.transaction() as tx:
+            if not await _move(tx, outbox_id, "status = 'pending'", "status = 'sending'"):
+                return None
+            row = await tx.fetchone(SELECT_ITEMS + " WHERE o.id = ?", (outbox_id,))
+        return None if row is None else _item(row)
+
+    async def mark_delivered(self, outbox_id: int, now: float) -> bool:
+        return await _move(
+            self._db,
+            outbox_id,
+            "status = 'sending'",
+            "status = 'delivered', attempts = attempts + 1, delivered_at = ?",
+            now,
         )
-        for e in events
-    ]
-    await tx.executemany(_INSERT_EVENT, params)
-    row = await tx.fetchone("SELECT last_insert_rowid()")
-    assert row is not None
-    last = int(row[0])
-    return list(range(last - len(params) + 1, last + 1))
 
-
-async def add_event_with_alerts(
-    tx: Transaction,
-    new: NewEvent,
-    drafts: Sequence[AlertDraft],
-    now: float,
-    dedupe_window: float,
-) -> tuple[Event, list[Alert]]:
-    """Insert the event, its alerts and their outbox rows (repeats folded)."""
-    [event_id] = await insert_events(tx, [new], now)
-    alerts: list[Alert] = []
-    for draft in drafts:
-        alert_id = await tx.insert(
-            "INSERT INTO alerts (event_id, kind, severity, agent_id, project, title, text, pre,"
-            " buttons, dedupe_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event_id,
-                draft.kind,
-                str(draft.severity),
-                draft.agent_id,
-                draft.project,
-                draft.title,
-                draft.text,
-                draft.pre,
-                rows.encode_buttons(draft.buttons),
-                draft.dedupe_key,
-                now,
-            ),
+    async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> bool:
+        return await _move(
+            self._db,
+            outbox_id,
+            "status = 'sending'",
+            "status = 'pending', attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
+            error,
+            next_attempt_at,
         )
-        for route in dict.fromkeys(draft.routes):
-            await _enqueue(tx, alert_id, draft.dedupe_key, route, now, dedupe_window)
-        alerts.append(
-            Alert(
-                alert_id,
-                event_id,
-                draft.kind,
-                draft.severity,
-                draft.agent_id,
-                draft.project,
-                draft.title,
-                draft.text,
-                draft.pre,
-                draft.buttons,
-                draft.dedupe_key,
+
+    async def mark_dead(self, outbox_id: int, error: str) -> bool:
+        # An attempt counts only if one was made (the row was being sent).
+        return await _move(
+            self._db,
+            outbox_id,
+            "status IN ('pending', 'sending')",
+            "attempts = attempts + CASE WHEN status = 'sending' THEN 1 ELSE 0 END,"
+            " status = 'dead', last_error = ?",
+            error,
+        )
+
+    async def retry_dead(self, outbox_id: int, now: float) -> OutboxItem | None:
+        async with self._db.transaction() as tx:
+            moved = await _move(
+                tx,
+                outbox_id,
+                "status = 'dead'",
+                "status = 'pending', attempts = 0, next_attempt_at = ?, not_before = NULL",
                 now,
             )
+            row = await tx.fetchone(SELECT_ITEMS + " WHERE o.id = ?", (outbox_id,))
+        return _item(row) if moved and row is not None else None
+
+    async def requeue_sending(self, now: float) -> int:
+        return await self._db.execute(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE status = 'sending'",
+            (now,),
         )
-    ts = now if new.ts is None else new.ts
-    event = Event(event_id, ts, new.kind, new.agent_id, new.project, dict(new.data))
-    return event, alerts
+
+    async def outbox_summary(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in OutboxStatus}
+        found = await self._db.fetchall("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+        for row in found:
+            counts[str(row["status"])] = int(row["n"])
+        return counts
+
+    async def dead_letters(self, limit: int = 50) -> list[OutboxItem]:
+        return [_item(r) for r in await self._db.fetchall(DEAD_LETTERS, (limit,))]
+
+    async def recent_alerts(self, limit: int = 50) -> list[Alert]:
+        found = await self._db.fetchall("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", (limit,))
+        return [alert_of(r) for r in found]
 
 
-async def _enqueue(
-    tx: Transaction, alert_id: int, key: str, route: Destination, now: float, window: float
-) -> None:
-    interface, channel = route
-    not_before = None
-    earlier = None
-    if key:
-        earlier = await tx.fetchone(EARLIER, (interface, channel, key))
-    # A repeat is an alert whose key was last seen in this channel within the window.
-    if earlier is not None and float(earlier["last_at"]) > now - window:
-        if earlier["status"] == OutboxStatus.PENDING:
-            # Not sent yet: the one message stands for one more alert, and shows the newest.
-            await tx.execute(
-                "UPDATE outbox SET count = count + 1, alert_id = ?, last_at = ? WHERE id = ?",
-                (alert_id, now, earlier["id"]),
-            )
-            return
-        # Already sent (or on its way): one summary, a window after that message's turn.
-        turn = earlier["not_before"] if earlier["not_before"] is not None else earlier["created_at"]
-        not_before = float(turn) + window
-    await tx.insert(
-        "INSERT INTO outbox (alert_id, interface, channel, dedupe_key, status,"
-        " next_attempt_at, not_before, created_at, last_at)"
-        " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-        (alert_id, interface, channel, key, now, not_before, now, now),
-    )
-
-
-async def due(tx: Transaction, now: float, limit: int) -> list[OutboxItem]:
-    """The due head of each channel, oldest first."""
-    found = await tx.fetchall(DUE, (now, limit))
-    return [rows.outbox_item(r) for r in found]
-
-
-async def get(tx: Transaction, outbox_id: int) -> OutboxItem | None:
-    """One outbox row with its alert, or None."""
-    row = await tx.fetchone(SELECT_ITEMS + " WHERE o.id = ?", (outbox_id,))
-    return None if row is None else rows.outbox_item(row)
-
-
-async def mark_sending(tx: Transaction, outbox_id: int) -> OutboxItem | None:
-    """Claim a pending row for delivery; return it as claimed, None when not pending.
-
-    Repeats fold only into pending rows, so the row returned is final: it is what to
-    send, not what ``due`` read before the claim.
-    """
-    moved = await _move(tx, outbox_id, "status = 'pending'", "status = 'sending'")
-    return await get(tx, outbox_id) if moved else None
-
-
-async def mark_delivered(tx: Transaction, outbox_id: int, now: float) -> bool:
-    """Record the delivery of a row being sent."""
-    return await _move(
-        tx,
-        outbox_id,
-        "status = 'sending'",
-        "status = 'delivered', attempts = attempts + 1, delivered_at = ?",
-        now,
-    )
-
-
-async def mark_retry(tx: Transaction, outbox_id: int, error: str, next_attempt_at: float) -> bool:
-    """Count a failed attempt of a row being sent; it is pending again from then on."""
-    return await _move(
-        tx,
-        outbox_id,
-        "status = 'sending'",
-        "status = 'pending', attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
-        error,
-        next_attempt_at,
-    )
-
-
-async def mark_dead(tx: Transaction, outbox_id: int, error: str) -> bool:
-    """Give up on a pending or sending row (an attempt counts only if one was made)."""
-    return await _move(
-        tx,
-        outbox_id,
-        "status IN ('pending', 'sending')",
-        "attempts = attempts + (status = 'sending'), status = 'dead', last_error = ?",
-        error,
-    )
-
-
-async def retry_dead(tx: Transaction, outbox_id: int, now: float) -> OutboxItem | None:
-    """Put a dead row back in its queue with fresh attempts; None when it is not dead."""
-    moved = await _move(
-        tx,
-        outbox_id,
-        "status = 'dead'",
-        "status = 'pending', attempts = 0, next_attempt_at = ?, not_before = NULL",
-        now,
-    )
-    return await get(tx, outbox_id) if moved else None
-
-
-async def _move(tx: Transaction, outbox_id: int, when: str, set_sql: str, *params: object) -> bool:
+async def _move(
+    tx: Database | Tx, outbox_id: int, when: str, set_sql: str, *params: object
+) -> bool:
     # A compare-and-set on the status, so a row is never moved from a state it left.
     changed = await tx.execute(
         f"UPDATE outbox SET {set_sql} WHERE id = ? AND {when}", (*params, outbox_id)
@@ -233,29 +184,20 @@ async def _move(tx: Transaction, outbox_id: int, when: str, set_sql: str, *param
     return changed == 1
 
 
-async def requeue_sending(tx: Transaction, now: float) -> int:
-    """Put every row left in ``sending`` back to pending; return how many."""
-    return await tx.execute(
-        "UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE status = 'sending'",
-        (now,),
+def _item(r: Row) -> OutboxItem:
+    """An outbox row joined with its alert's columns prefixed ``a_``."""
+    return OutboxItem(
+        id=r["id"],
+        alert=alert_of(r, "a_"),
+        interface=r["interface"],
+        channel=r["channel"],
+        status=OutboxStatus(r["status"]),
+        attempts=r["attempts"],
+        next_attempt_at=r["next_attempt_at"],
+        not_before=r["not_before"],
+        last_error=r["last_error"],
+        count=r["count"],
+        created_at=r["created_at"],
+        last_at=r["last_at"],
+        delivered_at=r["delivered_at"],
     )
-
-
-async def summary(tx: Transaction) -> dict[str, int]:
-    """How many outbox rows are in each status (every status present)."""
-    counts = {s.value: 0 for s in OutboxStatus}
-    for row in await tx.fetchall("SELECT status, COUNT(*) FROM outbox GROUP BY status"):
-        counts[str(row[0])] = int(row[1])
-    return counts
-
-
-async def dead_letters(tx: Transaction, limit: int) -> list[OutboxItem]:
-    """Dead rows, newest first."""
-    found = await tx.fetchall(DEAD_LETTERS, (limit,))
-    return [rows.outbox_item(r) for r in found]
-
-
-async def recent_alerts(tx: Transaction, limit: int) -> list[Alert]:
-    """Alerts, newest first."""
-    found = await tx.fetchall("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", (limit,))
-    return [rows.alert(r) for r in found]

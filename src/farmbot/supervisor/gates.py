@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from farmbot.bus import EventBus
 from farmbot.errors import Conflict, NotFound
+from farmbot.events import GateDecided, GateOpened, GateStale
 from farmbot.models import Gate, GateStatus
-from farmbot.storage.base import Store
-from farmbot.supervisor.events import EventLog
+from farmbot.storage.gates import GateStore
 
 
 class GateResolver(Protocol):
@@ -29,10 +30,10 @@ class GateResolver(Protocol):
 
 class Gates:
     def __init__(
-        self, store: Store, events: EventLog, clock: Callable[[], float] = time.time
+        self, store: GateStore, bus: EventBus, clock: Callable[[], float] = time.time
     ) -> None:
         self._store = store
-        self._events = events
+        self._bus = bus
         self._clock = clock
         self._resolvers: dict[str, GateResolver] = {}
 
@@ -52,8 +53,15 @@ class Gates:
         gate = await self._store.add_gate(
             kind, agent_id, project, title, detail, payload or {}, self._clock()
         )
-        await self._events.emit(
-            "gate.opened", agent_id, project, gate_id=gate.id, gate_kind=kind, title=title
+        await self._bus.publish(
+            GateOpened(
+                agent_id=agent_id,
+                project=project,
+                gate_id=gate.id,
+                gate_kind=kind,
+                title=title,
+                detail=detail,
+            )
         )
         return gate
 
@@ -62,6 +70,9 @@ class Gates:
         if gate is None:
             raise NotFound(f"unknown gate {gate_id}; /gates lists the pending ones")
         return gate
+
+    async def find(self, gate_id: int) -> Gate | None:
+        return await self._store.get_gate(gate_id)
 
     async def pending(self) -> list[Gate]:
         return await self._store.list_gates(GateStatus.PENDING)
@@ -84,21 +95,25 @@ class Gates:
         if decided is None:
             raise Conflict(_already(await self.get(gate_id)))
         done = await resolver.apply(decided, approve) if resolver is not None else ""
-        await self._events.emit(
-            f"gate.{status.value}",
-            gate.agent_id,
-            gate.project,
-            gate_id=gate_id,
-            by=by,
-            reason=reason,
-            done=done,
+        await self._bus.publish(
+            GateDecided(
+                agent_id=gate.agent_id,
+                project=gate.project,
+                gate_id=gate_id,
+                approved=approve,
+                by=by,
+                reason=reason,
+                done=done,
+            )
         )
         return decided, done
 
     async def mark_stale(self, gate: Gate, reason: str) -> None:
         if await self._store.decide_gate(gate.id, GateStatus.STALE, None, reason, self._clock()):
-            await self._events.emit(
-                "gate.stale", gate.agent_id, gate.project, gate_id=gate.id, reason=reason
+            await self._bus.publish(
+                GateStale(
+                    agent_id=gate.agent_id, project=gate.project, gate_id=gate.id, reason=reason
+                )
             )
 
 

@@ -1,483 +1,427 @@
-"""The monitor: what every agent is really doing, and when a human is needed.
+"""The monitor: observes every agent and carries out what the state machine decides.
 
-Hook events decide first (Claude Code tells us when a turn starts, a tool runs, a
-permission dialog opens, a turn stops). For CLIs without hooks the pane decides: its
-process, whether its output changes, and the profile's idle/busy/waiting patterns.
-On top of the state sit the stuck rules (seed: busy with no output for 10 min, no tool
-call for 5 min, the same error 3 times, asking for help, waiting on a human too long),
-permission gates, and usage-limit pauses. Time comes from the injected clock.
+A thin shell around ``supervisor.state.decide``. It observes -- hook events as they
+arrive; once a tick, tmux's process table for every agent in one ``list-panes`` call, and
+the screens of only the panes that changed since they were last read -- and carries out
+the effects: state writes, events, permission gates, usage-limit pauses, queued prompts,
+QA requests. What the machine tracks about each agent is kept in storage, so a restart
+does not reset stuck detection.
+
+Reconciliation is part of the tick: an agent whose pane died or vanished is dead (unless a
+human stopped it), and a session farmbot started but has no row for is adopted.
+
+The monitor is also the resolver of permission gates: ``stale_reason`` reads the screen,
+``apply`` types the profile's answer keys.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
-import re
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from farmbot.config.schema import AgentProfile, Config
+from farmbot.bus import EventBus
+from farmbot.config.schema import Config
 from farmbot.errors import TmuxError
-from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Event, Gate, NewEvent
-from farmbot.storage.base import Store
-from farmbot.supervisor.agents import Supervisor
-from farmbot.supervisor.events import EventLog
+from farmbot.events import (
+    AgentAdopted,
+    AgentEvent,
+    AgentReadopted,
+    AgentStateChanged,
+    DomainEvent,
+    GateDecided,
+    GateOpened,
+    GateStale,
+    HookReceived,
+)
+from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Event, Gate
+from farmbot.storage.agents import AgentStore
+from farmbot.storage.prompts import PromptStore
+from farmbot.storage.tracks import TrackStore
+from farmbot.supervisor import state as sm
 from farmbot.supervisor.gates import Gates
-from farmbot.supervisor.limits import DEFAULT_PAUSE, reset_time
-from farmbot.supervisor.panes import PanePatterns, bottom, classify, waiting_question
-from farmbot.supervisor.tmux import Tmux
+from farmbot.supervisor.keyboard import Keyboard
+from farmbot.supervisor.panes import classify, waiting_question
+from farmbot.supervisor.tmux import PaneInfo, Tmux
 
 log = logging.getLogger(__name__)
 
-PERMISSION = "permission"
+PERMISSION = sm.PERMISSION
 CAPTURE_LINES = 200
-STALE_GRACE = 3.0  # a dialog may take a moment to show after its hook event
+DEATH_LINES = 10  # of a dead pane's screen, for its alert
+HOOKED_READ_EVERY = 10.0  # seconds between screen reads of an agent that sends hooks
 MAX_FIELD = 4000  # longest string kept from a hook payload
 
-WriteEvent = Callable[[NewEvent], Awaitable[int]]
-OnIdle = Callable[[Agent], None]
+OnQa = Callable[[Agent, str], None]
+IsBusy = Callable[[str], bool]
 
 
 @dataclass(slots=True)
-class _Track:
-    """What the monitor remembers about one agent between ticks (rebuilt after a restart)."""
+class _Read:
+    """When an agent's screen was last read (wall clock), and tmux's activity time then."""
 
-    last_output_at: float
-    digest: str = ""
-    last_hook_at: float | None = None
-    last_tool_at: float | None = None
-    reported_errors: set[str] = field(default_factory=set)
-    help_digest: str = ""
-    limit_line: str = ""
-    escalated: int = 0  # 0 none, 1 warning sent, 2 critical sent
-
-
-def fingerprint(question: str) -> str:
-    return hashlib.blake2b(question.encode(), digest_size=8).hexdigest()
+    at: float
+    activity: int
 
 
 class Monitor:
     def __init__(
         self,
         config: Config,
-        store: Store,
-        tmux: Tmux,
-        supervisor: Supervisor,
-        gates: Gates,
-        events: EventLog,
         *,
-        write_event: WriteEvent | None = None,
-        on_idle: OnIdle | None = None,
+        agents: AgentStore,
+        prompts: PromptStore,
+        tracks: TrackStore,
+        tmux: Tmux,
+        gates: Gates,
+        bus: EventBus,
+        keyboard: Keyboard,
+        rules: dict[str, sm.Rules],
+        busy: IsBusy = lambda agent_id: False,
+        on_qa: OnQa | None = None,
         clock: Callable[[], float] = time.time,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
-        self._store = store
+        self._agents = agents
+        self._prompts = prompts
+        self._track_store = tracks
         self._tmux = tmux
-        self._sup = supervisor
         self._gates = gates
-        self._events = events
-        self._write_event = write_event
-        self._on_idle = on_idle
+        self._bus = bus
+        self._keyboard = keyboard
+        self._rules = rules
+        self._busy = busy
+        self._on_qa = on_qa
         self._clock = clock
-        self._tracks: dict[str, _Track] = {}
+        self._wall = wall  # compared with tmux's own activity times, so never a fake clock
+        self._tracks: dict[str, sm.Track] = {}
+        self._pending: list[Gate] | None = None  # pending permission gates, until one moves
+        self._dirty: set[str] = set()
+        self._reads: dict[str, _Read] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         # Hook events arrive thousands a second: read agents from this cache, refreshed
-        # every tick and dropped for an agent whenever anything happens to it.
-        self._agents: dict[str, Agent | None] = {}
-        events.subscribe(self._forget)
+        # every tick and dropped for an agent whenever an event says it changed.
+        self._cache: dict[str, Agent | None] = {}
+        bus.subscribe(self._forget)
         self.hook_events = 0
         self.ticks = 0
-        gates.register(PERMISSION, self)
+        self.reads = 0
+        self.last_tick_seconds = 0.0
 
     def __repr__(self) -> str:
-        return (
-            f"<Monitor tracked={len(self._tracks)} hook_events={self.hook_events} "
-            f"ticks={self.ticks}>"
+        stats = " ".join(f"{k}={v}" for k, v in self.statistics().items())
+        return f"<Monitor {stats}>"
+
+    def statistics(self) -> dict[str, int | float | str]:
+        return {
+            "tracked": len(self._tracks),
+            "hook_events": self.hook_events,
+            "ticks": self.ticks,
+            "screens_read": self.reads,
+            "tick_ms": round(self.last_tick_seconds * 1000, 1),
+        }
+
+    async def load(self) -> None:
+        """Take up what was tracked before a restart."""
+        now = self._clock()
+        stored = await self._track_store.load_tracks()
+        self._tracks = {agent: sm.Track.from_json(data, now) for agent, data in stored.items()}
+
+    def rules_for(self, agent: Agent) -> sm.Rules | None:
+        return self._rules.get(agent.profile)
+
+    # observing one agent ----------------------------------------------------------------
+    async def observe(
+        self, agent: Agent, observation: sm.Observation, gate: Gate | None = None
+    ) -> Agent:
+        """Decide what ``observation`` means for ``agent`` and carry it out."""
+        async with self._lock(agent.id):
+            if gate is None:
+                gate = await self._pending_gate(agent.id)
+            return await self._observe(agent, observation, gate)
+
+    async def _observe(self, agent: Agent, observation: sm.Observation, gate: Gate | None) -> Agent:
+        track = self._tracks.get(agent.id) or sm.Track(last_output_at=self._clock())
+        step = sm.decide(agent, observation, track, self.rules_for(agent), gate, self._clock())
+        if step.track != track or agent.id not in self._tracks:
+            self._tracks[agent.id] = step.track
+            self._dirty.add(agent.id)
+        updated = agent
+        if step.state is not agent.state:
+            updated = await self._set_state(agent, step.state, step.reason)
+            if updated.state is not step.state:
+                return updated  # stopped or dead meanwhile: its effects no longer apply
+        for effect in step.effects:
+            updated = await self._carry_out(updated, effect, gate)
+        return updated
+
+    async def _set_state(self, agent: Agent, state: AgentState, reason: str) -> Agent:
+        fresh = await self._agents.get_agent(agent.id)
+        if fresh is None:
+            return agent
+        if state is not AgentState.STOPPED and (
+            fresh.desired is DesiredState.STOPPED or not fresh.state.is_live
+        ):
+            return fresh  # killed or dead meanwhile: never resurrect it
+        updated = await self._agents.set_agent_state(agent.id, state, reason, self._clock())
+        if updated is None:
+            return fresh
+        self._cache[agent.id] = updated
+        await self._bus.publish(
+            AgentStateChanged(
+                agent_id=agent.id,
+                project=agent.project,
+                state=state.value,
+                previous=fresh.state.value,
+                reason=reason,
+            )
         )
+        self._cache[agent.id] = updated
+        return updated
 
-    def _track(self, agent_id: str) -> _Track:
-        track = self._tracks.get(agent_id)
-        if track is None:
-            track = self._tracks[agent_id] = _Track(last_output_at=self._clock())
-        return track
+    async def _carry_out(self, agent: Agent, effect: sm.Effect, gate: Gate | None) -> Agent:
+        now = self._clock()
+        match effect:
+            case sm.Emit(event):
+                await self._bus.publish(event)
+            case sm.OpenGate(title, detail, payload):
+                if await self._pending_gate(agent.id) is None:
+                    await self._gates.open(
+                        PERMISSION,
+                        title,
+                        agent_id=agent.id,
+                        project=agent.project,
+                        detail=detail,
+                        payload=payload,
+                    )
+            case sm.StaleGate(gate_id, reason):
+                found = gate if gate is not None and gate.id == gate_id else None
+                found = found or await self._gates.find(gate_id)
+                if found is not None:
+                    await self._gates.mark_stale(found, reason)
+            case sm.Pause(until):
+                paused = await self._agents.set_agent_paused(agent.id, until, now)
+                if paused is not None:
+                    agent = paused
+                    self._cache[agent.id] = paused
+            case sm.Queue(text, source, not_before):
+                await self._prompts.add_prompt(
+                    agent.id, text, source, now, wait_ready=True, not_before=not_before
+                )
+            case sm.RequestQa(trigger):
+                if self._on_qa is not None:
+                    self._on_qa(agent, trigger)
+        return agent
 
-    def profile(self, agent: Agent) -> AgentProfile | None:
-        return self._config.agents.get(agent.profile)
+    async def _pending_gate(self, agent_id: str) -> Gate | None:
+        if self._pending is None:
+            self._pending = [g for g in await self._gates.pending() if g.kind == PERMISSION]
+        return next((g for g in self._pending if g.agent_id == agent_id), None)
 
-    def patterns(self, agent: Agent) -> PanePatterns:
-        return self._sup.patterns(agent)
+    def _lock(self, agent_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(agent_id, asyncio.Lock())
 
-    # hook events ----------------------------------------------------------------------
+    # hook events ------------------------------------------------------------------------
     async def on_hook(self, agent_id: str, payload: dict[str, Any]) -> None:
-        """Store one hook event (durably, batched), then let it move the agent's state."""
+        """Store one hook event (durably), then let it move the agent's state."""
         name = str(payload.get("hook_event_name", "unknown"))
         agent = await self._agent(agent_id)
-        now = self._clock()
-        event = NewEvent(
-            kind=f"hook.{name}",
-            agent_id=agent_id,
-            project=agent.project if agent else None,
-            data=_trim(payload),
-            ts=now,
+        await self._bus.publish(
+            HookReceived(
+                agent_id=agent_id,
+                project=agent.project if agent else None,
+                name=name,
+                payload=_trim(payload),
+            )
         )
-        if self._write_event is not None:
-            await self._write_event(event)
-        else:
-            await self._store.add_events([event], now)
         self.hook_events += 1
         if agent is None or agent.desired is DesiredState.STOPPED or not agent.state.is_live:
             return
-        track = self._track(agent_id)
-        track.last_hook_at = now
-        await self._apply_hook(agent, name, payload, track, now)
+        await self.observe(agent, sm.Hook(name, payload))
 
     async def _agent(self, agent_id: str) -> Agent | None:
-        if agent_id not in self._agents:
-            self._agents[agent_id] = await self._store.get_agent(agent_id)
-        return self._agents[agent_id]
+        if agent_id not in self._cache:
+            self._cache[agent_id] = await self._agents.get_agent(agent_id)
+        return self._cache[agent_id]
 
-    def _forget(self, event: Event) -> None:
-        if event.agent_id is not None and event.kind.startswith(("agent.", "prompt.")):
-            self._agents.pop(event.agent_id, None)
+    def _forget(self, record: Event, event: DomainEvent, alerts: object) -> None:
+        if isinstance(event, GateOpened | GateDecided | GateStale):
+            self._pending = None
+        elif isinstance(event, AgentEvent) and event.agent_id is not None:
+            if not isinstance(event, AgentStateChanged):  # the monitor wrote those itself
+                self._cache.pop(event.agent_id, None)
 
-    async def _apply_hook(
-        self, agent: Agent, name: str, payload: dict[str, Any], track: _Track, now: float
-    ) -> None:
-        if name in ("UserPromptSubmit", "PreToolUse", "PostToolUse"):
-            track.last_tool_at = now
-            if agent.state is not AgentState.WAITING or name == "PostToolUse":
-                await self._set(agent, AgentState.BUSY, f"{name} hook")
-        elif name == "SessionStart" and agent.state is AgentState.STARTING:
-            await self._set(agent, AgentState.IDLE, "session started")
-        elif name == "PermissionRequest" or (
-            name == "Notification" and payload.get("notification_type") == "permission_prompt"
-        ):
-            agent = await self._set(agent, AgentState.WAITING, "asks for permission")
-            request = _describe_request(payload)
-            await self._open_permission_gate(agent, request, request, "hook", None)
-        elif name == "Notification" and payload.get("notification_type") == "idle_prompt":
-            await self._set(agent, AgentState.IDLE, "waiting for input")
-        elif name == "Stop":
-            await self._stale_gates(agent, "the agent finished its turn")
-            await self._set(agent, AgentState.IDLE, "turn finished")
-
-    # the pane -------------------------------------------------------------------------
+    # the tick ---------------------------------------------------------------------------
     async def round(self) -> None:
-        """One supervision round: reconcile with tmux, read the panes, deliver prompts."""
-        await self._sup.reconcile()
+        """One supervision round: reconcile with tmux, read the changed panes, decide."""
         await self.tick()
-        await self._sup.deliver_pending()
 
     async def tick(self) -> None:
-        """Read every live agent's pane; apply the state, stuck and escalation rules."""
+        """Observe every agent once: its process, and its screen when that changed."""
+        started = time.perf_counter()
         self.ticks += 1
         panes = await self._tmux.panes()
-        pending = await self._gates.pending()
-        agents = await self._store.list_agents()
-        self._agents = {agent.id: agent for agent in agents}
+        self._pending = None
+        agents = await self._agents.list_agents()
+        self._cache = {agent.id: agent for agent in agents}
         for agent in agents:
-            if agent.desired is DesiredState.STOPPED or not agent.state.is_live:
-                self._tracks.pop(agent.id, None)
-                await self._stale_gates(agent, f"{agent.id} is {agent.state.value}", pending)
+            if self._busy(agent.id):
+                continue  # being spawned or stopped right now
+            gate = await self._pending_gate(agent.id)
+            observation = await self._look(agent, panes.get(agent.id), gate)
+            if observation is None:
                 continue
-            pane = panes.get(agent.id)
-            if pane is None or pane.dead:
-                continue  # reconciliation marks it dead
-            try:
-                lines = await self._tmux.capture(agent.id, CAPTURE_LINES)
-            except TmuxError:
-                continue
-            gate = next(
-                (g for g in pending if g.agent_id == agent.id and g.kind == PERMISSION), None
+            async with self._lock(agent.id):
+                await self._observe(agent, observation, gate)
+        known = {agent.id for agent in agents}
+        for name in panes.keys() - known:
+            await self._adopt(name, panes[name])
+        await self.save_tracks()
+        self.last_tick_seconds = time.perf_counter() - started
+
+    async def _look(
+        self, agent: Agent, pane: PaneInfo | None, gate: Gate | None
+    ) -> sm.Observation | None:
+        """What there is to observe about the agent now (None: nothing to decide)."""
+        if agent.desired is DesiredState.STOPPED or not agent.state.is_live:
+            self._forget_agent(agent.id)
+            stopping = agent.desired is DesiredState.STOPPED
+            unsettled = stopping and agent.state is not AgentState.STOPPED
+            return sm.Screen(None) if unsettled or gate is not None else None
+        if pane is None:
+            return sm.PaneGone(vanished=True)
+        if pane.dead:
+            last = await self._capture(agent.id, DEATH_LINES)
+            return sm.PaneGone(
+                exit_status=pane.exit_status, signal=pane.exit_signal, last_lines=tuple(last)
             )
-            await self._observe(agent, lines, gate)
+        if not self._should_read(agent, pane):
+            return sm.Screen(None)
+        read_at = self._wall()
+        lines = await self._capture(agent.id, CAPTURE_LINES)
+        self._reads[agent.id] = _Read(read_at, pane.activity)
+        self.reads += 1
+        return sm.Screen(tuple(lines))
 
-    async def _observe(self, agent: Agent, lines: list[str], gate: Gate | None) -> None:
-        now = self._clock()
-        track = self._track(agent.id)
-        digest = hashlib.blake2b("\n".join(lines).encode(), digest_size=16).hexdigest()
-        changed = digest != track.digest
-        if changed:
-            track.digest, track.last_output_at = digest, now
-        profile = self.profile(agent)
-        if agent.state is AgentState.PAUSED:
-            await self._maybe_resume(agent, now)
-            return
-        if profile is not None and await self._maybe_pause(agent, profile, lines, track, now):
-            return
-        target = self._pane_state(agent, lines, track, changed)
-        question = (
-            waiting_question(lines, self.patterns(agent)) if target is AgentState.WAITING else ""
-        )
-        if question:
-            agent = await self._set(agent, AgentState.WAITING, "asks a question")
-            if gate is None or (
-                gate.payload.get("fingerprint") not in (None, fingerprint(question))
-            ):
-                if gate is not None:
-                    await self._gates.mark_stale(gate, "a different question is showing now")
-                asked = _asked_line(question, self.patterns(agent))
-                await self._open_permission_gate(
-                    agent, asked, question, "pane", fingerprint(question)
-                )
-        elif gate is not None and now - gate.created_at > STALE_GRACE:
-            await self._gates.mark_stale(gate, "the question is no longer showing")
-        if profile is not None and agent.kind is not AgentKind.SHELL:
-            target = await self._help_and_stuck(agent, profile, lines, track, target, now, changed)
-        if target is not agent.state and not question:
-            agent = await self._set(agent, target, _why(target))
-        if profile is not None:
-            await self._escalate(agent, profile, track, lines, now)
-
-    def _pane_state(
-        self, agent: Agent, lines: list[str], track: _Track, changed: bool
-    ) -> AgentState:
-        if agent.kind is AgentKind.SHELL:
-            return AgentState.IDLE
-        seen = classify(lines, self.patterns(agent))
-        if track.last_hook_at is not None:
-            # Hooks decide busy and idle; the pane only shows a question opening or going away
-            # (after a plain "no" Claude Code sends no Stop event).
-            if seen is AgentState.WAITING:
-                return seen
-            if agent.state is AgentState.WAITING and agent.state_reason != "asked for help":
-                return seen or AgentState.IDLE
-            return agent.state
-        if seen is None:
-            if agent.state is AgentState.STARTING:
-                return agent.state
-            return AgentState.BUSY if changed else agent.state
-        if agent.state is AgentState.STUCK and seen is AgentState.BUSY and not changed:
-            return AgentState.STUCK
-        return seen
-
-    async def _help_and_stuck(
-        self,
-        agent: Agent,
-        profile: AgentProfile,
-        lines: list[str],
-        track: _Track,
-        target: AgentState,
-        now: float,
-        changed: bool,
-    ) -> AgentState:
-        latest = bottom(lines, 3)
-        asking = next((ln for ln in latest if re.search(profile.help_pattern, ln)), None)
-        if asking is not None and fingerprint(asking) != track.help_digest:
-            track.help_digest = fingerprint(asking)
-            agent = await self._set(agent, AgentState.WAITING, "asked for help")
-            await self._events.emit(
-                "agent.needs_human",
-                agent.id,
-                agent.project,
-                question=asking.strip(),
-                last_lines=bottom(lines, 15),
-            )
-            return AgentState.WAITING
-        if agent.state is AgentState.WAITING and agent.state_reason == "asked for help":
-            return AgentState.WAITING if not changed else target
-        if agent.state is AgentState.STUCK and not changed:
-            return AgentState.STUCK  # until its screen moves again
-        if target not in (AgentState.BUSY, AgentState.STUCK, AgentState.IDLE):
-            return target
-        reason = self._stuck_reason(
-            profile, lines, track, now, agent, busy=target is not AgentState.IDLE
-        )
-        if reason is None:
-            return AgentState.BUSY if target is AgentState.STUCK else target
-        if agent.state is not AgentState.STUCK:
-            await self._set(agent, AgentState.STUCK, reason)
-            await self._events.emit(
-                "agent.stuck", agent.id, agent.project, reason=reason, last_lines=bottom(lines, 15)
-            )
-        return AgentState.STUCK
-
-    def _stuck_reason(
-        self,
-        profile: AgentProfile,
-        lines: list[str],
-        track: _Track,
-        now: float,
-        agent: Agent,
-        *,
-        busy: bool,
-    ) -> str | None:
-        errors = Counter(ln.strip() for ln in lines if re.search(profile.error_pattern, ln))
-        for line, count in errors.most_common():
-            if count < profile.stuck_repeated_error:
-                break
-            if line not in track.reported_errors:
-                track.reported_errors.add(line)
-                return f"the same error {count} times: {line[:200]}"
-        if not busy:
-            return None
-        quiet = now - track.last_output_at
-        if quiet >= profile.stuck_no_output:
-            return f"busy with no new output for {_minutes(quiet)}"
-        if track.last_hook_at is not None and agent.state in (AgentState.BUSY, AgentState.STUCK):
-            since = now - max(track.last_tool_at or 0.0, agent.state_since)
-            if since >= profile.stuck_no_tool:
-                return f"busy with no tool call for {_minutes(since)}"
-        return None
-
-    async def _escalate(
-        self, agent: Agent, profile: AgentProfile, track: _Track, lines: list[str], now: float
-    ) -> None:
-        if agent.state not in (AgentState.WAITING, AgentState.STUCK):
-            track.escalated = 0
-            return
-        waited = now - agent.state_since
-        level = 0
-        if waited >= profile.waiting_critical:
-            level = 2
-        elif waited >= profile.waiting_warn and agent.state is AgentState.WAITING:
-            level = 1
-        if level > track.escalated:
-            track.escalated = level
-            await self._events.emit(
-                "agent.waiting_too_long",
-                agent.id,
-                agent.project,
-                level="critical" if level == 2 else "warning",
-                minutes=int(waited // 60),
-                state=agent.state.value,
-                reason=agent.state_reason,
-                last_lines=bottom(lines, 15),
-            )
-
-    # usage limits -----------------------------------------------------------------------
-    async def _maybe_pause(
-        self, agent: Agent, profile: AgentProfile, lines: list[str], track: _Track, now: float
-    ) -> bool:
-        line = next((ln for ln in bottom(lines, 3) if re.search(profile.limit_pattern, ln)), None)
-        if line is None or line == track.limit_line:
+    def _should_read(self, agent: Agent, pane: PaneInfo) -> bool:
+        """Whether the screen may have changed since it was last read (tmux knows)."""
+        last = self._reads.get(agent.id)
+        if last is None or agent.state in (AgentState.STARTING, AgentState.WAITING):
+            return True
+        # tmux's activity time has a resolution of a second: output in the second of the
+        # last read may have come after it, so that second counts as new.
+        if pane.activity < int(last.at):
             return False
-        track.limit_line = line
-        until = reset_time(line, now)
-        guessed = until is None
-        until = until if until is not None else now + DEFAULT_PAUSE
-        await self._store.set_agent_paused(agent.id, until, now)
-        await self._set(agent, AgentState.PAUSED, f"usage limit until {_clock_time(until)}")
-        if profile.continue_prompt:
-            await self._store.add_prompt(
-                agent.id, profile.continue_prompt, "usage-limit", True, now, not_before=until
-            )
-        await self._events.emit(
-            "agent.paused",
-            agent.id,
-            agent.project,
-            until=until,
-            reason=line.strip(),
-            guessed=guessed,
-            will_continue=bool(profile.continue_prompt),
-        )
-        return True
+        track = self._tracks.get(agent.id)
+        hooked = track is not None and track.last_hook_at is not None
+        return not hooked or self._wall() - last.at >= HOOKED_READ_EVERY
 
-    async def _maybe_resume(self, agent: Agent, now: float) -> None:
-        if agent.paused_until is not None and now < agent.paused_until:
+    async def _capture(self, agent_id: str, lines: int) -> list[str]:
+        try:
+            return await self._tmux.capture(agent_id, lines)
+        except TmuxError:
+            return []
+
+    def _forget_agent(self, agent_id: str) -> None:
+        self._reads.pop(agent_id, None)
+        if self._tracks.pop(agent_id, None) is not None:
+            self._dirty.add(agent_id)
+
+    async def save_tracks(self) -> None:
+        """Store the tracks that changed (once per tick: a crash loses at most a tick)."""
+        if not self._dirty:
             return
-        await self._store.set_agent_paused(agent.id, None, now)
-        await self._set(agent, AgentState.IDLE, "usage limit reset")
-        await self._events.emit("agent.resumed", agent.id, agent.project)
+        dirty, self._dirty = self._dirty, set()
+        now = self._clock()
+        keep = [(a, self._tracks[a].to_json()) for a in sorted(dirty) if a in self._tracks]
+        await self._track_store.save_tracks(keep, now)
+        for agent_id in dirty - self._tracks.keys():
+            await self._track_store.drop_track(agent_id)
 
-    # gates ------------------------------------------------------------------------------
-    async def _open_permission_gate(
-        self, agent: Agent, summary: str, question: str, source: str, print_: str | None
-    ) -> None:
-        pending = [
-            g
-            for g in await self._gates.pending()
-            if g.agent_id == agent.id and g.kind == PERMISSION
-        ]
-        if pending:
+    # reconciliation -----------------------------------------------------------------------
+    async def reconcile(self, *, startup: bool = False) -> None:
+        """Adopt sessions farmbot started but has no row for; at start, say who is back."""
+        panes = await self._tmux.panes()
+        agents = {a.id: a for a in await self._agents.list_agents()}
+        if startup:
+            for agent in agents.values():
+                pane = panes.get(agent.id)
+                live = agent.desired is DesiredState.RUNNING and agent.state.is_live
+                if live and pane is not None and not pane.dead:
+                    await self._bus.publish(
+                        AgentReadopted(agent_id=agent.id, project=agent.project, pid=pane.pid)
+                    )
+        for name in panes.keys() - agents.keys():
+            await self._adopt(name, panes[name])
+
+    async def _adopt(self, name: str, pane: PaneInfo) -> None:
+        if self._busy(name):
             return
-        await self._gates.open(
-            PERMISSION,
-            f"{agent.id} asks: {summary.strip()[:120] or 'a question'}",
-            agent_id=agent.id,
-            project=agent.project,
-            detail=question,
-            payload={"source": source, "fingerprint": print_},
+        try:
+            env = await self._tmux.session_env(name)
+        except TmuxError:
+            return
+        pc = self._config.project(env.get("FARMBOT_PROJECT", ""))
+        if env.get("FARMBOT_AGENT") != name or pc is None:
+            return  # not a session farmbot started
+        try:
+            kind = AgentKind(env.get("FARMBOT_KIND", ""))
+        except ValueError:
+            return
+        number_text = env.get("FARMBOT_NUMBER", "")
+        now = self._clock()
+        agent = Agent(
+            id=name,
+            project=pc.name,
+            kind=kind,
+            profile=env.get("FARMBOT_PROFILE", self._config.supervisor.default_agent),
+            number=int(number_text) if number_text.isdigit() else None,
+            workdir=env.get("FARMBOT_WORKDIR") or str(pc.path),
+            branch=env.get("FARMBOT_BRANCH") or None,
+            desired=DesiredState.RUNNING,
+            state=AgentState.DEAD if pane.dead else AgentState.STARTING,
+            state_reason="adopted from tmux",
+            created_at=pane.created or now,
+            updated_at=now,
+            state_since=now,
         )
+        await self._agents.save_agent(agent)
+        await self._bus.publish(AgentAdopted(agent_id=name, project=pc.name, pid=pane.pid))
 
-    async def _stale_gates(
-        self, agent: Agent, reason: str, pending: list[Gate] | None = None
-    ) -> None:
-        for gate in pending if pending is not None else await self._gates.pending():
-            if gate.agent_id == agent.id and gate.kind == PERMISSION:
-                await self._gates.mark_stale(gate, reason)
-
-    # permission gates (the monitor is their GateResolver) ------------------------------
+    # permission gates (the monitor is their GateResolver) --------------------------------
     async def stale_reason(self, gate: Gate) -> str | None:
         """Why a permission gate can no longer be decided, or None while it can."""
-        agent = await self._store.get_agent(gate.agent_id or "")
+        agent = await self._agents.get_agent(gate.agent_id or "")
         if agent is None or not agent.state.is_live or agent.desired is DesiredState.STOPPED:
             return f"{gate.agent_id or 'its agent'} is no longer running"
+        rules = self.rules_for(agent)
         try:
             lines = await self._tmux.capture(agent.id, CAPTURE_LINES)
         except TmuxError:
             return f"{agent.id} has no screen any more"
-        if classify(lines, self.patterns(agent)) is not AgentState.WAITING:
+        track = self._tracks.get(agent.id)
+        said = list(sm.after_prompt(tuple(lines), track.prompt_head if track else ""))
+        if rules is None or classify(said, rules.patterns) is not AgentState.WAITING:
             return f"the question is no longer showing on {agent.id}'s screen"
         expected = gate.payload.get("fingerprint")
-        if expected and fingerprint(waiting_question(lines, self.patterns(agent))) != expected:
+        if expected and sm.fingerprint(waiting_question(said, rules.patterns)) != expected:
             return "a different question is showing now"
         return None
 
     async def apply(self, gate: Gate, approved: bool) -> str:
         """Answer the question: type the profile's approve or deny keys into the pane."""
-        agent = await self._store.get_agent(gate.agent_id or "")
+        agent = await self._agents.get_agent(gate.agent_id or "")
         assert agent is not None
-        profile = self.profile(agent)
+        profile = self._config.agents.get(agent.profile)
         keys = (profile.approve_keys if approved else profile.deny_keys) if profile else ("Escape",)
-        await self._sup.press_keys(agent.id, keys)
-        state = AgentState.BUSY if approved else AgentState.IDLE
-        await self._set(agent, state, "permission approved" if approved else "permission denied")
+        await self._keyboard.press(agent.id, keys)
+        async with self._lock(agent.id):
+            await self._observe(agent, sm.Answered(approved), None)
         return f"sent {' '.join(keys)} to {agent.id}"
-
-    async def _set(self, agent: Agent, state: AgentState, reason: str) -> Agent:
-        if agent.state is state and agent.state_reason == reason:
-            return agent
-        fresh = await self._store.get_agent(agent.id)
-        if fresh is None or fresh.desired is DesiredState.STOPPED or not fresh.state.is_live:
-            return fresh or agent  # killed or dead meanwhile: never resurrect it
-        if fresh.state is state:
-            return fresh
-        updated = await self._sup.set_state(fresh, state, reason)
-        self._agents[updated.id] = updated
-        if (
-            state is AgentState.IDLE
-            and fresh.state in (AgentState.BUSY, AgentState.STUCK)
-            and self._on_idle is not None
-        ):
-            self._on_idle(updated)
-        return updated
-
-
-def _asked_line(question: str, patterns: PanePatterns) -> str:
-    """The line of a pane's question that the waiting pattern matched."""
-    lines = question.splitlines()
-    if patterns.waiting is not None:
-        for line in reversed(lines):
-            if patterns.waiting.search(line):
-                return line
-    return next((ln for ln in lines if ln.strip()), "")
-
-
-def _describe_request(payload: dict[str, Any]) -> str:
-    tool = str(payload.get("tool_name") or payload.get("message") or "a tool")
-    tool_input = payload.get("tool_input")
-    if isinstance(tool_input, dict):
-        detail = (
-            tool_input.get("command")
-            or tool_input.get("file_path")
-            or tool_input.get("description")
-        )
-        if detail:
-            return f"{tool}: {detail}"
-    return tool
 
 
 def _trim(value: Any, depth: int = 0) -> Any:
@@ -488,19 +432,3 @@ def _trim(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list) and depth < 6:
         return [_trim(v, depth + 1) for v in value[:200]]
     return value
-
-
-def _why(state: AgentState) -> str:
-    return {
-        AgentState.IDLE: "waiting for input",
-        AgentState.BUSY: "working",
-        AgentState.WAITING: "asks a question",
-    }.get(state, "seen on the pane")
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{int(seconds)} s"
-
-
-def _clock_time(ts: float) -> str:
-    return time.strftime("%H:%M UTC", time.gmtime(ts))

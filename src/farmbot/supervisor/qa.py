@@ -15,10 +15,12 @@ import signal
 import time
 from collections.abc import Callable
 
+from farmbot.bus import EventBus
 from farmbot.config.schema import Config
+from farmbot.events import QaFinished
 from farmbot.models import Agent, AgentKind, DesiredState, QaRun
-from farmbot.storage.base import Store
-from farmbot.supervisor.events import EventLog
+from farmbot.storage.agents import AgentStore
+from farmbot.storage.qa_runs import QaRunStore
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,16 @@ class QaRunner:
     def __init__(
         self,
         config: Config,
-        store: Store,
-        events: EventLog,
         *,
+        agents: AgentStore,
+        runs: QaRunStore,
+        bus: EventBus,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
-        self._store = store
-        self._events = events
+        self._agents = agents
+        self._runs = runs
+        self._bus = bus
         self._clock = clock
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[str] = set()
@@ -66,13 +70,13 @@ class QaRunner:
         while True:
             agent_id, trigger = await self._queue.get()
             self._queued.discard(agent_id)
-            agent = await self._store.get_agent(agent_id)
+            agent = await self._agents.get_agent(agent_id)
             if agent is not None:
                 await self.run_for(agent, trigger)
 
     async def run_cycle(self) -> None:
         """The scheduled cycle: queue every running builder whose project has a verify command."""
-        for agent in await self._store.list_agents():
+        for agent in await self._agents.list_agents():
             if agent.desired is DesiredState.RUNNING and agent.state.is_live:
                 self.request(agent, "schedule")
 
@@ -83,26 +87,35 @@ class QaRunner:
             return None
         command = project.verify
         self._last_run[agent.id] = self._clock()
-        run = await self._store.start_qa_run(
+        run = await self._runs.start_qa_run(
             agent.id, agent.project, trigger, command, self._clock()
         )
         code, timed_out, output = await _run(command, agent, self._config.qa.timeout)
         tail = _tail(output)
         passed = code == 0 and not timed_out
-        done = await self._store.finish_qa_run(run.id, code, passed, timed_out, tail, self._clock())
+        done = await self._runs.finish_qa_run(
+            run.id,
+            exit_code=code,
+            passed=passed,
+            timed_out=timed_out,
+            output_tail=tail,
+            now=self._clock(),
+        )
         self.runs += 1
         if not passed:
             self.failures += 1
-        await self._events.emit(
-            "qa.passed" if passed else "qa.failed",
-            agent.id,
-            agent.project,
-            run_id=run.id,
-            command=command,
-            exit_code=code,
-            timed_out=timed_out,
-            trigger=trigger,
-            output_tail=tail,
+        await self._bus.publish(
+            QaFinished(
+                agent_id=agent.id,
+                project=agent.project,
+                run_id=run.id,
+                command=command,
+                exit_code=code,
+                timed_out=timed_out,
+                trigger=trigger,
+                output_tail=tail,
+                passed=passed,
+            )
         )
         return done
 

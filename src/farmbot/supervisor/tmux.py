@@ -13,10 +13,12 @@ would also match ``builder-42``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +39,10 @@ _PANE_FIELDS = (
     "pane_pid",
     "pane_dead",
     "pane_dead_status",
+    "pane_dead_signal",
     "pane_current_command",
     "session_created",
+    "window_activity",
 )
 _SEP = "\x1f"
 
@@ -50,23 +54,38 @@ class PaneInfo:
     session: str
     pid: int | None
     dead: bool
-    exit_status: int | None
+    exit_status: int | None  # None while alive, or when a signal killed it
+    exit_signal: int | None  # the signal that killed it (tmux 3.3 leaves the status empty)
     current_command: str
     created: float
+    activity: int  # when the pane last printed anything (tmux's clock, whole seconds)
 
 
 class Tmux:
-    """The private tmux server farmbot's agents live on."""
+    """The private tmux server farmbot's agents live on.
+
+    Calls that observe (the process table, screens) run on a thread of their own, so a
+    burst of spawns or typing -- on the default executor -- never delays the monitor.
+    """
 
     def __init__(self, socket: str) -> None:
         self.socket = socket
         self._server = libtmux.Server(socket_name=socket, config_file="/dev/null")
+        self._observer = ThreadPoolExecutor(1, thread_name_prefix=f"tmux-{socket}")
 
     def __repr__(self) -> str:
         return f"<Tmux socket={self.socket!r}>"
 
+    def close(self) -> None:
+        """Stop the observing thread (the tmux server and its agents keep running)."""
+        self._observer.shutdown(wait=False, cancel_futures=True)
+
     async def _run(self, *args: str) -> list[str]:
         return await asyncio.to_thread(self._cmd, *args)
+
+    async def _observe(self, *args: str) -> list[str]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._observer, functools.partial(self._cmd, *args))
 
     def _cmd(self, *args: str) -> list[str]:
         try:
@@ -85,6 +104,14 @@ class Tmux:
             if _no_server(exc):
                 return
             raise
+
+    async def ready(self) -> str | None:
+        """A readiness check: None while tmux answers."""
+        try:
+            await self.ping()
+        except TmuxError as exc:
+            return str(exc)
+        return None
 
     async def new_session(
         self, name: str, command: str, cwd: Path, env: dict[str, str]
@@ -109,7 +136,7 @@ class Tmux:
     async def panes(self) -> dict[str, PaneInfo]:
         """Every session on the server, by name, with its (first) pane."""
         panes = await self._list_panes()
-        if any(p.dead and p.exit_status is None for p in panes.values()):
+        if any(p.dead and p.exit_status is None and p.exit_signal is None for p in panes.values()):
             # tmux built with libutempter sometimes leaves an exited pane's process
             # unreaped (tmux#311): dead, but no exit status. A SIGCHLD makes it reap.
             await self._nudge()
@@ -124,34 +151,29 @@ class Tmux:
         except (TmuxError, ValueError, OSError) as exc:
             log.debug("could not nudge the tmux server: %s", exc)
 
-    async def _list_panes(self) -> dict[str, PaneInfo]:
+    async def _list_panes(self, *target: str) -> dict[str, PaneInfo]:
         fmt = _SEP.join(f"#{{{f}}}" for f in _PANE_FIELDS)
         try:
-            lines = await self._run("list-panes", "-a", "-F", fmt)
+            lines = await self._observe("list-panes", *(target or ("-a",)), "-F", fmt)
         except TmuxError as exc:
-            if _no_server(exc):
+            if _no_server(exc) or (target and "can't find" in str(exc)):
                 return {}
             raise
         result: dict[str, PaneInfo] = {}
         for line in lines:
-            parts = line.split(_SEP)
-            if len(parts) != len(_PANE_FIELDS):
-                continue
-            name, pid, dead, status, current, created = parts
-            if name in result:
-                continue
-            result[name] = PaneInfo(
-                session=name,
-                pid=int(pid) if pid.isdigit() else None,
-                dead=dead == "1",
-                exit_status=int(status) if status.lstrip("-").isdigit() else None,
-                current_command=current,
-                created=float(created) if created.isdigit() else 0.0,
-            )
+            info = _pane_info(line)
+            if info is not None and info.session not in result:
+                result[info.session] = info
         return result
 
     async def pane(self, name: str) -> PaneInfo | None:
-        return (await self.panes()).get(name)
+        """One session's pane (a call about that session only)."""
+        panes = await self._list_panes("-s", "-t", f"={name}")
+        if any(p.dead and p.exit_status is None and p.exit_signal is None for p in panes.values()):
+            await self._nudge()
+            await asyncio.sleep(0.05)
+            panes = await self._list_panes("-s", "-t", f"={name}")
+        return panes.get(name)
 
     async def session_env(self, name: str) -> dict[str, str]:
         """The ``FARMBOT_*`` variables of a session's environment."""
@@ -176,7 +198,7 @@ class Tmux:
     async def capture(self, name: str, lines: int) -> list[str]:
         """The last ``lines`` lines of the pane (scrollback included), trailing blanks cut."""
         start = str(-max(lines, 1) - PANE_HEIGHT)
-        out = await self._run("capture-pane", "-p", "-J", "-t", f"={name}:", "-S", start)
+        out = await self._observe("capture-pane", "-p", "-J", "-t", f"={name}:", "-S", start)
         while out and (not out[-1].strip() or out[-1].startswith("Pane is dead (")):
             out.pop()  # blank rows, and the notice tmux prints under an exited program
         return out[-lines:]
@@ -207,6 +229,23 @@ class Tmux:
     def _kill_server(self) -> None:
         if self._server.is_alive():
             self._server.kill()
+
+
+def _pane_info(line: str) -> PaneInfo | None:
+    parts = line.split(_SEP)
+    if len(parts) != len(_PANE_FIELDS):
+        return None
+    name, pid, dead, status, signal_, current, created, activity = parts
+    return PaneInfo(
+        session=name,
+        pid=int(pid) if pid.isdigit() else None,
+        dead=dead == "1",
+        exit_status=int(status) if status.lstrip("-").isdigit() else None,
+        exit_signal=int(signal_) if signal_.isdigit() and dead == "1" else None,
+        current_command=current,
+        created=float(created) if created.isdigit() else 0.0,
+        activity=int(activity) if activity.isdigit() else 0,
+    )
 
 
 def _no_server(exc: TmuxError) -> bool:

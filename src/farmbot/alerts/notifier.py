@@ -28,7 +28,7 @@ from farmbot.config.alerts import AlertsConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import Interface, OutboundMessage
 from farmbot.models import Alert, Destination, OutboxItem
-from farmbot.storage.base import Store
+from farmbot.storage.outbox import OutboxStore
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -43,14 +43,14 @@ class Notifier:
 
     def __init__(
         self,
-        store: Store,
+        outbox: OutboxStore,
         interfaces: Mapping[str, Interface],
         config: AlertsConfig,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self._store = store
+        self._store = outbox
         self._interfaces = interfaces
         self._config = config
         self._clock = clock

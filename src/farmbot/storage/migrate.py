@@ -1,10 +1,12 @@
-"""Forward-only schema migrations for the SQLite store.
+"""Forward-only schema migrations.
 
-A migration is a file ``NNNN_name.sql`` in the ``migrations/`` directory next to this
-module (package data). The database records the version it is at in
-``PRAGMA user_version``; ``apply_migrations`` brings it up to the newest migration, each
-one in its own transaction together with its version bump, so a migration that fails
-leaves the database exactly as it was before that migration.
+A migration is a file ``NNNN_name.sql`` in ``migrations/<backend>/`` next to this module
+(package data); each backend has its own numbered files, written in its dialect.
+
+SQLite records the version it is at in ``PRAGMA user_version``; ``apply_migrations``
+brings it up to the newest migration, each one in its own transaction together with its
+version bump, so a migration that fails leaves the database exactly as it was before
+that migration.
 
 Migration files must not contain transaction control (``BEGIN``/``COMMIT``) or
 ``PRAGMA foreign_keys``: they run inside a transaction that this module owns, with
@@ -34,12 +36,10 @@ class Migration:
     sql: str
 
 
-def load_migrations(
-    package: str = "farmbot.storage", directory: str = "migrations"
-) -> list[Migration]:
-    """Read the ``NNNN_name.sql`` files of a package directory, sorted by version."""
+def load_migrations(backend: str = "sqlite", package: str = "farmbot.storage") -> list[Migration]:
+    """Read a backend's ``NNNN_name.sql`` files, sorted by version."""
     found: list[Migration] = []
-    for entry in (resources.files(package) / directory).iterdir():
+    for entry in (resources.files(package) / "migrations" / backend).iterdir():
         match = _FILENAME.match(entry.name)
         if match is None or not entry.is_file():
             continue

@@ -1,0 +1,227 @@
+"""Alert rules: which events a person must hear about, how urgently, and where.
+
+Pure: ``AlertRules.drafts_for(event)`` maps a typed event to alert drafts; the event bus
+stores both in one transaction and the notifier delivers them. An alert names the agent
+and project, says what happened, shows the last lines of output and offers buttons,
+which are commands like any other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from farmbot import events as ev
+from farmbot.config.alerts import ALERT_KINDS, AlertsConfig
+from farmbot.messages import Button, Buttons, Severity, utc_time
+from farmbot.models import AgentKind, AlertDraft, Destination
+
+__all__ = ["WEB_CONSOLE", "AlertRules"]
+
+WEB_CONSOLE: Destination = ("web", "console")  # every alert goes here, chat account or not
+PRE_LINES = 15  # last lines of output an alert shows
+PRE_CHARS = 3000
+SEND_LINES = 20  # lines of QA output a "Send failure to agent" button types in
+SEND_CHARS = 3000  # well under the supervisor's prompt limit (16 KiB by default)
+KEY_CHARS = 200  # of a dedupe key (some quote a question or an error line)
+_AGENT_ID = re.compile(r"(?:^|-)(architect|builder|shell)(?:-(\d+))?$")
+
+Body = tuple[str, str, str | None, Buttons, str]  # title, text, pre, buttons, dedupe key
+Rule = Callable[[Any, str, str], Body | None]  # (event, agent, project) -> body
+
+
+class AlertRules:
+    """Turns events into alert drafts, with severities and routes from ``[alerts]``."""
+
+    def __init__(self, config: AlertsConfig) -> None:
+        self.config = config
+
+    def __repr__(self) -> str:
+        off = sorted(k for k, v in self.config.rules.items() if v is None)
+        return f"<AlertRules routes={len(self.config.routes)} off={off}>"
+
+    def drafts_for(self, event: ev.DomainEvent) -> list[AlertDraft]:
+        """The alerts an event raises: none, or one routed to the console and matching routes."""
+        rule = _RULES.get(type(event))
+        severity = self.severity(event)
+        if rule is None or severity is None:
+            return []
+        body = rule(event, event.agent_id or "-", event.project or "-")
+        if body is None:
+            return []
+        title, text, pre, buttons, key = body
+        routes = [WEB_CONSOLE]
+        routes += [
+            (r.interface, r.channel)
+            for r in self.config.routes
+            if r.matches(severity, event.project)
+        ]
+        return [
+            AlertDraft(
+                kind=event.kind,
+                severity=severity,
+                agent_id=event.agent_id,
+                project=event.project,
+                title=title,
+                text=text,
+                pre=pre,
+                buttons=buttons,
+                dedupe_key=key[:KEY_CHARS],
+                routes=tuple(dict.fromkeys(routes)),
+            )
+        ]
+
+    def severity(self, event: ev.DomainEvent) -> Severity | None:
+        """The event's alert severity, or None when it raises no alert (or is turned off)."""
+        kind = event.kind
+        if kind not in ALERT_KINDS:
+            return None
+        if kind in self.config.rules:
+            return self.config.rules[kind]
+        if isinstance(event, ev.AgentWaitingTooLong) and event.level == "critical":
+            return Severity.CRITICAL
+        return ALERT_KINDS[kind]
+
+
+# -- the built-in rules -------------------------------------------------------------------
+
+
+def _dead(event: ev.AgentDead, agent: str, project: str) -> Body:
+    reason = event.reason.strip() or "it exited"
+    row: tuple[Button, ...] = (Button("Tail", f"/tail {agent}"),)
+    spawn = _spawn_command(agent, project)
+    if spawn is not None:
+        row += (Button("Spawn again", spawn, "primary"),)
+    return (
+        f"{agent} died",
+        f"{agent} in project {project} died: {reason}",
+        _pre(event.last_lines),
+        (row,),
+        f"agent.dead:{agent}:{reason}",
+    )
+
+
+def _stuck(event: ev.AgentStuck, agent: str, project: str) -> Body:
+    reason = event.reason.strip() or "no progress"
+    return (
+        f"{agent} is stuck",
+        f"{agent} in project {project} looks stuck: {reason}",
+        _pre(event.last_lines),
+        ((Button("Tail", f"/tail {agent}"), Button("Kill", f"/kill {agent}", "danger")),),
+        f"agent.stuck:{agent}:{reason}",
+    )
+
+
+def _needs_human(event: ev.AgentNeedsHuman, agent: str, project: str) -> Body:
+    question = event.question.strip() or "(no question shown)"
+    return (
+        f"{agent} needs a human",
+        f"{agent} in project {project} asks for help: {question}\n"
+        f"Answer with /send {agent} <text>.",
+        _pre(event.last_lines),
+        ((Button("Tail", f"/tail {agent}"),),),
+        f"agent.needs_human:{agent}:{question}",
+    )
+
+
+def _waiting_too_long(event: ev.AgentWaitingTooLong, agent: str, project: str) -> Body:
+    waited = f"{event.minutes} minutes"
+    why = f" ({event.reason})" if event.reason else ""
+    return (
+        f"{agent} has been {event.state} for {waited}",
+        f"{agent} in project {project} has been {event.state} for {waited}{why}.",
+        _pre(event.last_lines),
+        ((Button("Tail", f"/tail {agent}"),),),
+        f"agent.waiting_too_long:{agent}:{event.level}",
+    )
+
+
+def _gate_opened(event: ev.GateOpened, agent: str, project: str) -> Body:
+    gate = event.gate_id
+    title = event.title.strip() or "a question"
+    row: tuple[Button, ...] = (
+        Button("Approve", f"/approve {gate}", "primary"),
+        Button("Reject", f"/reject {gate}", "danger"),
+    )
+    if agent != "-":
+        row += (Button("Tail", f"/tail {agent}"),)
+    return (
+        f"gate #{gate} waits for a decision: {title}",
+        f"{agent} in project {project} waits for a decision ({event.gate_kind} gate #{gate}):"
+        f" {title}",
+        event.detail.strip() or None,
+        (row,),
+        f"gate.opened:{gate}",
+    )
+
+
+def _qa_finished(event: ev.QaFinished, agent: str, project: str) -> Body | None:
+    if event.passed:
+        return None
+    command = event.command.strip() or "the verify command"
+    outcome = f"exit {event.exit_code}" if event.exit_code is not None else "timed out"
+    row: tuple[Button, ...] = ()
+    if agent != "-":
+        last = "\n".join(event.output_tail.splitlines()[-SEND_LINES:])[-SEND_CHARS:]
+        text = f"QA failed ({command}, {outcome}):\n{last}".rstrip()
+        row = (Button("Send failure to agent", f"/send {agent} {text}"),)
+        row += (Button("Tail", f"/tail {agent}"),)
+    return (
+        f"QA failed for {agent}",
+        f"QA failed for {agent} in project {project} (QA run {event.run_id}): {command}"
+        f" → {outcome}",
+        _pre(event.output_tail.splitlines()),
+        (row,) if row else (),
+        f"qa.failed:{agent}:{command}:{outcome}",
+    )
+
+
+def _paused(event: ev.AgentPaused, agent: str, project: str) -> Body:
+    when = f" until {utc_time(event.until)}"
+    return (
+        f"{agent} paused{when}",
+        f"{agent} in project {project} hit a usage limit and is paused{when}."
+        + (f"\n{event.reason}" if event.reason else ""),
+        None,
+        (),
+        f"agent.paused:{agent}:{event.until}",
+    )
+
+
+def _resumed(event: ev.AgentResumed, agent: str, project: str) -> Body:
+    return (
+        f"{agent} resumed",
+        f"{agent} in project {project} resumed: its usage limit has reset.",
+        None,
+        ((Button("Tail", f"/tail {agent}"),),),
+        f"agent.resumed:{agent}",
+    )
+
+
+_RULES: dict[type[ev.DomainEvent], Rule] = {
+    ev.AgentDead: _dead,
+    ev.AgentStuck: _stuck,
+    ev.AgentNeedsHuman: _needs_human,
+    ev.AgentWaitingTooLong: _waiting_too_long,
+    ev.GateOpened: _gate_opened,
+    ev.QaFinished: _qa_finished,
+    ev.AgentPaused: _paused,
+    ev.AgentResumed: _resumed,
+}
+
+
+def _spawn_command(agent: str, project: str) -> str | None:
+    """``/spawn <kind> [<n>] <project>`` for the agent, from its id."""
+    match = _AGENT_ID.search(agent)
+    if match is None or match.group(1) not in [k.value for k in AgentKind]:
+        return None
+    number = f" {match.group(2)}" if match.group(2) else ""
+    where = f" {project}" if project != "-" else ""
+    return f"/spawn {match.group(1)}{number}{where}"
+
+
+def _pre(lines: Sequence[str]) -> str | None:
+    """The last lines of output."""
+    kept = [str(line).rstrip() for line in lines if str(line).strip()][-PRE_LINES:]
+    return "\n".join(kept)[-PRE_CHARS:] or None

@@ -1,0 +1,306 @@
+"""The one builder of farmbot's object graph: ``async with build(config) as farm:``.
+
+Everything farmbot runs is wired here, once, from a ``Config`` -- storage, the event bus,
+alerts, the supervisor and its monitor, the router, the web interface and every
+configured chat interface -- and the daemon and the tests use the same graph. Building
+opens storage and the event bus and takes up what was tracked before a restart; it
+starts no server, no chat connection and no loop (``farmbot.daemon`` does, and owns
+their lifetimes).
+
+Interfaces are registered in ``INTERFACES``: a line each, naming the config sections that
+configure it and the class to build from each, imported only when configured (so the
+daemon loads no chat library it does not use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from farmbot import __version__, localkey
+from farmbot.adapters.hooks import HookEndpoint, hook_token
+from farmbot.adapters.shared import InterfaceDeps
+from farmbot.adapters.web import WebInterface
+from farmbot.alerts import Alerts
+from farmbot.bot.authz import People
+from farmbot.bot.commands import SPECS
+from farmbot.bot.handlers import CommandHandlers
+from farmbot.bot.router import Router
+from farmbot.bus import EventBus
+from farmbot.config.schema import Config
+from farmbot.messages import HasStatistics, Interface, ReportsReadiness, ServesRoutes
+from farmbot.storage import Storage, open_sqlite
+from farmbot.supervisor.agents import Supervisor
+from farmbot.supervisor.delivery import Delivery
+from farmbot.supervisor.gates import Gates
+from farmbot.supervisor.keyboard import Keyboard
+from farmbot.supervisor.monitor import PERMISSION, Monitor
+from farmbot.supervisor.qa import QaRunner
+from farmbot.supervisor.state import Rules
+from farmbot.supervisor.tmux import Tmux
+
+DB_FILE = "farmbot.db"
+RECENT_EVENTS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """An interface: the config sections that configure it, and ``module:Class`` to build."""
+
+    sections: Callable[[Config], Sequence[Any]]
+    factory: str  # the class takes (section config, InterfaceDeps)
+
+    def build(self, config: Config, deps: InterfaceDeps) -> list[Interface]:
+        sections = self.sections(config)
+        if not sections:
+            return []
+        module, _, name = self.factory.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        return [cls(section, deps) for section in sections]
+
+
+def _one(section: object | None) -> Sequence[object]:
+    return [section] if section is not None else []
+
+
+INTERFACES: tuple[Registration, ...] = (
+    Registration(lambda c: c.webhooks, "farmbot.adapters.webhook:WebhookInterface"),
+    Registration(lambda c: _one(c.telegram), "farmbot.adapters.telegram:TelegramInterface"),
+    Registration(lambda c: _one(c.slack), "farmbot.adapters.slack:SlackInterface"),
+)
+
+
+@dataclass
+class Farm:
+    """The whole object graph of one farmbot."""
+
+    config: Config
+    clock: Callable[[], float]
+    key: str
+    storage: Storage
+    tmux: Tmux
+    bus: EventBus
+    alerts: Alerts
+    gates: Gates
+    keyboard: Keyboard
+    monitor: Monitor
+    delivery: Delivery
+    supervisor: Supervisor
+    qa: QaRunner
+    router: Router
+    hooks: HookEndpoint
+    web: WebInterface
+    interfaces: dict[str, Interface]  # by name: the web console, chats, webhooks
+    started_at: float = field(default=0.0)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.server.state_dir
+
+    @property
+    def chats(self) -> list[Interface]:
+        """The interfaces other than the web console."""
+        return [i for name, i in self.interfaces.items() if name != "web"]
+
+    def components(self) -> dict[str, object]:
+        """Every long-lived part, by name (health checks and statistics iterate over it)."""
+        return {
+            "database": self.storage,
+            "tmux": self.tmux,
+            "bus": self.bus,
+            "alerts": self.alerts,
+            "monitor": self.monitor,
+            "delivery": self.delivery,
+            "supervisor": self.supervisor,
+            "qa": self.qa,
+            "router": self.router,
+            "hooks": self.hooks,
+            **self.interfaces,
+        }
+
+    async def problems(self) -> dict[str, str]:
+        """What keeps a component from working, by name (empty when all is well)."""
+        found: dict[str, str] = {}
+        for name, component in self.components().items():
+            if name != "web" and isinstance(component, ReportsReadiness):
+                problem = await component.ready()
+                if problem is not None:
+                    found[name] = problem
+        return found
+
+    def readiness_checks(self) -> list[str]:
+        return [
+            name
+            for name, c in self.components().items()
+            if name != "web" and isinstance(c, ReportsReadiness)
+        ]
+
+    def statistics(self) -> dict[str, str]:
+        stats: dict[str, str] = {}
+        for name, component in self.components().items():
+            if isinstance(component, HasStatistics):
+                counters = component.statistics()
+                stats[name] = " ".join(f"{k}={v}" for k, v in counters.items())
+            else:
+                stats[name] = repr(component)
+        return stats
+
+    async def status(self) -> dict[str, Any]:
+        """What the status page and ``farmbot status`` show."""
+        storage = self.storage
+        agents = await self.supervisor.list_agents()
+        return {
+            "version": __version__,
+            "now": self.clock(),
+            "started_at": self.started_at,
+            "projects": [asdict(p) for p in await self.supervisor.projects()],
+            "agents": [a.to_json() for a in agents],
+            "gates": [g.to_json() for g in await self.gates.pending()],
+            "events": [e.to_json() for e in await storage.events.recent_events(RECENT_EVENTS)],
+            "alerts": [a.to_json() for a in await storage.outbox.recent_alerts(20)],
+            "outbox": await storage.outbox.outbox_summary(),
+            "dead_letters": [d.to_json() for d in await storage.outbox.dead_letters(20)],
+            "qa_runs": [asdict(r) for r in await storage.qa_runs.recent_qa_runs(10)],
+            "problems": await self.problems(),
+            "stats": self.statistics(),
+        }
+
+
+@asynccontextmanager
+async def build(
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    interfaces: Sequence[Interface | Callable[[InterfaceDeps], Interface]] = (),
+    registry: Sequence[Registration] = INTERFACES,
+    rand: Callable[[], float] = random.random,
+) -> AsyncIterator[Farm]:
+    """Build the graph from ``config``.
+
+    ``interfaces`` are added to the configured ones (an interface, or a function that
+    builds one from the deps every interface gets); ``rand`` is the alert notifier's
+    jitter (tests make it a constant).
+    """
+    state_dir = config.server.state_dir
+    await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        key = localkey.ensure(state_dir)
+        storage = await stack.enter_async_context(open_sqlite(state_dir / DB_FILE))
+        tmux = Tmux(config.tmux.socket)
+        stack.callback(tmux.close)
+        found: dict[str, Interface] = {}
+        alerts = Alerts(config.alerts, storage.outbox, found, clock, rand=rand)
+        bus = await stack.enter_async_context(
+            EventBus(
+                storage.events,
+                clock,
+                rules=alerts.drafts_for,
+                dedupe_window=config.alerts.dedupe_window,
+            )
+        )
+        bus.subscribe(alerts.on_event)
+        rules = {name: Rules.of(profile) for name, profile in config.agents.items()}
+        gates = Gates(storage.gates, bus, clock)
+        keyboard = Keyboard(tmux, lambda agent: rules.get(agent.profile))
+        qa = QaRunner(config, agents=storage.agents, runs=storage.qa_runs, bus=bus, clock=clock)
+        busy: set[str] = set()
+        monitor = Monitor(
+            config,
+            agents=storage.agents,
+            prompts=storage.prompts,
+            tracks=storage.tracks,
+            tmux=tmux,
+            gates=gates,
+            bus=bus,
+            keyboard=keyboard,
+            rules=rules,
+            busy=lambda agent_id: agent_id in busy,
+            on_qa=qa.request,
+            clock=clock,
+        )
+        gates.register(PERMISSION, monitor)
+        delivery = Delivery(
+            config.supervisor,
+            agents=storage.agents,
+            prompts=storage.prompts,
+            keyboard=keyboard,
+            monitor=monitor,
+            bus=bus,
+            clock=clock,
+        )
+        supervisor = Supervisor(
+            config,
+            projects=storage.projects,
+            agents=storage.agents,
+            prompts=storage.prompts,
+            tmux=tmux,
+            bus=bus,
+            monitor=monitor,
+            delivery=delivery,
+            clock=clock,
+            agent_env={"FARMBOT_URL": config.server.url},
+            hook_token=lambda agent_id: hook_token(key, agent_id),
+            busy=busy,
+        )
+        router = Router(
+            CommandHandlers(
+                supervisor, gates, clock, outbox=storage.outbox, notifier=alerts.notifier
+            ),
+            People(config.users),
+            storage.audit,
+            clock,
+        )
+        hooks = HookEndpoint(monitor.on_hook, key)
+        farm = Farm(
+            config=config,
+            clock=clock,
+            key=key,
+            storage=storage,
+            tmux=tmux,
+            bus=bus,
+            alerts=alerts,
+            gates=gates,
+            keyboard=keyboard,
+            monitor=monitor,
+            delivery=delivery,
+            supervisor=supervisor,
+            qa=qa,
+            router=router,
+            hooks=hooks,
+            web=None,  # type: ignore[arg-type]  # set just below: it serves the farm
+            interfaces=found,
+            started_at=clock(),
+        )
+        web = WebInterface(
+            config.server.host,
+            config.server.port,
+            key,
+            status=farm.status,
+            problems=farm.problems,
+            checks=farm.readiness_checks,
+        )
+        farm.web = web
+        found["web"] = web
+        deps = InterfaceDeps(
+            actions=storage.actions,
+            threads=storage.threads,
+            menu=tuple((spec.name, spec.summary) for spec in SPECS.values()),
+            clock=clock,
+        )
+        extra = [i(deps) if callable(i) else i for i in interfaces]
+        for interface in [*(i for r in registry for i in r.build(config, deps)), *extra]:
+            found[interface.name] = interface
+        for component in [hooks, *found.values()]:
+            if isinstance(component, ServesRoutes):  # webhook / HTTP modes, hook events
+                for route in component.routes():
+                    web.add_route(*route)
+        await supervisor.sync_projects()
+        await monitor.load()
+        yield farm

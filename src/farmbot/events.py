@@ -1,0 +1,238 @@
+"""Typed events: everything that happens to agents, gates and projects.
+
+Each kind of event is a frozen dataclass with a stable ``kind`` string (what the events
+table, the status page, the JSON API and ``[alerts.rules]`` call it). Publishing one
+(``EventBus.publish``, farmbot/bus.py) stores it -- with the alerts it raises, in one
+transaction -- and then tells the listeners. Alert rules and listeners match on the class,
+never on strings.
+
+``AgentEvent`` marks the events after which what is known about the agent has changed
+(its row, its queue), so caches of agent rows drop it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+__all__ = [
+    "AgentAdopted",
+    "AgentDead",
+    "AgentEvent",
+    "AgentNeedsHuman",
+    "AgentPaused",
+    "AgentReadopted",
+    "AgentResumed",
+    "AgentSpawned",
+    "AgentStateChanged",
+    "AgentStopped",
+    "AgentStuck",
+    "AgentWaitingTooLong",
+    "DomainEvent",
+    "GateDecided",
+    "GateOpened",
+    "GateStale",
+    "HookReceived",
+    "ProjectActivated",
+    "ProjectDeactivated",
+    "PromptDelivered",
+    "QaFinished",
+]
+
+_WHERE = ("agent_id", "project")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainEvent:
+    """Something that happened; stored first, then announced."""
+
+    KIND: ClassVar[str] = ""
+    agent_id: str | None = None
+    project: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+    def data(self) -> dict[str, Any]:
+        """The event's own fields, as the events table stores them (JSON: tuples are lists)."""
+        return {
+            f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
+            for f in fields(self)
+            if f.name not in _WHERE
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentEvent(DomainEvent):
+    """An event after which an agent's row or queue may differ."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentSpawned(AgentEvent):
+    KIND: ClassVar[str] = "agent.spawned"
+    by: str
+    workdir: str
+    command: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStopped(AgentEvent):
+    KIND: ClassVar[str] = "agent.stopped"
+    by: str
+    had_session: bool
+    worktree_removed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentReadopted(AgentEvent):
+    """A live session found again at start."""
+
+    KIND: ClassVar[str] = "agent.readopted"
+    pid: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentAdopted(AgentEvent):
+    """A session farmbot started, found in tmux with no row (e.g. a lost database)."""
+
+    KIND: ClassVar[str] = "agent.adopted"
+    pid: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStateChanged(AgentEvent):
+    KIND: ClassVar[str] = "agent.state"
+    state: str
+    previous: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentDead(AgentEvent):
+    KIND: ClassVar[str] = "agent.dead"
+    reason: str
+    last_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStuck(AgentEvent):
+    KIND: ClassVar[str] = "agent.stuck"
+    reason: str
+    last_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentNeedsHuman(AgentEvent):
+    """The agent asked for human help in its own words (not a permission dialog)."""
+
+    KIND: ClassVar[str] = "agent.needs_human"
+    question: str
+    last_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentWaitingTooLong(AgentEvent):
+    KIND: ClassVar[str] = "agent.waiting_too_long"
+    level: str  # "warning" or "critical"
+    minutes: int
+    state: str
+    reason: str
+    last_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentPaused(AgentEvent):
+    """A usage limit: no prompts until ``until``."""
+
+    KIND: ClassVar[str] = "agent.paused"
+    until: float
+    reason: str
+    guessed: bool  # the screen named no reset time we could read
+    will_continue: bool  # "continue" is typed at the reset
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentResumed(AgentEvent):
+    KIND: ClassVar[str] = "agent.resumed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptDelivered(AgentEvent):
+    KIND: ClassVar[str] = "prompt.delivered"
+    prompt_id: int
+    source: str
+    chars: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProjectActivated(DomainEvent):
+    KIND: ClassVar[str] = "project.activated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProjectDeactivated(DomainEvent):
+    KIND: ClassVar[str] = "project.deactivated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateOpened(DomainEvent):
+    KIND: ClassVar[str] = "gate.opened"
+    gate_id: int
+    gate_kind: str
+    title: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateDecided(DomainEvent):
+    """``gate.approved`` or ``gate.rejected``."""
+
+    gate_id: int
+    approved: bool
+    by: str
+    reason: str = ""
+    done: str = ""  # what carrying out the decision did
+
+    @property
+    def kind(self) -> str:
+        return "gate.approved" if self.approved else "gate.rejected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateStale(DomainEvent):
+    KIND: ClassVar[str] = "gate.stale"
+    gate_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QaFinished(DomainEvent):
+    """``qa.passed`` or ``qa.failed``."""
+
+    run_id: int
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    trigger: str
+    output_tail: str
+    passed: bool
+
+    @property
+    def kind(self) -> str:
+        return "qa.passed" if self.passed else "qa.failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HookReceived(DomainEvent):
+    """One hook event from an agent's CLI (``hook.<name>``); stores the payload as is."""
+
+    name: str
+    payload: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return f"hook.{self.name}"
+
+    def data(self) -> dict[str, Any]:
+        return self.payload

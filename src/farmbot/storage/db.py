@@ -1,0 +1,72 @@
+"""The unit of work every repository runs its SQL through.
+
+A ``Database`` is one backend (SQLite today, PostgreSQL for several machines): it owns
+the connection(s), the migrations and the translation of driver errors into
+``StorageError``. Repositories (one module per record type) hold the SQL and take a
+``Database``; the SQL is written once for both backends, with ``?`` parameters and
+columns read by name.
+
+- ``db.fetchone/fetchall/execute`` run one statement, which commits on its own.
+- ``async with db.transaction() as tx:`` runs several statements atomically; leaving the
+  block commits, an exception rolls back and propagates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+Row = Mapping[str, Any]  # a result row, read by column name
+
+encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class Tx(Protocol):
+    """The statements of one transaction (or one autocommit statement)."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one ``INSERT ... RETURNING id``; return the new row's id."""
+
+    async def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Run one ``INSERT`` (without RETURNING) per row; return the new ids in order."""
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Run a query (or a statement with ``RETURNING``); return its first row."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a query (or a statement with ``RETURNING``); return all its rows."""
+
+
+class Database(Protocol):
+    """One storage backend: connections, migrations, transactions, errors."""
+
+    backend: str  # "sqlite" or "postgresql"
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """Run several statements atomically; the block holds a connection, keep it short."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement on its own; return the number of rows it changed."""
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Run one query on its own; return its first row."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one query on its own; return all its rows."""
+
+    async def ping(self) -> None:
+        """Answer a trivial query; raise ``StorageError`` when the database does not."""
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at."""
+
+    async def aclose(self) -> None:
+        """Close the connection(s) once the operation in progress ends."""

@@ -6,6 +6,7 @@
     ├── ConfigError              bad or missing configuration; names the key
     ├── StorageError             the database failed or is unusable
     │   └── SchemaTooNewError    the database was written by a newer farmbot
+    ├── VaultError               a secret cannot be stored or read (names it, never its value)
     ├── TmuxError                a tmux call failed
     ├── DaemonUnavailable        a CLI client found no running daemon
     ├── AlreadyRunning           another `farmbot serve` holds this state directory
@@ -45,6 +46,13 @@ class StorageError(FarmbotError):
 
 class SchemaTooNewError(StorageError):
     """The database carries a schema version this farmbot does not know."""
+
+
+class VaultError(FarmbotError):
+    """The vault cannot store or give a secret: unknown name, wrong key, damaged file.
+
+    The message names the secret and never contains a value or a key.
+    """
 
 
 class TmuxError(FarmbotError):

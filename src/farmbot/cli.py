@@ -110,8 +110,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_list = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(args_list)
+    try:
+        code = _main(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # farmbot cmd ... | head -1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as if killed by SIGPIPE
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
         return 2
@@ -119,13 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from farmbot.lifecycle import StartFailed
 
     try:
-        code = _run(args)
-        sys.stdout.flush()  # a closed pipe shows here, not at exit
-        return code
-    except BrokenPipeError:  # farmbot cmd ... | head -1
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141  # as if killed by SIGPIPE
+        return _run(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except OSError as exc:  # an unwritable or unreadable path nobody anticipated
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"farmbot: {where}{exc.strerror or exc}", file=sys.stderr)

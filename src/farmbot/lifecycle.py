@@ -226,6 +226,7 @@ def stop(
                 "forces it (the agents keep running in tmux)"
             )
         time.sleep(0.1)
+    _clear_stale(state_dir)  # its pid, so that the file names no farmbot
     return Stopped(pid)
 
 

@@ -376,5 +376,7 @@ def write_example(path: Path, *, force: bool = False) -> Path:
         path.chmod(0o600)
     except OSError as exc:
         where = exc.filename or path
-        raise ConfigError("", f"{where}: cannot write: {exc.strerror or exc}") from None
+        # mkdir(exist_ok=True) over a file says "File exists": the file is in the way
+        why = "Not a directory" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise ConfigError("", f"{where}: cannot write: {why}") from None
     return path

@@ -368,6 +368,7 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _service_install(args: argparse.Namespace) -> int:
+    import shlex
     from pathlib import Path
 
     from farmbot import service
@@ -382,7 +383,7 @@ def _service_install(args: argparse.Namespace) -> int:
         home=Path.home(),
         force=args.force,
     )
-    print(f"wrote {installed.path}, which runs: {' '.join(installed.command)}")
+    print(f"wrote {installed.path}, which runs: {shlex.join(installed.command)}")
     print("enable and start it:")
     for step in installed.next_steps:
         print(f"  {step}")

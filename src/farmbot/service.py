@@ -25,7 +25,7 @@ _PLAIN = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 
 UNIT = """\
 # farmbot as a systemd user service. `farmbot service install` writes this file with the
-# farmbot that runs it (and its --config); by hand, after `pipx install farmbot`:
+# farmbot that runs it (and its --config); by hand, after `pipx install .` in a clone:
 #   mkdir -p ~/.config/systemd/user && cp deploy/farmbot.service ~/.config/systemd/user/
 #   systemctl --user daemon-reload && systemctl --user enable --now farmbot
 #   loginctl enable-linger "$USER"     # keep it (and the agents) running after you log out
@@ -155,6 +155,7 @@ def install(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(content)
+        os.chmod(tmp, 0o644)  # launchd refuses a plist others may write
         os.replace(tmp, path)
     except OSError as exc:
         raise FarmbotError(f"cannot write {exc.filename or path}: {exc.strerror}") from None

@@ -15,6 +15,8 @@ import signal
 import stat
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -389,3 +391,114 @@ def test_rotate_key_killed_at_each_step_loses_nothing(tmp_path: Path, step: str)
     assert_clean(state)
     assert (disk_key_id(state) == old) is (SURVIVOR[step] == "old")
     assert_all_read(state)
+
+
+# -- values never shown -----------------------------------------------------------------------
+
+
+def test_vault_values_never_appear_in_logs_status_or_state_files(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    """A daemon on vault secrets, with a webhook that fails and Telegram unreachable."""
+    from farmbot.lifecycle import lock_state
+    from tests.daemon import free_port
+    from tests.farm import make_repo
+
+    closed = free_port()  # nothing listens there: every delivery and poll fails, and is logged
+    values = {
+        "TG": f"123456:AAE-tg-{os.urandom(6).hex()}",
+        "OPS_URL": f"http://127.0.0.1:{closed}/hooks/{os.urandom(6).hex()}",
+        "OPS_AUTH": f"Bearer {os.urandom(6).hex()}",
+    }
+    port = free_port()
+    repo = make_repo(tmp_path / "repo")
+    config = tmp_path / "farmbot.toml"
+    config.write_text(
+        f"""
+[server]
+port = {port}
+state_dir = "state"
+[tmux]
+socket = "{tmux_socket}"
+[supervisor]
+tick_seconds = 0.2
+default_agent = "quick"
+[agents.quick]
+command = "sh -c 'echo bye; exit 3'"
+[[projects]]
+name = "farm"
+path = "{repo}"
+[[webhooks]]
+name = "ops"
+url = "vault:OPS_URL"
+headers = {{ Authorization = "vault:OPS_AUTH" }}
+[[alerts.routes]]
+interface = "ops"
+channel = "ops"
+min_severity = "info"
+[telegram]
+token = "vault:TG"
+base_url = "http://127.0.0.1:{closed}/bot"
+"""
+    )
+    outputs: list[str] = []
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        done = farmbot_cli(config, *args, stdin=stdin)
+        outputs.extend([done.stdout, done.stderr])
+        return done
+
+    for name, value in values.items():
+        assert run("secret", "set", name, stdin=value).returncode == 0
+    try:
+        started = run("start", "--log-format", "json", "--verbose")
+        assert started.returncode == 0, started.stderr
+        assert run("cmd", "/spawn architect").returncode == 0
+        for _ in range(100):  # until the webhook delivery has failed at least once
+            if "alert 1 to ops:ops failed" in (tmp_path / "state" / "farmbot.log").read_text():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("no failed webhook delivery was logged")
+        status = run("status")
+        assert status.returncode == 0 and "architect" in status.stdout, status.stderr
+        assert run("cmd", "/alerts").returncode == 0
+        key = (tmp_path / "state" / "local-key").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"Bearer {key}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            outputs.append(resp.read().decode())
+        listed = run("secret", "list")
+        assert sorted(line.split()[0] for line in listed.stdout.splitlines()[1:]) == sorted(values)
+        assert run("logs", "-n", "1000").returncode == 0
+    finally:
+        run("stop")
+        state = lock_state(tmp_path / "state")
+        if state.running and state.pid:
+            os.kill(state.pid, signal.SIGKILL)
+    vault_file = tmp_path / "state" / "vault.json"  # and the error about a tampered secret
+    doc = json.loads(vault_file.read_text())
+    doc["secrets"]["OPS_URL"]["nonce"] = doc["secrets"]["OPS_AUTH"]["nonce"]
+    vault_file.write_text(json.dumps(doc))
+    tampered = run("status")
+    assert (tampered.returncode, tampered.stderr) == (
+        2,
+        f"config: webhooks[0].url: secret 'OPS_URL' cannot be decrypted: {vault_file} was "
+        "altered or damaged\n",
+    )
+
+    log = (tmp_path / "state" / "farmbot.log").read_text()
+    assert "cannot reach Telegram" in log and "ClientConnectorError" in log  # it did fail
+    leaks = [
+        (name, where)
+        for name, value in values.items()
+        for where, text in [("outputs", "\n".join(outputs))]
+        + [(str(p), p.read_bytes().decode(errors="replace")) for p in state_files(tmp_path)]
+        if value in text or value.split("/")[-1] in text
+    ]
+    assert leaks == []
+
+
+def state_files(tmp_path: Path) -> list[Path]:
+    return [p for p in (tmp_path / "state").rglob("*") if p.is_file()]

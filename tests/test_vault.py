@@ -8,9 +8,12 @@ at each step (FARMBOT_TEST_ROTATION_PAUSE, a test-only variable, makes it wait t
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
+import pty
+import select
 import signal
 import stat
 import subprocess
@@ -502,3 +505,72 @@ base_url = "http://127.0.0.1:{closed}/bot"
 
 def state_files(tmp_path: Path) -> list[Path]:
     return [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+
+
+def test_secret_set_on_a_terminal_does_not_echo_the_value(tmp_path: Path) -> None:
+    config = tmp_path / "farmbot.toml"
+    config.write_text('[server]\nstate_dir = "state"\n')
+    environ = {k: x for k, x in os.environ.items() if not k.startswith("FARMBOT_")}
+    argv = [sys.executable, "-m", "farmbot", "--config", str(config), "secret", "set", "TG"]
+    pid, terminal = pty.fork()  # the child's controlling terminal is a real pty
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(sys.executable, argv, environ)
+    try:
+        screen = read_until(terminal, b"(not shown): ")
+        assert screen.endswith(b"value of secret TG (not shown): ")
+        os.write(terminal, SECRETS["TG_TOKEN"].encode() + b"\n")
+        screen += read_until(terminal, b"restart farmbot to use it)")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert SECRETS["TG_TOKEN"].encode() not in screen  # typed, never shown
+    assert b"stored secret 'TG'" in screen
+    assert Vault(tmp_path / "state", {}).get("TG") == SECRETS["TG_TOKEN"]
+
+
+def read_until(fd: int, marker: bytes, timeout: float = 20) -> bytes:
+    seen, deadline = b"", time.monotonic() + timeout
+    while marker not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"timed out waiting for {marker!r}; saw {seen!r}"
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_vault_errors_on_the_command_line_are_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "farmbot.toml"
+    config.write_text('[server]\nstate_dir = "state"\n')
+    assert farmbot_cli(config, "secret", "set", "TG", stdin="s3cret-1\n").returncode == 0
+    wrong = {"FARMBOT_VAULT_KEY": new_key()}
+    cases = [
+        (["secret", "set", "bad name"], {}, "x", "farmbot: invalid secret name 'bad name'"),
+        (["secret", "set", "EMPTY"], {}, "\n", "farmbot: secret 'EMPTY': the value is empty"),
+        (["secret", "rm", "TX"], {}, None, "farmbot: no secret 'TX' in the vault"),
+        (["secret", "rotate-key"], wrong, None, "farmbot: wrong vault key: the key from $FAR"),
+        (["secret", "set", "TG"], wrong, "s3cret-2", "farmbot: cannot read secret 'TG': wrong"),
+        (["secret", "list"], {"FARMBOT_VAULT_KEY": "nope"}, None, "farmbot: the vault key in"),
+    ]
+    for args, env, stdin, start in cases:
+        done = farmbot_cli(config, *args, env=env, stdin=stdin)
+        assert done.returncode == 1 and done.stdout == "", (args, done)
+        assert done.stderr.startswith(start) and done.stderr.count("\n") == 1, (args, done)
+        assert "s3cret" not in done.stderr
+    assert Vault(tmp_path / "state", {}).get("TG") == "s3cret-1"
+
+
+def test_the_vault_imports_nothing_of_farmbot_but_its_errors() -> None:
+    tree = ast.parse(Path(v.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert {m for m in imported if m and m.startswith("farmbot")} == {"farmbot.errors"}

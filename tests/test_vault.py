@@ -95,7 +95,7 @@ def test_secrets_round_trip_encrypted_at_rest_in_0600_files(tmp_path: Path) -> N
     vault = filled(state)
 
     assert_all_read(state)
-    source, infos = vault.list()
+    source, infos = vault.listing()
     assert [i.name for i in infos] == sorted(SECRETS)
     assert source.where == str(state / "vault.key") and source.id == disk_key_id(state)
     for path in state.iterdir():
@@ -106,7 +106,7 @@ def test_secrets_round_trip_encrypted_at_rest_in_0600_files(tmp_path: Path) -> N
     assert vault.set("TG_TOKEN", "987654:changed") is False  # replaced, not new
     assert vault.get("TG_TOKEN") == "987654:changed"
     vault.remove("TG_TOKEN")
-    assert [i.name for i in vault.list()[1]] == ["OPS_AUTH", "OPS_URL"]
+    assert [i.name for i in vault.listing()[1]] == ["OPS_AUTH", "OPS_URL"]
 
 
 def test_an_unknown_name_is_named_with_a_suggestion(tmp_path: Path) -> None:
@@ -177,7 +177,7 @@ def test_the_key_from_the_environment_or_a_systemd_credential(tmp_path: Path) ->
     (credentials / "farmbot-vault-key").write_text(key + "\n")
     environ = {"CREDENTIALS_DIRECTORY": str(credentials)}
     assert_all_read(tmp_path / "env", environ)
-    source, _ = Vault(tmp_path / "env", environ).list()
+    source, _ = Vault(tmp_path / "env", environ).listing()
     assert source.where == "systemd credential farmbot-vault-key"
 
 
@@ -556,6 +556,7 @@ def test_vault_errors_on_the_command_line_are_one_line(tmp_path: Path) -> None:
         (["secret", "rotate-key"], wrong, None, "farmbot: wrong vault key: the key from $FAR"),
         (["secret", "set", "TG"], wrong, "s3cret-2", "farmbot: cannot read secret 'TG': wrong"),
         (["secret", "list"], {"FARMBOT_VAULT_KEY": "nope"}, None, "farmbot: the vault key in"),
+        (["secret", "rotate-key", "--new-key-file", "k"], {}, None, "farmbot: the key is /"),
     ]
     for args, env, stdin, start in cases:
         done = farmbot_cli(config, *args, env=env, stdin=stdin)

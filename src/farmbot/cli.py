@@ -125,8 +125,7 @@ def _main(argv: list[str]) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    from farmbot.errors import ConfigError, DaemonUnavailable, FarmbotError
-    from farmbot.lifecycle import StartFailed
+    from farmbot.errors import ConfigError, DaemonUnavailable, FarmbotError, StartFailed
 
     try:
         return _run(args)
@@ -254,8 +253,8 @@ def _log_options(args: argparse.Namespace, file: str | None) -> LogOptions:
 
     max_bytes = DEFAULT_MAX_BYTES if args.log_max_bytes is None else args.log_max_bytes
     backups = DEFAULT_BACKUPS if args.log_backups is None else args.log_backups
-    if max_bytes < 1024 or backups < 0:
-        raise FarmbotError("--log-max-bytes must be at least 1024 and --log-backups at least 0")
+    if max_bytes < 1024 or backups < 1:
+        raise FarmbotError("--log-max-bytes must be at least 1024 and --log-backups at least 1")
     return LogOptions(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format=args.log_format,
@@ -307,7 +306,7 @@ def _start(config: Config, args: argparse.Namespace, *, restart: bool) -> int:
         state_dir, url, command, environ=os.environ, cwd=Path.cwd(), timeout=args.timeout
     )
     if started.already:
-        print(f"farmbot is already running (pid {started.pid}) at {url}")
+        print(f"farmbot is already running (pid {started.pid or '?'}) at {url}")
         return 0
     key = localkey.read(state_dir)
     print(
@@ -422,8 +421,8 @@ def _secret(args: argparse.Namespace) -> int:
         vault.remove(args.name)
         print(f"removed secret '{args.name}' from {vault.path}")
     elif action == "list":
-        source, infos = vault.list()
-        key = f"id {source.id}" if source.id else "none yet"
+        source, infos = vault.listing()
+        key = f"id {source.id}" if source.id else "not found" if infos else "none yet"
         print(f"vault: {vault.path} (key: {source.where}, {key})")
         if not infos:
             print(f"no secrets; add one with `{_farmbot(args)} secret set NAME`")

@@ -9,6 +9,7 @@
     ├── VaultError               a secret cannot be stored or read (names it, never its value)
     ├── TmuxError                a tmux call failed
     ├── DaemonUnavailable        a CLI client found no running daemon
+    ├── StartFailed              `farmbot start`: the daemon died or did not answer in time
     ├── AlreadyRunning           another `farmbot serve` holds this state directory
     ├── AdapterError             a chat platform failed (translated at the adapter edge)
     │   └── DeliveryError        one outbound message could not be delivered
@@ -61,6 +62,14 @@ class TmuxError(FarmbotError):
 
 class DaemonUnavailable(FarmbotError):
     """No farmbot daemon answers at the configured address."""
+
+
+class StartFailed(FarmbotError):
+    """``farmbot start``: the daemon died or did not answer; ``log`` holds its last lines."""
+
+    def __init__(self, message: str, log: list[str]) -> None:
+        super().__init__(message)
+        self.log = log
 
 
 class AlreadyRunning(FarmbotError):

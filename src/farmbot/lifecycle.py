@@ -27,20 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from farmbot.errors import FarmbotError
+from farmbot.errors import FarmbotError, StartFailed
 
 LOCK_FILE = "farmbot.lock"  # app.LOCK_FILE (a test keeps them equal)
 LOG_FILE = "farmbot.log"
 # Variables that describe *this* process's supervisor, not the detached daemon's.
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS")
-
-
-class StartFailed(FarmbotError):
-    """``farmbot start``: the daemon died or did not answer; ``log`` holds its last lines."""
-
-    def __init__(self, message: str, log: Sequence[str]) -> None:
-        super().__init__(message)
-        self.log = list(log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +45,7 @@ class LockState:
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    pid: int
+    pid: int | None  # None: one is starting this very moment and has not written its pid
     already: bool  # it was running before: nothing was started
 
 
@@ -152,7 +144,7 @@ def start(
     """Run ``command`` (a ``farmbot serve``) detached; return once it answers at ``url``."""
     state = lock_state(state_dir)
     if state.running:
-        return Started(state.pid or 0, already=True)
+        return Started(state.pid, already=True)
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log = log_path(state_dir)

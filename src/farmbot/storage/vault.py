@@ -190,7 +190,7 @@ class Vault:
             os.chmod(path, 0o600)
         return KeySource(str(path), parse_key(text, str(path)), path)
 
-    def list(self) -> tuple[KeySource, list[SecretInfo]]:
+    def listing(self) -> tuple[KeySource, list[SecretInfo]]:
         """The key's source and the secrets' names and dates, sorted by name."""
         with self._locked(create=False):
             source = self._recover()
@@ -257,6 +257,11 @@ class Vault:
             if state.key_id is None and source.key is None:
                 raise VaultError(
                     f"there is no vault in {self.state_dir} yet (`farmbot secret set NAME`)"
+                )
+            if source.path is not None and new_key_file is not None:
+                raise VaultError(
+                    f"the key is {source.path}, which farmbot replaces itself; "
+                    "--new-key-file is for a key from $FARMBOT_VAULT_KEY or a systemd credential"
                 )
             old = self._key_for(source, state, None)
             # Everything must decrypt under the old key before anything changes.

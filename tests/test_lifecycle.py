@@ -233,3 +233,31 @@ def test_logs_follows_the_file_across_a_rotation(tmp_path: Path) -> None:
         if follower.poll() is None:
             follower.kill()
         follower.communicate()
+
+
+def test_start_that_times_out_says_the_daemon_may_still_be_starting(
+    farm: tuple[Path, int],
+) -> None:
+    config, port = farm
+    done = cli_run(config, "start", "--timeout", "0.01")
+    first = done.stderr.splitlines()[0]
+    found = re.fullmatch(
+        r"farmbot: farmbot \(pid (\d+)\) did not answer (\S+) within 0.01s; (.*)", first
+    )
+    assert found is not None, done.stderr
+    pid, hint = int(found[1]), f"farmbot --config {config}"
+    assert done.returncode == 1
+    assert found[2] == f"http://127.0.0.1:{port}/healthz"
+    assert found[3] == (
+        f"it may still be starting: `{hint} logs -f`, or `{hint} stop`; the end of "
+        f"{config.parent / 'state' / 'farmbot.log'}:"
+    )
+    try:
+        for _ in range(150):  # it does come up
+            if healthy(port):
+                break
+            time.sleep(0.1)
+        assert lifecycle.lock_state(config.parent / "state") == lifecycle.LockState(True, pid)
+    finally:
+        stopped = cli_run(config, "stop")
+    assert stopped.stdout == f"stopped farmbot (pid {pid}); the agents keep running in tmux\n"

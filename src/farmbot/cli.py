@@ -303,7 +303,13 @@ def _start(config: Config, args: argparse.Namespace, *, restart: bool) -> int:
     log = lifecycle.log_path(state_dir)
     command = lifecycle.serve_command(config.source, _serve_args(args), log)
     started = lifecycle.start(
-        state_dir, url, command, environ=os.environ, cwd=Path.cwd(), timeout=args.timeout
+        state_dir,
+        url,
+        command,
+        environ=os.environ,
+        cwd=Path.cwd(),
+        timeout=args.timeout,
+        farmbot=farmbot,
     )
     if started.already:
         print(f"farmbot is already running (pid {started.pid or '?'}) at {url}")

@@ -140,8 +140,12 @@ def start(
     cwd: Path,
     timeout: float = 30.0,
     clock: Callable[[], float] = time.monotonic,
+    farmbot: str = "farmbot",
 ) -> Started:
-    """Run ``command`` (a ``farmbot serve``) detached; return once it answers at ``url``."""
+    """Run ``command`` (a ``farmbot serve``) detached; return once it answers at ``url``.
+
+    ``farmbot`` is how the person types the command, for the hints in messages.
+    """
     state = lock_state(state_dir)
     if state.running:
         return Started(state.pid, already=True)
@@ -180,8 +184,8 @@ def start(
         if clock() >= deadline:
             raise StartFailed(
                 f"farmbot (pid {child.pid}) did not answer {url}/healthz within {timeout:g}s; "
-                "it may still be starting: `farmbot logs`, or `farmbot stop`; the end of "
-                f"{log}:",
+                f"it may still be starting: `{farmbot} logs -f`, or `{farmbot} stop`; the end "
+                f"of {log}:",
                 tail(log, 20, offset=offset),
             )
         time.sleep(0.1)

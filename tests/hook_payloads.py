@@ -1,4 +1,4 @@
-"""Hook event bodies exactly as Claude Code sends them (see docs/AGENT_CLIS.md).
+"""Hook event bodies exactly as Claude Code sends them (see docs/agent-clis.md).
 
 Every event carries ``session_id``, ``transcript_path``, ``cwd`` and ``hook_event_name``,
 then its own fields. ``payload(name, **changes)`` returns a fresh deep copy to modify.

@@ -13,20 +13,23 @@ from farmbot.errors import DaemonUnavailable, FarmbotError
 
 
 class Client:
-    def __init__(self, base_url: str, key: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, key: str, timeout: float = 30.0, start_hint: str = "farmbot serve"
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = key
         self._timeout = timeout
+        self._start_hint = start_hint  # how the person starts this farmbot, for messages
 
     @classmethod
-    def for_config(cls, config: Config) -> Client:
+    def for_config(cls, config: Config, start_hint: str = "farmbot serve") -> Client:
         key = localkey.read(config.server.state_dir)
         if key is None:
             raise DaemonUnavailable(
                 f"farmbot is not running (no local key at "
-                f"{localkey.path(config.server.state_dir)}; start it with `farmbot serve`)"
+                f"{localkey.path(config.server.state_dir)}; start it with `{start_hint}`)"
             )
-        return cls(config.server.url, key)
+        return cls(config.server.url, key, start_hint=start_hint)
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -56,7 +59,7 @@ class Client:
             reason = getattr(exc, "reason", exc)
             raise DaemonUnavailable(
                 f"farmbot is not running at {self.base_url} ({reason}); "
-                "start it with `farmbot serve`"
+                f"start it with `{self._start_hint}`"
             ) from None
         except ValueError:  # an answer that is not JSON
             raise FarmbotError(not_farmbot) from None

@@ -6,8 +6,10 @@
     ├── ConfigError              bad or missing configuration; names the key
     ├── StorageError             the database failed or is unusable
     │   └── SchemaTooNewError    the database was written by a newer farmbot
+    ├── VaultError               a secret cannot be stored or read (names it, never its value)
     ├── TmuxError                a tmux call failed
     ├── DaemonUnavailable        a CLI client found no running daemon
+    ├── StartFailed              `farmbot start`: the daemon died or did not answer in time
     ├── AlreadyRunning           another `farmbot serve` holds this state directory
     ├── AdapterError             a chat platform failed (translated at the adapter edge)
     │   └── DeliveryError        one outbound message could not be delivered
@@ -47,12 +49,27 @@ class SchemaTooNewError(StorageError):
     """The database carries a schema version this farmbot does not know."""
 
 
+class VaultError(FarmbotError):
+    """The vault cannot store or give a secret: unknown name, wrong key, damaged file.
+
+    The message names the secret and never contains a value or a key.
+    """
+
+
 class TmuxError(FarmbotError):
     """A tmux operation failed."""
 
 
 class DaemonUnavailable(FarmbotError):
     """No farmbot daemon answers at the configured address."""
+
+
+class StartFailed(FarmbotError):
+    """``farmbot start``: the daemon died or did not answer; ``log`` holds its last lines."""
+
+    def __init__(self, message: str, log: list[str]) -> None:
+        super().__init__(message)
+        self.log = log
 
 
 class AlreadyRunning(FarmbotError):

@@ -3,9 +3,17 @@
 from farmbot.config.loader import (
     find_config_path,
     load_config,
+    load_server_config,
     resolve_secret,
     write_example,
 )
 from farmbot.config.schema import Config
 
-__all__ = ["Config", "find_config_path", "load_config", "resolve_secret", "write_example"]
+__all__ = [
+    "Config",
+    "find_config_path",
+    "load_config",
+    "load_server_config",
+    "resolve_secret",
+    "write_example",
+]

@@ -169,8 +169,8 @@ def _headers(t: tk.Table) -> dict[str, str]:
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             raise t.error(name, "not a valid HTTP header name")
         key = t.key(name)
-        if isinstance(raw, str) and raw.startswith("env:"):
-            headers[name] = tk.resolve_secret(raw, key, t.environ)
+        if tk.is_reference(raw):
+            headers[name] = tk.resolve_secret(raw, key, t.environ, t.vault)
         elif isinstance(raw, str):
             headers[name] = raw
         else:

@@ -3,7 +3,8 @@
 Every problem raises one ``ConfigError`` naming the dotted key, e.g.
 ``config: server.port: expected an integer, got string "80a"``. A section is one small
 function that reads a ``Table`` with the converters below and calls ``finish()``, which
-reports any key it did not read as unknown. Any string may be written ``env:NAME``.
+reports any key it did not read as unknown. Any string may be written ``env:NAME``, or
+``vault:NAME`` to read the vault in ``server.state_dir`` (opened only when one is used).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -56,7 +57,14 @@ from farmbot.config.telegram import parse_telegram, telegram_routes
 from farmbot.errors import ConfigError
 from farmbot.models import Role
 
-__all__ = ["Config", "find_config_path", "load_config", "resolve_secret", "write_example"]
+__all__ = [
+    "Config",
+    "find_config_path",
+    "load_config",
+    "load_server_config",
+    "resolve_secret",
+    "write_example",
+]
 
 
 EXAMPLE_NAME = "farmbot.example.toml"
@@ -251,6 +259,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     data = _read_toml(source) if source is not None else {}
     root = Table(data, "", environ, source.parent if source is not None else cwd)
     server = _server(root.table("server"))
+    root.vault = _vault_lookup(server.state_dir, environ)
     tmux = _tmux(root.table("tmux"))
     agents = _agents(root.table("agents"))
     supervisor = _supervisor(root.table("supervisor"), agents)
@@ -288,6 +297,24 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         telegram=telegram,
         source=source,
     )
+
+
+def load_server_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> ServerConfig:
+    """Only ``[server]``: where the state directory is, for commands that must work even
+    when the rest does not load (``farmbot secret set`` for a secret the config lacks)."""
+    source = Path(cwd, path) if path is not None else None
+    data = _read_toml(source) if source is not None else {}
+    root = Table(data, "", environ, source.parent if source is not None else cwd)
+    return _server(root.table("server"))
+
+
+def _vault_lookup(state_dir: Path, environ: Mapping[str, str]) -> Callable[[str], str]:
+    def lookup(name: str) -> str:
+        from farmbot.storage.vault import Vault  # cryptography loads only when used
+
+        return Vault(state_dir, environ).get(name)
+
+    return lookup
 
 
 def _check_routes(routes: tuple[AlertRoute, ...], chats: Mapping[str, object | None]) -> None:
@@ -332,13 +359,24 @@ def _inside_git_work_tree(cwd: Path) -> bool:
 
 
 def write_example(path: Path, *, force: bool = False) -> Path:
-    """Write the commented example config to ``path`` (mode 0600); refuse to overwrite."""
+    """Write the commented example config to ``path`` (mode 0600); refuse to overwrite.
+
+    ``path`` may be a directory: the file is then ``farmbot.toml`` in it.
+    """
+    if path.is_dir():
+        path = path / "farmbot.toml"
     if path.exists() and not force:
         raise ConfigError("", f"{path}: already exists; use --force to overwrite")
     content = resources.files("farmbot.config").joinpath(EXAMPLE_NAME).read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-    path.chmod(0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        path.chmod(0o600)
+    except OSError as exc:
+        where = exc.filename or path
+        # mkdir(exist_ok=True) over a file says "File exists": the file is in the way
+        why = "Not a directory" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise ConfigError("", f"{where}: cannot write: {why}") from None
     return path

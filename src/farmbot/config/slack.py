@@ -13,8 +13,8 @@
     alert_min_severity = "warning"
     thread_per_agent = false         # true: each agent's alerts stay in one thread
 
-Tokens and the signing secret are secrets: written ``env:NAME`` only, never shown in
-errors, logs or ``repr``.
+Tokens and the signing secret are secrets: written ``env:NAME`` or ``vault:NAME`` only,
+never shown in errors, logs or ``repr``.
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ def _token(prefix: str, what: str) -> tk.Conv[str]:
     def conv(t: tk.Table, key: str, raw: object) -> str:
         value = tk.secret(t, key, raw)
         if not value.startswith(prefix):
-            source = str(raw)[4:]  # secret() accepts only "env:NAME"
-            raise ConfigError(key, f"${source} must hold {what} starting with {prefix}")
+            problem = f"{tk.source_of(raw)} must hold {what} starting with {prefix}"
+            raise ConfigError(key, problem)
         return value
 
     return conv

@@ -2,7 +2,8 @@
 
 A ``Table`` knows its dotted key path, pops typed keys through converters (``text``,
 ``integer``, ``fs_path``, ...) and reports any key left unread as unknown, with a
-did-you-mean hint. Every string may be written ``env:NAME`` to read the environment.
+did-you-mean hint. Every string may be written ``env:NAME`` to read the environment, or
+``vault:NAME`` to read the vault in the state directory (``Table.vault`` looks it up).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, overload
 
-from farmbot.errors import ConfigError
+from farmbot.errors import ConfigError, FarmbotError
 
 if TYPE_CHECKING:  # schema imports config.alerts, which imports this module
     from farmbot.config.schema import AgentProfile
 
 T = TypeVar("T")
+SecretLookup = Callable[[str], str]  # vault secret name -> value; raises FarmbotError
 Conv = Callable[["Table", str, object], T]  # (table, dotted key, raw TOML value) -> value
 Check = Callable[[str, str], str | None]  # (value, how to show it) -> problem or None
 
@@ -39,11 +41,17 @@ class Table:
     """A TOML table being read: knows its key path, pops typed keys, reports leftovers."""
 
     def __init__(
-        self, data: Mapping[str, object], path: str, environ: Mapping[str, str], base: Path
+        self,
+        data: Mapping[str, object],
+        path: str,
+        environ: Mapping[str, str],
+        base: Path,
+        vault: SecretLookup | None = None,
     ) -> None:
         self.path = path
         self.environ = environ
         self.base = base  # relative paths are relative to this (the config file's dir)
+        self.vault = vault  # None until server.state_dir (where the vault lives) is known
         self._data = dict(data)
         self._read: list[str] = []
 
@@ -73,7 +81,8 @@ class Table:
 
     def table(self, name: str) -> Table:
         """Pop a sub-table; an empty one when absent."""
-        return self.get(name, as_table, Table({}, self.key(name), self.environ, self.base))
+        empty = Table({}, self.key(name), self.environ, self.base, self.vault)
+        return self.get(name, as_table, empty)
 
     def items(self, conv: Conv[T]) -> dict[str, T]:
         """Pop every key (for tables whose keys are names, like ``[agents.<name>]``)."""
@@ -123,8 +132,31 @@ def _kind(raw: object) -> str:
     return _describe(raw).split(" ")[0]
 
 
-def _from_env(value: str, key: str, environ: Mapping[str, str]) -> tuple[str, str | None]:
-    """Resolve ``env:NAME``; return (value, NAME or None for a literal)."""
+def is_reference(value: object) -> bool:
+    """Whether a raw value is ``env:NAME`` or ``vault:NAME`` rather than a literal."""
+    return isinstance(value, str) and value.startswith(("env:", "vault:"))
+
+
+def source_of(value: object) -> str:
+    """How to name where a reference's value came from: ``$NAME`` or ``vault:NAME``."""
+    text = str(value)
+    return f"${text[4:]}" if text.startswith("env:") else text
+
+
+def _from_env(
+    value: str, key: str, environ: Mapping[str, str], vault: SecretLookup | None = None
+) -> tuple[str, str | None]:
+    """Resolve ``env:NAME`` or ``vault:NAME``; return (value, how to show its source)."""
+    if value.startswith("vault:"):
+        name = value[6:]
+        if not name:
+            raise ConfigError(key, f'"vault:NAME" needs a secret name, got "{value}"')
+        if vault is None:
+            raise ConfigError(key, '"vault:" cannot be used here (the vault is in the state_dir)')
+        try:
+            return vault(name), value
+        except FarmbotError as exc:  # VaultError: names the secret, never a value
+            raise ConfigError(key, str(exc)) from None
     if not value.startswith("env:"):
         return value, None
     name = value[4:]
@@ -132,18 +164,22 @@ def _from_env(value: str, key: str, environ: Mapping[str, str]) -> tuple[str, st
         raise ConfigError(key, f'"env:NAME" needs a variable name, got "{value}"')
     if name not in environ:
         raise ConfigError(key, f"environment variable {name} is not set")
-    return environ[name], name
+    return environ[name], f"${name}"
 
 
-def resolve_secret(value: object, key: str, environ: Mapping[str, str]) -> str:
-    """Resolve a secret, which must be written ``env:NAME``; never echo its value."""
+def resolve_secret(
+    value: object, key: str, environ: Mapping[str, str], vault: SecretLookup | None = None
+) -> str:
+    """Resolve a secret, written ``env:NAME`` or ``vault:NAME``; never echo its value."""
     if not isinstance(value, str):
-        raise type_error(key, 'a string "env:NAME"', value, secret=True)
-    if not value.startswith("env:"):
-        raise ConfigError(key, 'secrets are never written in the file; use "env:NAME"')
-    secret, name = _from_env(value, key, environ)
-    if not secret:
-        raise ConfigError(key, f"environment variable {name} is empty")
+        raise type_error(key, 'a string "env:NAME" or "vault:NAME"', value, secret=True)
+    if not is_reference(value):
+        raise ConfigError(
+            key, 'secrets are never written in the file; use "env:NAME" or "vault:NAME"'
+        )
+    secret, _ = _from_env(value, key, environ, vault)
+    if not secret:  # the vault stores no empty values
+        raise ConfigError(key, f"environment variable {value[4:]} is empty")
     return secret
 
 
@@ -153,8 +189,8 @@ def text(check: Check | None = None) -> Conv[str]:
     def conv(t: Table, key: str, raw: object) -> str:
         if not isinstance(raw, str):
             raise type_error(key, "a string", raw)
-        value, var = _from_env(raw, key, t.environ)
-        shown = f"'{value}'" if var is None else f"${var}"  # never echo an env value
+        value, source = _from_env(raw, key, t.environ, t.vault)
+        shown = f"'{value}'" if source is None else source  # never echo a referenced value
         problem = check(value, shown) if check else None
         if problem:
             raise ConfigError(key, problem)
@@ -164,8 +200,8 @@ def text(check: Check | None = None) -> Conv[str]:
 
 
 def secret(t: Table, key: str, raw: object) -> str:
-    """A secret: ``env:NAME`` only."""
-    return resolve_secret(raw, key, t.environ)
+    """A secret: ``env:NAME`` or ``vault:NAME`` only."""
+    return resolve_secret(raw, key, t.environ, t.vault)
 
 
 def integer(minimum: int | None = None, maximum: int | None = None) -> Conv[int]:
@@ -223,7 +259,7 @@ def fs_path(*, directory: bool = False) -> Conv[Path]:
         except (ValueError, OSError) as exc:  # a NUL byte, a name too long, no permission
             why = exc.strerror if isinstance(exc, OSError) else str(exc)  # never the path
             raise ConfigError(key, f"not a usable path {_shown(raw, value)}: {why}") from exc
-        shown = f"${str(raw)[4:]}" if str(raw).startswith("env:") else str(resolved)
+        shown = source_of(raw) if is_reference(raw) else str(resolved)
         if missing:
             raise ConfigError(key, f"{shown}: no such directory")
         if not_a_directory:
@@ -234,8 +270,8 @@ def fs_path(*, directory: bool = False) -> Conv[Path]:
 
 
 def _shown(raw: object, value: str) -> str:
-    """A path as written, quoted and escaped; ``$NAME`` when it came from the environment."""
-    return f"${str(raw)[4:]}" if str(raw).startswith("env:") else repr(value)
+    """A path as written, quoted and escaped; ``$NAME`` or ``vault:NAME`` for a reference."""
+    return source_of(raw) if is_reference(raw) else repr(value)
 
 
 def strings(t: Table, key: str, raw: object) -> tuple[str, ...]:
@@ -262,14 +298,14 @@ def as_table(t: Table, key: str, raw: object) -> Table:
     """A sub-table, to be read with its own ``get``/``finish``."""
     if not isinstance(raw, dict):
         raise type_error(key, "a table", raw)
-    return Table(raw, key, t.environ, t.base)
+    return Table(raw, key, t.environ, t.base, t.vault)
 
 
 def as_tables(t: Table, key: str, raw: object) -> list[Table]:
     """An array of tables (``[[name]]``); items are keyed ``name[0]``, ``name[1]``, ..."""
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
         raise type_error(key, "an array of tables ([[...]])", raw)
-    return [Table(item, f"{key}[{i}]", t.environ, t.base) for i, item in enumerate(raw)]
+    return [Table(item, f"{key}[{i}]", t.environ, t.base, t.vault) for i, item in enumerate(raw)]
 
 
 # -- checks -----------------------------------------------------------------------------

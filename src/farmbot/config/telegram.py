@@ -95,7 +95,7 @@ def parse_telegram(t: tk.Table, projects: Collection[str] | None = None) -> Tele
         if config.webhook_url is None:
             raise t.error("webhook_url", f"missing{why}: the public https URL of farmbot's web")
         if config.webhook_secret is None:
-            raise t.error("webhook_secret", f'missing{why}; use "env:NAME"')
+            raise t.error("webhook_secret", f'missing{why}; use "env:NAME" or "vault:NAME"')
     t.finish()
     return config
 

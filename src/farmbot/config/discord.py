@@ -32,6 +32,7 @@ THREADS: tuple[Threads, ...] = ("none", "project", "agent")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _WS_URL = re.compile(r"wss?://[^\s/]+(/\S*)?")
 MAX_SNOWFLAKE = 2**63 - 1
+_NONE: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -69,12 +70,12 @@ def parse_discord(t: tk.Table) -> DiscordConfig:
         )
     config = DiscordConfig(
         token=token,
-        guild_ids=tuple(int(g) for g in t.get("guild_ids", _snowflakes("guild"), ())),
-        alert_channels=t.get("alert_channels", _snowflakes("channel"), ()),
+        guild_ids=tuple(int(g) for g in t.get("guild_ids", _snowflakes("guild"), _NONE)),
+        alert_channels=t.get("alert_channels", _snowflakes("channel"), _NONE),
         alert_min_severity=Severity.parse(
             t.get("alert_min_severity", tk.text(tk.severity), str(d.alert_min_severity))
         ),
-        threads=_threads(t.get("threads", tk.text(_thread_mode), d.threads)),
+        threads=_threads(t.get("threads", tk.text(_thread_mode), str(d.threads))),
         api_base=t.get("api_base", tk.text(tk.http_url), d.api_base).rstrip("/"),
         gateway_url=t.get("gateway_url", tk.text(_ws_url)),
     )

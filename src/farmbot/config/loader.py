@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from farmbot.config.alerts import AlertRoute, parse_alerts, parse_webhooks
+from farmbot.config.discord import discord_routes, parse_discord
 from farmbot.config.schema import (
     AgentProfile,
     Config,
@@ -29,7 +30,6 @@ from farmbot.config.schema import (
     UserConfig,
     builtin_profiles,
 )
-from farmbot.config.discord import discord_routes, parse_discord
 from farmbot.config.slack import parse_slack, slack_routes
 from farmbot.config.tables import (
     ENV_NAME,

@@ -79,7 +79,7 @@ BAD_TOKEN = "invalid token (Discord refused it); fix discord.token and restart"
 UNREADABLE = "farmbot could not read that button; try again"
 EXPIRED = "This button no longer works; run the command instead."
 STOP_GRACE = 5.0  # seconds interactions in progress get to finish at stop
-MIN_ACK_WAIT = 5.0  # seconds a heartbeat may go unACKed before the gateway counts as deaf
+MIN_ACK_WAIT = 5.0  # seconds without a heartbeat ACK before the gateway counts as deaf
 THREAD_ARCHIVE_MINUTES: Literal[10080] = 10080  # a week: the longest Discord allows
 GONE_THREAD = frozenset({10003, 50083})  # Unknown Channel; archived and locked
 EXPIRED_TOKEN = frozenset({10015, 50027})  # the interaction's 15 minutes are over
@@ -129,7 +129,6 @@ class DiscordInterface:
         # what the gateway said, for hearing()
         self._connected = False
         self._interval: float | None = None
-        self._unacked_since: float | None = None
         self._last_ack: float | None = None
         self._last_heard: float | None = None
         self._last_interaction: float | None = None
@@ -168,9 +167,12 @@ class DiscordInterface:
             return Hearing(False, heard, f"gateway not connected ({why}){since}")
         if self._last_ack is None:
             return Hearing(False, heard, "gateway connected; no heartbeat ACKed yet")
-        deadline = max(self._interval or 0.0, MIN_ACK_WAIT)
-        if self._unacked_since is not None and now - self._unacked_since > deadline:
-            silent = ago(now - self._unacked_since)
+        # A heartbeat goes out every interval and is ACKed at once: two intervals without
+        # an ACK mean the connection is a zombie (discord.py's heartbeat sends are not
+        # reported, its ACKs are).
+        deadline = max(2 * (self._interval or 0.0), MIN_ACK_WAIT)
+        if now - self._last_ack > deadline:
+            silent = ago(now - self._last_ack)
             return Hearing(
                 False,
                 heard,
@@ -189,22 +191,20 @@ class DiscordInterface:
         """Gateway traffic as discord.py reports it (called by ``FarmClient``)."""
         now = self._clock()
         if event in ("ready", "resumed"):
-            self._connected, self._unacked_since = True, None
+            self._connected = True
             if self._problem is not None and self._problem.startswith("cannot reach"):
                 self._set_problem(None)
         elif event == "disconnect":
-            self._connected, self._unacked_since = False, None
+            self._connected = False
         elif event == "receive":
             self._last_heard = now
             op, name, data = _op(payload)
             if op == 11:
-                self._last_ack, self._unacked_since = now, None
+                self._last_ack = now
             elif op == 10 and isinstance(data, dict):
                 self._interval = float(data.get("heartbeat_interval", 0)) / 1000
             elif op == 0 and name in ("READY", "RESUMED"):  # on_ready comes seconds later
                 self.on_gateway(name.lower())
-        elif event == "send" and _op(payload)[0] == 1 and self._unacked_since is None:
-            self._unacked_since = now
 
     def _set_problem(self, problem: str | None, level: int = logging.WARNING) -> None:
         if problem == self._problem:
@@ -555,7 +555,7 @@ class DiscordInterface:
 
 
 def _op(payload: str | bytes | None) -> tuple[int | None, str | None, Any]:
-    """A gateway message's opcode, event name and data (never logged: IDENTIFY has the token)."""
+    """A gateway message's opcode, event name and data."""
     try:
         message = json.loads(payload) if payload else None
     except ValueError:

@@ -58,7 +58,7 @@ class Handler(Protocol):
         """A press of a farmbot button, with its ``custom_id``."""
 
     def on_gateway(self, event: str, payload: str | bytes | None = None) -> None:
-        """Gateway traffic: "ready", "resumed", "disconnect", "receive", "send"."""
+        """Gateway traffic: "ready", "resumed", "disconnect", and "receive" (each message)."""
 
 
 class RebasedHTTP(discord.http.HTTPClient):
@@ -115,7 +115,7 @@ class FarmClient(discord.Client):
         super().__init__(
             intents=discord.Intents(guilds=True),  # the least discord.py works well with
             allowed_mentions=discord.AllowedMentions.none(),
-            enable_debug_events=True,  # raw gateway traffic: heartbeats and their ACKs
+            enable_debug_events=True,  # every gateway message, heartbeat ACKs included
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
         self.http = RebasedHTTP(self.loop, api_base=config.api_base, gateway_url=config.gateway_url)
@@ -158,9 +158,6 @@ class FarmClient(discord.Client):
 
     async def on_socket_raw_receive(self, payload: str | bytes) -> None:
         self.handler.on_gateway("receive", payload)
-
-    async def on_socket_raw_send(self, payload: str | bytes) -> None:
-        self.handler.on_gateway("send", payload)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("discord: handling %s failed", event_method)

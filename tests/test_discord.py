@@ -17,7 +17,7 @@ import pytest
 
 from farmbot.adapters.base import Incoming, Interface, OutboundMessage
 from farmbot.adapters.discord import BAD_TOKEN, DiscordInterface
-from farmbot.adapters.discord_render import MAX_CONTENT, FENCE, blocks, escape, plain, split
+from farmbot.adapters.discord_render import FENCE, MAX_CONTENT, blocks, escape, plain, split
 from farmbot.adapters.web import WebInterface
 from farmbot.bot.authz import People
 from farmbot.bot.handlers import Handlers
@@ -387,6 +387,56 @@ async def test_a_press_is_answered_while_a_long_command_of_the_same_person_runs(
             await discord.stop()
 
 
+async def test_an_answer_later_than_the_interaction_token_lives_goes_to_the_channel(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    release = asyncio.Event()
+
+    async def handle(msg: Incoming) -> Reply:
+        await release.wait()  # longer than Discord's 15 minutes, say
+        return Reply("finally done")
+
+    async with SqliteStore(tmp_path / "late.db") as store:
+        discord = DiscordInterface(dc_config(fake), store)
+        await discord.start(handle)
+        try:
+            await fake.wait_identified()
+            slow = await fake.slash(ALICE, "farm", channel_id=CHAT, text="status")
+            await fake.wait_for(lambda: slow.callbacks, message="the defer")
+            fake.expire(slow)
+            release.set()
+            await fake.wait_for(lambda: fake.messages(CHAT), message="the answer in the channel")
+            assert [m["content"] for m in fake.messages(CHAT)] == ["finally done"]
+        finally:
+            await discord.stop()
+
+
+async def test_an_unreachable_discord_at_start_is_retried_in_the_background(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    await fake.go_down()
+
+    async def quick(seconds: float) -> None:
+        await asyncio.sleep(0.05)
+
+    async with SqliteStore(tmp_path / "down.db") as store:
+        discord = DiscordInterface(dc_config(fake), store, sleep=quick)
+        await discord.start(lambda msg: _reply(Reply("up")))
+        try:
+            assert discord.problem is not None and discord.problem.startswith("cannot reach")
+            await fake.come_up()
+            await fake.wait_identified()
+            await retry_until(lambda: discord.problem is None, message="the interface to work")
+            [answer] = await run(fake, ALICE, "status")
+            assert answer["content"] == "up"
+        finally:
+            await discord.stop()
+
+
+async def _reply(reply: Reply) -> Reply:
+    return reply
+
+
 async def test_a_button_whose_stored_command_cannot_be_read_is_answered(
     rig: Rig, fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -579,7 +629,7 @@ async def test_a_thread_per_agent_survives_a_restart_and_is_started_anew_when_de
         await stuck(r, "builder-1")
         await stuck(r, "builder-2")
         assert await r.drain() == 2
-        first, other = fake.messages(OPS)
+        first, _ = fake.messages(OPS)
         assert {t["name"] for t in fake.threads(OPS)} == {
             "farmbot · builder-1",
             "farmbot · builder-2",

@@ -69,7 +69,7 @@ async def connected(fake: FakeDiscord, recorder: Recorder) -> AsyncIterator[Farm
     await client.login(fake.token)
 
     async def run() -> None:
-        use_rebased_webhooks(client.http)  # type: ignore[arg-type]
+        use_rebased_webhooks(client.http)
         await client.connect()
 
     task = asyncio.create_task(run())

@@ -124,6 +124,7 @@ class Interaction:
     acked_at: float | None = None
     original_id: int | None = None  # the original response's message
     followups: list[int] = field(default_factory=list)
+    expired: bool = False  # its token's 15 minutes are over
 
     @property
     def ack_type(self) -> int | None:
@@ -361,6 +362,10 @@ class FakeDiscord:
             raise ValueError(f"message has no button with custom_id {custom_id!r}: {offered}")
         data = {"custom_id": custom_id, "component_type": 2}
         return self._interact(3, user_id, int(current["channel_id"]), data, int(current["id"]))
+
+    def expire(self, interaction: Interaction) -> None:
+        """An interaction's token runs out (Discord's 15 minutes): its webhook says 401."""
+        interaction.expired = True
 
     async def wait_for(
         self,
@@ -718,6 +723,8 @@ class FakeDiscord:
     def _interaction(self, interaction_id: int | None, token: str) -> Interaction:
         for interaction in self.interactions.values():
             if interaction.token == token and interaction_id in (None, interaction.id):
+                if interaction.expired:
+                    raise ApiError(401, 50027, "Invalid Webhook Token")
                 return interaction
         raise ApiError(404, 10062 if interaction_id else 10015, "Unknown interaction")
 

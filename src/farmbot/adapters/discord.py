@@ -54,7 +54,6 @@ from farmbot.adapters.discord_client import (
     use_rebased_webhooks,
 )
 from farmbot.adapters.discord_render import (
-    MAX_CHUNKS,
     NETWORK_ERRORS,
     Rendered,
     decided,
@@ -235,7 +234,11 @@ class DiscordInterface:
             self._runner = background(self._keep_logging_in(self._client), "discord: login", log)
 
     async def stop(self) -> None:
-        """Disconnect, let interactions in progress finish briefly. Safe to call twice."""
+        """Let interactions in progress answer (briefly), then disconnect. Safe to call twice."""
+        if self._inflight:  # before the close: their answers need discord.py's session
+            _, late = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
+            for task in late:
+                task.cancel()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -244,10 +247,6 @@ class DiscordInterface:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):  # already logged
                 await runner
-        if self._inflight:
-            _, late = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
-            for task in late:
-                task.cancel()
         self._logged_in = self._connected = False
         self._redactor.uninstall()
 
@@ -290,7 +289,7 @@ class DiscordInterface:
 
     async def _run(self, client: FarmClient) -> None:
         """The gateway connection; discord.py reconnects and resumes by itself."""
-        use_rebased_webhooks(client.http)  # type: ignore[arg-type]  # FarmClient's own
+        use_rebased_webhooks(client.http)
         try:
             await client.connect(reconnect=True)
         except discord.ConnectionClosed as exc:
@@ -596,6 +595,3 @@ def _view_of(rows: list[discord.ActionRow]) -> discord.ui.View | None:
                     FarmButton.make(button.label or "?", button.custom_id, button.style, r)
                 )
     return view
-
-
-__all__ = ["BAD_TOKEN", "MAX_CHUNKS", "DiscordInterface", "Hearing"]

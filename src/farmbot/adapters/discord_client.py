@@ -84,6 +84,10 @@ class RebasedHTTP(discord.http.HTTPClient):
         route.url = self.rebase(route.url)
         return await super().request(route, **kwargs)
 
+    async def close(self) -> None:
+        await super().close()
+        self.connector = discord.utils.MISSING  # closed with the session: a new login makes one
+
     async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
         if self.gateway_url:
             url = str(yarl.URL(self.gateway_url).with_query(yarl.URL(url).query))
@@ -111,6 +115,8 @@ def use_rebased_webhooks(http: RebasedHTTP) -> None:
 class FarmClient(discord.Client):
     """A discord.py client with farmbot's slash commands and persistent button."""
 
+    http: RebasedHTTP
+
     def __init__(self, handler: Handler, config: DiscordConfig) -> None:
         super().__init__(
             intents=discord.Intents(guilds=True),  # the least discord.py works well with
@@ -134,9 +140,8 @@ class FarmClient(discord.Client):
 
     async def setup_hook(self) -> None:
         """At login: find the gateway of a non-Discord ``api_base``; sync the commands."""
-        http = self.http
-        if isinstance(http, RebasedHTTP) and http.rebased and not http.gateway_url:
-            _, http.gateway_url, _ = await http.get_bot_gateway()
+        if self.http.rebased and not self.http.gateway_url:
+            _, self.http.gateway_url, _ = await self.http.get_bot_gateway()
         for guild in self.guild_ids or [None]:
             where = discord.Object(id=guild) if guild is not None else None
             try:

@@ -280,5 +280,5 @@ COMMANDS = (
     _command("status", "agents, gates and projects at a glance", status),
     _command("agents", "every agent and its state", agents),
     _command("gates", "questions waiting for a human", gates),
-    _command("help", "what farmbot can do", help),
+    _command("help", "what farmbot can do", help_command),
 )

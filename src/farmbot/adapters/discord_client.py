@@ -262,7 +262,7 @@ async def gates(interaction: Interaction) -> None:
 
 
 @app_commands.describe(command="a command to explain")
-async def help(interaction: Interaction, command: str | None = None) -> None:
+async def help_command(interaction: Interaction, command: str | None = None) -> None:
     await _run(interaction, slash_text("help", command))
 
 

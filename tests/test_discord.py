@@ -17,7 +17,15 @@ import pytest
 
 from farmbot.adapters.base import Incoming, Interface, OutboundMessage
 from farmbot.adapters.discord import BAD_TOKEN, DiscordInterface
-from farmbot.adapters.discord_render import FENCE, MAX_CONTENT, blocks, escape, plain, split
+from farmbot.adapters.discord_render import (
+    FENCE,
+    MAX_CONTENT,
+    blocks,
+    escape,
+    plain,
+    split,
+    thread_of,
+)
 from farmbot.adapters.web import WebInterface
 from farmbot.bot.authz import People
 from farmbot.bot.handlers import Handlers
@@ -521,6 +529,14 @@ def test_split_keeps_code_blocks_whole_and_counts_utf16() -> None:
     inner = [c.split(f"{FENCE}\n", 1)[-1].removesuffix(f"\n{FENCE}") for c in chunks[1:]]
     assert "\n".join(inner) in plain(parts)
     assert escape("1. x\n- y\n# z") == "1\\. x\n\\- y\n\\# z"
+
+
+def test_threads_are_kept_per_project_or_per_agent_and_never_for_nothing() -> None:
+    alert = OutboundMessage(1, 1, Severity.WARNING, "t", "x", None, (), "builder-7", "web")
+    assert thread_of("project", alert) == ("project:web", "farmbot · web")
+    assert thread_of("agent", alert) == ("agent:builder-7", "farmbot · builder-7")
+    assert thread_of("none", alert) is None
+    assert thread_of("project", replace(alert, project=None)) is None  # to the channel
 
 
 # -- alerts --------------------------------------------------------------------------------

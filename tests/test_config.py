@@ -469,5 +469,5 @@ def test_an_alert_route_to_an_unconfigured_chat_is_refused_at_start(tmp_path: Pa
         "config: alerts.routes[0].interface: 'telegram' is not configured; add a [telegram] section"
     )
     assert failure(tmp_path, route.format("discord")) == (
-        "config: alerts.routes[0].interface: discord is not supported yet"
+        "config: alerts.routes[0].interface: 'discord' is not configured; add a [discord] section"
     )

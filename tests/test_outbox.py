@@ -218,7 +218,7 @@ async def test_a_permanent_error_is_a_dead_letter_that_can_be_retried(
     r = await rig(chat=chat)
     await r.gate(1)
     await r.gate(2)
-    with caplog.at_level(logging.WARNING, "farmbot.supervisor.notifier"):
+    with caplog.at_level(logging.WARNING, "farmbot.alerts.notifier"):
         await r.drain()
     assert chat.titles("A") == ["gate #2 waits for a decision: q2"]  # the channel moved on
     [dead] = await r.outbox.dead_letters()
@@ -269,7 +269,7 @@ async def test_an_unexpected_error_is_logged_and_retried(
     chat = ChatInterface(failures={"A": [KeyError("bug in the adapter")]})
     r = await rig(chat=chat)
     await r.gate(1)
-    with caplog.at_level(logging.WARNING, "farmbot.supervisor.notifier"):
+    with caplog.at_level(logging.WARNING, "farmbot.alerts.notifier"):
         await r.drain()
     [record] = caplog.records
     assert record.exc_info is not None and "chat:A" in record.getMessage()

@@ -74,6 +74,7 @@ INTERFACES: tuple[Registration, ...] = (
     Registration(lambda c: c.webhooks, "farmbot.adapters.webhook:WebhookInterface"),
     Registration(lambda c: _one(c.telegram), "farmbot.adapters.telegram:TelegramInterface"),
     Registration(lambda c: _one(c.slack), "farmbot.adapters.slack:SlackInterface"),
+    Registration(lambda c: _one(c.discord), "farmbot.adapters.discord:DiscordInterface"),
 )
 
 

@@ -552,7 +552,7 @@ def _print_reply(reply: dict[str, Any]) -> None:
 
 
 def _print_status(status: dict[str, Any], pid: int | None = None) -> None:
-    from farmbot.bot.replies import ago
+    from farmbot.messages import ago
 
     now = status.get("now", time.time())
     up = ago(now - status.get("started_at", now))

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from farmbot.config.alerts import AlertRoute, parse_alerts, parse_webhooks
+from farmbot.config.discord import discord_routes, parse_discord
 from farmbot.config.schema import (
     AgentProfile,
     Config,
@@ -278,7 +279,11 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     if telegram_table is not None:
         telegram = parse_telegram(telegram_table, projects=[p.name for p in projects] or None)
         alerts = replace(alerts, routes=alerts.routes + telegram_routes(telegram))
-    _check_routes(alerts.routes, {"telegram": telegram, "slack": slack})
+    discord_table = root.get("discord", as_table)
+    discord = parse_discord(discord_table) if discord_table is not None else None
+    if discord is not None:
+        alerts = replace(alerts, routes=alerts.routes + discord_routes(discord))
+    _check_routes(alerts.routes, {"telegram": telegram, "slack": slack, "discord": discord})
     root.finish()
     if not projects and _inside_git_work_tree(cwd):
         projects = [ProjectConfig(name="default", path=cwd)]
@@ -295,6 +300,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         webhooks=webhooks,
         slack=slack,
         telegram=telegram,
+        discord=discord,
         source=source,
     )
 
@@ -320,8 +326,6 @@ def _vault_lookup(state_dir: Path, environ: Mapping[str, str]) -> Callable[[str]
 def _check_routes(routes: tuple[AlertRoute, ...], chats: Mapping[str, object | None]) -> None:
     """A route to a chat interface needs that interface configured (else: dead letters)."""
     for index, route in enumerate(routes):
-        if route.interface == "discord":
-            raise ConfigError(f"alerts.routes[{index}].interface", "discord is not supported yet")
         if route.interface in chats and chats[route.interface] is None:
             raise ConfigError(
                 f"alerts.routes[{index}].interface",

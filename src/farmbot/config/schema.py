@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
+from farmbot.config.discord import DiscordConfig
 from farmbot.config.slack import SlackConfig
 from farmbot.config.telegram import TelegramConfig
 from farmbot.models import Role
@@ -139,6 +140,7 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     slack: SlackConfig | None = None
     telegram: TelegramConfig | None = None
+    discord: DiscordConfig | None = None
     source: Path | None = None  # the file it was read from; None when on defaults
 
     def profile(self, name: str) -> AgentProfile:

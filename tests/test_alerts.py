@@ -23,7 +23,7 @@ from farmbot.config.alerts import (
     parse_alerts,
     parse_webhooks,
 )
-from farmbot.config.tables import Table, as_tables
+from farmbot.config.reader import Table, as_tables
 from farmbot.errors import ConfigError, StorageError
 from farmbot.messages import Button, Severity
 from farmbot.models import AgentKind, Alert, AlertDraft, Event

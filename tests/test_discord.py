@@ -33,8 +33,8 @@ from farmbot.bus import EventBus
 from farmbot.config.alerts import AlertsConfig
 from farmbot.config.discord import DiscordConfig, discord_routes, parse_discord
 from farmbot.config.loader import load_config
+from farmbot.config.reader import Table
 from farmbot.config.schema import Config, UserConfig
-from farmbot.config.tables import Table
 from farmbot.errors import ConfigError, DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import Button, Incoming, OutboundMessage, Reply, Severity
 from farmbot.models import GateStatus, Role

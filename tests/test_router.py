@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from farmbot.bot import commands as c
 from farmbot.bot.authz import People, Person
-from farmbot.bot.handlers import CommandHandlers
+from farmbot.bot.commands import Commands, Context
 from farmbot.bot.router import Router
 from farmbot.config.schema import (
     ProjectConfig,
@@ -42,10 +41,11 @@ class RouterFarm:
     def router(
         self,
         users: tuple[UserConfig, ...] = USERS,
-        handlers: type[CommandHandlers] = CommandHandlers,
+        commands: type[Commands] = Commands,
     ) -> Router:
+        context = Context(self.supervisor, self.gates, self.storage.outbox, clock=self.clock)
         return Router(
-            handlers(self.supervisor, self.gates, self.clock),
+            commands(context),
             People(users),
             self.storage.audit,
             self.clock,
@@ -227,8 +227,8 @@ async def test_a_usage_error_is_shown_and_audited(farm: RouterFarm) -> None:
     assert await farm.supervisor.list_agents() == []
 
 
-class BrokenHandlers(CommandHandlers):
-    async def run(self, command: c.Command, person: Person) -> Reply:
+class BrokenCommands(Commands):
+    async def run(self, command: object, person: Person) -> Reply:
         raise RuntimeError("secret internals: /etc/shadow")
 
 
@@ -237,7 +237,7 @@ async def test_an_unexpected_error_gets_an_incident_id_not_a_traceback(
 ) -> None:
     msg = tg(1001, "/agents")
     with caplog.at_level(logging.ERROR, logger="farmbot.bot.router"):
-        reply = await farm.router(handlers=BrokenHandlers).handle(msg)
+        reply = await farm.router(commands=BrokenCommands).handle(msg)
     assert not reply.ok
     found = re.search(r"incident ([0-9a-f]{8})", reply.text)
     assert found, reply.text

@@ -33,7 +33,7 @@ from farmbot.adapters.web import WebInterface
 from farmbot.alerts import Alerts, Notifier
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
-from farmbot.config import tables as tk
+from farmbot.config import reader as tk
 from farmbot.config.alerts import AlertRoute, AlertsConfig
 from farmbot.config.schema import Config, UserConfig
 from farmbot.config.slack import SlackConfig, parse_slack, slack_routes

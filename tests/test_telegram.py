@@ -23,8 +23,8 @@ from farmbot.bot.commands import SPECS
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.config.alerts import AlertsConfig
+from farmbot.config.reader import Table
 from farmbot.config.schema import Config, UserConfig
-from farmbot.config.tables import Table
 from farmbot.config.telegram import TelegramConfig, parse_telegram, telegram_routes
 from farmbot.errors import ConfigError, PermanentDeliveryError, StorageError
 from farmbot.messages import Button, Incoming, OutboundMessage, Reply, Severity

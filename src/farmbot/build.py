@@ -30,8 +30,7 @@ from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.web import WebInterface
 from farmbot.alerts import Alerts
 from farmbot.bot.authz import People
-from farmbot.bot.commands import SPECS
-from farmbot.bot.handlers import CommandHandlers
+from farmbot.bot.commands import SPECS, Commands, Context
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.config.schema import Config
@@ -251,8 +250,10 @@ async def build(
             busy=busy,
         )
         router = Router(
-            CommandHandlers(
-                supervisor, gates, clock, outbox=storage.outbox, notifier=alerts.notifier
+            Commands(
+                Context(
+                    supervisor, gates, storage.outbox, alerts.notifier, clock=clock, specs=SPECS
+                )
             ),
             People(config.users),
             storage.audit,

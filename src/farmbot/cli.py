@@ -514,7 +514,7 @@ def _attach(config: Config, agent: str, farmbot: str) -> int:
     import shutil
     import subprocess
 
-    from farmbot.config.tables import closest
+    from farmbot.config.reader import closest
     from farmbot.errors import FarmbotError
 
     tmux = shutil.which("tmux")

@@ -258,7 +258,7 @@ class SlackInterface:
         async with self._track():
             user, channel = str(command["user_id"]), str(command["channel_id"])
             raw = str(command.get("text", ""))  # decoded once, by command_text
-            reply = await self._route(user, channel, command_text(raw), False, command)
+            reply = await self._route(user, channel, command_text(raw), command, button=False)
             shown = f"{self._config.command} {from_slack(raw).strip()}".strip()
             header = f"<@{user}> ran `{escape(clip(shown, SHOWN_COMMAND_CHARS))}`"
             await self._reply(channel, user, reply, header=header, respond=respond)
@@ -269,7 +269,7 @@ class SlackInterface:
             return  # another bot's message
         async with self._track():
             text = command_text(str(event.get("text", "")), context.bot_user_id)
-            reply = await self._route(str(user), str(channel), text, False, {})
+            reply = await self._route(str(user), str(channel), text, {}, button=False)
             thread = event.get("thread_ts") or event.get("ts")
             await self._reply(str(channel), str(user), reply, thread_ts=thread)
 
@@ -290,7 +290,7 @@ class SlackInterface:
                 reply = Reply("this button has expired; run the command again", ok=False)
                 await self._reply(channel, user, reply, thread_ts=thread)
                 return
-            reply = await self._route(user, channel, command, True, body["user"])
+            reply = await self._route(user, channel, command, body["user"], button=True)
             if reply.ok and reply.decided is not None and message.get("ts"):
                 approve = reply.decided.approved
                 # The decision replaces the pressed row, so nobody presses it again.
@@ -309,7 +309,7 @@ class SlackInterface:
             await self._reply(channel, user, reply, header=header, thread_ts=thread)
 
     async def _route(
-        self, user: str, channel: str, text: str, button: bool, who: dict[str, Any]
+        self, user: str, channel: str, text: str, who: dict[str, Any], *, button: bool
     ) -> Reply:
         assert self._on_incoming is not None
         self.received += 1

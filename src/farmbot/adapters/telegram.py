@@ -379,10 +379,12 @@ class TelegramInterface:
         try:
             if text is not None:
                 await self._api(
-                    True, bot.edit_message_text, text, reply_markup=markup, **where, **HTML
+                    bot.edit_message_text, text, patient=True, reply_markup=markup, **where, **HTML
                 )
                 return
-            await self._api(True, bot.edit_message_reply_markup, reply_markup=markup, **where)
+            await self._api(
+                bot.edit_message_reply_markup, patient=True, reply_markup=markup, **where
+            )
         except TimedOut:  # the edit may well have happened: no second message
             log.warning("telegram: editing message %d timed out", message.message_id)
             return
@@ -472,10 +474,10 @@ class TelegramInterface:
         bot, topic = self._app.bot, {"message_thread_id": thread}
         if rendered.document is not None:
             await self._api(
-                patient,
                 bot.send_document,
                 chat,
                 rendered.document,
+                patient=patient,
                 filename=rendered.filename,
                 caption=rendered.caption,
                 parse_mode=ParseMode.HTML,
@@ -486,11 +488,17 @@ class TelegramInterface:
         for i, chunk in enumerate(rendered.chunks, 1):
             keyboard = markup if i == len(rendered.chunks) else None
             await self._api(
-                patient, bot.send_message, chat, chunk, reply_markup=keyboard, **topic, **HTML
+                bot.send_message,
+                chat,
+                chunk,
+                patient=patient,
+                reply_markup=keyboard,
+                **topic,
+                **HTML,
             )
 
     async def _api(
-        self, patient: bool, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+        self, call: Callable[..., Awaitable[T]], *args: Any, patient: bool, **kwargs: Any
     ) -> T:
         """Make one Bot API call; when ``patient``, wait out a 429 or an outage and retry.
 

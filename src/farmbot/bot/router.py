@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable
 
 from farmbot.bot.authz import People, Person
-from farmbot.bot.commands import parse, spec_of
-from farmbot.bot.handlers import CommandHandlers
+from farmbot.bot.commands import Commands, parse, spec_of
 from farmbot.errors import (
     AccessDenied,
     CommandError,
@@ -32,12 +31,12 @@ AUDIT_TEXT_LIMIT = 2000
 class Router:
     def __init__(
         self,
-        handlers: CommandHandlers,
+        commands: Commands,
         people: People,
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._handlers = handlers
+        self._commands = commands
         self._people = people
         self._audit_log = audit
         self._clock = clock
@@ -68,7 +67,7 @@ class Router:
                     f"{person.name} is {article} {person.role}; "
                     f"/{spec.name} needs {spec.role} or above"
                 )
-            reply = await self._handlers.run(command, person)
+            reply = await self._commands.run(command, person)
         except CommandError as exc:
             outcome = _outcome(exc)
             if outcome == "denied":

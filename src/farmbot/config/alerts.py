@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from farmbot.config import tables as tk
+from farmbot.config import reader as tk
 from farmbot.errors import ConfigError
 from farmbot.messages import Severity
 

@@ -19,20 +19,7 @@ from pathlib import Path
 
 from farmbot.config.alerts import AlertRoute, parse_alerts, parse_webhooks
 from farmbot.config.discord import discord_routes, parse_discord
-from farmbot.config.schema import (
-    AgentProfile,
-    Config,
-    CronJob,
-    ProjectConfig,
-    QaConfig,
-    ServerConfig,
-    SupervisorConfig,
-    TmuxConfig,
-    UserConfig,
-    builtin_profiles,
-)
-from farmbot.config.slack import parse_slack, slack_routes
-from farmbot.config.tables import (
+from farmbot.config.reader import (
     ENV_NAME,
     Table,
     as_table,
@@ -54,6 +41,19 @@ from farmbot.config.tables import (
     text,
     zero_or_more,
 )
+from farmbot.config.schema import (
+    AgentProfile,
+    Config,
+    CronJob,
+    ProjectConfig,
+    QaConfig,
+    ServerConfig,
+    SupervisorConfig,
+    TmuxConfig,
+    UserConfig,
+    builtin_profiles,
+)
+from farmbot.config.slack import parse_slack, slack_routes
 from farmbot.config.telegram import parse_telegram, telegram_routes
 from farmbot.errors import ConfigError
 from farmbot.models import Role

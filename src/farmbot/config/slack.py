@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from farmbot.config import tables as tk
+from farmbot.config import reader as tk
 from farmbot.config.alerts import AlertRoute
 from farmbot.errors import ConfigError
 from farmbot.messages import Severity

@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from farmbot.config import tables as tk
+from farmbot.config import reader as tk
 from farmbot.config.alerts import AlertRoute
 from farmbot.errors import ConfigError
 from farmbot.messages import Severity

@@ -88,7 +88,8 @@ class Supervisor:
     async def sync_projects(self) -> None:
         """Register the configured projects in storage."""
         for pc in self._config.projects:
-            project = Project(pc.name, str(pc.path), True, pc.verify, await is_git_repo(pc.path))
+            is_git = await is_git_repo(pc.path)
+            project = Project(pc.name, str(pc.path), active=True, verify=pc.verify, is_git=is_git)
             await self._projects.upsert_project(project, self._clock())
 
     async def projects(self) -> list[Project]:

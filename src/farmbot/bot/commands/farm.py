@@ -1,0 +1,131 @@
+"""Commands about the farm as a whole: help, status, projects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from farmbot.bot.authz import Person
+from farmbot.bot.commands.base import Context, Spec, no_args, one_name, words
+from farmbot.bot.commands.gates import gate_buttons
+from farmbot.messages import Reply
+from farmbot.models import AgentState, Role
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Projects:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Activate:
+    project: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deactivate:
+    project: str
+
+
+def _help(args: str, usage: str) -> Help:
+    found = words(args, usage, 0, 1)
+    return Help(found[0].lstrip("/").lower() if found else None)
+
+
+async def _show_help(command: Help, person: Person, ctx: Context) -> Reply:
+    if command.topic is not None:
+        spec = ctx.specs.get(command.topic)
+        if spec is None:
+            return Reply(f"no command '/{command.topic}'; /help lists them", ok=False)
+        return Reply(f"{spec.usage}\n{spec.summary} (needs {spec.role})")
+    lines = [f"farmbot commands (you are {person.name}, {person.role}):"]
+    for spec in ctx.specs.values():
+        mark = "" if person.role >= spec.role else f"  [{spec.role} only]"
+        lines.append(f"{spec.usage} — {spec.summary}{mark}")
+    return Reply("\n".join(lines))
+
+
+async def _status(command: Status, person: Person, ctx: Context) -> Reply:
+    agents = await ctx.supervisor.list_agents()
+    live = [a for a in agents if a.state.is_live]
+    gates = await ctx.gates.pending()
+    counts: dict[str, int] = {}
+    for agent in live:
+        counts[agent.state.value] = counts.get(agent.state.value, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none running"
+    lines = [f"agents: {summary}", f"pending gates: {len(gates)}"]
+    attention = [a for a in live if a.state in (AgentState.WAITING, AgentState.STUCK)]
+    attention += [a for a in agents if a.state is AgentState.DEAD]
+    for agent in attention:
+        lines.append(f"• {agent.id}: {ctx.state_of(agent)} — {agent.state_reason}")
+    return Reply("\n".join(lines), buttons=tuple(gate_buttons(g) for g in gates[:5]))
+
+
+async def _projects(command: Projects, person: Person, ctx: Context) -> Reply:
+    projects = await ctx.supervisor.projects()
+    if not projects:
+        return Reply("no projects are configured")
+    lines = [
+        f"{p.name}: {'active' if p.active else 'deactivated'}, {p.path}"
+        + ("" if p.is_git else " (not a git repository)")
+        for p in projects
+    ]
+    return Reply("\n".join(lines))
+
+
+async def _set_active(command: Activate | Deactivate, person: Person, ctx: Context) -> Reply:
+    active = isinstance(command, Activate)
+    project = await ctx.supervisor.set_active(command.project, active)
+    note = "" if active else "; running agents keep running (/kill them to stop them)"
+    return Reply(f"project {project.name} is {'active' if active else 'deactivated'}{note}")
+
+
+SPECS: tuple[Spec[Any], ...] = (
+    Spec("help", "/help [command]", "what farmbot can do", Role.VIEWER, Help, _help, _show_help),
+    Spec(
+        "status",
+        "/status",
+        "agents, gates and projects at a glance",
+        Role.VIEWER,
+        Status,
+        no_args(Status),
+        _status,
+    ),
+    Spec(
+        "projects",
+        "/projects",
+        "the configured projects",
+        Role.VIEWER,
+        Projects,
+        no_args(Projects),
+        _projects,
+    ),
+    Spec(
+        "activate",
+        "/activate <project>",
+        "allow spawning in a project",
+        Role.ADMIN,
+        Activate,
+        one_name("project", Activate),
+        _set_active,
+    ),
+    Spec(
+        "deactivate",
+        "/deactivate <project>",
+        "stop new spawns in a project",
+        Role.ADMIN,
+        Deactivate,
+        one_name("project", Deactivate),
+        _set_active,
+    ),
+)

@@ -13,9 +13,11 @@ run: $(VENV)/.installed          ## set up, then run `farmbot serve` on embedded
 test: $(VENV)/.installed-test    ## set up, then run the test suite
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.installed-dev
+lint: $(VENV)/.installed-dev      ## style, strict types and the import contract (CI runs it)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src tests bench
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

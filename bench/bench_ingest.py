@@ -1,7 +1,7 @@
 """Measure sustained hook event ingest over HTTP, counted as rows in the database.
 
 By default a server subprocess runs farmbot's web site with the hook routes, whose
-ingest goes through ``EventWriter`` into a real ``SqliteStore`` in a temp directory; a
+ingest goes through the event bus into a real SQLite database in a temp directory; a
 load generator in another process posts Claude Code PreToolUse/PostToolUse bodies with
 keep-alive and ~64 requests in flight. ``--url`` (with ``--state-dir``) points the load
 at a running ``farmbot serve`` instead. Target: >= 2,000 events/s on 2 cores.
@@ -54,13 +54,13 @@ BODIES = [
 
 
 async def serve(db: Path, key: str) -> None:
-    """The daemon's web site, hook routes -> EventWriter -> SqliteStore; prints the port."""
+    """The daemon's web site, hook routes -> the event bus -> SQLite; prints the port."""
     from farmbot.adapters.hooks import hook_routes
     from farmbot.adapters.web import WebInterface
+    from farmbot.bus import EventBus
+    from farmbot.events import HookReceived
     from farmbot.messages import Incoming, Reply
-    from farmbot.models import NewEvent
-    from farmbot.storage.sqlite import SqliteStore
-    from farmbot.supervisor.ingest import EventWriter
+    from farmbot.storage import open_sqlite
 
     async def no_commands(msg: Incoming) -> Reply:
         return Reply("", ok=False)
@@ -68,22 +68,20 @@ async def serve(db: Path, key: str) -> None:
     async def no_status() -> dict[str, Any]:
         return {}
 
-    async with SqliteStore(db) as store, asyncio.TaskGroup() as tg:
-        writer = EventWriter(store)
-        tg.create_task(writer.run())
+    async with open_sqlite(db) as storage, EventBus(storage.events) as bus:
 
         async def ingest(agent: str, event: dict[str, Any]) -> None:
-            await writer.write(NewEvent(f"hook.{event['hook_event_name']}", agent, None, event))
+            name = str(event["hook_event_name"])
+            await bus.publish(HookReceived(agent_id=agent, name=name, payload=event))
 
-        web = WebInterface("127.0.0.1", 0, key, status=no_status, readiness={})
+        web = WebInterface("127.0.0.1", 0, key, status=no_status)
         for route in hook_routes(ingest, key):
             web.add_route(*route)
         await web.start(no_commands)
         print(web.port, flush=True)
         await asyncio.to_thread(sys.stdin.read)  # until the parent closes our stdin
         await web.stop()
-        await writer.close()
-        print(repr(writer), flush=True)
+    print(repr(bus), flush=True)
 
 
 async def load(url: str, tokens: dict[str, str], seconds: float, concurrency: int) -> None:

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 from farmbot.models import NewEvent
-from farmbot.storage.sqlite import SqliteStore
+from farmbot.storage import open_sqlite
 
 
 async def run(total: int, batch: int) -> float:
     """Insert ``total`` events in batches of ``batch``; return events per second."""
     with tempfile.TemporaryDirectory(prefix="farmbot-bench-") as tmp:
-        async with SqliteStore(Path(tmp) / "farmbot.db") as store:
+        async with open_sqlite(Path(tmp) / "farmbot.db") as store:
             batches = [
                 [
                     NewEvent(
@@ -33,9 +33,10 @@ async def run(total: int, batch: int) -> float:
             ]
             started = time.perf_counter()
             for events in batches:
-                await store.add_events(events, time.time())
+                pairs = [(e, ()) for e in events]
+                await store.events.add_events(pairs, time.time(), dedupe_window=300)
             elapsed = time.perf_counter() - started
-            newest = await store.recent_events(limit=1)
+            newest = await store.events.recent_events(limit=1)
             assert newest and newest[0].data["seq"] == total - 1, "events went missing"
     return total / elapsed
 

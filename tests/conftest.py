@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -26,6 +27,9 @@ def tmux_socket() -> Iterator[str]:
     server = libtmux.Server(socket_name=name)
     if server.is_alive():
         server.kill()
+    # tmux 3.3 leaves the socket file behind after kill-server.
+    socket_dir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+    (socket_dir / name).unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from farmbot.adapters.shared import InterfaceDeps
 from farmbot.models import Alert, AlertDraft, Event, NewEvent
@@ -15,13 +15,33 @@ from farmbot.storage import Storage
 T = TypeVar("T")
 
 
+@overload
 async def retry_until(
-    probe: Callable[[], T | Awaitable[T | None] | None],
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def retry_until(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+async def retry_until(
+    probe: Callable[[], Any],
     *,
     timeout: float = 10.0,
     interval: float = 0.05,
     message: str = "condition",
-) -> T:
+) -> Any:
     """Poll ``probe`` (sync or async) until it returns a truthy value; return that value.
 
     Raises AssertionError naming ``message`` and the last value when ``timeout`` passes.

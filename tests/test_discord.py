@@ -645,7 +645,7 @@ async def test_a_thread_per_agent_survives_a_restart_and_is_started_anew_when_de
             "farmbot · builder-2",
         }
         thread = await r.farm.storage.threads.get_thread("discord", str(OPS), "agent:builder-1")
-        assert thread == first["id"]  # the thread hangs off the agent's first alert
+        assert thread is not None and thread == first["id"]  # hangs off its first alert
     async with running(config, tmp_path, dconf, clock, fake) as r:
         await r.bus.publish(ev.AgentDead(agent_id="builder-1", project="proj", reason="exit 3"))
         assert await r.drain() == 1

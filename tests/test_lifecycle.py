@@ -60,7 +60,7 @@ def test_start_status_restart_logs_stop(farm: tuple[Path, int]) -> None:
 
     started = cli_run(config, "start")
     assert started.returncode == 0, started.stderr
-    first = int(re.fullmatch(r"farmbot started \(pid (\d+)\)\.", started.stdout.splitlines()[0])[1])
+    first = _pid(started.stdout.splitlines()[0])
     key = (state / "local-key").read_text().strip()
     assert started.stdout.splitlines()[1:] == [
         f"  status page and console: {url}/#key={key}",
@@ -86,7 +86,7 @@ def test_start_status_restart_logs_stop(farm: tuple[Path, int]) -> None:
     assert restarted.returncode == 0, restarted.stderr
     lines = restarted.stdout.splitlines()
     assert lines[0] == f"stopped farmbot (pid {first}); the agents keep running in tmux"
-    second = int(re.fullmatch(r"farmbot started \(pid (\d+)\)\.", lines[1])[1])
+    second = _pid(lines[1])
     assert second != first and healthy(port)
 
     stopped = cli_run(config, "stop")
@@ -261,3 +261,10 @@ def test_start_that_times_out_says_the_daemon_may_still_be_starting(
     finally:
         stopped = cli_run(config, "stop")
     assert stopped.stdout == f"stopped farmbot (pid {pid}); the agents keep running in tmux\n"
+
+
+def _pid(line: str) -> int:
+    """The pid in a line like ``farmbot started (pid 123).``"""
+    found = re.fullmatch(r"farmbot started \(pid (\d+)\)\.", line)
+    assert found is not None, line
+    return int(found[1])

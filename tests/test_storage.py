@@ -114,8 +114,8 @@ async def test_wal_and_foreign_keys_are_on(store: Storage) -> None:
     async with store.db.transaction() as tx:
         journal = await tx.fetchone("PRAGMA journal_mode")
         foreign_keys = await tx.fetchone("PRAGMA foreign_keys")
-    assert journal is not None and journal[0] == "wal"
-    assert foreign_keys is not None and foreign_keys[0] == 1
+    assert journal is not None and journal["journal_mode"] == "wal"
+    assert foreign_keys is not None and foreign_keys["foreign_keys"] == 1
     with pytest.raises(StorageError, match="FOREIGN KEY"):
         await store.prompts.add_prompt("no-such-agent", "hello", "test", T0, wait_ready=False)
 
@@ -208,7 +208,7 @@ async def test_transaction_commits_together_or_not_at_all(store: Storage) -> Non
             raise KeyError("boom")
     async with store.db.transaction() as tx:
         rows = await tx.fetchall("SELECT command FROM actions ORDER BY id")
-    assert [r[0] for r in rows] == ["a", "b"]
+    assert [r["command"] for r in rows] == ["a", "b"]
 
 
 async def test_store_methods_inside_a_transaction_fail_fast(store: Storage) -> None:
@@ -235,7 +235,7 @@ async def test_concurrent_transactions_do_not_interleave(store: Storage) -> None
     assert [type(r) for r in results] == [type(None), ValueError, type(None)]
     async with store.db.transaction() as tx:
         rows = await tx.fetchall("SELECT command FROM actions ORDER BY id")
-    assert [r[0] for r in rows] == ["a", "a2", "b", "b2"]
+    assert [r["command"] for r in rows] == ["a", "a2", "b", "b2"]
 
 
 async def test_cancelled_transaction_rolls_back(store: Storage) -> None:
@@ -256,7 +256,7 @@ async def test_cancelled_transaction_rolls_back(store: Storage) -> None:
     assert await store.actions.get_action(kept) == "kept"
     async with store.db.transaction() as tx:
         rows = await tx.fetchall("SELECT command FROM actions")
-    assert [r[0] for r in rows] == ["kept"]
+    assert [r["command"] for r in rows] == ["kept"]
 
 
 # records ------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ async def test_prompts_queue(store: Storage) -> None:
     await store.prompts.mark_prompt(second.id, PromptStatus.DELIVERED, T0 + 8)
     async with store.db.transaction() as tx:
         rows = await tx.fetchall("SELECT id, status, delivered_at, error FROM prompts")
-    by_id = {r["id"]: tuple(r)[1:] for r in rows}
+    by_id = {r["id"]: (r["status"], r["delivered_at"], r["error"]) for r in rows}
     assert by_id[first.id] == ("delivered", T0 + 3, "")
     assert by_id[other.id] == ("failed", None, "pane gone")
     assert by_id[second.id] == ("cancelled", None, "")

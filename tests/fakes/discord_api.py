@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 JSON = dict[str, Any]
 APP_ID = 1_100_000_000_000_000_001  # the application; its bot user has the same id
@@ -1012,14 +1012,14 @@ async def _read_body(request: web.Request) -> tuple[Any, list[Upload]]:
         files: list[Upload] = []
         reader = await request.multipart()
         async for part in reader:
-            if not hasattr(part, "read") or part.name is None:
+            if not isinstance(part, BodyPartReader) or part.name is None:
                 continue
-            data = await part.read()  # type: ignore[union-attr]
+            data = await part.read()
             if part.name == "payload_json":
                 body = json.loads(data)
-            elif part.filename is not None:  # type: ignore[union-attr]
+            elif part.filename is not None:
                 kind = part.headers.get("Content-Type", "application/octet-stream")
-                files.append(Upload(part.name, part.filename, kind, bytes(data)))  # type: ignore[union-attr]
+                files.append(Upload(part.name, part.filename, kind, bytes(data)))
         return body, files
     return None, []
 

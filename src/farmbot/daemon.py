@@ -77,6 +77,7 @@ class Daemon:
         self._clock = clock
         self._stack = AsyncExitStack()
         self._lock = StateLock(config.server.state_dir)
+        self._changed = asyncio.Event()  # tmux saw a pane die: tick now
         self.farm: Farm
 
     async def __aenter__(self) -> Self:
@@ -122,8 +123,8 @@ class Daemon:
         async with asyncio.TaskGroup() as tasks:
             alerts = tasks.create_task(farm.alerts.run(), name="alerts")
             workers = [
-                tasks.create_task(self._every(farm.config.supervisor.tick_seconds, self.tick),
-                                  name="tick"),
+                tasks.create_task(self._supervise(), name="supervise"),
+                tasks.create_task(self._watch_tmux(), name="tmux-hooks"),
                 tasks.create_task(farm.delivery.run(), name="delivery"),
                 tasks.create_task(farm.qa.run(), name="qa"),
                 tasks.create_task(self._replay_spool(), name="spool-replay"),
@@ -151,6 +152,29 @@ class Daemon:
             await self.farm.monitor.round()
         except (TmuxError, StorageError) as exc:
             log.warning("supervisor tick failed: %s", exc)
+
+    async def _supervise(self) -> None:
+        """A tick every ``tick_seconds``, and at once when tmux says a pane died."""
+        period = self.config.supervisor.tick_seconds
+        while True:
+            self._changed.clear()
+            try:
+                await self.tick()
+            except Exception:  # this loop's one boundary: log, and keep supervising
+                log.exception("supervisor tick failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._changed.wait()
+
+    async def _watch_tmux(self) -> None:
+        """Turn tmux's pane-died and session-closed hooks into an immediate tick."""
+        while True:
+            try:
+                await self.farm.tmux.changed()
+            except TmuxError:  # no tmux server yet (no agent has been started)
+                await asyncio.sleep(self.config.supervisor.tick_seconds)
+                continue
+            self._changed.set()
 
     async def _every(
         self, seconds: float, work: Callable[[], Awaitable[None]], *, late: bool = False

@@ -308,9 +308,15 @@ class Monitor:
         return sm.Screen(tuple(lines))
 
     def _should_read(self, agent: Agent, pane: PaneInfo) -> bool:
-        """Whether the screen may have changed since it was last read (tmux knows)."""
+        """Whether the screen may have changed since it was last read (tmux knows).
+
+        A screen changes only when its program prints, and tmux records when a pane last
+        printed: an idle agent's screen is never read twice. Agents whose CLI sends hook
+        events are read at most every ``HOOKED_READ_EVERY`` seconds (the hooks say what
+        they do), except while they wait on a question (it may be answered at the pane).
+        """
         last = self._reads.get(agent.id)
-        if last is None or agent.state in (AgentState.STARTING, AgentState.WAITING):
+        if last is None:
             return True
         # tmux's activity time has a resolution of a second: output in the second of the
         # last read may have come after it, so that second counts as new.
@@ -318,7 +324,9 @@ class Monitor:
             return False
         track = self._tracks.get(agent.id)
         hooked = track is not None and track.last_hook_at is not None
-        return not hooked or self._wall() - last.at >= HOOKED_READ_EVERY
+        if not hooked or agent.state is AgentState.WAITING:
+            return True
+        return self._wall() - last.at >= HOOKED_READ_EVERY
 
     async def _capture(self, agent_id: str, lines: int) -> list[str]:
         try:
@@ -345,6 +353,8 @@ class Monitor:
     # reconciliation -----------------------------------------------------------------------
     async def reconcile(self, *, startup: bool = False) -> None:
         """Adopt sessions farmbot started but has no row for; at start, say who is back."""
+        if startup:
+            await self._tmux.ensure_hooks()
         panes = await self._tmux.panes()
         agents = {a.id: a for a in await self._agents.list_agents()}
         if startup:

@@ -13,6 +13,7 @@ would also match ``builder-42``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -30,6 +31,7 @@ from farmbot.errors import TmuxError
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 50_000
+CHANGED = "farmbot-changed"  # a wait-for channel tmux signals when a pane dies or a session goes
 PANE_WIDTH = 200
 PANE_HEIGHT = 50
 ENV_PREFIX = "FARMBOT_"
@@ -72,13 +74,29 @@ class Tmux:
         self.socket = socket
         self._server = libtmux.Server(socket_name=socket, config_file="/dev/null")
         self._observer = ThreadPoolExecutor(1, thread_name_prefix=f"tmux-{socket}")
+        self._waiter = ThreadPoolExecutor(1, thread_name_prefix=f"tmux-{socket}-wait")
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<Tmux socket={self.socket!r}>"
 
     def close(self) -> None:
-        """Stop the observing thread (the tmux server and its agents keep running)."""
+        """Stop the threads (the tmux server and its agents keep running)."""
+        self._closed = True
+        with contextlib.suppress(TmuxError):  # wakes a ``changed()`` blocked in wait-for
+            self._cmd("wait-for", "-S", CHANGED)
         self._observer.shutdown(wait=False, cancel_futures=True)
+        self._waiter.shutdown(wait=False, cancel_futures=True)
+
+    async def changed(self) -> None:
+        """Return when a pane dies or a session closes (tmux's own hooks signal it).
+
+        Raises ``TmuxError`` when there is no server to wait on (none runs yet).
+        """
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._waiter, functools.partial(self._cmd, "wait-for", CHANGED))
+        if self._closed:
+            raise TmuxError("tmux is closed")
 
     async def _run(self, *args: str) -> list[str]:
         return await asyncio.to_thread(self._cmd, *args)
@@ -113,6 +131,17 @@ class Tmux:
             return str(exc)
         return None
 
+    async def ensure_hooks(self) -> None:
+        """Make a running server signal ``changed()`` (one started by an older farmbot)."""
+        args: list[str] = []
+        for hook in ("pane-died", "session-closed"):
+            args += [*([";"] if args else []), "set-hook", "-g", hook, f"wait-for -S {CHANGED}"]
+        try:
+            await self._run(*args)
+        except TmuxError as exc:
+            if not _no_server(exc):
+                raise
+
     async def new_session(
         self, name: str, command: str, cwd: Path, env: dict[str, str]
     ) -> PaneInfo:
@@ -122,6 +151,8 @@ class Tmux:
         args = ["set-option", "-g", "remain-on-exit", "on"]
         args += [";", "set-option", "-g", "history-limit", str(HISTORY_LIMIT)]
         args += [";", "set-option", "-g", "status", "off"]
+        for hook in ("pane-died", "session-closed"):  # wake the monitor at once
+            args += [";", "set-hook", "-g", hook, f"wait-for -S {CHANGED}"]
         args += [";", "new-session", "-d", "-s", name, "-c", str(cwd)]
         args += ["-x", str(PANE_WIDTH), "-y", str(PANE_HEIGHT)]
         for key, value in env.items():

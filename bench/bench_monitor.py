@@ -97,6 +97,7 @@ async def measure(agents: int, seconds: float, tick: float) -> dict[str, float]:
             stop = asyncio.Event()
             running = asyncio.create_task(daemon.run(stop))
             try:
+
                 async def settled() -> bool:  # every agent adopted and its screen read once
                     found = await farm.storage.agents.list_agents()
                     return len(found) == agents and farm.monitor.reads >= agents

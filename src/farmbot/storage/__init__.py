@@ -3,8 +3,9 @@
 Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
 threads, qa_runs, tracks) holds its SQL and a small Protocol that its consumers take, so a
 component depends on the records it uses and nothing else. ``Storage`` bundles them over
-one ``Database`` (storage/db.py); the SQLite backend is storage/sqlite.py. Every SQL
-statement in farmbot lives under this package.
+one ``Database`` (storage/db.py): SQLite (storage/sqlite.py, the default) or PostgreSQL
+(storage/postgres.py, with ``[storage] url``); ``open_storage`` picks the configured one.
+Every SQL statement in farmbot lives under this package.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from farmbot.storage.actions import ActionStore, SqlActionStore
 from farmbot.storage.agents import AgentStore, SqlAgentStore
@@ -29,7 +31,13 @@ from farmbot.storage.sqlite import SqliteDatabase
 from farmbot.storage.threads import SqlThreadStore, ThreadStore
 from farmbot.storage.tracks import SqlTrackStore, TrackStore
 
+if TYPE_CHECKING:
+    from farmbot.config.schema import Config
+
+DB_FILE = "farmbot.db"  # SQLite's file in the state directory
+
 __all__ = [
+    "DB_FILE",
     "ActionStore",
     "AgentStore",
     "AuditLog",
@@ -44,6 +52,7 @@ __all__ = [
     "ThreadStore",
     "TrackStore",
     "open_sqlite",
+    "open_storage",
 ]
 
 
@@ -99,4 +108,28 @@ async def open_sqlite(
 ) -> AsyncIterator[Storage]:
     """Open (and migrate) the SQLite database at ``path``; close it afterwards."""
     async with SqliteDatabase(path, migrations) as db:
+        yield Storage.over(db)
+
+
+@asynccontextmanager
+async def open_storage(config: Config) -> AsyncIterator[Storage]:
+    """Open (and migrate) the configured database; close it afterwards.
+
+    ``[storage] url`` selects PostgreSQL (its driver is imported only then); without it,
+    SQLite at ``server.state_dir/farmbot.db``.
+    """
+    wanted = config.storage
+    if wanted.url is None:
+        async with open_sqlite(config.server.state_dir / DB_FILE) as storage:
+            yield storage
+        return
+    from farmbot.storage.postgres import PostgresDatabase
+
+    database = PostgresDatabase(
+        wanted.url,
+        password=wanted.password,
+        min_size=wanted.pool_min,
+        max_size=wanted.pool_max,
+    )
+    async with database as db:
         yield Storage.over(db)

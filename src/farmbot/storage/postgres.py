@@ -323,7 +323,16 @@ def _describe(exc: BaseException) -> str:
 
 
 def _where(params: dict[str, Any]) -> str:
-    """How messages name the database: ``postgresql://user@host:port/dbname``."""
+    """How messages name the database: ``postgresql://user@host:port/dbname`` (several
+    hosts as ``host1:port1,host2:port2``; a socket directory as ``?host=``)."""
     user = f"{params['user']}@" if params.get("user") else ""
-    port = f":{params['port']}" if params.get("port") else ""
-    return f"postgresql://{user}{params.get('host', '')}{port}/{params.get('dbname', '')}"
+    hosts = str(params.get("host", "")).split(",")
+    ports = str(params.get("port", "")).split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)  # one port for every host, as libpq reads it
+    dbname = params.get("dbname", "")
+    if len(hosts) == 1 and hosts[0].startswith("/"):
+        port = f":{ports[0]}" if ports[0] else ""
+        return f"postgresql://{user}{port}/{dbname}?host={hosts[0]}"
+    pairs = ",".join(f"{h}:{p}" if p else h for h, p in zip(hosts, ports, strict=False))
+    return f"postgresql://{user}{pairs}/{dbname}"

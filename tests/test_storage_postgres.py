@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 
 from farmbot.errors import StorageError
 from farmbot.messages import Severity
 from farmbot.models import AlertDraft, GateStatus, NewEvent, Project
-from farmbot.storage import Storage
+from farmbot.storage import Storage, postgres
+from farmbot.storage.migrate import MIGRATION_LOCK
 from farmbot.storage.postgres import PostgresDatabase, pyformat
 from tests.backends import Backend, PostgresBackend
 from tests.helpers import store_event
@@ -116,6 +118,23 @@ async def test_a_connection_cut_by_the_server_is_replaced(
                 (pg_backend.dbname,),
             )
         await store.db.ping()  # the pool checks a connection before it hands it out
+        assert await store.db.schema_version() == pg_backend.migrations()[-1].version
+
+
+async def test_a_migration_held_by_another_node_is_waited_for_then_named(
+    pg_backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "MIGRATION_WAIT", 1)
+    with psycopg.connect(pg_backend.url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        with pytest.raises(StorageError) as caught:
+            await pg_backend.database().open()
+    assert str(caught.value) == (
+        f"{pg_backend.where}: another farmbot has been migrating this database for 1 s;"
+        " try again once it has started"
+    )
+    assert pg_backend.version() == 0  # nothing was written
+    async with pg_backend.open() as store:  # the lock went with its session
         assert await store.db.schema_version() == pg_backend.migrations()[-1].version
 
 

@@ -242,6 +242,11 @@ class PostgresDatabase:
         except MigrationFailed as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             raise self._error(cause, f"migration {exc.label} failed") from cause
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StorageError(
+                f"{self.where}: another farmbot has been migrating this database for"
+                f" {MIGRATION_WAIT} s; try again once it has started"
+            ) from exc
         except (psycopg.Error, UnicodeError) as exc:
             raise self._error(exc, "cannot migrate") from exc
 

@@ -3,7 +3,9 @@
 The cluster lives in a fresh directory under the system's temp directory, listens on
 127.0.0.1 on a free port (and on a socket in its directory), and has one superuser,
 ``farmbot``, who logs in with a password (scram-sha-256), so the tests go through
-password authentication as a deployment does. ``stop()`` shuts it down and deletes it.
+password authentication as a deployment does. Its databases sort text by ICU's en-US
+collation where PostgreSQL has ICU, as servers set up with a locale do. ``stop()`` shuts
+it down and deletes it.
 
 PostgreSQL refuses to run as root. As root (CI runs so), the cluster's directory belongs
 to an unprivileged user, ``postgres`` (which Debian's postgresql package creates) or else
@@ -31,6 +33,7 @@ import psycopg
 SUPERUSER = "farmbot"
 RUN_AS = ("postgres", "nobody")  # who owns the cluster when we are root
 FAST = ("-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+ICU = ("--locale=C", "--locale-provider=icu", "--icu-locale=en-US")  # PostgreSQL 15+
 
 
 def find_bindir() -> Path | None:
@@ -105,8 +108,13 @@ def start_cluster(bindir: Path, *, settings: tuple[str, ...] = FAST) -> Cluster:
             for path in (root, root / "sock", pwfile):
                 shutil.chown(path, owner, _group(owner))
         data = root / "data"
-        _run(owner, [bindir / "initdb", "-D", data, "-U", SUPERUSER, f"--pwfile={pwfile}",
-                     "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"])  # fmt: skip
+        initdb = [bindir / "initdb", "-D", data, "-U", SUPERUSER, f"--pwfile={pwfile}",
+                  "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"]  # fmt: skip
+        # A linguistic collation, as servers usually have, so that a query sorting text
+        # differently from SQLite's byte order shows; plain C where there is no ICU.
+        if _run(owner, [*initdb, *ICU], check=False).returncode != 0:
+            shutil.rmtree(data, ignore_errors=True)
+            _run(owner, [*initdb, "--no-locale"])
         pwfile.unlink()
         for _attempt in range(3):  # another process may take the free port first
             port = free_port()

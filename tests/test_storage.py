@@ -370,6 +370,17 @@ async def test_projects_upsert_keeps_active(store: Storage) -> None:
     assert await store.projects.get_project("nope") is None
 
 
+async def test_text_sorts_by_bytes_as_in_sqlite(store: Storage) -> None:
+    """Whatever the server's collation: "a-b" before "a1" before "a_b" (ICU puts "_" and
+    "-" first), and "B" before "a"."""
+    names = ["ab", "a_b", "B", "a1", "a-b"]
+    for name in names:
+        await store.projects.upsert_project(Project(name, f"/srv/{name}"), T0)
+        await store.agents.save_agent(_agent(f"x{name}", project=name))  # one created_at
+    assert [p.name for p in await store.projects.list_projects()] == sorted(names)
+    assert [a.project for a in await store.agents.list_agents()] == sorted(names)
+
+
 async def test_agents_round_trip_and_state_since(store: Storage) -> None:
     await store.projects.upsert_project(Project("farm", "/srv/farm"), T0)
     await store.projects.upsert_project(Project("barn", "/srv/barn"), T0)

@@ -2,9 +2,11 @@
 -- The same schema as migrations/sqlite/0001_initial.sql, in PostgreSQL's dialect: ids are
 -- identity columns, flags BOOLEAN, times UTC seconds since the epoch (DOUBLE PRECISION).
 -- JSON columns hold objects as text, as in SQLite: farmbot never queries inside them.
+-- The text keys farmbot sorts by are COLLATE "C": byte order, as SQLite compares text,
+-- whatever collation the server's database was created with.
 
 CREATE TABLE projects (
-    name        TEXT PRIMARY KEY,
+    name        TEXT COLLATE "C" PRIMARY KEY,
     path        TEXT NOT NULL,
     active      BOOLEAN NOT NULL DEFAULT TRUE,
     verify      TEXT,
@@ -13,7 +15,7 @@ CREATE TABLE projects (
 );
 
 CREATE TABLE agents (
-    id           TEXT PRIMARY KEY,
+    id           TEXT COLLATE "C" PRIMARY KEY,
     project      TEXT NOT NULL REFERENCES projects(name),
     kind         TEXT NOT NULL CHECK (kind IN ('architect', 'builder', 'shell')),
     profile      TEXT NOT NULL,

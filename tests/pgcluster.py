@@ -86,11 +86,19 @@ class Cluster:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
+        """Shut the server down and delete the cluster."""
         try:
-            _run(self.owner, [self.bindir / "pg_ctl", "-D", self.root / "data", "-m", "fast",
-                              "-w", "stop"])  # fmt: skip
+            self.stop_server()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop_server(self) -> None:
+        """Shut the server down, keeping its data (``start_server`` brings it back)."""
+        _run(self.owner, [self.bindir / "pg_ctl", "-D", self.root / "data", "-m", "fast",
+                          "-w", "stop"])  # fmt: skip
+
+    def start_server(self, settings: tuple[str, ...] = FAST) -> None:
+        _start(self.owner, self.bindir, self.root, self.port, settings, check=True)
 
 
 def start_cluster(bindir: Path, *, settings: tuple[str, ...] = FAST) -> Cluster:
@@ -118,11 +126,7 @@ def start_cluster(bindir: Path, *, settings: tuple[str, ...] = FAST) -> Cluster:
         pwfile.unlink()
         for _attempt in range(3):  # another process may take the free port first
             port = free_port()
-            options = " ".join(
-                [f"-p {port}", f"-k {root / 'sock'}", "-c listen_addresses=127.0.0.1", *settings]
-            )
-            started = _run(owner, [bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w",
-                                   "-t", "60", "-o", options, "start"], check=False)  # fmt: skip
+            started = _start(owner, bindir, root, port, settings, check=False)
             if started.returncode == 0:
                 return Cluster(root, bindir, port, password, owner)
         log = (root / "log").read_text(errors="replace")[-2000:]
@@ -130,6 +134,23 @@ def start_cluster(bindir: Path, *, settings: tuple[str, ...] = FAST) -> Cluster:
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def _start(
+    owner: str | None,
+    bindir: Path,
+    root: Path,
+    port: int,
+    settings: tuple[str, ...],
+    *,
+    check: bool,
+) -> subprocess.CompletedProcess[str]:
+    options = " ".join(
+        [f"-p {port}", f"-k {root / 'sock'}", "-c listen_addresses=127.0.0.1", *settings]
+    )
+    command = [bindir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-t", "60",
+               "-o", options, "start"]  # fmt: skip
+    return _run(owner, command, check=check)
 
 
 def _owner() -> str:

@@ -5,7 +5,8 @@ the password, and SQLite's transaction semantics across several nodes (several
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 import pytest
@@ -17,8 +18,8 @@ from farmbot.storage import Storage, postgres
 from farmbot.storage.migrate import MIGRATION_LOCK
 from farmbot.storage.postgres import PostgresDatabase, pyformat
 from tests.backends import Backend, PostgresBackend
-from tests.helpers import store_event
-from tests.pgcluster import Cluster, free_port
+from tests.helpers import retry_until, store_event
+from tests.pgcluster import Cluster, free_port, start_cluster
 from tests.test_storage import _agent
 
 T0 = 1_700_000_000.0
@@ -119,6 +120,38 @@ async def test_a_connection_cut_by_the_server_is_replaced(
             )
         await store.db.ping()  # the pool checks a connection before it hands it out
         assert await store.db.schema_version() == pg_backend.migrations()[-1].version
+
+
+async def test_a_server_restart_fails_operations_briefly_then_heals(pg_cluster: Cluster) -> None:
+    """The database goes away under a running farmbot (a restart, a failover): each
+    operation fails within the pool's timeout, with one line, and once the server is
+    back the same store works again, without reopening it."""
+    own = start_cluster(pg_cluster.bindir)  # a cluster of its own to stop
+    try:
+        async with PostgresDatabase(own.url(), timeout=1) as db:
+            await db.ping()
+            own.stop_server()
+            started = time.monotonic()
+            with pytest.raises(StorageError) as caught:
+                await db.ping()
+            assert time.monotonic() - started < 5
+            assert "\n" not in str(caught.value) and own.password not in str(caught.value)
+            assert str(caught.value).startswith(db.where)
+            own.start_server()
+            await retry_until(_answers(db), timeout=15, message="the store to heal")
+    finally:
+        own.stop()
+
+
+def _answers(db: PostgresDatabase) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        try:
+            await db.ping()
+        except StorageError:
+            return False
+        return True
+
+    return probe
 
 
 async def test_a_migration_held_by_another_node_is_waited_for_then_named(

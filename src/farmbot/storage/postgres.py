@@ -57,6 +57,7 @@ __all__ = ["WRITE_LOCK", "PostgresDatabase", "pyformat"]
 
 WRITE_LOCK = 0x6661726D626F7402
 CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
+POOL_TIMEOUT = 10.0  # seconds an operation waits for a connection (the server may be down)
 MIGRATION_WAIT = 60  # seconds to wait for another node's migration (or a table lock)
 HIDDEN = "***"
 
@@ -148,6 +149,7 @@ class PostgresDatabase:
         password: str | None = None,
         min_size: int = 1,
         max_size: int = 5,
+        timeout: float = POOL_TIMEOUT,
         migrations: Sequence[Migration] | None = None,
     ) -> None:
         self._url = url
@@ -169,6 +171,7 @@ class PostgresDatabase:
             self._kwargs["connect_timeout"] = CONNECT_TIMEOUT
         self._min_size = min_size
         self._max_size = max_size
+        self._timeout = timeout
         self._migrations = migrations
         self._pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._tx_owners: set[asyncio.Task[Any]] = set()
@@ -206,6 +209,7 @@ class PostgresDatabase:
             kwargs={"autocommit": True, **self._kwargs},
             min_size=self._min_size,
             max_size=self._max_size,
+            timeout=self._timeout,
             open=False,
             name="farmbot",
             # A round trip per checkout (~0.05 ms locally) so that a connection the server

@@ -199,7 +199,10 @@ async def apply_postgres_migrations(
 
 
 class MigrationFailed(Exception):
-    """A PostgreSQL migration failed; ``__cause__`` is the driver's error."""
+    """A PostgreSQL migration failed; ``__cause__`` is the driver's error.
+
+    Never leaves storage/: storage/postgres.py translates it into ``StorageError``.
+    """
 
     def __init__(self, label: str) -> None:
         super().__init__(f"migration {label} failed")

@@ -153,8 +153,9 @@ class PostgresDatabase:
         migrations: Sequence[Migration] | None = None,
     ) -> None:
         self._url = url
-        self._secrets = sorted({*url_secrets(url), *([password] if password else [])}, key=len)
-        self._secrets.reverse()  # longest first, so no secret is left half-masked
+        # What no message may show; longest first, so that no secret is left half-masked.
+        given = [password] if password else []
+        self._secrets = sorted({*url_secrets(url), *given}, key=len, reverse=True)
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as exc:

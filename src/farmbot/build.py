@@ -193,7 +193,7 @@ async def build(
     await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         key = localkey.ensure(state_dir)
-        storage = await stack.enter_async_context(open_storage(config))
+        storage = await stack.enter_async_context(open_storage(config.storage, state_dir))
         tmux = Tmux(config.tmux.socket)
         stack.callback(tmux.close)
         found: dict[str, Interface] = {}

@@ -14,7 +14,8 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from farmbot.storage.actions import ActionStore, SqlActionStore
 from farmbot.storage.agents import AgentStore, SqlAgentStore
@@ -31,9 +32,6 @@ from farmbot.storage.sqlite import SqliteDatabase
 from farmbot.storage.threads import SqlThreadStore, ThreadStore
 from farmbot.storage.tracks import SqlTrackStore, TrackStore
 
-if TYPE_CHECKING:
-    from farmbot.config.schema import Config
-
 DB_FILE = "farmbot.db"  # SQLite's file in the state directory
 
 __all__ = [
@@ -49,6 +47,7 @@ __all__ = [
     "PromptStore",
     "QaRunStore",
     "Storage",
+    "StorageSettings",
     "ThreadStore",
     "TrackStore",
     "open_sqlite",
@@ -111,25 +110,42 @@ async def open_sqlite(
         yield Storage.over(db)
 
 
+class StorageSettings(Protocol):
+    """What ``open_storage`` reads: ``[storage]`` (``farmbot.config.storage.StorageConfig``)."""
+
+    @property
+    def url(self) -> str | None:
+        """A PostgreSQL URL; None means SQLite in the state directory."""
+
+    @property
+    def password(self) -> str | None:
+        """The password, when it is not in the URL."""
+
+    @property
+    def pool_min(self) -> int: ...
+
+    @property
+    def pool_max(self) -> int: ...
+
+
 @asynccontextmanager
-async def open_storage(config: Config) -> AsyncIterator[Storage]:
+async def open_storage(settings: StorageSettings, state_dir: Path) -> AsyncIterator[Storage]:
     """Open (and migrate) the configured database; close it afterwards.
 
-    ``[storage] url`` selects PostgreSQL (its driver is imported only then); without it,
-    SQLite at ``server.state_dir/farmbot.db``.
+    A ``url`` selects PostgreSQL (its driver is imported only then); without one, SQLite
+    at ``state_dir/farmbot.db``.
     """
-    wanted = config.storage
-    if wanted.url is None:
-        async with open_sqlite(config.server.state_dir / DB_FILE) as storage:
+    if settings.url is None:
+        async with open_sqlite(state_dir / DB_FILE) as storage:
             yield storage
         return
     from farmbot.storage.postgres import PostgresDatabase
 
     database = PostgresDatabase(
-        wanted.url,
-        password=wanted.password,
-        min_size=wanted.pool_min,
-        max_size=wanted.pool_max,
+        settings.url,
+        password=settings.password,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
     )
     async with database as db:
         yield Storage.over(db)

@@ -116,8 +116,8 @@ def start_cluster(bindir: Path, *, settings: tuple[str, ...] = FAST) -> Cluster:
             for path in (root, root / "sock", pwfile):
                 shutil.chown(path, owner, _group(owner))
         data = root / "data"
-        initdb = [bindir / "initdb", "-D", data, "-U", SUPERUSER, f"--pwfile={pwfile}",
-                  "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"]  # fmt: skip
+        initdb: list[str | Path] = [bindir / "initdb", "-D", data, "-U", SUPERUSER]
+        initdb += [f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"]
         # A linguistic collation, as servers usually have, so that a query sorting text
         # differently from SQLite's byte order shows; plain C where there is no ICU.
         if _run(owner, [*initdb, *ICU], check=False).returncode != 0:
@@ -148,8 +148,8 @@ def _start(
     options = " ".join(
         [f"-p {port}", f"-k {root / 'sock'}", "-c listen_addresses=127.0.0.1", *settings]
     )
-    command = [bindir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-t", "60",
-               "-o", options, "start"]  # fmt: skip
+    command: list[str | Path] = [bindir / "pg_ctl", "-D", root / "data", "-l", root / "log"]
+    command += ["-w", "-t", "60", "-o", options, "start"]
     return _run(owner, command, check=check)
 
 

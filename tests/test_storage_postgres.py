@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -18,7 +18,7 @@ from farmbot.storage import Storage, postgres
 from farmbot.storage.migrate import MIGRATION_LOCK
 from farmbot.storage.postgres import PostgresDatabase, pyformat
 from tests.backends import Backend, PostgresBackend
-from tests.helpers import retry_until, store_event
+from tests.helpers import store_event
 from tests.pgcluster import Cluster, free_port, start_cluster
 from tests.test_storage import _agent
 
@@ -138,20 +138,20 @@ async def test_a_server_restart_fails_operations_briefly_then_heals(pg_cluster: 
             assert "\n" not in str(caught.value) and own.password not in str(caught.value)
             assert str(caught.value).startswith(db.where)
             own.start_server()
-            await retry_until(_answers(db), timeout=15, message="the store to heal")
+            healed_by = time.monotonic() + 15
+            while not await _answers(db):
+                assert time.monotonic() < healed_by, "the store did not heal"
+                await asyncio.sleep(0.1)
     finally:
         own.stop()
 
 
-def _answers(db: PostgresDatabase) -> Callable[[], Awaitable[bool]]:
-    async def probe() -> bool:
-        try:
-            await db.ping()
-        except StorageError:
-            return False
-        return True
-
-    return probe
+async def _answers(db: PostgresDatabase) -> bool:
+    try:
+        await db.ping()
+    except StorageError:
+        return False
+    return True
 
 
 async def test_a_migration_held_by_another_node_is_waited_for_then_named(

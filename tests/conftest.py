@@ -1,4 +1,6 @@
-"""Shared fixtures: a private tmux server per test, reaped afterwards."""
+"""Shared fixtures: a private tmux server per test, reaped afterwards; the storage
+backends, each test on a fresh database (SQLite file, or PostgreSQL database in a
+throwaway cluster started once per session)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,12 @@ import libtmux
 import pytest
 
 from farmbot.models import AgentKind
+from tests.backends import Backend, PostgresBackend, SqliteBackend
 from tests.farm import Farm, farm_for, make_config
 from tests.helpers import FakeClock
+from tests.pgcluster import Cluster, find_bindir, start_cluster
+
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture
@@ -51,3 +57,44 @@ async def architect(tmp_path: Path, tmux_socket: str, clock: FakeClock) -> Async
         await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
         await farm.until_idle("architect")
         yield farm
+
+
+# -- storage backends -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL cluster for the whole session, deleted at its end.
+
+    Without PostgreSQL binaries the PostgreSQL cases are skipped, except under CI=true,
+    where they fail: CI installs PostgreSQL (.ci/run) and must test it.
+    """
+    bindir = find_bindir()
+    if bindir is None:
+        why = (
+            "PostgreSQL binaries not found (apt-get install postgresql, or set"
+            " FARMBOT_PG_BINDIR to the directory holding initdb and pg_ctl)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}; CI must run the PostgreSQL tests")
+        pytest.skip(f"{why}; CI=true makes this a failure")
+    cluster = start_cluster(bindir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_backend(pg_cluster: Cluster) -> Iterator[PostgresBackend]:
+    """A fresh, empty PostgreSQL database, dropped after the test."""
+    name = pg_cluster.create_database()
+    yield PostgresBackend(pg_cluster.url(name), name)
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each storage backend in turn, on a fresh database (ids: sqlite, postgresql)."""
+    if request.param == "sqlite":
+        return SqliteBackend(tmp_path / "farmbot.db")
+    found: PostgresBackend = request.getfixturevalue("pg_backend")
+    return found

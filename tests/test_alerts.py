@@ -27,7 +27,8 @@ from farmbot.config.reader import Table, as_tables
 from farmbot.errors import ConfigError, StorageError
 from farmbot.messages import Button, Severity
 from farmbot.models import AgentKind, Alert, AlertDraft, Event
-from farmbot.storage import Storage, open_sqlite
+from farmbot.storage import Storage
+from tests.backends import Backend
 from tests.helpers import FakeClock
 
 LAST = ["$ make test", "FAILED tests/test_x.py::test_y", "1 failed in 0.2s"]
@@ -248,8 +249,8 @@ def test_routes_by_severity_and_project() -> None:
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    async with open_sqlite(tmp_path / "farmbot.db") as storage:
+async def storage(backend: Backend) -> AsyncIterator[Storage]:
+    async with backend.open() as storage:
         yield storage
 
 
@@ -300,10 +301,20 @@ async def test_a_bus_without_rules_raises_no_alerts(storage: Storage) -> None:
 
 async def test_a_failed_outbox_insert_stores_no_event_either(storage: Storage) -> None:
     async with storage.db.transaction() as tx:
-        await tx.execute(
-            "CREATE TRIGGER outbox_down BEFORE INSERT ON outbox"
-            " BEGIN SELECT RAISE(ABORT, 'outbox is down'); END"
-        )
+        if storage.db.backend == "sqlite":
+            await tx.execute(
+                "CREATE TRIGGER outbox_down BEFORE INSERT ON outbox"
+                " BEGIN SELECT RAISE(ABORT, 'outbox is down'); END"
+            )
+        else:
+            await tx.execute(
+                "CREATE FUNCTION outbox_down() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$ BEGIN RAISE EXCEPTION 'outbox is down'; END $$"
+            )
+            await tx.execute(
+                "CREATE TRIGGER outbox_down BEFORE INSERT ON outbox"
+                " FOR EACH ROW EXECUTE FUNCTION outbox_down()"
+            )
     rules = AlertRules(AlertsConfig())
     async with EventBus(storage.events, FakeClock(), rules=rules.drafts_for) as bus:
         with pytest.raises(StorageError, match="outbox is down"):

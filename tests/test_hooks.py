@@ -27,7 +27,7 @@ from farmbot.hooks_install import HOOK_EVENTS, default_hook_command, install_hoo
 from farmbot.messages import Incoming, Reply
 from farmbot.models import Alert, AlertDraft, Event, NewEvent
 from farmbot.storage.events import SqlEventStore
-from farmbot.storage.sqlite import SqliteDatabase
+from tests.backends import AnyDatabase, Backend
 from tests.hook_payloads import PAYLOADS, payload
 
 KEY = "test-local-key-0123456789abcdef"
@@ -577,7 +577,7 @@ async def test_cli_install_names_a_broken_settings_file(tmp_path: Path) -> None:
 class CountingEvents(SqlEventStore):
     """The real event store, recording the size of every batch it was given."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: AnyDatabase) -> None:
         super().__init__(db)
         self.batches: list[int] = []
 
@@ -594,13 +594,13 @@ class CountingEvents(SqlEventStore):
 
 @dataclass
 class Events:
-    db: SqliteDatabase
+    db: AnyDatabase
     store: CountingEvents
 
 
 @pytest.fixture
-async def events(tmp_path: Path) -> AsyncIterator[Events]:
-    async with SqliteDatabase(tmp_path / "farmbot.db") as db:
+async def events(backend: Backend) -> AsyncIterator[Events]:
+    async with backend.database() as db:
         yield Events(db, CountingEvents(db))
 
 

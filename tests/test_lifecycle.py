@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from farmbot import build, cli, daemon, lifecycle
+from farmbot import build, cli, daemon, lifecycle, storage
 from tests.daemon import free_port
 
 
@@ -49,7 +49,7 @@ def farm(tmp_path: Path, tmux_socket: str) -> Iterator[tuple[Path, int]]:
 
 def test_the_pid_file_is_the_daemons_own_lock() -> None:
     assert lifecycle.LOCK_FILE == daemon.LOCK_FILE
-    assert cli.DB_FILE == build.DB_FILE
+    assert cli.DB_FILE == build.DB_FILE == storage.DB_FILE
 
 
 def test_start_status_restart_logs_stop(farm: tuple[Path, int]) -> None:

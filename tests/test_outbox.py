@@ -29,8 +29,9 @@ from farmbot.config.schema import UserConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError
 from farmbot.messages import Incoming, Interface, OnIncoming, OutboundMessage, Severity
 from farmbot.models import OutboxItem, OutboxStatus, Role
-from farmbot.storage import Storage, open_sqlite
+from farmbot.storage import Storage
 from farmbot.storage.outbox import SqlOutboxStore
+from tests.backends import Backend
 from tests.farm import farm_for, make_config
 from tests.helpers import FakeClock, deps, retry_until
 
@@ -111,8 +112,9 @@ Build = Callable[..., Awaitable[Rig]]
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Build]:
-    """Make storage + an alerts component + an event bus; closed after the test."""
+async def rig(backend: Backend) -> AsyncIterator[Build]:
+    """Make storage + an alerts component + an event bus; closed after the test. Each rig
+    opens the test's one database again (on each backend), as a restarted farmbot does."""
     async with AsyncExitStack() as stack:
 
         async def build(
@@ -120,14 +122,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[Build]:
             chat: ChatInterface | None = None,
             interfaces: dict[str, Interface] | None = None,
             clock: FakeClock | None = None,
-            path: Path = tmp_path / "farmbot.db",
             outbox_type: type[SqlOutboxStore] = SqlOutboxStore,
         ) -> Rig:
             config = config or AlertsConfig(routes=ROUTES)
             chat = chat or ChatInterface()
             clock = clock or FakeClock()
             own = AsyncExitStack()
-            storage = await own.enter_async_context(open_sqlite(path))
+            storage = await own.enter_async_context(backend.open())
             outbox = outbox_type(storage.db)
             found: dict[str, Interface] = {"chat": chat, "web": ChatInterface("web")}
             found.update(interfaces or {})
@@ -364,7 +365,7 @@ async def test_a_repeat_folded_after_the_due_read_is_what_gets_sent(rig: Build) 
 
 
 async def test_a_restart_delivers_what_was_pending_and_resends_a_crashed_send(
-    rig: Build, tmp_path: Path
+    rig: Build,
 ) -> None:
     first = await rig(AlertsConfig(routes=(AlertRoute("chat", "A"),)))
     for n in (1, 2, 3):

@@ -1,4 +1,6 @@
-"""The SQLite store against real database files in tmp_path."""
+"""The store against real databases: every repository on SQLite (a file in tmp_path) and
+on PostgreSQL (a fresh database in a throwaway cluster); what is about SQLite's file
+(WAL, "not a database", its migration API) on SQLite alone."""
 
 from __future__ import annotations
 
@@ -29,32 +31,26 @@ from farmbot.storage.migrate import (
     split_statements,
 )
 from farmbot.storage.sqlite import SqliteDatabase
+from tests.backends import Backend, PostgresBackend, SqliteBackend
 from tests.helpers import store_events
 
 T0 = 1_700_000_000.0
 GOOD = Migration(1, "good", "CREATE TABLE good (a INTEGER);")
-BROKEN = Migration(2, "broken", "CREATE TABLE x(a); SELEKT nonsense;")
+BROKEN = Migration(2, "broken", "CREATE TABLE x (a INTEGER); SELEKT nonsense;")
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Storage]:
-    async with open_sqlite(tmp_path / "farmbot.db") as store:
+async def store(backend: Backend) -> AsyncIterator[Storage]:
+    async with backend.open() as store:
         yield store
 
 
 def _tables(path: Path) -> set[str]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    conn.close()
-    return {name for (name,) in rows}
+    return SqliteBackend(path).tables()
 
 
 def _user_version(path: Path) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        return int(conn.execute("PRAGMA user_version").fetchone()[0])
-    finally:
-        conn.close()
+    return SqliteBackend(path).version()
 
 
 def _agent(agent_id: str = "builder-1", project: str = "farm", created: float = T0) -> Agent:
@@ -76,11 +72,59 @@ def _agent(agent_id: str = "builder-1", project: str = "farm", created: float = 
 
 
 # migrations ---------------------------------------------------------------------------
-def test_packaged_migrations_are_numbered_from_one() -> None:
-    migrations = load_migrations()
+@pytest.mark.parametrize("name", ["sqlite", "postgresql"])
+def test_packaged_migrations_are_numbered_from_one(name: str) -> None:
+    migrations = load_migrations(name)
     assert [m.version for m in migrations][:1] == [1]
     assert migrations[0].name == "initial"
     assert "CREATE TABLE events" in migrations[0].sql
+
+
+def test_both_backends_have_the_same_migrations() -> None:
+    sqlite, postgresql = load_migrations("sqlite"), load_migrations("postgresql")
+    assert [(m.version, m.name) for m in sqlite] == [(m.version, m.name) for m in postgresql]
+
+
+async def test_both_backends_have_the_same_schema(
+    tmp_path: Path, pg_backend: PostgresBackend
+) -> None:
+    """Same tables, columns (in order), and indexes, partial ones with the same condition."""
+    lite = SqliteBackend(tmp_path / "farmbot.db")
+    async with lite.open(), pg_backend.open():
+        pass
+    columns: dict[str, list[str]] = {}
+    for table in sorted(lite.tables()):
+        columns[table] = [str(r[1]) for r in lite.run(f"PRAGMA table_info({table})")]
+    pg_columns: dict[str, list[str]] = {}
+    for table, column in pg_backend.run(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name != 'schema_migrations'"
+        " ORDER BY table_name, ordinal_position"
+    ):
+        pg_columns.setdefault(str(table), []).append(str(column))
+    assert pg_columns == columns
+
+    lite_indexes = {
+        str(name): " ".join(str(sql).split()).split(" ON ", 1)[1]
+        for name, sql in lite.run(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        )
+    }
+    pg_indexes = {
+        str(name): str(sql).split(" ON ", 1)[1].replace("public.", "").replace(" USING btree", "")
+        for name, sql in pg_backend.run(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            " AND indexname NOT LIKE '%_pkey' AND indexname NOT LIKE '%_key'"
+        )
+    }
+    assert sorted(pg_indexes) == sorted(lite_indexes)
+    for name, definition in lite_indexes.items():  # same columns; same WHERE, as each writes it
+        table_and_columns, _, where = definition.partition(" WHERE ")
+        pg_table_and_columns, _, pg_where = pg_indexes[name].partition(" WHERE ")
+        assert "".join(pg_table_and_columns.split()) == "".join(table_and_columns.split())
+        assert bool(where) == bool(pg_where), name
+        for word in where.replace("!=", " ").replace("=", " ").split():
+            assert word.strip("'") in pg_where, (name, word)
 
 
 def test_split_statements_keeps_triggers_and_quotes_whole() -> None:
@@ -92,31 +136,56 @@ def test_split_statements_keeps_triggers_and_quotes_whole() -> None:
     assert len(split_statements(sql)) == 3
 
 
-async def test_fresh_database_migrates_to_latest(tmp_path: Path) -> None:
+async def test_fresh_database_migrates_to_latest(backend: Backend) -> None:
+    async with backend.open() as store:
+        assert await store.db.schema_version() == backend.migrations()[-1].version
+        await store.db.ping()
+    assert backend.version() == backend.migrations()[-1].version
+    tables = {"projects", "agents", "prompts", "events", "gates", "audit", "actions"}
+    assert tables <= backend.tables()
+
+
+async def test_sqlite_creates_the_directory_of_its_file(tmp_path: Path) -> None:
     path = tmp_path / "state" / "nested" / "farmbot.db"
     async with open_sqlite(path) as store:
-        assert await store.db.schema_version() == load_migrations()[-1].version
         await store.db.ping()
-    assert {"projects", "agents", "prompts", "events", "gates", "audit", "actions"} <= _tables(path)
+    assert "events" in _tables(path)
 
 
-async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
-    path = tmp_path / "farmbot.db"
-    async with open_sqlite(path) as store:
+async def test_reopening_is_a_no_op(backend: Backend) -> None:
+    async with backend.open() as store:
         await store.projects.upsert_project(Project("farm", "/srv/farm"), T0)
         version = await store.db.schema_version()
-    async with open_sqlite(path) as store:
+    async with backend.open() as store:
         assert await store.db.schema_version() == version
         assert await store.projects.get_project("farm") == Project("farm", "/srv/farm")
 
 
-async def test_wal_and_foreign_keys_are_on(store: Storage) -> None:
-    async with store.db.transaction() as tx:
+async def test_nodes_started_at_once_migrate_once(pg_backend: PostgresBackend) -> None:
+    """Concurrently started nodes: one migrates (holding the advisory lock), the rest wait
+    and find nothing left to do -- no "relation already exists"."""
+    databases = [pg_backend.database() for _ in range(4)]
+    await asyncio.gather(*(db.open() for db in databases))
+    try:
+        versions = [await db.schema_version() for db in databases]
+    finally:
+        await asyncio.gather(*(db.aclose() for db in databases))
+    latest = pg_backend.migrations()[-1].version
+    assert versions == [latest] * 4
+    applied = pg_backend.run("SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in applied] == list(range(1, latest + 1))
+
+
+async def test_sqlite_wal_and_foreign_keys_are_on(tmp_path: Path) -> None:
+    async with open_sqlite(tmp_path / "farmbot.db") as store, store.db.transaction() as tx:
         journal = await tx.fetchone("PRAGMA journal_mode")
         foreign_keys = await tx.fetchone("PRAGMA foreign_keys")
     assert journal is not None and journal["journal_mode"] == "wal"
     assert foreign_keys is not None and foreign_keys["foreign_keys"] == 1
-    with pytest.raises(StorageError, match="FOREIGN KEY"):
+
+
+async def test_foreign_keys_are_enforced(store: Storage) -> None:
+    with pytest.raises(StorageError, match="(?i)foreign key"):
         await store.prompts.add_prompt("no-such-agent", "hello", "test", T0, wait_ready=False)
 
 
@@ -139,13 +208,43 @@ async def test_newer_database_is_refused_and_untouched(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["farmbot.db"]
 
 
-async def test_broken_migration_rolls_back_to_previous_version(tmp_path: Path) -> None:
-    path = tmp_path / "farmbot.db"
+async def test_newer_postgresql_database_is_refused_and_untouched(
+    pg_backend: PostgresBackend,
+) -> None:
+    pg_backend.run(
+        "CREATE TABLE future (a INTEGER);"
+        " CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at DOUBLE PRECISION NOT NULL);"
+        " INSERT INTO schema_migrations VALUES (99, 'future', 0)"
+    )
+    before = pg_backend.run("SELECT * FROM schema_migrations")
+
+    with pytest.raises(SchemaTooNewError) as caught:
+        await pg_backend.database().open()
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert pg_backend.where in message and "99" in message and "upgrade farmbot" in message
+    assert pg_backend.tables() == {"future"}
+    assert pg_backend.run("SELECT * FROM schema_migrations") == before
+
+
+async def test_broken_migration_rolls_back_to_previous_version(backend: Backend) -> None:
     with pytest.raises(StorageError, match="0002_broken") as caught:
-        await SqliteDatabase(path, migrations=[GOOD, BROKEN]).open()
-    assert str(path) in str(caught.value)
-    assert _user_version(path) == 1
-    assert _tables(path) == {"good"}
+        await backend.database(migrations=[GOOD, BROKEN]).open()
+    assert backend.where in str(caught.value) and "\n" not in str(caught.value)
+    assert backend.version() == 1
+    assert backend.tables() == {"good"}
+
+
+async def test_a_failed_migration_keeps_the_rows_of_the_previous_one(backend: Backend) -> None:
+    async with backend.open(migrations=[GOOD]) as v1:
+        await v1.db.execute("INSERT INTO good VALUES (7)")
+    bad = Migration(2, "half", "INSERT INTO good VALUES (8); CREATE TABLE y (a INTEGER); bogus;")
+    with pytest.raises(StorageError, match="0002_half"):
+        await backend.database(migrations=[GOOD, bad]).open()
+    assert backend.run("SELECT a FROM good") == [(7,)]
+    assert (backend.version(), backend.tables()) == (1, {"good"})
 
 
 def test_failed_migration_leaves_the_database_as_before(tmp_path: Path) -> None:
@@ -165,14 +264,10 @@ def test_failed_migration_leaves_the_database_as_before(tmp_path: Path) -> None:
     assert _tables(path) == {"good"}
 
 
-def test_duplicate_migration_versions_are_rejected(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "farmbot.db", isolation_level=None)
-    try:
-        with pytest.raises(StorageError, match="unique"):
-            apply_migrations(conn, [GOOD, Migration(1, "again", "SELECT 1;")])
-        assert conn.execute("PRAGMA user_version").fetchone() == (0,)
-    finally:
-        conn.close()
+async def test_duplicate_migration_versions_are_rejected(backend: Backend) -> None:
+    with pytest.raises(StorageError, match="unique"):
+        await backend.database(migrations=[GOOD, Migration(1, "again", "SELECT 1;")]).open()
+    assert backend.version() == 0 and backend.tables() == set()
 
 
 async def test_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
@@ -183,8 +278,8 @@ async def test_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
-async def test_closed_store_raises_storage_error(tmp_path: Path) -> None:
-    db = SqliteDatabase(tmp_path / "farmbot.db")
+async def test_closed_store_raises_storage_error(backend: Backend) -> None:
+    db = backend.database()
     with pytest.raises(StorageError, match="not open"):
         await db.ping()
     async with db:
@@ -198,7 +293,7 @@ async def test_transaction_commits_together_or_not_at_all(store: Storage) -> Non
     async with store.db.transaction() as tx:
         await tx.execute("INSERT INTO actions (command, created_at) VALUES ('a', 0)")
         await tx.execute("INSERT INTO actions (command, created_at) VALUES ('b', 0)")
-    with pytest.raises(StorageError, match="UNIQUE"):
+    with pytest.raises(StorageError, match="(?i)unique"):
         async with store.db.transaction() as tx:
             await tx.execute("INSERT INTO actions (command, created_at) VALUES ('c', 0)")
             await tx.execute("INSERT INTO actions (command, created_at) VALUES ('a', 0)")
@@ -273,6 +368,17 @@ async def test_projects_upsert_keeps_active(store: Storage) -> None:
     )
     assert [p.name for p in await store.projects.list_projects()] == ["barn", "farm"]
     assert await store.projects.get_project("nope") is None
+
+
+async def test_text_sorts_by_bytes_as_in_sqlite(store: Storage) -> None:
+    """Whatever the server's collation: "a-b" before "a1" before "a_b" (ICU puts "_" and
+    "-" first), and "B" before "a"."""
+    names = ["ab", "a_b", "B", "a1", "a-b"]
+    for name in names:
+        await store.projects.upsert_project(Project(name, f"/srv/{name}"), T0)
+        await store.agents.save_agent(_agent(f"x{name}", project=name))  # one created_at
+    assert [p.name for p in await store.projects.list_projects()] == sorted(names)
+    assert [a.project for a in await store.agents.list_agents()] == sorted(names)
 
 
 async def test_agents_round_trip_and_state_since(store: Storage) -> None:

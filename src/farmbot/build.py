@@ -35,7 +35,7 @@ from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Interface, ReportsReadiness, ServesRoutes
-from farmbot.storage import Storage, open_sqlite
+from farmbot.storage import Storage, open_storage
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.delivery import Delivery
 from farmbot.supervisor.gates import Gates
@@ -192,7 +192,7 @@ async def build(
     await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         key = localkey.ensure(state_dir)
-        storage = await stack.enter_async_context(open_sqlite(state_dir / DB_FILE))
+        storage = await stack.enter_async_context(open_storage(config.storage, state_dir))
         tmux = Tmux(config.tmux.socket)
         stack.callback(tmux.close)
         found: dict[str, Interface] = {}

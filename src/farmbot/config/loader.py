@@ -54,6 +54,7 @@ from farmbot.config.schema import (
     builtin_profiles,
 )
 from farmbot.config.slack import parse_slack, slack_routes
+from farmbot.config.storage import parse_storage
 from farmbot.config.telegram import parse_telegram, telegram_routes
 from farmbot.errors import ConfigError
 from farmbot.models import Role
@@ -261,6 +262,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     root = Table(data, "", environ, source.parent if source is not None else cwd)
     server = _server(root.table("server"))
     root.vault = _vault_lookup(server.state_dir, environ)
+    storage = parse_storage(root.table("storage"))
     tmux = _tmux(root.table("tmux"))
     agents = _agents(root.table("agents"))
     supervisor = _supervisor(root.table("supervisor"), agents)
@@ -301,6 +303,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         slack=slack,
         telegram=telegram,
         discord=discord,
+        storage=storage,
         source=source,
     )
 

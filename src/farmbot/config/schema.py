@@ -13,6 +13,7 @@ from pathlib import Path
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
 from farmbot.config.discord import DiscordConfig
 from farmbot.config.slack import SlackConfig
+from farmbot.config.storage import StorageConfig
 from farmbot.config.telegram import TelegramConfig
 from farmbot.models import Role
 
@@ -141,6 +142,7 @@ class Config:
     slack: SlackConfig | None = None
     telegram: TelegramConfig | None = None
     discord: DiscordConfig | None = None
+    storage: StorageConfig = field(default_factory=StorageConfig)  # default: SQLite
     source: Path | None = None  # the file it was read from; None when on defaults
 
     def profile(self, name: str) -> AgentProfile:

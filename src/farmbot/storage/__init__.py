@@ -3,8 +3,9 @@
 Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
 threads, qa_runs, tracks) holds its SQL and a small Protocol that its consumers take, so a
 component depends on the records it uses and nothing else. ``Storage`` bundles them over
-one ``Database`` (storage/db.py); the SQLite backend is storage/sqlite.py. Every SQL
-statement in farmbot lives under this package.
+one ``Database`` (storage/db.py): SQLite (storage/sqlite.py, the default) or PostgreSQL
+(storage/postgres.py, with ``[storage] url``); ``open_storage`` picks the configured one.
+Every SQL statement in farmbot lives under this package.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from farmbot.storage.actions import ActionStore, SqlActionStore
 from farmbot.storage.agents import AgentStore, SqlAgentStore
@@ -29,7 +32,10 @@ from farmbot.storage.sqlite import SqliteDatabase
 from farmbot.storage.threads import SqlThreadStore, ThreadStore
 from farmbot.storage.tracks import SqlTrackStore, TrackStore
 
+DB_FILE = "farmbot.db"  # SQLite's file in the state directory
+
 __all__ = [
+    "DB_FILE",
     "ActionStore",
     "AgentStore",
     "AuditLog",
@@ -41,9 +47,11 @@ __all__ = [
     "PromptStore",
     "QaRunStore",
     "Storage",
+    "StorageSettings",
     "ThreadStore",
     "TrackStore",
     "open_sqlite",
+    "open_storage",
 ]
 
 
@@ -99,4 +107,45 @@ async def open_sqlite(
 ) -> AsyncIterator[Storage]:
     """Open (and migrate) the SQLite database at ``path``; close it afterwards."""
     async with SqliteDatabase(path, migrations) as db:
+        yield Storage.over(db)
+
+
+class StorageSettings(Protocol):
+    """What ``open_storage`` reads: ``[storage]`` (``farmbot.config.storage.StorageConfig``)."""
+
+    @property
+    def url(self) -> str | None:
+        """A PostgreSQL URL; None means SQLite in the state directory."""
+
+    @property
+    def password(self) -> str | None:
+        """The password, when it is not in the URL."""
+
+    @property
+    def pool_min(self) -> int: ...
+
+    @property
+    def pool_max(self) -> int: ...
+
+
+@asynccontextmanager
+async def open_storage(settings: StorageSettings, state_dir: Path) -> AsyncIterator[Storage]:
+    """Open (and migrate) the configured database; close it afterwards.
+
+    A ``url`` selects PostgreSQL (its driver is imported only then); without one, SQLite
+    at ``state_dir/farmbot.db``.
+    """
+    if settings.url is None:
+        async with open_sqlite(state_dir / DB_FILE) as storage:
+            yield storage
+        return
+    from farmbot.storage.postgres import PostgresDatabase
+
+    database = PostgresDatabase(
+        settings.url,
+        password=settings.password,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+    )
+    async with database as db:
         yield Storage.over(db)

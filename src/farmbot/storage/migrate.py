@@ -1,30 +1,46 @@
 """Forward-only schema migrations.
 
 A migration is a file ``NNNN_name.sql`` in ``migrations/<backend>/`` next to this module
-(package data); each backend has its own numbered files, written in its dialect.
+(package data); each backend has its own numbered files, written in its dialect, and the
+same version means the same schema (same tables, columns and indexes) on both.
 
-SQLite records the version it is at in ``PRAGMA user_version``; ``apply_migrations``
-brings it up to the newest migration, each one in its own transaction together with its
-version bump, so a migration that fails leaves the database exactly as it was before
-that migration.
+Each migration runs in its own transaction together with its version bump, so a
+migration that fails leaves the database exactly as it was before that migration. A
+database newer than every migration is refused (``SchemaTooNewError``) before anything
+is written.
 
-Migration files must not contain transaction control (``BEGIN``/``COMMIT``) or
-``PRAGMA foreign_keys``: they run inside a transaction that this module owns, with
-foreign keys off (SQLite's recommended setting for table rebuilds). Dangling foreign
-keys are checked before each commit.
+- SQLite records its version in ``PRAGMA user_version``; ``apply_migrations`` runs each
+  migration inside ``BEGIN IMMEDIATE`` (which also keeps two processes from migrating
+  at once), with foreign keys off (SQLite's recommended setting for table rebuilds) and
+  dangling foreign keys checked before each commit.
+- PostgreSQL records one row per applied migration in ``schema_migrations``;
+  ``apply_postgres_migrations`` holds a session advisory lock while it reads the version
+  and migrates, so nodes started at once migrate one after the other (the later ones
+  find nothing left to do).
+
+Migration files must not contain transaction control (``BEGIN``/``COMMIT``) or, for
+SQLite, ``PRAGMA foreign_keys``: they run inside a transaction that this module owns.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 from farmbot.errors import SchemaTooNewError, StorageError
 
+if TYPE_CHECKING:  # the driver is imported by storage/postgres.py, only when configured
+    import psycopg
+
 _FILENAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+# PostgreSQL: the table of applied migrations, and the advisory lock held while migrating.
+VERSION_TABLE = "schema_migrations"
+MIGRATION_LOCK = 0x6661726D626F7401  # b"farmbot" + 1; storage/postgres.py lists the others
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +78,8 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration]) 
     _check_versions(ordered)
     if conn.in_transaction:
         raise StorageError(f"{database_file(conn)}: cannot migrate inside an open transaction")
-    newest = ordered[-1].version if ordered else 0
     version = user_version(conn)
-    if version > newest:
-        raise SchemaTooNewError(
-            f"{database_file(conn)}: database schema version {version} is newer than "
-            f"this farmbot knows ({newest}); upgrade farmbot"
-        )
+    refuse_newer(database_file(conn), version, ordered)
     for migration in ordered:
         if migration.version > version:
             version = _apply_one(conn, migration)
@@ -131,6 +142,82 @@ def _apply_one(conn: sqlite3.Connection, migration: Migration) -> int:
         conn.rollback()
         raise
     return migration.version
+
+
+def refuse_newer(where: str, version: int, migrations: Sequence[Migration]) -> None:
+    """Raise ``SchemaTooNewError`` when ``version`` is newer than every migration."""
+    newest = max((m.version for m in migrations), default=0)
+    if version > newest:
+        raise SchemaTooNewError(
+            f"{where}: database schema version {version} is newer than "
+            f"this farmbot knows ({newest}); upgrade farmbot"
+        )
+
+
+async def apply_postgres_migrations(
+    conn: psycopg.AsyncConnection[Any], migrations: Sequence[Migration], where: str
+) -> int:
+    """Bring a PostgreSQL database up to the newest migration; return its version then.
+
+    ``conn`` must be in autocommit mode. The advisory lock ``MIGRATION_LOCK`` is held from
+    before the version is read until the last migration commits; the version table is
+    created by the first migration's transaction. Driver errors propagate (the caller
+    translates them); a failed migration is rolled back, earlier ones stay applied.
+    """
+    ordered = sorted(migrations, key=lambda m: m.version)
+    _check_versions(ordered)
+    await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        version = await postgres_version(conn)
+        refuse_newer(where, version, ordered)
+        for migration in ordered:
+            if migration.version <= version:
+                continue
+            label = f"{migration.version:04d}_{migration.name}"
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
+                        " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                        " applied_at DOUBLE PRECISION NOT NULL)"
+                    )
+                    await conn.execute(migration.sql)  # no parameters: one script
+                    await conn.execute(
+                        f"INSERT INTO {VERSION_TABLE} (version, name, applied_at)"
+                        " VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, time.time()),
+                    )
+            except Exception as exc:
+                # Named here because only here is the migration known; the caller adds
+                # the driver's message when it translates the cause.
+                raise MigrationFailed(label) from exc
+            version = migration.version
+    finally:
+        if not conn.closed and not conn.broken:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return version
+
+
+class MigrationFailed(Exception):
+    """A PostgreSQL migration failed; ``__cause__`` is the driver's error.
+
+    Never leaves storage/: storage/postgres.py translates it into ``StorageError``.
+    """
+
+    def __init__(self, label: str) -> None:
+        super().__init__(f"migration {label} failed")
+        self.label = label
+
+
+async def postgres_version(conn: psycopg.AsyncConnection[Any]) -> int:
+    """The newest migration applied to a PostgreSQL database (0 for an empty one)."""
+    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,))
+    found = await cur.fetchone()
+    if found is None or not found[0]:
+        return 0
+    cur = await conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}")
+    row = await cur.fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def _check_versions(migrations: Sequence[Migration]) -> None:

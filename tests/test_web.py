@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from farmbot.config.schema import (
@@ -24,6 +22,7 @@ from farmbot.daemon import Daemon
 from farmbot.errors import AlreadyRunning
 from tests.farm import make_repo
 from tests.helpers import retry_until
+from tests.web import Web, running
 
 AUTH_ERROR = "missing or wrong key: send 'Authorization: Bearer <key>'"
 
@@ -40,43 +39,15 @@ def make_config(tmp_path: Path, tmux_socket: str) -> Config:
     )
 
 
-@dataclasses.dataclass
-class Web:
-    app: Daemon
-    http: aiohttp.ClientSession
-    key: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-    async def command(self, text: str) -> dict[str, Any]:
-        async with self.http.post("/api/command", json={"text": text}, headers=self.auth) as r:
-            assert r.status == 200, await r.text()
-            reply: dict[str, Any] = await r.json()
-            return reply
-
-    async def status(self) -> dict[str, Any]:
-        async with self.http.get("/api/status", headers=self.auth) as r:
-            assert r.status == 200, await r.text()
-            result: dict[str, Any] = await r.json()
-            return result
-
-
 @pytest.fixture
 async def web(tmp_path: Path, tmux_socket: str) -> AsyncIterator[Web]:
     config = make_config(tmp_path, tmux_socket)
-    async with Daemon(config) as app:
+    async with running(config) as web:
         key_file = config.server.state_dir / "local-key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         key = key_file.read_text().strip()
-        assert key == app.farm.key and len(key) >= 32
-        stop = asyncio.Event()
-        running = asyncio.create_task(app.run(stop))
-        async with aiohttp.ClientSession(base_url=app.url) as http:
-            yield Web(app, http, key)
-        stop.set()
-        await running
+        assert key == web.key and len(key) >= 32
+        yield web
 
 
 async def test_healthz_answers_without_a_key(web: Web) -> None:

@@ -79,9 +79,10 @@ async def assert_no_horizontal_overflow(page: Page) -> None:
     found = await page.js(
         """
         const width = document.documentElement.clientWidth;
+        const right = (el) => el.getBoundingClientRect().right;
         const wide = [...document.querySelectorAll("body *")]
-          .filter(el => el.getClientRects().length && el.getBoundingClientRect().right > width + 0.5)
-          .map(el => `${el.tagName.toLowerCase()}.${el.className} right=${el.getBoundingClientRect().right}`);
+          .filter(el => el.getClientRects().length && right(el) > width + 0.5)
+          .map(el => `${el.tagName.toLowerCase()}.${el.className} right=${right(el)}`);
         return {width, inner: innerWidth, scroll: document.documentElement.scrollWidth, wide};
         """
     )

@@ -28,9 +28,11 @@ from aiohttp import web
 
 from farmbot import __version__
 from farmbot.adapters.web_guard import (
+    PROTOCOL_LOG,
     ConnectionGuard,
     FailedLogins,
     Limits,
+    MalformedRequests,
     exposure,
     page_policy,
     security_headers,
@@ -92,6 +94,7 @@ class WebInterface:
         self._page_policy = ""
         self.guard = ConnectionGuard(self.limits, clock)
         self.failed_logins = FailedLogins(self.limits.log_interval, clock)
+        self.malformed = MalformedRequests(self.limits.log_interval, clock)
         self.tickets = Tickets(clock=clock)
         self.live = LiveFeed(self._status, max_streams=self.limits.max_streams, clock=clock)
         self.requests = 0
@@ -104,6 +107,7 @@ class WebInterface:
         return {
             "requests": self.requests,
             "failed_logins": self.failed_logins.count,
+            "malformed_requests": self.malformed.count,
             "stream_tickets": self.tickets.issued,
             **self.guard.statistics(),
             **self.live.statistics(),
@@ -145,8 +149,13 @@ class WebInterface:
         warning = exposure(self.host)
         if warning is not None:
             log.warning("%s", warning)
+        protocol_log = logging.getLogger(PROTOCOL_LOG)
+        protocol_log.addFilter(self.malformed)
         runner = web.AppRunner(
-            self.build_app(), access_log=None, keepalive_timeout=self.limits.keepalive_timeout
+            self.build_app(),
+            access_log=None,
+            logger=protocol_log,
+            keepalive_timeout=self.limits.keepalive_timeout,
         )
         await runner.setup()
         self._runner = runner
@@ -179,6 +188,7 @@ class WebInterface:
         self.guard.close_all()
         if server is not None:
             await server.wait_closed()
+        logging.getLogger(PROTOCOL_LOG).removeFilter(self.malformed)
 
     async def send(self, channel: str, message: OutboundMessage) -> None:
         """Add an alert to the console's live feed; never fails."""

@@ -26,7 +26,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 log = logging.getLogger("farmbot.adapters.web")
+PROTOCOL_LOG = "farmbot.adapters.web.http"  # what aiohttp's protocol handler logs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,7 @@ class ConnectionGuard:
     def statistics(self) -> dict[str, int]:
         return {
             "connections": len(self._open),
+            "connections_accepted": self.accepted,
             "connections_peak": self.peak,
             "connection_cap": self.cap,
             "connections_evicted": self.evicted,
@@ -295,6 +299,42 @@ class FailedLogins:
         )
         self._logged_at = now
         self._unlogged = 0
+
+
+class MalformedRequests(logging.Filter):
+    """Turns aiohttp's report of a request it could not parse into one line, at most once
+    per interval: a client's garbage is not farmbot's bug and earns no traceback. Any other
+    report (a real failure) passes with its traceback."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        self._logged_at: float | None = None
+        self._unlogged = 0
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        self.count += 1
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < self._interval:
+            self._unlogged += 1
+            return False
+        more = f" ({self._unlogged} more since the last report)" if self._unlogged else ""
+        what = " ".join(str(exc.message).split())[:160]
+        record.msg = (
+            "web: answered a malformed request with %d (%s)%s; %d in all, logged at most "
+            "every %.0f s"
+        )
+        record.args = (exc.code, what, more, self.count, self._interval)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        self._logged_at = now
+        self._unlogged = 0
+        return True
 
 
 # -- headers ---------------------------------------------------------------------------

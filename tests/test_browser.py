@@ -36,7 +36,7 @@ async def page(chromium: Any) -> AsyncIterator[Page]:
     page = Page(chromium)
     yield page
     errors = [m for m in await page.console_messages() if "Content Security Policy" in m]
-    assert not errors, errors
+    assert not errors, errors  # the page runs under its own policy
 
 
 @pytest.fixture
@@ -215,6 +215,11 @@ async def test_updates_arrive_without_a_reload_and_keep_the_selection(page: Page
     assert await page.js("return window.farmbotTestMarker") == 1  # the same page, not reloaded
     assert await page.js("return performance.getEntriesByType('navigation').length") == 1
     assert await page.js("return getSelection().toString()") == selected
+    urls = await page.js(
+        "return [link.source.url, ...performance.getEntriesByType('resource').map(e => e.name)]"
+    )
+    assert "/api/stream?ticket=" in urls[0]
+    assert not [u for u in urls if web.key in u]  # the key is never in a URL
 
     # The connection drops (the server closes it): the page says so, reconnects with a
     # new ticket, and the next change arrives too.

@@ -262,6 +262,37 @@ async def test_the_farm_statistics_show_failed_logins(web: Web) -> None:
     assert "failed_logins=1" in stats.split()
 
 
+async def test_a_stream_ticket_expires_after_30_seconds() -> None:
+    clock = FakeClock(start=1000.0)
+    async with standalone(clock=clock) as web, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{web.port}"
+        auth = {"Authorization": f"Bearer {KEY}"}
+        tickets = []
+        for _ in range(2):
+            async with http.post(f"{url}/api/stream-ticket", headers=auth) as r:
+                tickets.append((await r.json())["ticket"])
+        clock.advance(29)
+        async with http.get(f"{url}/api/stream", params={"ticket": tickets[0]}) as r:
+            assert r.status == 200
+        clock.advance(2)
+        async with http.get(f"{url}/api/stream", params={"ticket": tickets[1]}) as r:
+            assert r.status == 401
+        assert web.statistics()["failed_logins"] == 1
+
+
+async def test_too_many_streams_are_a_429() -> None:
+    async with standalone(Limits(max_streams=2)) as web, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{web.port}/api/stream"
+        auth = {"Authorization": f"Bearer {KEY}"}
+        streams = [await http.get(url, headers=auth) for _ in range(2)]
+        async with http.get(url, headers=auth) as r:
+            assert r.status == 429
+            assert r.headers["Retry-After"] == "5"
+        for stream in streams:
+            assert stream.status == 200
+            stream.close()
+
+
 # -- connections ---------------------------------------------------------------------------
 
 

@@ -146,6 +146,7 @@ class WebInterface:
 
     async def start(self, on_incoming: OnIncoming) -> None:
         self._on_incoming = on_incoming
+        self.live.open()
         warning = exposure(self.host)
         if warning is not None:
             log.warning("%s", warning)

@@ -151,7 +151,7 @@ class LiveFeed:
         status: StatusSource,
         *,
         max_streams: int = 16,
-        debounce: float = 0.1,
+        debounce: float = 0.25,
         refresh: float = 5.0,
         snapshot_every: float = 60.0,
         ping_every: float = 15.0,
@@ -186,6 +186,10 @@ class LiveFeed:
         self._version += 1
         for wake in self._wakers:
             wake.set()
+
+    def open(self) -> None:
+        """Take streams (again): the server is starting."""
+        self._closing = False
 
     def close(self) -> None:
         """End every stream (the server is stopping)."""

@@ -178,7 +178,7 @@ async def test_a_gate_approved_from_the_page_loses_its_buttons_everywhere(
 
     await page.until(f"return document.querySelectorAll('{selector}').length === 0")
     decided = await web.app.farm.gates.get(gate)
-    assert decided.status is GateStatus.APPROVED
+    assert decided.status is GateStatus.APPROVED, decided
     note = await page.js("return document.querySelector('#alerts .alert').textContent")
     assert f"gate #{gate} decided" in note
     assert await page.js("return document.getElementById('gates-empty').hidden") is False

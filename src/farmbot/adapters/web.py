@@ -170,9 +170,10 @@ class WebInterface:
                 backlog=self.limits.backlog,
                 reuse_address=True,
             )
-        except BaseException:
+        except BaseException:  # e.g. the port is taken
             self._runner = None
             await runner.cleanup()
+            protocol_log.removeFilter(self.malformed)
             raise
         if self.port == 0:  # tests ask for any free port
             self.port = int(self._server.sockets[0].getsockname()[1])

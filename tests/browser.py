@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -33,7 +33,7 @@ FLAGS = (
 )
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip on a developer's machine; in CI (``CI=true``) a missing browser is a failure."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"browser tests must run in CI: {reason}")
@@ -51,7 +51,7 @@ def start_chromium() -> Iterator[Any]:
     driver_path = shutil.which("chromedriver")
     if binary is None or driver_path is None:
         unavailable(
-            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+            "chromium or chromedriver is not installed (apt-get install chromium chromium-driver)"
         )
     profile = tempfile.mkdtemp(prefix="farmbot-chromium-")
     options = webdriver.ChromeOptions()

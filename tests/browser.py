@@ -79,10 +79,15 @@ class Page:
     async def js(self, script: str, *args: Any) -> Any:
         return await self.call(self.driver.execute_script, script, *args)
 
-    async def open(self, url: str, width: int = 1280, height: int = 900) -> None:
-        """Open ``url`` in a viewport of ``width`` × ``height`` CSS pixels."""
+    async def open(
+        self, url: str, width: int = 1280, height: int = 900, *, touch: bool = False
+    ) -> None:
+        """Open ``url`` in a viewport of ``width`` × ``height`` CSS pixels (a touch screen
+        without a mouse or keyboard when ``touch``)."""
         metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
-        await self.call(self.driver.execute_cdp_cmd, "Emulation.setDeviceMetricsOverride", metrics)
+        cdp = self.driver.execute_cdp_cmd
+        await self.call(cdp, "Emulation.setDeviceMetricsOverride", metrics)
+        await self.call(cdp, "Emulation.setTouchEmulationEnabled", {"enabled": touch})
         await self.call(self.driver.get, "about:blank")
         await self.call(self.driver.get_log, "browser")  # forget the last test's messages
         await self.call(self.driver.get, url)

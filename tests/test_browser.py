@@ -162,6 +162,32 @@ async def test_a_multi_line_prompt_from_the_console_reaches_the_agent_intact(
     assert shown == f"› /send {agent} first line\nsecond line"
 
 
+async def test_on_a_touch_screen_enter_is_a_new_line_and_send_sends(
+    page: Page, web: Web, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    agent = await idle_builder(web)
+    await page.open(f"{web.url}/#key={web.key}", *PHONE, touch=True)
+    await page.until("return document.getElementById('conn').textContent === 'live'")
+    hint = await page.js("return document.getElementById('console-keys').textContent")
+    assert hint == "Enter starts a new line; the Send button sends."
+    box = await page.find("#console-input")
+    await page.call(box.send_keys, f"/send {agent} one", Keys.ENTER, "two")
+    assert await page.js("return document.getElementById('console-input').value") == (
+        f"/send {agent} one\ntwo"
+    )
+    send = await page.find("#console-form button")
+    await page.call(send.click)
+
+    async def received() -> list[str]:
+        return [p for p in received_prompts(tmp_path) if p.startswith("one")]
+
+    assert await retry_until(received, timeout=15, message="the prompt at the agent") == [
+        "one\ntwo"
+    ]
+
+
 async def test_a_gate_approved_from_the_page_loses_its_buttons_everywhere(
     page: Page, web: Web
 ) -> None:

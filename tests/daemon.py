@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 import socket
 import sys
@@ -78,14 +79,26 @@ class Daemon:
 
 
 @asynccontextmanager
-async def serve(config: Path, url: str, logs: Path) -> AsyncIterator[Daemon]:
-    """Run `farmbot serve` until it answers /healthz; always kill it afterwards."""
+async def serve(
+    config: Path, url: str, logs: Path, *, open_files: int | None = None
+) -> AsyncIterator[Daemon]:
+    """Run `farmbot serve` until it answers /healthz; always kill it afterwards.
+
+    ``open_files``: the daemon's limit of open files (RLIMIT_NOFILE), as a small host has.
+    """
     logs.mkdir(parents=True, exist_ok=True)
     stdout, stderr = logs / "stdout", logs / "stderr"
+
+    def limit() -> None:
+        if open_files is not None:
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
     with stdout.open("wb") as out, stderr.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "farmbot", "--config", str(config), "serve",
             stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, cwd=config.parent,
+            preexec_fn=limit if open_files is not None else None,
         )  # fmt: skip
     try:
         async with aiohttp.ClientSession(base_url=url) as http:

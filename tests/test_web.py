@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from farmbot.config.schema import (
@@ -24,6 +23,7 @@ from farmbot.daemon import Daemon
 from farmbot.errors import AlreadyRunning
 from tests.farm import make_repo
 from tests.helpers import retry_until
+from tests.web import Web, running
 
 AUTH_ERROR = "missing or wrong key: send 'Authorization: Bearer <key>'"
 
@@ -40,43 +40,15 @@ def make_config(tmp_path: Path, tmux_socket: str) -> Config:
     )
 
 
-@dataclasses.dataclass
-class Web:
-    app: Daemon
-    http: aiohttp.ClientSession
-    key: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-    async def command(self, text: str) -> dict[str, Any]:
-        async with self.http.post("/api/command", json={"text": text}, headers=self.auth) as r:
-            assert r.status == 200, await r.text()
-            reply: dict[str, Any] = await r.json()
-            return reply
-
-    async def status(self) -> dict[str, Any]:
-        async with self.http.get("/api/status", headers=self.auth) as r:
-            assert r.status == 200, await r.text()
-            result: dict[str, Any] = await r.json()
-            return result
-
-
 @pytest.fixture
 async def web(tmp_path: Path, tmux_socket: str) -> AsyncIterator[Web]:
     config = make_config(tmp_path, tmux_socket)
-    async with Daemon(config) as app:
+    async with running(config) as web:
         key_file = config.server.state_dir / "local-key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         key = key_file.read_text().strip()
-        assert key == app.farm.key and len(key) >= 32
-        stop = asyncio.Event()
-        running = asyncio.create_task(app.run(stop))
-        async with aiohttp.ClientSession(base_url=app.url) as http:
-            yield Web(app, http, key)
-        stop.set()
-        await running
+        assert key == web.key and len(key) >= 32
+        yield web
 
 
 async def test_healthz_answers_without_a_key(web: Web) -> None:
@@ -202,3 +174,93 @@ async def test_a_second_app_on_the_same_state_dir_is_refused(
             pytest.fail("a second daemon started")
     async with web.http.get("/healthz") as r:  # the first one is unharmed
         assert r.status == 200
+
+
+# -- live updates -----------------------------------------------------------------------
+
+
+async def test_the_stream_needs_a_ticket_bought_with_the_key(web: Web) -> None:
+    async with web.http.post("/api/stream-ticket") as r:
+        assert r.status == 401
+    async with web.http.get("/api/stream") as r:
+        assert r.status == 401
+    async with web.http.post("/api/stream-ticket", headers=web.auth) as r:
+        bought = await r.json()
+    assert bought["expires_in"] == 30 and bought["stream"] == "/api/stream"
+    assert web.key not in bought["ticket"] and len(bought["ticket"]) >= 40
+    async with web.http.get("/api/stream", params={"ticket": bought["ticket"]}) as r:
+        assert r.status == 200
+        assert r.headers["Cache-Control"] == "no-store"
+        assert await r.content.readline() == b"event: snapshot\n"
+    async with web.http.get("/api/stream", params={"ticket": bought["ticket"]}) as r:
+        assert r.status == 401  # one stream per ticket
+        assert "spent or expired" in (await r.json())["error"]
+
+
+async def test_the_stream_sends_a_snapshot_then_only_what_changed(web: Web) -> None:
+    async with web.stream() as stream:
+        name, first, snapshot_size = await stream.next()
+        assert name == "snapshot"
+        status = first["status"]
+        assert [p["name"] for p in status["projects"]] == ["farm"]
+        assert status["agents"] == [] and "stats" not in status
+
+        assert (await web.command("/spawn builder 42"))["ok"]
+
+        def builder_row(data: dict[str, Any]) -> bool:
+            upsert = data["changes"].get("agents", {}).get("upsert", [])
+            return any(a["id"] == "builder-42" for a in upsert)
+
+        patch, size = await stream.until("patch", builder_row)
+        agents = patch["changes"]["agents"]
+        assert agents["order"] == ["builder-42"]
+        assert "projects" not in patch["changes"]  # unchanged: not sent again
+        new_events = patch["changes"]["events"]["upsert"]
+        assert new_events and all(e["id"] > 0 for e in new_events)
+        assert size < snapshot_size + 4000
+
+        def idle(data: dict[str, Any]) -> bool:
+            upsert = data["changes"].get("agents", {}).get("upsert", [])
+            return any(a["state"] == "idle" for a in upsert)
+
+        patch, _ = await stream.until("patch", idle, timeout=20)
+        [row] = patch["changes"]["agents"]["upsert"]
+        assert "order" not in patch["changes"]["agents"]  # the same one agent
+        assert row["state"] == "idle"
+
+
+async def test_a_decided_gate_leaves_and_its_alert_loses_its_buttons(web: Web) -> None:
+    gates = web.app.farm.gates
+    async with web.stream() as stream:
+        await stream.next()
+        gate = await gates.open("review", "ship it?", detail="v1.2")
+
+        def alert_of_gate(data: dict[str, Any]) -> bool:
+            alerts = data["changes"].get("alerts", {}).get("upsert", [])
+            return any(a["kind"] == "gate.opened" for a in alerts)
+
+        patch, _ = await stream.until("patch", alert_of_gate)
+        [alert] = patch["changes"]["alerts"]["upsert"]
+        commands = [b["command"] for row in alert["buttons"] for b in row]
+        assert commands == [f"/approve {gate.id}", f"/reject {gate.id}"]
+        assert [g["id"] for g in (await web.status())["gates"]] == [gate.id]
+
+        reply = await web.command(f"/approve {gate.id}")
+        assert reply["ok"] and reply["decided"]["approved"] is True
+
+        def gate_gone(data: dict[str, Any]) -> bool:
+            return bool(data["changes"].get("gates", {}).get("remove") == [gate.id])
+
+        patch, _ = await stream.until("patch", gate_gone)
+        [settled] = patch["changes"]["alerts"]["upsert"]
+        assert settled["id"] == alert["id"]
+        assert settled["buttons"] == [] and settled["closed_gates"] == [gate.id]
+    [shown] = (await web.status())["alerts"]  # the JSON API shows the same
+    assert shown["buttons"] == [] and shown["closed_gates"] == [gate.id]
+
+
+async def test_stopping_ends_the_streams_at_once(web: Web) -> None:
+    async with web.stream() as stream:
+        await stream.next()
+        await asyncio.wait_for(web.app.farm.web.stop(), 5)
+        assert await asyncio.wait_for(stream.response.content.read(), 5) == b""

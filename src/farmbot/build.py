@@ -290,6 +290,7 @@ async def build(
         )
         farm.web = web
         found["web"] = web
+        bus.subscribe(web.on_event)  # the page's live updates
         deps = InterfaceDeps(
             actions=storage.actions,
             threads=storage.threads,

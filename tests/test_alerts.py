@@ -133,12 +133,12 @@ def test_waiting_too_long_takes_its_level_from_the_event() -> None:
     assert commands(crit) == ["/tail builder-42"]
 
 
-def test_gate_opened_offers_approve_reject_tail() -> None:
+def test_gate_opened_offers_approve_for_session_reject_tail() -> None:
     d = draft("gate.opened", gate_id=7, title="run rm -rf build/?", detail="Bash: rm -rf build/")
     assert d.severity is Severity.WARNING
     assert "run rm -rf build/?" in d.text and "builder-42" in d.text and "farm" in d.text
     assert d.pre == "Bash: rm -rf build/"
-    assert commands(d) == ["/approve 7", "/reject 7", "/tail builder-42"]
+    assert commands(d) == ["/approve 7", "/approve 7 --session", "/reject 7", "/tail builder-42"]
     assert c.parse("/approve 7") == c.Approve(7)
 
 
@@ -179,7 +179,8 @@ def test_every_configurable_kind_has_a_rule_that_survives_empty_fields() -> None
         [d] = rules.drafts_for(event(kind, "builder-1", "farm"))
         assert d.severity is severity and d.title and "builder-1" in d.text
     [gate] = rules.drafts_for(event("gate.opened", None, None))  # no agent, no project
-    assert gate.agent_id is None and commands(gate) == ["/approve 1", "/reject 1"]
+    assert gate.agent_id is None
+    assert commands(gate) == ["/approve 1", "/approve 1 --session", "/reject 1"]
 
 
 def test_other_events_raise_no_alert() -> None:

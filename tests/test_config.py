@@ -389,12 +389,12 @@ def test_unknown_profile_reference_lists_known_and_suggests(tmp_path: Path) -> N
     message = failure(tmp_path, '[[projects]]\nname = "a"\npath = "."\nagent = "cluade"')
     assert message == (
         "config: projects[0].agent: unknown agent profile 'cluade' "
-        "(known: aider, claude, codex, demo, gemini); did you mean 'claude'?"
+        "(known: aider, claude, codex, demo); did you mean 'claude'?"
     )
     message = failure(tmp_path, '[supervisor]\ndefault_agent = "zzz"')
     assert message == (
         "config: supervisor.default_agent: unknown agent profile 'zzz' "
-        "(known: aider, claude, codex, demo, gemini)"
+        "(known: aider, claude, codex, demo)"
     )
 
 

@@ -117,13 +117,14 @@ async def test_permission_dialog_approved_with_1(demo: DemoPane) -> None:
     demo.submit("ask for permission please")
     screen = await demo.wait_for("Esc to cancel")
 
-    dialog = screen.splitlines()[-6:]
+    dialog = screen.splitlines()[-7:]
     assert dialog == [
         " Bash command",
         "   touch demo.txt",
         " Do you want to proceed?",
         " ❯ 1. Yes",
-        "   2. No",
+        "   2. Yes, and don't ask again for: touch demo.txt",
+        "   3. No",
         " Esc to cancel",
     ]
     assert not demo.idle()
@@ -140,6 +141,29 @@ async def test_run_command_dialog_approved_with_enter(demo: DemoPane) -> None:
     demo.keys("Enter")
     screen = await demo.wait_for("✓ done: run pytest -x", idle=True)
     assert "✓ approved: pytest -x" in screen
+
+
+async def test_2_approves_and_the_same_command_is_not_asked_again(demo: DemoPane) -> None:
+    demo.submit("run make lint")
+    await demo.wait_for("Esc to cancel")
+    demo.type("2")
+    await demo.wait_for("✓ done: run make lint", idle=True)
+
+    demo.submit("run make lint")
+    screen = await demo.wait_for("✓ allowed (don't ask again): make lint", idle=True)
+    assert screen.count("Do you want to proceed?") == 1
+    demo.submit("run make test")  # another command still asks
+    await demo.wait_for("   make test")
+
+
+async def test_after_a_denial_the_next_text_is_the_answer(demo: DemoPane) -> None:
+    demo.submit("run rm -rf build")
+    await demo.wait_for("Esc to cancel")
+    demo.type("3")
+    await demo.wait_for("✗ denied. What should I do instead?", idle=True)
+    demo.submit("clean only build/tmp")
+    await demo.wait_for("✓ done: clean only build/tmp", idle=True)
+    assert demo.prompts() == ["run rm -rf build", "clean only build/tmp"]
 
 
 async def test_escape_denies_the_dialog(demo: DemoPane) -> None:

@@ -23,7 +23,13 @@ from farmbot.adapters.web import WebInterface
 from farmbot.bus import EventBus
 from farmbot.errors import CommandError, StorageError
 from farmbot.events import HookReceived
-from farmbot.hooks_install import HOOK_EVENTS, default_hook_command, install_hooks, is_farmbot_hook
+from farmbot.hooks_install import (
+    HOOK_EVENTS,
+    PERMISSION_TIMEOUT,
+    default_hook_command,
+    install_hooks,
+    is_farmbot_hook,
+)
 from farmbot.messages import Incoming, Reply
 from farmbot.models import Alert, AlertDraft, Event, NewEvent
 from farmbot.storage.events import SqlEventStore
@@ -47,15 +53,21 @@ class HookServer:
     web: WebInterface
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     fail: bool = False
+    answer: dict[str, Any] = field(default_factory=dict)  # to a PermissionRequest
+    delay: float = 0.0  # before answering a PermissionRequest (a person deciding)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web.port}"
 
-    async def ingest(self, agent: str, event: dict[str, Any]) -> None:
+    async def ingest(self, agent: str, event: dict[str, Any]) -> dict[str, Any]:
         if self.fail:
             raise StorageError("disk I/O error")
         self.received.append((agent, event))
+        if event.get("hook_event_name") != "PermissionRequest":
+            return {}
+        await asyncio.sleep(self.delay)
+        return self.answer
 
 
 async def _no_commands(msg: Incoming) -> Reply:
@@ -246,6 +258,46 @@ async def test_farmbot_hook_delivers_the_event_verbatim(
     assert (ran.code, ran.stdout, ran.stderr) == (0, b"", b"")
     assert hooks.received == [(AGENT, payload("PreToolUse"))]
     assert not (tmp_path / "state").exists()  # nothing spooled
+
+
+ALLOW = {
+    "hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}
+}
+
+
+async def test_farmbot_hook_prints_the_decision_on_a_held_permission_request(
+    hooks: HookServer, tmp_path: Path
+) -> None:
+    hooks.answer, hooks.delay = ALLOW, 2.5  # longer than any other event may take
+    env = agent_env(tmp_path, agent=AGENT, url=hooks.url, hook_token=hook_token(KEY, AGENT))
+    body = json.dumps(payload("PermissionRequest")).encode()
+
+    ran = await run_hook(HOOK_COMMANDS["script"], body, env)
+
+    assert (ran.code, json.loads(ran.stdout), ran.stderr) == (0, ALLOW, b"")
+    assert ran.seconds >= 2.5
+
+
+async def test_farmbot_hook_prints_nothing_when_nothing_was_decided(
+    hooks: HookServer, tmp_path: Path
+) -> None:
+    env = agent_env(tmp_path, agent=AGENT, url=hooks.url, hook_token=hook_token(KEY, AGENT))
+    for event in ("PermissionRequest", "PreToolUse"):  # {}: the CLI shows its own dialog
+        ran = await run_hook(HOOK_COMMANDS["script"], json.dumps(payload(event)).encode(), env)
+        assert (ran.code, ran.stdout, ran.stderr) == (0, b"", b"")
+
+
+async def test_farmbot_hook_with_no_daemon_prints_nothing_and_exits_0(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = agent_env(
+        tmp_path, agent=AGENT, url=f"http://127.0.0.1:{free_port()}", hook_token="abc123",
+        state_dir=str(state),
+    )  # fmt: skip
+    body = json.dumps(payload("PermissionRequest")).encode()
+    ran = await run_hook(HOOK_COMMANDS["script"], body, env)
+    # Never exit 2 (Codex reads it as "deny") and print nothing: the dialog decides.
+    assert (ran.code, ran.stdout, ran.stderr) == (0, b"", b"")
+    assert [s["agent"] for s in spooled(state)] == [AGENT]
 
 
 async def test_options_override_the_environment(hooks: HookServer, tmp_path: Path) -> None:
@@ -461,7 +513,9 @@ def test_install_merges_into_existing_settings_and_keeps_everything_else(tmp_pat
     assert sorted(ours) == sorted(HOOK_EVENTS)
     for event, entries in ours.items():
         matcher = "*" if event in ("PreToolUse", "PermissionRequest", "PostToolUse") else None
-        assert entries == [(matcher, {"type": "command", "command": command, "timeout": 10})]
+        # A permission request is held open until a person decides; the rest return at once.
+        timeout = PERMISSION_TIMEOUT if event == "PermissionRequest" else 10
+        assert entries == [(matcher, {"type": "command", "command": command, "timeout": timeout})]
 
 
 def test_install_is_idempotent_and_replaces_its_own_hooks(tmp_path: Path) -> None:
@@ -473,7 +527,14 @@ def test_install_is_idempotent_and_replaces_its_own_hooks(tmp_path: Path) -> Non
     install_hooks(tmp_path, agent=AGENT, http_url=url)
     ours = farmbot_hooks(json.loads(path.read_text()))
     assert {event: [hook for _, hook in entries] for event, entries in ours.items()} == {
-        event: [{"type": "http", "url": url, "timeout": 10}] for event in HOOK_EVENTS
+        event: [
+            {
+                "type": "http",
+                "url": url,
+                "timeout": PERMISSION_TIMEOUT if event == "PermissionRequest" else 10,
+            }
+        ]
+        for event in HOOK_EVENTS
     }
     install_hooks(tmp_path, agent=AGENT)  # the default command names the agent
     [(_, hook)] = farmbot_hooks(json.loads(path.read_text()))["Stop"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
 from farmbot.errors import Conflict
-from farmbot.models import AgentState, GateStatus
-from tests.farm import Farm, received_prompts
+from farmbot.models import AgentKind, AgentState, Decision, GateStatus
+from tests.farm import Farm, farm_for, make_config, received_prompts
 from tests.helpers import FakeClock
 
 
@@ -98,7 +101,7 @@ async def test_permission_gate_end_to_end(farm: Farm) -> None:
     await farm.tick()
     assert len(await farm.gates.pending()) == 1  # one gate per question, not one per tick
 
-    decided, done = await farm.gates.decide(gate.id, True, "alice")
+    decided, done = await farm.gates.decide(gate.id, Decision(True), "alice")
 
     assert decided.status is GateStatus.APPROVED and decided.decided_by == "alice"
     assert done == "sent 1 to architect"
@@ -112,11 +115,49 @@ async def test_rejecting_a_permission_gate_denies(farm: Farm) -> None:
     await farm.until_state("architect", AgentState.WAITING)
     [gate] = await farm.gates.pending()
 
-    await farm.gates.decide(gate.id, False, "bob", "not today")
+    decided, done = await farm.gates.decide(gate.id, Decision(False, reason="not today"), "bob")
 
+    assert decided.status is GateStatus.REJECTED and decided.reason == "not today"
+    assert done == "sent Escape to architect; the reason goes in as its next prompt"
     await farm.until_screen("architect", "✗ denied")
     await farm.until_idle("architect")
     assert "✓ approved" not in await farm.screen("architect")
+    # The reason is what the agent's "What should I do instead?" gets for an answer.
+    assert received_prompts(farm.tmp_path) == ["run rm -rf build", "not today"]
+
+
+async def test_approving_for_the_session_stops_the_same_question(farm: Farm) -> None:
+    await farm.supervisor.send("architect", "run make lint", "alice")
+    await farm.until_state("architect", AgentState.WAITING)
+    [gate] = await farm.gates.pending()
+
+    decided, done = await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
+
+    assert (decided.status, decided.scope) == (GateStatus.APPROVED, "session")
+    assert done == "sent 2 to architect"
+    await farm.until_idle("architect")
+    await farm.supervisor.send("architect", "run make lint", "alice")
+    await farm.until_screen("architect", "✓ allowed (don't ask again): make lint")
+    await farm.until_idle("architect")
+    assert await farm.gates.pending() == []
+
+
+async def test_approve_for_session_is_refused_where_the_cli_has_none(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    config = make_config(tmp_path, tmux_socket)
+    agents = dict(config.agents, demo=replace(config.agents["demo"], session_keys=()))
+    async with farm_for(replace(config, agents=agents), tmp_path) as farm:
+        await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+        await farm.until_idle("architect")
+        await farm.supervisor.send("architect", "run make lint", "alice")
+        await farm.until_state("architect", AgentState.WAITING)
+        [gate] = await farm.gates.pending()
+        with pytest.raises(Conflict, match="has no 'approve for this session'; approve it once"):
+            await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
+        assert (await farm.gates.get(gate.id)).status is GateStatus.PENDING  # still to decide
+        await farm.gates.decide(gate.id, Decision(True), "alice")
+        await farm.until_idle("architect")
 
 
 async def test_a_gate_whose_question_is_gone_is_stale(farm: Farm, clock: FakeClock) -> None:
@@ -124,11 +165,11 @@ async def test_a_gate_whose_question_is_gone_is_stale(farm: Farm, clock: FakeClo
     await farm.until_state("architect", AgentState.WAITING)
     [gate] = await farm.gates.pending()
     # Someone answers in tmux directly.
-    await farm.tmux.send_keys("architect", "2")
+    await farm.tmux.send_keys("architect", "3")
     await farm.until_screen("architect", "✗ denied")
 
     with pytest.raises(Conflict, match="stale: the question is no longer showing"):
-        await farm.gates.decide(gate.id, True, "alice")
+        await farm.gates.decide(gate.id, Decision(True), "alice")
 
     stale = await farm.gates.get(gate.id)
     assert stale.status is GateStatus.STALE and stale.decided_by is None

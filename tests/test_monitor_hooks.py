@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from farmbot.models import AgentState, GateStatus
-from tests.farm import Farm
-from tests.helpers import FakeClock
+from farmbot.models import AgentKind, AgentState, Decision, Gate, GateStatus
+from tests.farm import Farm, farm_for, make_config
+from tests.helpers import FakeClock, retry_until
 from tests.hook_payloads import payload
 
 
@@ -43,37 +48,101 @@ async def test_hook_events_decide_busy_and_idle(farm: Farm) -> None:
     assert pre.data["tool_input"]["command"] == "python -m pytest -q tests/test_login.py"
 
 
-async def test_permission_request_opens_a_gate_that_approves_the_dialog(farm: Farm) -> None:
+def allow(*permissions: dict[str, Any]) -> dict[str, Any]:
+    decision: dict[str, Any] = {"behavior": "allow"}
+    if permissions:
+        decision["updatedPermissions"] = list(permissions)
+    return {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}}
+
+
+async def held_request(farm: Farm) -> tuple[asyncio.Task[dict[str, Any]], Gate]:
+    """A PermissionRequest as the CLI sends it: its answer waits for the gate."""
+    asking = asyncio.create_task(farm.monitor.on_hook("architect", payload("PermissionRequest")))
+    gate = await retry_until(lambda: first_gate(farm), message="the gate")
+    assert not asking.done()  # held open while nobody has decided
+    return asking, gate
+
+
+async def first_gate(farm: Farm) -> Gate | None:
+    pending = await farm.gates.pending()
+    return pending[0] if pending else None
+
+
+async def test_a_permission_request_is_answered_by_the_decision_through_the_hook(
+    farm: Farm,
+) -> None:
     await farm.supervisor.send("architect", "run python -m pytest -q", "alice")
     await farm.until_screen("architect", "Do you want to proceed?")
     await farm.monitor.on_hook("architect", payload("PreToolUse"))
 
-    await farm.monitor.on_hook("architect", payload("PermissionRequest"))
+    asking, gate = await held_request(farm)
 
     assert await state(farm) is AgentState.WAITING
-    [gate] = await farm.gates.pending()
-    assert gate.payload["source"] == "hook"
+    assert gate.payload["source"] == "hook" and gate.payload["tool_name"] == "Bash"
     assert gate.title == "architect asks: Bash: python -m pytest -q tests/test_login.py"
+    assert gate.detail.startswith("$ python -m pytest -q tests/test_login.py")
     await farm.tick()
     assert len(await farm.gates.pending()) == 1  # the pane's view of it adds no second gate
 
-    await farm.gates.decide(gate.id, True, "alice")
+    _, done = await farm.gates.decide(gate.id, Decision(True), "alice")
 
-    await farm.until_screen("architect", "✓ approved: python -m pytest -q")
+    assert done == "answered through architect's hook"
+    assert await asking == allow()
+    # No key was typed: the demo agent's dialog (standing in for Claude's) still shows.
+    assert "✓ approved" not in await farm.screen("architect")
+
+
+async def test_approve_for_session_answers_with_a_session_rule(farm: Farm) -> None:
+    asking, gate = await held_request(farm)
+    await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
+    rule = {"toolName": "Bash", "ruleContent": "python -m pytest -q tests/test_login.py"}
+    assert await asking == allow(
+        {"type": "addRules", "rules": [rule], "behavior": "allow", "destination": "session"}
+    )
+
+
+async def test_a_rejection_answers_deny_with_the_reason(farm: Farm) -> None:
+    asking, gate = await held_request(farm)
+    await farm.gates.decide(gate.id, Decision(False, reason="use make test"), "bob")
+    decision = {"behavior": "deny", "message": "use make test"}
+    assert await asking == {
+        "hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}
+    }
+    assert await farm.storage.prompts.pending_prompts("architect") == []  # no typed reason
+
+
+async def test_a_request_held_past_its_limit_answers_nothing_and_the_pane_decides(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    config = make_config(tmp_path, tmux_socket)
+    quick = replace(config, supervisor=replace(config.supervisor, permission_hold=0.3))
+    async with farm_for(quick, tmp_path) as farm:
+        await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+        await farm.until_idle("architect")
+        await farm.supervisor.send("architect", "run make deploy", "alice")
+        await farm.until_screen("architect", "Do you want to proceed?")
+
+        answer = await farm.monitor.on_hook("architect", payload("PermissionRequest"))
+
+        assert answer == {}  # the CLI's own dialog stays, for the pane or a person
+        [gate] = await farm.gates.pending()
+        _, done = await farm.gates.decide(gate.id, Decision(True), "alice")
+        assert done == "sent 1 to architect"
+        await farm.until_screen("architect", "✓ approved: make deploy")
 
 
 async def test_stop_makes_a_pending_permission_gate_stale(farm: Farm) -> None:
-    await farm.monitor.on_hook("architect", payload("PermissionRequest"))
-    [gate] = await farm.gates.pending()
+    asking, gate = await held_request(farm)
 
     await farm.monitor.on_hook("architect", payload("Stop"))
 
     assert (await farm.gates.get(gate.id)).status is GateStatus.STALE
     assert await state(farm) is AgentState.IDLE
+    assert await asking == {}  # the held request is let go: nothing to answer
 
 
 async def test_late_notification_for_permission_opens_one_gate(farm: Farm) -> None:
-    await farm.monitor.on_hook("architect", payload("PermissionRequest"))
+    await farm.monitor.on_hook("architect", payload("PermissionRequest"), hold=False)
     await farm.monitor.on_hook(
         "architect",
         payload("Notification", notification_type="permission_prompt"),

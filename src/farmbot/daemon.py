@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TextIO
+from typing import Any, Self, TextIO
 
 from farmbot import __version__, localkey, systemd
 from farmbot.adapters.hooks import replay_spool
@@ -215,7 +215,12 @@ class Daemon:
 
     async def _replay_spool(self) -> None:
         """Ingest the hook events `farmbot hook` spooled while the daemon was down."""
-        replayed = await replay_spool(self.farm.state_dir / "spool", self.farm.monitor.on_hook)
+        monitor = self.farm.monitor
+
+        async def replay(agent: str, event: dict[str, Any]) -> None:
+            await monitor.on_hook(agent, event, hold=False)  # no CLI waits for its answer
+
+        replayed = await replay_spool(self.farm.state_dir / "spool", replay)
         if replayed:
             log.info("replayed %d spooled hook events", replayed)
 

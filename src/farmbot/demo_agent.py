@@ -21,10 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import NoReturn
+from typing import Literal, NoReturn
+
+Answer = Literal["yes", "session", "no"]  # to the permission dialog
 
 BANNER = "farmbot demo agent — type 'help' for the inputs it understands"
 PROMPT = "demo> "
@@ -198,15 +200,17 @@ class TerminalConsole:
                 raise Interrupted
             self.typeahead.append(key)
 
-    def confirm(self) -> bool:
+    def confirm(self) -> Answer:
         # Fresh keys only: what was typed while busy stays queued for the prompt.
         while True:
             key = self.keys.next()
             assert key is not None
             if key.kind == "enter" or (key.kind == "char" and key.text in ("1", "y", "Y")):
-                return True
-            if key.kind == "escape" or (key.kind == "char" and key.text in ("2", "n", "N")):
-                return False
+                return "yes"
+            if key.kind == "char" and key.text == "2":
+                return "session"
+            if key.kind == "escape" or (key.kind == "char" and key.text in ("3", "n", "N")):
+                return "no"
             if key.kind == "ctrl-c":
                 raise Interrupted
             if key.kind == "eof":
@@ -230,13 +234,15 @@ class LineConsole:
         except KeyboardInterrupt:
             raise Interrupted from None
 
-    def confirm(self) -> bool:
+    def confirm(self) -> Answer:
         while line := sys.stdin.readline():
             answer = line.strip().lower()
             if answer in ("", "1", "y"):
-                return True
-            if answer in ("2", "n"):
-                return False
+                return "yes"
+            if answer == "2":
+                return "session"
+            if answer in ("3", "n"):
+                return "no"
         raise SystemExit(0)
 
 
@@ -255,6 +261,7 @@ class DemoAgent:
     log_path: str | None = None  # append {"ts", "prompt"} JSON lines here
     clock: Callable[[], float] = time.time
     transient: bool = False  # redraw one status line in place, as TUIs do (on a terminal)
+    allowed: set[str] = field(default_factory=set)  # approved "don't ask again" this run
 
     def run(self) -> int:
         """Show the banner and answer prompts until one ends the program; its exit status."""
@@ -336,19 +343,27 @@ class DemoAgent:
 
     def _ask_permission(self, command: str, first: str) -> None:
         self._busy(1)
+        if command in self.allowed:
+            say(f"✓ allowed (don't ask again): {command}")
+            self._work(first)
+            return
         say(
             " Bash command",
             f"   {command}",
             " Do you want to proceed?",
             " ❯ 1. Yes",
-            "   2. No",
+            f"   2. Yes, and don't ask again for: {command}",
+            "   3. No",
             " Esc to cancel",
         )
-        if self.console.confirm():
-            say(f"✓ approved: {command}")
-            self._work(first)
-        else:
+        answer = self.console.confirm()
+        if answer == "no":
             say("✗ denied. What should I do instead?")
+            return
+        if answer == "session":
+            self.allowed.add(command)
+        say(f"✓ approved: {command}")
+        self._work(first)
 
     def _log(self, prompt: str) -> None:
         if self.log_path:

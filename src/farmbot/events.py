@@ -193,6 +193,7 @@ class GateDecided(DomainEvent):
     by: str
     reason: str = ""
     done: str = ""  # what carrying out the decision did
+    scope: str = ""  # "session": approved for the rest of the agent's session
 
     @property
     def kind(self) -> str:

@@ -3,8 +3,13 @@
 It runs on every tool call of every agent, so it imports almost nothing (no argparse,
 urllib, json or aiohttp: one hand-written HTTP/1.1 request on a raw socket) and it never
 breaks the agent: whatever goes wrong, the event is spooled to ``<state_dir>/spool/``
-(the daemon replays the spool on its next start) and the exit status is 0. Nothing is
-ever written to stdout, which Claude Code reads as the hook's answer.
+(the daemon replays the spool on its next start) and the exit status is 0.
+
+Stdout is the hook's answer to the CLI. For a ``PermissionRequest`` the daemon holds the
+request until a person decides (up to its ``permission_hold``) and answers with the
+decision, which is printed; for anything else, and whenever the daemon is down, slow or
+says nothing, nothing is printed and the CLI carries on as if there were no hook (its own
+dialog shows). Never exit 2: Codex reads that as "deny".
 
 Settings come from options, else the environment the supervisor gives every agent::
 
@@ -20,6 +25,7 @@ import time
 
 CONNECT_TIMEOUT = 0.5
 TOTAL_TIMEOUT = 2.0
+HOLD_TIMEOUT = 900.0  # a held PermissionRequest (the daemon lets go sooner, at its limit)
 SPOOL_DIR = "spool"
 REFUSED_DIR = "refused"  # events the daemon refused: kept, never replayed
 DEFAULT_STATE_DIR = "~/.local/state/farmbot"
@@ -58,12 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     agent = opts["--agent"]
     # Broad on purpose: this runs inside the agent's tool loop, and a failing hook must
     # never disturb it. The event is not lost: it goes to the spool.
-    status = 0
+    status, answer = 0, b""
+    holding = b'"PermissionRequest"' in body
     try:
-        status = post(opts["--url"], agent, opts["--token"], body) if agent else 0
+        if agent:
+            limit = HOLD_TIMEOUT if holding else TOTAL_TIMEOUT
+            status, answer = post(opts["--url"], agent, opts["--token"], body, total_timeout=limit)
     except Exception:
         pass
     if 200 <= status < 300:
+        if holding and answer.lstrip().startswith(b'{"hookSpecificOutput"'):
+            try:
+                sys.stdout.buffer.write(answer)
+                sys.stdout.flush()
+            except (OSError, ValueError):  # the CLI went away: nothing to answer
+                pass
         return 0
     state_dir = opts["--state-dir"] or os.path.expanduser(DEFAULT_STATE_DIR)
     spool = os.path.join(state_dir, SPOOL_DIR)
@@ -100,10 +115,13 @@ def post(
     *,
     connect_timeout: float = CONNECT_TIMEOUT,
     total_timeout: float = TOTAL_TIMEOUT,
-) -> int:
-    """POST ``body`` to ``{url}/hooks/claude/{agent}?token=...``; the HTTP status, 0 if none."""
+) -> tuple[int, bytes]:
+    """POST ``body`` to ``{url}/hooks/claude/{agent}?token=...``; (HTTP status, body).
+
+    The status is 0 when there was no answer.
+    """
     if not url.startswith("http://") or not valid_agent_id(agent) or not token.isalnum():
-        return 0
+        return 0, b""
     import _socket  # the C module: ``socket`` would pull in enum and selectors
 
     deadline = time.monotonic() + total_timeout
@@ -138,9 +156,10 @@ def post(
                 sock.settimeout(max(deadline - time.monotonic(), 0.001))
         finally:
             sock.close()
-        status = answer.split(b" ", 2)[1:2]
-        return int(status[0]) if status and status[0].isdigit() else 0
-    return 0
+        head, _, content = answer.partition(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1:2]
+        return (int(status[0]) if status and status[0].isdigit() else 0), content
+    return 0, b""
 
 
 def spool_event(spool_dir: str | os.PathLike[str], agent: str | None, body: bytes) -> str:

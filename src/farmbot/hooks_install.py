@@ -33,6 +33,8 @@ HOOK_EVENTS = (
 )
 TOOL_EVENTS = frozenset({"PreToolUse", "PermissionRequest", "PostToolUse"})
 TIMEOUT = 10  # seconds Claude Code waits for a hook; `farmbot hook` itself gives up after 2
+# A PermissionRequest is held until a person decides (farmbot.hook.HOLD_TIMEOUT at most).
+PERMISSION_TIMEOUT = 930
 
 
 def default_hook_command(python: str = sys.executable) -> str:
@@ -110,7 +112,10 @@ def merge_hooks(settings: dict[str, Any], hook: dict[str, Any], path: Path) -> N
             del hooks[event]
     for event in HOOK_EVENTS:
         group: dict[str, Any] = {"matcher": "*"} if event in TOOL_EVENTS else {}
-        group["hooks"] = [dict(hook)]
+        entry = dict(hook)
+        if event == "PermissionRequest":  # held open until a person decides
+            entry["timeout"] = PERMISSION_TIMEOUT
+        group["hooks"] = [entry]
         hooks.setdefault(event, []).append(group)
 
 

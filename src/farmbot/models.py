@@ -137,9 +137,29 @@ class Gate:
     decided_at: float | None = None
     reason: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    scope: str = ""  # "session": approved for the rest of the agent's session
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A person's answer to a gate."""
+
+    approved: bool
+    session: bool = False  # approve this and its like for the rest of the agent's session
+    reason: str = ""  # why not (or a note), passed on to the agent where it can take it
+
+    @property
+    def scope(self) -> str:
+        return "session" if self.approved and self.session else ""
+
+    @property
+    def verb(self) -> str:
+        if not self.approved:
+            return "rejected"
+        return "approved for the session" if self.session else "approved"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Ingest = Callable[[str, dict[str, Any]], Awaitable[None]]
+# (agent, event) -> what the hook answers: a decision for a PermissionRequest, else {}
+Ingest = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 TOKEN_HEADER = "X-Farmbot-Hook-Token"
 BAD_DIR = "bad"
@@ -99,12 +100,14 @@ class HookEndpoint:
                 "(the JSON Claude Code sends to hooks)",
             )
         try:
-            await self._ingest(agent, payload)
+            answer = await self._ingest(agent, payload)
         except StorageError as exc:
             # 503 makes `farmbot hook` spool the event, so it is retried on the next start.
             log.error("hook event from %s not stored: %s", agent, exc)
             return self._reject(503, f"the event could not be stored: {exc}")
         self.received += 1
+        if answer:
+            return web.json_response(answer)
         return web.Response(body=_EMPTY, content_type="application/json")
 
     def _reject(self, status: int, error: str) -> web.Response:

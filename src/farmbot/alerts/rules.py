@@ -142,6 +142,7 @@ def _gate_opened(event: ev.GateOpened, agent: str, project: str) -> Body:
     title = event.title.strip() or "a question"
     row: tuple[Button, ...] = (
         Button("Approve", f"/approve {gate}", "primary"),
+        Button("For session", f"/approve {gate} --session"),
         Button("Reject", f"/reject {gate}", "danger"),
     )
     if agent != "-":

@@ -100,6 +100,7 @@ def _supervisor(t: Table, agents: Mapping[str, AgentProfile]) -> SupervisorConfi
         tick_seconds=t.get("tick_seconds", number, d.tick_seconds),
         ready_timeout=t.get("ready_timeout", number, d.ready_timeout),
         prompt_max_bytes=t.get("prompt_max_bytes", integer(64), d.prompt_max_bytes),
+        permission_hold=t.get("permission_hold", number, d.permission_hold),
     )
     t.finish()
     return supervisor
@@ -131,6 +132,7 @@ def _profile(name: str, t: Table, base: AgentProfile | None) -> AgentProfile:
         env=base.env if env is None else _env_table(env),
         hooks=t.get("hooks", boolean, base.hooks),
         approve_keys=t.get("approve_keys", strings, base.approve_keys),
+        session_keys=t.get("session_keys", strings, base.session_keys),
         deny_keys=t.get("deny_keys", strings, base.deny_keys),
         error_pattern=t.get("error_pattern", text(regex), base.error_pattern),
         help_pattern=t.get("help_pattern", text(regex), base.help_pattern),

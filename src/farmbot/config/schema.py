@@ -56,6 +56,9 @@ class SupervisorConfig:
     tick_seconds: float = 2.0  # reconciliation / monitor period
     ready_timeout: float = 120.0  # how long a new agent may take to show its prompt
     prompt_max_bytes: int = 16384
+    # How long a CLI's PermissionRequest hook is held open for a person's decision before
+    # it answers nothing (the CLI's own dialog then stays, and is answered through the pane).
+    permission_hold: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,8 @@ class AgentProfile:
     env: dict[str, str] = field(default_factory=dict)
     hooks: bool = False  # the CLI sends Claude Code hook events (installed at spawn)
     approve_keys: tuple[str, ...] = ("1",)  # answer "yes" to a permission question
-    deny_keys: tuple[str, ...] = ("Escape",)  # answer "no"
+    session_keys: tuple[str, ...] = ()  # "yes, and don't ask again"; none: not offered
+    deny_keys: tuple[str, ...] = ("Escape",)  # answer "no" (a reason follows as a prompt)
     error_pattern: str = r"(?i)^\s*(error|fatal|traceback|exception)\b|\berror:"
     help_pattern: str = (
         r"(?i)\b(need (some )?(human )?help|can't decide|cannot decide|please advise|"
@@ -162,29 +166,34 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             idle_pattern=r"^demo> ?$",
             busy_pattern=r"working\.\.\.|⠋|⠙|⠹|⠸",
             waiting_pattern=r"Do you want to proceed\?",
+            session_keys=("2",),
         ),
+        # Claude Code 2.1.332 (tests/screens/claude): the dialogs for a command, a new file,
+        # an edit, a question with options, and what to do at a usage limit.
         "claude": AgentProfile(
             name="claude",
             command="claude",
             hooks=True,
             idle_pattern=r"^\s*[>❯]\s*$",
             busy_pattern=r"esc to interrupt",
-            waiting_pattern=r"Do you want to proceed\?",
+            waiting_pattern=(
+                r"Do you want to (proceed|create|make this edit)|"
+                r"Enter to select · ↑/↓ to navigate|What do you want to do\?"
+            ),
+            session_keys=("2",),
         ),
+        # Codex 0.171.0 (tests/screens/codex): `›` marks both the composer and the selected
+        # option of a dialog, so an option line is never the idle prompt.
         "codex": AgentProfile(
             name="codex",
             command="codex --no-daemon",
-            idle_pattern=r"^\s*›\s",
+            idle_pattern=r"^\s*›\s(?!\d+\.\s)",
             busy_pattern=r"esc to interrupt",
-            waiting_pattern=r"Would you like to run the following command\?",
+            waiting_pattern=(
+                r"Would you like to (run the following command|make the following edits)\?"
+            ),
             approve_keys=("y",),
-        ),
-        "gemini": AgentProfile(
-            name="gemini",
-            command="gemini",
-            idle_pattern=r"Type your message",
-            busy_pattern=r"esc to cancel",
-            waiting_pattern=r"Allow execution|Apply this change\?",
+            session_keys=("p",),
         ),
         "aider": AgentProfile(
             name="aider",

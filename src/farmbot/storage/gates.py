@@ -29,7 +29,14 @@ class GateStore(Protocol):
         """Gates with that status (all when None), oldest first."""
 
     async def decide_gate(
-        self, gate_id: int, status: GateStatus, by: str | None, reason: str, now: float
+        self,
+        gate_id: int,
+        status: GateStatus,
+        by: str | None,
+        reason: str,
+        now: float,
+        *,
+        scope: str = "",
     ) -> Gate | None:
         """Move a *pending* gate to ``status`` atomically (compare-and-set).
 
@@ -75,14 +82,21 @@ class SqlGateStore(GateStore):
         return [_gate(r) for r in found]
 
     async def decide_gate(
-        self, gate_id: int, status: GateStatus, by: str | None, reason: str, now: float
+        self,
+        gate_id: int,
+        status: GateStatus,
+        by: str | None,
+        reason: str,
+        now: float,
+        *,
+        scope: str = "",
     ) -> Gate | None:
         if status is GateStatus.PENDING:
             raise ValueError("decide_gate moves a gate out of pending")
         row = await self._db.fetchone(
-            "UPDATE gates SET status = ?, decided_by = ?, decided_at = ?, reason = ?"
+            "UPDATE gates SET status = ?, decided_by = ?, decided_at = ?, reason = ?, scope = ?"
             " WHERE id = ? AND status = 'pending' RETURNING *",
-            (status.value, by, now, reason, gate_id),
+            (status.value, by, now, reason, scope, gate_id),
         )
         return None if row is None else _gate(row)
 

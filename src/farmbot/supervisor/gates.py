@@ -1,8 +1,10 @@
 """Gates: questions only a human may answer, stored so they outlive a restart.
 
-A gate is decided once (compare-and-set in storage), by a named person, and the
+A gate is decided once (compare-and-set in storage), by a named person: approved,
+approved for the rest of the agent's session, or rejected with an optional reason. The
 decision is applied by the resolver registered for its kind -- e.g. permission gates
-type the answer into the agent's pane. A gate whose question is gone is stale.
+answer through the agent CLI's own hook, or type the answer into its pane. A gate whose
+question is gone is stale.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Protocol
 from farmbot.bus import EventBus
 from farmbot.errors import Conflict, NotFound
 from farmbot.events import GateDecided, GateOpened, GateStale
-from farmbot.models import Gate, GateStatus
+from farmbot.models import Decision, Gate, GateStatus
 from farmbot.storage.gates import GateStore
 
 
@@ -24,8 +26,15 @@ class GateResolver(Protocol):
     async def stale_reason(self, gate: Gate) -> str | None:
         """Why the gate can no longer be decided, or None while it still can."""
 
-    async def apply(self, gate: Gate, approved: bool) -> str:
-        """Carry out the decision; return a short description of what was done."""
+    async def apply(self, gate: Gate, decision: Decision) -> str:
+        """Carry out the decision; return a short description of what was done.
+
+        Raises ``CommandError`` when the decision cannot be carried out as asked (the
+        gate stays pending: e.g. an agent CLI with no "approve for this session").
+        """
+
+    def refuses(self, gate: Gate, decision: Decision) -> str | None:
+        """Why this decision cannot be carried out at all, before anything is recorded."""
 
 
 class Gates:
@@ -77,33 +86,37 @@ class Gates:
     async def pending(self) -> list[Gate]:
         return await self._store.list_gates(GateStatus.PENDING)
 
-    async def decide(
-        self, gate_id: int, approve: bool, by: str, reason: str = ""
-    ) -> tuple[Gate, str]:
-        """Approve or reject a pending gate; returns it and what was done about it."""
+    async def decide(self, gate_id: int, decision: Decision, by: str) -> tuple[Gate, str]:
+        """Decide a pending gate; returns it and what was done about it."""
         gate = await self.get(gate_id)
         if gate.status is not GateStatus.PENDING:
             raise Conflict(_already(gate))
         resolver = self._resolvers.get(gate.kind)
         if resolver is not None:
+            refused = resolver.refuses(gate, decision)
+            if refused is not None:
+                raise Conflict(f"gate {gate_id}: {refused}")
             stale = await resolver.stale_reason(gate)
             if stale is not None:
                 await self.mark_stale(gate, stale)
                 raise Conflict(f"gate {gate_id} is stale: {stale}")
-        status = GateStatus.APPROVED if approve else GateStatus.REJECTED
-        decided = await self._store.decide_gate(gate_id, status, by, reason, self._clock())
+        status = GateStatus.APPROVED if decision.approved else GateStatus.REJECTED
+        decided = await self._store.decide_gate(
+            gate_id, status, by, decision.reason, self._clock(), scope=decision.scope
+        )
         if decided is None:
             raise Conflict(_already(await self.get(gate_id)))
-        done = await resolver.apply(decided, approve) if resolver is not None else ""
+        done = await resolver.apply(decided, decision) if resolver is not None else ""
         await self._bus.publish(
             GateDecided(
                 agent_id=gate.agent_id,
                 project=gate.project,
                 gate_id=gate_id,
-                approved=approve,
+                approved=decision.approved,
                 by=by,
-                reason=reason,
+                reason=decision.reason,
                 done=done,
+                scope=decision.scope,
             )
         )
         return decided, done
@@ -121,4 +134,5 @@ def _already(gate: Gate) -> str:
     if gate.status is GateStatus.STALE:
         return f"gate {gate.id} is stale: {gate.reason or 'its question is gone'}"
     when = time.strftime("%H:%M UTC", time.gmtime(gate.decided_at or 0))
-    return f"gate {gate.id} was already {gate.status.value} by {gate.decided_by} at {when}"
+    how = " for the session" if gate.scope == "session" else ""
+    return f"gate {gate.id} was already {gate.status.value}{how} by {gate.decided_by} at {when}"

@@ -10,8 +10,12 @@ does not reset stuck detection.
 Reconciliation is part of the tick: an agent whose pane died or vanished is dead (unless a
 human stopped it), and a session farmbot started but has no row for is adopted.
 
-The monitor is also the resolver of permission gates: ``stale_reason`` reads the screen,
-``apply`` types the profile's answer keys.
+The monitor is also the resolver of permission gates. A CLI that asks through a hook
+(Claude Code's ``PermissionRequest``) has that request held open while the gate is pending
+(up to ``supervisor.permission_hold``), and the decision is its answer -- no keystroke.
+Otherwise the decision is typed into the pane with the profile's keys, and the screen is
+read again to see that the question went away; a reason for a rejection follows as the
+agent's next prompt.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from farmbot.bus import EventBus
-from farmbot.config.schema import Config
-from farmbot.errors import TmuxError
+from farmbot.config.schema import AgentProfile, Config
+from farmbot.errors import CommandError, TmuxError
 from farmbot.events import (
     AgentAdopted,
     AgentEvent,
@@ -37,10 +41,11 @@ from farmbot.events import (
     GateStale,
     HookReceived,
 )
-from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Event, Gate
+from farmbot.models import Agent, AgentKind, AgentState, Decision, DesiredState, Event, Gate
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.prompts import PromptStore
 from farmbot.storage.tracks import TrackStore
+from farmbot.supervisor import permissions
 from farmbot.supervisor import state as sm
 from farmbot.supervisor.gates import Gates
 from farmbot.supervisor.keyboard import Keyboard
@@ -53,6 +58,7 @@ PERMISSION = sm.PERMISSION
 CAPTURE_LINES = 200
 DEATH_LINES = 10  # of a dead pane's screen, for its alert
 HOOKED_READ_EVERY = 10.0  # seconds between screen reads of an agent that sends hooks
+ANSWER_SETTLE = 3.0  # seconds a dialog may take to go away after its answer was typed
 MAX_FIELD = 4000  # longest string kept from a hook payload
 
 OnQa = Callable[[Agent, str], None]
@@ -100,6 +106,8 @@ class Monitor:
         self._wall = wall  # compared with tmux's own activity times, so never a fake clock
         self._tracks: dict[str, sm.Track] = {}
         self._pending: list[Gate] | None = None  # pending permission gates, until one moves
+        self._hold = config.supervisor.permission_hold
+        self._held: dict[int, asyncio.Future[dict[str, Any]]] = {}  # gate -> its hook's answer
         self._dirty: set[str] = set()
         self._reads: dict[str, _Read] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -226,8 +234,15 @@ class Monitor:
         return self._locks.setdefault(agent_id, asyncio.Lock())
 
     # hook events ------------------------------------------------------------------------
-    async def on_hook(self, agent_id: str, payload: dict[str, Any]) -> None:
-        """Store one hook event (durably), then let it move the agent's state."""
+    async def on_hook(
+        self, agent_id: str, payload: dict[str, Any], *, hold: bool = True
+    ) -> dict[str, Any]:
+        """Store one hook event (durably), let it move the agent's state; return the answer.
+
+        The answer to a ``PermissionRequest`` is the decision on its gate, waited for up to
+        ``permission_hold`` seconds (unless ``hold`` is false: an event replayed from the
+        spool has no CLI waiting for it); to anything else, or when the wait ends, ``{}``.
+        """
         name = str(payload.get("hook_event_name", "unknown"))
         agent = await self._agent(agent_id)
         await self._bus.publish(
@@ -240,8 +255,27 @@ class Monitor:
         )
         self.hook_events += 1
         if agent is None or agent.desired is DesiredState.STOPPED or not agent.state.is_live:
-            return
+            return permissions.NO_ANSWER
         await self.observe(agent, sm.Hook(name, payload))
+        if hold and name == "PermissionRequest" and self._hold > 0:
+            gate = await self._pending_gate(agent_id)
+            if gate is not None and gate.payload.get("source") == "hook":
+                return await self._hold_for(gate)
+        return permissions.NO_ANSWER
+
+    async def _hold_for(self, gate: Gate) -> dict[str, Any]:
+        """The decision on ``gate`` as the hook's answer, once made (or ``{}`` at the limit)."""
+        waiting = self._held.get(gate.id)
+        if waiting is None:  # a repeat of the request (a retried hook) waits for the same
+            waiting = self._held[gate.id] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self._hold):
+                return await asyncio.shield(waiting)
+        except TimeoutError:
+            return permissions.NO_ANSWER  # the CLI's own dialog stays: answered by keys
+        finally:
+            if self._held.get(gate.id) is waiting and not waiting.done():
+                self._held.pop(gate.id, None)
 
     async def _agent(self, agent_id: str) -> Agent | None:
         if agent_id not in self._cache:
@@ -251,6 +285,10 @@ class Monitor:
     def _forget(self, record: Event, event: DomainEvent, alerts: object) -> None:
         if isinstance(event, GateOpened | GateDecided | GateStale):
             self._pending = None
+        if isinstance(event, GateStale):  # nothing to answer any more: let the hook go
+            held = self._held.pop(event.gate_id, None)
+            if held is not None and not held.done():
+                held.set_result(permissions.NO_ANSWER)
         elif isinstance(event, AgentEvent) and event.agent_id is not None:
             if not isinstance(event, AgentStateChanged):  # the monitor wrote those itself
                 self._cache.pop(event.agent_id, None)
@@ -408,6 +446,8 @@ class Monitor:
         agent = await self._agents.get_agent(gate.agent_id or "")
         if agent is None or not agent.state.is_live or agent.desired is DesiredState.STOPPED:
             return f"{gate.agent_id or 'its agent'} is no longer running"
+        if self._answers_by_hook(gate):
+            return None  # its CLI waits for the hook's answer (Codex draws no dialog meanwhile)
         rules = self.rules_for(agent)
         try:
             lines = await self._tmux.capture(agent.id, CAPTURE_LINES)
@@ -422,16 +462,77 @@ class Monitor:
             return "a different question is showing now"
         return None
 
-    async def apply(self, gate: Gate, approved: bool) -> str:
-        """Answer the question: type the profile's approve or deny keys into the pane."""
+    def refuses(self, gate: Gate, decision: Decision) -> str | None:
+        """Why ``decision`` cannot be carried out on this gate's agent at all."""
+        if not decision.session or self._answers_by_hook(gate):
+            return None
+        agent_profile = self._profile_of(gate)
+        if agent_profile is not None and not agent_profile.session_keys:
+            return (
+                f"{gate.agent_id}'s CLI (profile {agent_profile.name}) has no "
+                "'approve for this session'; approve it once (/approve without --session)"
+            )
+        return None
+
+    def _answers_by_hook(self, gate: Gate) -> bool:
+        held = self._held.get(gate.id)
+        return held is not None and not held.done()
+
+    def _profile_of(self, gate: Gate) -> AgentProfile | None:
+        agent = self._cache.get(gate.agent_id or "")
+        return self._config.agents.get(agent.profile) if agent is not None else None
+
+    async def apply(self, gate: Gate, decision: Decision) -> str:
+        """Answer the question: through the CLI's hook when it holds one, else by keys."""
         agent = await self._agents.get_agent(gate.agent_id or "")
         assert agent is not None
+        held = self._held.pop(gate.id, None)
+        if held is not None and not held.done():
+            answer = permissions.hook_answer(decision, gate.payload, by=gate.decided_by or "")
+            held.set_result(answer)
+            async with self._lock(agent.id):
+                await self._observe(agent, sm.Answered(decision.approved), None)
+            return f"answered through {agent.id}'s hook"
         profile = self._config.agents.get(agent.profile)
-        keys = (profile.approve_keys if approved else profile.deny_keys) if profile else ("Escape",)
+        keys = _keys_for(profile, decision)
         await self._keyboard.press(agent.id, keys)
         async with self._lock(agent.id):
-            await self._observe(agent, sm.Answered(approved), None)
-        return f"sent {' '.join(keys)} to {agent.id}"
+            await self._observe(agent, sm.Answered(decision.approved), None)
+        done = f"sent {' '.join(keys)} to {agent.id}"
+        if not await self._question_gone(agent, gate):
+            done += f"; the question still shows on its screen (/tail {agent.id})"
+        if not decision.approved and decision.reason:
+            await self._prompts.add_prompt(
+                agent.id,
+                decision.reason,
+                f"gate {gate.id} ({gate.decided_by})",
+                self._clock(),
+                wait_ready=True,
+            )
+            done += "; the reason goes in as its next prompt"
+        return done
+
+    async def _question_gone(self, agent: Agent, gate: Gate) -> bool:
+        """Whether the question left the screen soon after its answer was typed."""
+        deadline = self._wall() + ANSWER_SETTLE
+        while True:
+            if await self.stale_reason(gate) is not None:
+                return True
+            if self._wall() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+
+
+def _keys_for(profile: AgentProfile | None, decision: Decision) -> tuple[str, ...]:
+    if profile is None:
+        return ("Escape",) if not decision.approved else ("Enter",)
+    if not decision.approved:
+        return profile.deny_keys
+    if decision.session:
+        if not profile.session_keys:
+            raise CommandError(f"profile {profile.name} has no keys to approve for the session")
+        return profile.session_keys
+    return profile.approve_keys
 
 
 def _trim(value: Any, depth: int = 0) -> Any:

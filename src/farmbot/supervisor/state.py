@@ -41,6 +41,7 @@ from farmbot.events import (
     DomainEvent,
 )
 from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Gate
+from farmbot.supervisor import permissions
 from farmbot.supervisor.limits import DEFAULT_PAUSE, reset_time
 from farmbot.supervisor.panes import PanePatterns, bottom, classify, waiting_question
 
@@ -364,30 +365,14 @@ def _hook(run: _Run, name: str, payload: dict[str, Any], gate: Gate | None) -> N
     ):
         run.go(AgentState.WAITING, "asks for permission")
         if gate is None:
-            request = describe_request(payload)
-            run.effects.append(
-                OpenGate(_gate_title(run.agent, request), request, {"source": "hook"})
-            )
+            summary, detail = permissions.describe(payload)
+            kept = {"source": "hook", **permissions.request_of(payload)}
+            run.effects.append(OpenGate(_gate_title(run.agent, summary), detail, kept))
     elif name == "Notification" and payload.get("notification_type") == "idle_prompt":
         run.go(AgentState.IDLE, "waiting for input")
     elif name == "Stop":
         _stale(run, gate, "the agent finished its turn")
         run.go(AgentState.IDLE, "turn finished")
-
-
-def describe_request(payload: dict[str, Any]) -> str:
-    """What a permission request asks for: ``Bash: rm -rf build``."""
-    tool = str(payload.get("tool_name") or payload.get("message") or "a tool")
-    tool_input = payload.get("tool_input")
-    if isinstance(tool_input, dict):
-        detail = (
-            tool_input.get("command")
-            or tool_input.get("file_path")
-            or tool_input.get("description")
-        )
-        if detail:
-            return f"{tool}: {detail}"
-    return tool
 
 
 def _gate_title(agent: Agent, summary: str) -> str:

@@ -9,7 +9,7 @@ from farmbot.bot.authz import Person
 from farmbot.bot.commands.base import Context, Spec, no_args, ref, words
 from farmbot.errors import UsageError
 from farmbot.messages import Button, Decided, Reply, ago, utc_time
-from farmbot.models import Gate, Role
+from farmbot.models import Decision, Gate, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,7 @@ class Gates:
 @dataclass(frozen=True, slots=True)
 class Approve:
     gate: int
+    session: bool = False  # and its like, for the rest of the agent's session
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +30,26 @@ class Reject:
 
 
 def gate_buttons(gate: Gate) -> tuple[Button, ...]:
+    return decision_buttons(gate.id)
+
+
+def decision_buttons(gate_id: int) -> tuple[Button, ...]:
+    """One press each: approve, approve for the session, reject."""
     return (
-        Button("Approve", f"/approve {gate.id}", "primary"),
-        Button("Reject", f"/reject {gate.id}", "danger"),
+        Button("Approve", f"/approve {gate_id}", "primary"),
+        Button("For session", f"/approve {gate_id} --session"),
+        Button("Reject", f"/reject {gate_id}", "danger"),
     )
 
 
 def _approve(args: str, usage: str) -> Approve:
-    [gate] = words(args, usage, 1, 1)
-    return Approve(ref(gate, "gate", "/gates", usage))
+    found = words(args, usage, 1, 2)
+    session = False
+    if len(found) == 2:
+        if found[1] not in ("--session", "-s"):
+            raise UsageError(f"unknown option {found[1]!r}", usage)
+        session = True
+    return Approve(ref(found[0], "gate", "/gates", usage), session)
 
 
 def _reject(args: str, usage: str) -> Reject:
@@ -59,24 +71,25 @@ async def _list(command: Gates, person: Person, ctx: Context) -> Reply:
     return Reply("\n".join(lines), buttons=tuple(gate_buttons(g) for g in gates[:10]))
 
 
-async def decide(gate_id: int, approve: bool, person: Person, reason: str, ctx: Context) -> Reply:
-    gate, done = await ctx.gates.decide(gate_id, approve, person.name, reason)
-    verb = "approved" if approve else "rejected"
+async def decide(gate_id: int, decision: Decision, person: Person, ctx: Context) -> Reply:
+    gate, done = await ctx.gates.decide(gate_id, decision, person.name)
+    reason = decision.reason
     because = f" ({reason})" if reason else ""
     then = f"; {done}" if done else ""
     at = gate.decided_at or ctx.clock()
     return Reply(
-        f"gate {gate.id} {verb} by {person.name} at {utc_time(at)}{because}: {gate.title}{then}",
-        decided=Decided(gate.id, approve, person.name, at),
+        f"gate {gate.id} {decision.verb} by {person.name} at {utc_time(at)}{because}:"
+        f" {gate.title}{then}",
+        decided=Decided(gate.id, decision.approved, person.name, at),
     )
 
 
 async def _approve_it(command: Approve, person: Person, ctx: Context) -> Reply:
-    return await decide(command.gate, True, person, "", ctx)
+    return await decide(command.gate, Decision(True, session=command.session), person, ctx)
 
 
 async def _reject_it(command: Reject, person: Person, ctx: Context) -> Reply:
-    return await decide(command.gate, False, person, command.reason, ctx)
+    return await decide(command.gate, Decision(False, reason=command.reason), person, ctx)
 
 
 SPECS: tuple[Spec[Any], ...] = (

@@ -196,8 +196,8 @@ async def test_a_gate_approved_from_the_page_loses_its_buttons_everywhere(
     gate = await permission_gate(web, agent)
     selector = f'button[data-gate="{gate}"]'
     # The gate and its alert arrive without a reload, each with Approve and Reject.
-    await page.until(f"return document.querySelectorAll('#gates {selector}').length === 2")
-    await page.until(f"return document.querySelectorAll('#alerts {selector}').length === 2")
+    await page.until(f"return document.querySelectorAll('#gates {selector}').length === 3")
+    await page.until(f"return document.querySelectorAll('#alerts {selector}').length === 3")
     approve = await page.find(f'#gates button[data-command="/approve {gate}"]')
     assert await page.call(approve.get_attribute, "aria-label") == f"Approve gate {gate}"
     await page.call(approve.click)

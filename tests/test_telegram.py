@@ -215,7 +215,11 @@ async def open_gate_alert(r: Rig, tg: FakeTelegram, title: str = "deploy <prod> 
     message = tg.sent_messages(FORUM)[-1]
     assert message["message_thread_id"] == TOPIC  # the project's topic
     assert keyboard(message) == [
-        [("Approve", f"/approve {gate.id}"), ("Reject", f"/reject {gate.id}")]
+        [
+            ("Approve", f"/approve {gate.id}"),
+            ("For session", f"/approve {gate.id} --session"),
+            ("Reject", f"/reject {gate.id}"),
+        ]
     ]
     return message
 

@@ -327,8 +327,24 @@ class CliPane:
         conf.write_text("set -g remain-on-exit on\nset -g history-limit 5000\n")
         env = [f"{key}={value}" for key, value in sorted(setup.env.items())]
         _tmux(
-            socket, "-f", str(conf), "new-session", "-d", "-s", name, "-x", str(width),
-            "-y", str(height), "-c", str(setup.workdir), "--", "env", "-i", *env, *setup.argv,
+            socket,
+            "-f",
+            str(conf),
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            "-c",
+            str(setup.workdir),
+            "--",
+            "env",
+            "-i",
+            *env,
+            *setup.argv,
         )
         _tmux(socket, "set-option", "-g", "remain-on-exit", "on")
         return cls(socket, f"{name}:0.0")

@@ -84,9 +84,10 @@ class Failure:
 
 @dataclass(frozen=True)
 class Hang:
-    """Start the answer, then send nothing until :meth:`FakeAnthropic.release` (busy forever)."""
+    """Start the answer (with ``text``, if any), then send nothing until
+    :meth:`FakeAnthropic.release`."""
 
-    text: str = "Working on it"
+    text: str = ""
 
 
 Turn = Text | ToolUse | Failure | Hang
@@ -303,8 +304,12 @@ class FakeAnthropic:
             if turn.text:
                 content.append({"type": "text", "text": turn.text})
             content.append(
-                {"type": "tool_use", "id": self._id("toolu"), "name": turn.name,
-                 "input": turn.input}
+                {
+                    "type": "tool_use",
+                    "id": self._id("toolu"),
+                    "name": turn.name,
+                    "input": turn.input,
+                }
             )
             stop = "tool_use"
         return {
@@ -337,23 +342,31 @@ class FakeAnthropic:
         start["usage"] = {**_usage(), "output_tokens": 1}
         yield "message_start", {"type": "message_start", "message": start}
         yield "ping", {"type": "ping"}
+        if isinstance(turn, Hang) and not turn.text:
+            await self._released.wait()
         index = 0
         text = turn.text if isinstance(turn, Text | ToolUse | Hang) else ""
         if text:
-            yield "content_block_start", {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {"type": "text", "text": ""},
-            }
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
             delay = turn.chunk_delay if isinstance(turn, Text) else 0.0
             for word in _chunks(text, 1 if delay else 8):
                 if delay:
                     await asyncio.sleep(delay)
-                yield "content_block_delta", {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "text_delta", "text": word},
-                }
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": word},
+                    },
+                )
             if isinstance(turn, Hang):
                 await self._released.wait()
             yield "content_block_stop", {"type": "content_block_stop", "index": index}
@@ -361,26 +374,38 @@ class FakeAnthropic:
         stop = "end_turn"
         if isinstance(turn, ToolUse):
             stop = "tool_use"
-            yield "content_block_start", {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {
-                    "type": "tool_use", "id": self._id("toolu"), "name": turn.name, "input": {}
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": self._id("toolu"),
+                        "name": turn.name,
+                        "input": {},
+                    },
                 },
-            }
+            )
             arguments = json.dumps(turn.input)
             for piece in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
-                yield "content_block_delta", {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": piece},
-                }
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
             yield "content_block_stop", {"type": "content_block_stop", "index": index}
-        yield "message_delta", {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop, "stop_sequence": None},
-            "usage": {"output_tokens": 12},
-        }
+        yield (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": 12},
+            },
+        )
         yield "message_stop", {"type": "message_stop"}
 
 

@@ -93,15 +93,21 @@ class Failure:
         return web.json_response(body, status=self.status, headers=self.headers)
 
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error",
-                429: "rate_limit_exceeded", 500: "server_error", 503: "server_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    500: "server_error",
+    503: "server_error",
+}
 
 
 @dataclass(frozen=True)
 class Hang:
-    """Start the answer, then send nothing until :meth:`FakeOpenAI.release`."""
+    """Start the answer (with ``text``, if any), then send nothing until
+    :meth:`FakeOpenAI.release`."""
 
-    text: str = "Working on it"
+    text: str = ""
 
 
 Turn = Text | FunctionCall | Failure | Hang
@@ -243,8 +249,6 @@ class FakeOpenAI:
 
     async def _record(self, request: web.Request) -> Recorded:
         raw = await request.read()
-        if request.headers.get("Content-Encoding", "").lower() == "zstd":
-            raw = _unzstd(raw)
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
@@ -272,9 +276,10 @@ class FakeOpenAI:
     async def _models(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
         return web.json_response(
-            {"object": "list", "data": [
-                {"id": self.model, "object": "model", "created": 0, "owned_by": "openai"}
-            ]}
+            {
+                "object": "list",
+                "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "openai"}],
+            }
         )
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
@@ -323,30 +328,57 @@ class FakeOpenAI:
         }
         yield {"type": "response.created", "response": envelope}
         yield {"type": "response.in_progress", "response": envelope}
+        if isinstance(turn, Hang) and not turn.text:
+            await self._released.wait()
         output: list[Json] = []
         text = turn.text if isinstance(turn, Text | FunctionCall | Hang) else ""
         if text:
             index = len(output)
             item_id = self._id("msg")
-            item: Json = {"id": item_id, "type": "message", "status": "in_progress",
-                          "role": "assistant", "content": []}
+            item: Json = {
+                "id": item_id,
+                "type": "message",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
             yield {"type": "response.output_item.added", "output_index": index, "item": item}
             part = {"type": "output_text", "text": "", "annotations": []}
-            yield {"type": "response.content_part.added", "item_id": item_id,
-                   "output_index": index, "content_index": 0, "part": part}
+            yield {
+                "type": "response.content_part.added",
+                "item_id": item_id,
+                "output_index": index,
+                "content_index": 0,
+                "part": part,
+            }
             delay = turn.chunk_delay if isinstance(turn, Text) else 0.0
             for piece in _chunks(text, 1 if delay else 8):
                 if delay:
                     await asyncio.sleep(delay)
-                yield {"type": "response.output_text.delta", "item_id": item_id,
-                       "output_index": index, "content_index": 0, "delta": piece}
+                yield {
+                    "type": "response.output_text.delta",
+                    "item_id": item_id,
+                    "output_index": index,
+                    "content_index": 0,
+                    "delta": piece,
+                }
             if isinstance(turn, Hang):
                 await self._released.wait()
             done_part = {"type": "output_text", "text": text, "annotations": []}
-            yield {"type": "response.output_text.done", "item_id": item_id,
-                   "output_index": index, "content_index": 0, "text": text}
-            yield {"type": "response.content_part.done", "item_id": item_id,
-                   "output_index": index, "content_index": 0, "part": done_part}
+            yield {
+                "type": "response.output_text.done",
+                "item_id": item_id,
+                "output_index": index,
+                "content_index": 0,
+                "text": text,
+            }
+            yield {
+                "type": "response.content_part.done",
+                "item_id": item_id,
+                "output_index": index,
+                "content_index": 0,
+                "part": done_part,
+            }
             item = {**item, "status": "completed", "content": [done_part]}
             yield {"type": "response.output_item.done", "output_index": index, "item": item}
             output.append(item)
@@ -354,21 +386,39 @@ class FakeOpenAI:
             index = len(output)
             item_id, call_id = self._id("fc"), self._id("call")
             arguments = json.dumps(turn.arguments)
-            call: Json = {"id": item_id, "type": "function_call", "status": "in_progress",
-                          "name": turn.name, "call_id": call_id, "arguments": ""}
+            call: Json = {
+                "id": item_id,
+                "type": "function_call",
+                "status": "in_progress",
+                "name": turn.name,
+                "call_id": call_id,
+                "arguments": "",
+            }
             yield {"type": "response.output_item.added", "output_index": index, "item": call}
             half = len(arguments) // 2
             for piece in (arguments[:half], arguments[half:]):
-                yield {"type": "response.function_call_arguments.delta", "item_id": item_id,
-                       "output_index": index, "delta": piece}
-            yield {"type": "response.function_call_arguments.done", "item_id": item_id,
-                   "output_index": index, "arguments": arguments}
+                yield {
+                    "type": "response.function_call_arguments.delta",
+                    "item_id": item_id,
+                    "output_index": index,
+                    "delta": piece,
+                }
+            yield {
+                "type": "response.function_call_arguments.done",
+                "item_id": item_id,
+                "output_index": index,
+                "arguments": arguments,
+            }
             call = {**call, "status": "completed", "arguments": arguments}
             yield {"type": "response.output_item.done", "output_index": index, "item": call}
             output.append(call)
-        usage = {"input_tokens": 25, "input_tokens_details": {"cached_tokens": 0},
-                 "output_tokens": 12, "output_tokens_details": {"reasoning_tokens": 0},
-                 "total_tokens": 37}
+        usage = {
+            "input_tokens": 25,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 12,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 37,
+        }
         done = {**envelope, "status": "completed", "output": output, "usage": usage}
         yield {"type": "response.completed", "response": done}
 
@@ -383,19 +433,18 @@ def _side_answer(recorded: Recorded) -> str:
 
 
 def _fewer(failure: Failure) -> Failure:
-    return Failure(failure.status, failure.message, failure.error_type, failure.code,
-                   failure.headers, failure.times - 1, failure.body)
+    return Failure(
+        failure.status,
+        failure.message,
+        failure.error_type,
+        failure.code,
+        failure.headers,
+        failure.times - 1,
+        failure.body,
+    )
 
 
 def _chunks(text: str, words: int) -> list[str]:
     pieces = text.split(" ")
     out = [" ".join(pieces[i : i + words]) for i in range(0, len(pieces), words)]
     return [p + (" " if i < len(out) - 1 else "") for i, p in enumerate(out)]
-
-
-def _unzstd(raw: bytes) -> bytes:
-    try:
-        import zstandard  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return raw
-    return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(raw))

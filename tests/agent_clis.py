@@ -273,14 +273,6 @@ enabled = false
 
 [otel]
 exporter = "none"
-
-[notice]
-hide_full_access_warning = true
-hide_rate_limit_model_nudge = true
-
-[tui]
-animations = false
-show_tooltips = false
 {config_extra}
 """
     (codex_home / "config.toml").write_text(config)

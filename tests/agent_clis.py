@@ -416,3 +416,55 @@ CLAUDE_PROMPT = r"^❯\s*$"  # an empty input box: "❯" + U+00A0 NO-BREAK SPACE
 CLAUDE_DIALOG = r"Do you want to proceed\?"
 CODEX_PROMPT = r"^› Ask Codex to do anything"  # the empty composer's placeholder
 CODEX_DIALOG = r"Would you like to run the following command\?"
+
+
+def find_aider() -> Path | None:
+    """aider, if installed: ``$AIDER_BIN``, else ``aider`` on PATH (not installed by CI)."""
+    named = os.environ.get("AIDER_BIN")
+    if named and os.access(named, os.X_OK):
+        return Path(named)
+    found = shutil.which("aider")
+    return Path(found) if found else None
+
+
+def aider_setup(
+    tmp_path: Path, base_url: str, *, binary: Path, workdir: Path | None = None
+) -> CliSetup:
+    """aider talking to a fake Chat Completions endpoint (``FakeOpenAI.url``).
+
+    Its model-price cache is seeded from litellm's bundled copy, so it does not download
+    one, and every other outbound request goes to a closed local proxy port and fails.
+    """
+    home = tmp_path / "aider-home"
+    workdir = workdir or tmp_path / "work"
+    for directory in (home / "tmp", home / ".aider" / "caches", workdir):
+        directory.mkdir(parents=True, exist_ok=True)
+    bundled = sorted(
+        binary.resolve().parent.parent.glob(
+            "lib/python3*/site-packages/litellm/model_prices_and_context_window_backup.json"
+        )
+    )
+    if bundled:
+        cache = home / ".aider" / "caches" / "model_prices_and_context_window.json"
+        shutil.copyfile(bundled[0], cache)
+    env = _base_env(home)
+    env.update(
+        {
+            "OPENAI_API_KEY": FAKE_OPENAI_KEY,
+            "OPENAI_API_BASE": base_url,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+        }
+    )
+    argv = [
+        str(binary),
+        "--model",
+        "openai/gpt-4o",
+        "--no-check-update",
+        "--analytics-disable",
+        "--no-show-model-warnings",
+        "--no-auto-commits",
+        "--no-show-release-notes",
+    ]
+    return CliSetup(binary, workdir.resolve(), home, env, argv)

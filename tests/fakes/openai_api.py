@@ -10,6 +10,8 @@ summaries, compaction) are answered with a short text and never use the queue.
 
 Every request is recorded (:attr:`FakeOpenAI.requests`), e.g. to assert that the
 ``function_call_output`` after a refusal says why.
+
+``POST /v1/chat/completions`` (streaming or not) serves the same queue as text, for aider.
 """
 
 from __future__ import annotations
@@ -126,7 +128,10 @@ class Recorded:
 
     @property
     def is_main(self) -> bool:
-        """True for an agent-loop ``/responses`` request (it offers tools)."""
+        """True for an agent-loop request: ``/responses`` offering tools, or any
+        ``/chat/completions`` (aider's API)."""
+        if self.path.endswith("/chat/completions"):
+            return True
         return self.path.endswith("/responses") and bool(self.body.get("tools"))
 
     def tool_names(self) -> list[str]:
@@ -181,6 +186,7 @@ class FakeOpenAI:
     async def __aenter__(self) -> FakeOpenAI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._other)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
@@ -287,19 +293,11 @@ class FakeOpenAI:
         turn: Turn
         if not recorded.is_main:
             turn = Text(_side_answer(recorded))
-        elif self._failures:
-            failure = self._failures.popleft()
-            if failure.times > 1:
-                self._failures.appendleft(_fewer(failure))
-            return failure.answer()
-        elif self._turns:
-            turn = self._turns.popleft()
-            if isinstance(turn, Failure):
-                if turn.times > 1:
-                    self._failures.append(_fewer(turn))
-                return turn.answer()
         else:
-            turn = Text(self.default_text)
+            scripted = self._next_turn(recorded)
+            if isinstance(scripted, web.Response):
+                return scripted
+            turn = scripted
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -310,6 +308,70 @@ class FakeOpenAI:
             data["sequence_number"] = next(sequence)
             payload = f"event: {data['type']}\ndata: {json.dumps(data)}\n\n"
             await response.write(payload.encode())
+        await response.write_eof()
+        return response
+
+    def _next_turn(self, recorded: Recorded) -> Turn | web.Response:
+        """The scripted turn for a main request, or the error answer to send instead."""
+        if self._failures:
+            failure = self._failures.popleft()
+            if failure.times > 1:
+                self._failures.appendleft(_fewer(failure))
+            return failure.answer()
+        if not self._turns:
+            return Text(self.default_text)
+        turn = self._turns.popleft()
+        if isinstance(turn, Failure):
+            if turn.times > 1:
+                self._failures.append(_fewer(turn))
+            return turn.answer()
+        return turn
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        """Chat Completions, text only (tool turns are sent as their text)."""
+        recorded = await self._record(request)
+        turn = self._next_turn(recorded)
+        if isinstance(turn, web.Response):
+            return turn
+        text = turn.text if isinstance(turn, Text | FunctionCall | Hang) else ""
+        chat_id, created = self._id("chatcmpl"), int(time.time())
+        if not recorded.body.get("stream"):
+            message = {"role": "assistant", "content": text}
+            return web.json_response(
+                {
+                    "id": chat_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": self.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 25, "completion_tokens": 12, "total_tokens": 37},
+                }
+            )
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+
+        async def send(delta: Json, finish: str | None = None) -> None:
+            chunk = {
+                "id": chat_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        delay = turn.chunk_delay if isinstance(turn, Text) else 0.0
+        for piece in _chunks(text, 1 if delay else 8) if text else []:
+            if delay:
+                await asyncio.sleep(delay)
+            await send({"content": piece})
+        if isinstance(turn, Hang):
+            await self._released.wait()
+        await send({}, "stop")
+        await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 

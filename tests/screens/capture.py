@@ -635,6 +635,58 @@ async def codex_exit(_: None) -> None:
         s.shot("unknown", "killed-signal-9")
 
 
+# -- aider (optional: $AIDER_BIN or aider on PATH) ---------------------------------------
+
+
+@asynccontextmanager
+async def aider() -> AsyncIterator[Session]:
+    """aider against the fake's Chat Completions endpoint."""
+    binary = clis.find_aider()
+    if binary is None:
+        raise RuntimeError("aider not found: set AIDER_BIN (pip install aider-chat in a venv)")
+    root = _fresh("aider")
+    async with openai.FakeOpenAI() as fake:
+        setup = clis.aider_setup(root, fake.url, binary=binary)
+        version = clis.version_of(binary).split()[-1]
+        socket = f"screens-{uuid.uuid4().hex[:8]}"
+        pane = clis.CliPane.start(socket, setup)
+        try:
+            yield Session("aider", version, pane, setup, socket, fake)
+        finally:
+            _kill_server(socket)
+
+
+async def aider_all(_: None) -> None:
+    async with aider() as s:
+        await s.wait(r"\(Y\)es/\(N\)o", timeout=60)
+        await s.settle()
+        s.shot("waiting", "create-git-repo")
+        s.keys("y", "Enter")
+        await s.wait(r"^> ", timeout=60)
+        await s.settle(1.0)
+        s.shot("idle", "startup")
+        s.fake.script(openai.Hang("Thinking slowly"))
+        await s.pane.submit("think about it")
+        await s.wait("Thinking slowly")
+        await s.settle(1.5)
+        s.shot("busy", "streaming-stalled")
+        s.fake.release()
+        await s.wait(r"Tokens: ")
+        await s.settle(1.0)
+        s.shot("idle", "after-answer")
+        s.fake.script(openai.Text("Run this to list the files:\n\n```bash\ntouch a.txt\n```\n"))
+        await s.submit("create a.txt", r"Run shell command\? \(Y\)es/\(N\)o")
+        await s.settle()
+        s.shot("waiting", "run-shell-command")
+        s.keys("n", "Enter")
+        await s.settle(1.0)
+        s.shot("idle", "after-deny")
+        s.fake.script(openai.Failure(500, "boom", times=100))
+        await s.submit("hello", r"Retrying in|InternalServerError|Error")
+        await s.settle(1.0)
+        s.shot("busy", "api-500-retrying")
+
+
 # -- demo agent -------------------------------------------------------------------------
 
 
@@ -703,12 +755,15 @@ SCENARIOS: dict[str, dict[str, Scenario]] = {
         "exit": codex_exit,
     },
     "demo": {"all": demo_all},
+    "aider": {"all": aider_all},
 }
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clis", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument(
+        "clis", nargs="*", default=["claude", "codex", "demo"], choices=list(SCENARIOS)
+    )
     parser.add_argument("--only", action="append", help="scenario names to run (repeatable)")
     args = parser.parse_args()
     failed = 0

@@ -8,9 +8,11 @@ up in docs/agent-clis.md. The corpus test at the end needs no binary.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests import agent_clis as clis
@@ -203,6 +205,75 @@ async def test_codex_permission_hook_deny_message_reaches_the_model(
         assert reason in output
         await pane.wait_for(r"Blocked by hook")
         assert not (setup.workdir / "a.txt").exists()
+
+
+# -- the fakes on their own (no CLI needed) ----------------------------------------------
+
+
+def sse_events(raw: str) -> list[tuple[str, dict[str, object]]]:
+    events = []
+    for block in raw.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields.get("event", ""), json.loads(fields["data"])))
+    return events
+
+
+async def test_fake_anthropic_streams_a_tool_call_then_the_next_turn() -> None:
+    async with anthropic.FakeAnthropic() as fake, aiohttp.ClientSession() as http:
+        fake.script(anthropic.bash("touch a.txt"), anthropic.Text("Done."))
+        body = {
+            "model": "m",
+            "stream": True,
+            "tools": [{"name": "Bash"}],
+            "messages": [{"role": "user", "content": "go"}],
+        }
+        async with http.post(f"{fake.url}/v1/messages?beta=true", json=body) as response:
+            events = sse_events(await response.text())
+        names = [name for name, _ in events]
+        assert names[:2] == ["message_start", "ping"] and names[-1] == "message_stop"
+        start = next(data for name, data in events if name == "content_block_start")
+        assert start["content_block"]["name"] == "Bash"  # type: ignore[index]
+        partial = "".join(
+            str(data["delta"]["partial_json"])  # type: ignore[index]
+            for name, data in events
+            if name == "content_block_delta"
+        )
+        assert json.loads(partial)["command"] == "touch a.txt"
+        assert events[-2][1]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
+        result = {"type": "tool_result", "tool_use_id": "t", "content": "no, use a.md"}
+        body = {**body, "stream": False, "messages": [{"role": "user", "content": [result]}]}
+        async with http.post(f"{fake.url}/v1/messages", json=body) as response:
+            message = await response.json()
+        assert message["content"] == [{"type": "text", "text": "Done."}]
+        [tool_result] = fake.main_requests()[1].tool_results()
+        assert anthropic.tool_result_text(tool_result) == "no, use a.md"
+
+
+async def test_fake_anthropic_fails_as_scripted() -> None:
+    async with anthropic.FakeAnthropic() as fake, aiohttp.ClientSession() as http:
+        fake.script(anthropic.Failure(529, "Overloaded", times=2), anthropic.Text("ok"))
+        body = {"stream": False, "tools": [{"name": "Bash"}], "messages": []}
+        statuses = []
+        for _ in range(3):
+            async with http.post(f"{fake.url}/v1/messages", json=body) as response:
+                statuses.append(response.status)
+                last = await response.json()
+        assert statuses == [529, 529, 200] and last["content"][0]["text"] == "ok"
+
+
+async def test_fake_openai_streams_a_function_call() -> None:
+    async with openai.FakeOpenAI() as fake, aiohttp.ClientSession() as http:
+        fake.script(openai.exec_command("touch a.txt", "Create it?"))
+        body = {"model": "m", "stream": True, "tools": [{"type": "function"}], "input": []}
+        async with http.post(f"{fake.url}/responses", json=body) as response:
+            events = sse_events(await response.text())
+        names = [name for name, _ in events]
+        assert names[0] == "response.created" and names[-1] == "response.completed"
+        done = next(data for name, data in events if name == "response.output_item.done")
+        item = done["item"]
+        assert item["type"] == "function_call" and item["name"] == "exec_command"  # type: ignore[index]
+        arguments = json.loads(item["arguments"])  # type: ignore[index]
+        assert arguments["sandbox_permissions"] == "require_escalated"
 
 
 # -- harness and corpus -----------------------------------------------------------------

@@ -6,8 +6,10 @@
 # Tests find them through tests/agent_clis.py; see docs/agent-clis.md for why these versions.
 set -euo pipefail
 
-CLAUDE_VERSION="2.1.332"
-CODEX_VERSION="0.171.0"
+# Pinned; docs/agent-clis.md says why. The FARMBOT_* variables exist to capture screens of
+# another version into another directory (FARMBOT_CLIS_DIR), never for CI.
+CLAUDE_VERSION="${FARMBOT_CLAUDE_VERSION:-2.1.332}"
+CODEX_VERSION="${FARMBOT_CODEX_VERSION:-0.171.0}"
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 dest="${FARMBOT_CLIS_DIR:-$repo/.clis}"

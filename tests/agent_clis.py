@@ -1,4 +1,4 @@
-"""Run the real Claude Code and Codex CLIs offline, against the fakes in ``tests/fakes``.
+"""Run the real Claude Code and Codex CLIs (and aider) offline, against ``tests/fakes``.
 
 ``.ci/install-clis.sh`` installs the pinned versions into ``<repo>/.clis``. A test marked
 ``clis`` asks for a binary with :func:`require_claude` / :func:`require_codex`: it skips
@@ -24,12 +24,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CLIS_DIR = Path(os.environ.get("FARMBOT_CLIS_DIR", REPO / ".clis"))
 CLAUDE_VERSION = "2.1.332"
 CODEX_VERSION = "0.171.0"
 FAKE_ANTHROPIC_KEY = "sk-ant-api03-farmbot-fake-key-0000000000000000000000000000AAAAAAAAAA"
@@ -42,8 +41,13 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"true", "1", "yes"}
 
 
-def _missing(what: str) -> None:
-    reason = f"{what} not installed: run .ci/install-clis.sh (installs into {CLIS_DIR})"
+def clis_dir() -> Path:
+    """Where ``.ci/install-clis.sh`` installs: ``$FARMBOT_CLIS_DIR``, else ``<repo>/.clis``."""
+    return Path(os.environ.get("FARMBOT_CLIS_DIR") or REPO / ".clis")
+
+
+def _missing(what: str) -> NoReturn:
+    reason = f"{what} not installed: run .ci/install-clis.sh (installs into {clis_dir()})"
     if _in_ci():
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
@@ -51,7 +55,7 @@ def _missing(what: str) -> None:
 
 def find_claude() -> Path | None:
     """The Claude Code binary: ``.clis/`` first, then ``claude`` on PATH."""
-    local = CLIS_DIR / "node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+    local = clis_dir() / "node_modules/@anthropic-ai/claude-code/bin/claude.exe"
     if local.is_file() and os.access(local, os.X_OK):
         return local
     found = shutil.which("claude")
@@ -60,7 +64,8 @@ def find_claude() -> Path | None:
 
 def find_codex() -> Path | None:
     """The Codex binary: ``.clis/`` first (the native one, not the node wrapper), then PATH."""
-    for candidate in sorted(CLIS_DIR.glob("node_modules/@openai/codex-linux-*/vendor/*/bin/codex")):
+    pattern = "node_modules/@openai/codex-linux-*/vendor/*/bin/codex"
+    for candidate in sorted(clis_dir().glob(pattern)):
         if os.access(candidate, os.X_OK):
             return candidate
     found = shutil.which("codex")
@@ -72,7 +77,6 @@ def require_claude() -> Path:
     found = find_claude()
     if found is None:
         _missing("Claude Code")
-        raise AssertionError("unreachable")
     return found
 
 
@@ -81,7 +85,6 @@ def require_codex() -> Path:
     found = find_codex()
     if found is None:
         _missing("Codex")
-        raise AssertionError("unreachable")
     return found
 
 
@@ -91,6 +94,15 @@ def version_of(binary: Path) -> str:
         [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False
     )
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
+
+
+def _package_version(binary: Path, default: str) -> str:
+    """The npm package's version for a binary under ``node_modules/<pkg>/bin/``."""
+    manifest = binary.resolve().parent.parent / "package.json"
+    try:
+        return str(json.loads(manifest.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return default
 
 
 @dataclass
@@ -106,8 +118,16 @@ class CliSetup:
 
     @property
     def command(self) -> str:
-        """The command line as one shell string (for a farmbot profile's ``command``)."""
+        """The CLI's own command line as one shell string."""
         return shlex.join(self.argv)
+
+    @property
+    def profile_command(self) -> str:
+        """A farmbot profile ``command`` that starts the CLI in ``workdir`` with exactly
+        ``env`` (``cd DIR && exec env -i K=V ... ARGV``), whatever the daemon's own env."""
+        assignments = [f"{key}={value}" for key, value in sorted(self.env.items())]
+        started = shlex.join(["env", "-i", *assignments, *self.argv])
+        return f"cd {shlex.quote(str(self.workdir))} && exec {started}"
 
     def tmux_env_args(self) -> list[str]:
         """``-e K=V`` pairs for ``tmux new-session``."""
@@ -158,6 +178,7 @@ def claude_setup(
     ``<workdir>/.claude/settings.local.json`` (where farmbot puts its hooks).
     """
     binary = binary or require_claude()
+    version = _package_version(binary, CLAUDE_VERSION)
     home = tmp_path / "claude-home"
     config_dir = home / ".claude"
     workdir = workdir or tmp_path / "work"
@@ -166,8 +187,8 @@ def claude_setup(
     workdir = workdir.resolve()
     state = {
         "hasCompletedOnboarding": True,
-        "lastOnboardingVersion": CLAUDE_VERSION,
-        "lastReleaseNotesSeen": CLAUDE_VERSION,
+        "lastOnboardingVersion": version,
+        "lastReleaseNotesSeen": version,
         "numStartups": 1,
         "theme": "dark",
         "autoUpdates": False,

@@ -283,7 +283,7 @@ async def test_fake_openai_streams_a_function_call() -> None:
 def test_a_missing_binary_skips_locally_and_fails_under_ci(
     ci: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(clis, "CLIS_DIR", tmp_path)
+    monkeypatch.setenv("FARMBOT_CLIS_DIR", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("CI", ci)
     expected = pytest.fail.Exception if ci else pytest.skip.Exception

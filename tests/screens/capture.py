@@ -17,6 +17,7 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -225,7 +226,7 @@ async def claude_busy(_: None) -> None:
         await s.wait("esc to interrupt")
         await s.settle(1.5)
         s.shot("busy", "streaming")
-        await s.wait(r"· done ", timeout=30)
+        await s.wait(r"^✻ .+ for \d+s", timeout=30)  # "✻ Brewed for 6s[ · done 9:23 AM]"
         s.fake.script(anthropic.Hang("Thinking about it"))
         await s.pane.submit("think hard")
         await s.wait("esc to interrupt")
@@ -283,9 +284,11 @@ async def claude_deny(_: None) -> None:
     async with claude() as s:
         s.fake.script(anthropic.bash("touch a.txt", "Create a.txt"), anthropic.Text("Will do."))
         await s.pane.submit("create a.txt")
-        await s.wait(DIALOG)
+        screen = await s.wait(DIALOG)
         await s.settle()
-        s.keys("Down", "Down", "Down")
+        # Down to "No", the last option: 4 in 2.1.332, 3 in 2.1.197 (the list wraps around).
+        last = max(int(n) for n in re.findall(r"^\s*(?:❯ )?(\d+)\. ", screen, re.MULTILINE))
+        s.keys(*["Down"] * (last - 1))
         await s.settle(0.3)
         s.keys("Tab")
         await s.settle(0.3)
@@ -321,7 +324,7 @@ async def claude_tools(_: None) -> None:
         await s.settle()
         s.shot("waiting", "edit-file")
         s.keys("Escape")
-        await s.wait("Rejected update to notes.md")
+        await s.wait(r"[Rr]ejected update to notes\.md")
         await s.settle()
         s.shot("idle", "after-edit-rejected")
         question = {
@@ -404,7 +407,7 @@ async def claude_errors(_: None) -> None:
         }
         s.fake.script(anthropic.Failure(429, "Rate limited", limited, times=100))
         await s.pane.submit("hello")
-        await s.wait(r"5-hour limit reached · retrying")
+        await s.wait(r"(5-hour|Session) limit reached · [Rr]etrying")
         await s.settle(0.3)
         s.shot("busy", "api-429-5-hour-limit-retrying")
     async with claude() as s:

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 CLAUDE_VERSION = "2.1.332"
 CODEX_VERSION = "0.171.0"
 FAKE_ANTHROPIC_KEY = "sk-ant-api03-farmbot-fake-key-0000000000000000000000000000AAAAAAAAAA"
+FAKE_CLAUDE_OAUTH_TOKEN = "sk-ant-oat01-farmbot-fake-token-000000000000000000000000"
 FAKE_OPENAI_KEY = "sk-farmbot-fake-openai-key-000000000000"
 #: The pane size farmbot uses; the screen corpus is captured at this size.
 PANE_WIDTH, PANE_HEIGHT = 200, 50
@@ -167,8 +168,12 @@ def claude_setup(
     extra_env: dict[str, str] | None = None,
     trusted: bool = True,
     key_approved: bool = True,
+    subscription: bool = False,
 ) -> CliSetup:
     """Claude Code seeded to start on its ``❯`` prompt, talking to ``base_url``.
+
+    ``subscription=True`` logs in with a (fake) ``CLAUDE_CODE_OAUTH_TOKEN`` instead of an API
+    key, as a claude.ai subscriber would be: the usage-limit screens exist only then.
 
     ``trusted=False`` / ``key_approved=False`` leave out that part of the seed, so the
     CLI stops on its "trust this folder" / "use this API key?" screen instead.
@@ -223,7 +228,6 @@ def claude_setup(
         {
             "CLAUDE_CONFIG_DIR": str(config_dir),
             "ANTHROPIC_BASE_URL": base_url,
-            "ANTHROPIC_API_KEY": FAKE_ANTHROPIC_KEY,
             "DISABLE_AUTOUPDATER": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_TELEMETRY": "1",
@@ -234,6 +238,10 @@ def claude_setup(
             "CLAUDE_CODE_IDE_SKIP_AUTO_INSTALL": "1",
         }
     )
+    if subscription:
+        env["CLAUDE_CODE_OAUTH_TOKEN"] = FAKE_CLAUDE_OAUTH_TOKEN
+    else:
+        env["ANTHROPIC_API_KEY"] = FAKE_ANTHROPIC_KEY
     env.update(extra_env or {})
     argv = [str(binary), *(extra_args or [])]
     return CliSetup(binary, workdir, home, env, argv, {"config_dir": config_dir})

@@ -419,6 +419,31 @@ async def claude_errors(_: None) -> None:
         s.shot("idle", "api-429-limit-with-long-retry-after")
 
 
+async def claude_usage_limit(_: None) -> None:
+    reset = str(int(time.time()) + 7200)
+    limited = {
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": reset,
+        "anthropic-ratelimit-unified-representative-claim": "five_hour",
+    }
+    async with claude(subscription=True) as s:
+        s.fake.script(anthropic.Failure(429, "Rate limited", limited, times=100))
+        await s.pane.submit("hello")
+        await s.wait(r"Usage limit reached")
+        await s.settle()
+        s.shot("idle", "usage-limit-continues-automatically")
+    async with claude(subscription=True, settings={"autoContinueAtUsageLimit": False}) as s:
+        s.fake.script(anthropic.Failure(429, "Rate limited", limited, times=100))
+        await s.pane.submit("hello")
+        await s.wait(r"limit")
+        await s.settle(1.0)
+        screen = s.pane.capture()
+        s.shot(
+            "waiting" if re.search(r"^\s*❯ \d+\. ", screen, re.M) else "idle",
+            "usage-limit-auto-continue-off",
+        )
+
+
 async def claude_exit(_: None) -> None:
     async with claude() as s:
         await s.pane.submit("/exit")
@@ -747,6 +772,7 @@ SCENARIOS: dict[str, dict[str, Scenario]] = {
         "tools": claude_tools,
         "hooks": claude_hooks,
         "errors": claude_errors,
+        "usage-limit": claude_usage_limit,
         "exit": claude_exit,
     },
     "codex": {

@@ -429,8 +429,12 @@ async def claude_usage_limit(_: None) -> None:
     async with claude(subscription=True) as s:
         s.fake.script(anthropic.Failure(429, "Rate limited", limited, times=100))
         await s.pane.submit("hello")
-        await s.wait(r"Usage limit reached")
-        await s.settle()
+        await s.wait(r"hit your .*limit")
+        await s.settle(1.0)
+        screen = s.pane.capture()
+        if re.search(r"^\s*❯ \d+\. ", screen, re.M):  # 2.1.197 opens its options dialog
+            s.shot("waiting", "usage-limit-options")
+            return
         s.shot("idle", "usage-limit-continues-automatically")
     async with claude(subscription=True, settings={"autoContinueAtUsageLimit": False}) as s:
         s.fake.script(anthropic.Failure(429, "Rate limited", limited, times=100))

@@ -142,6 +142,23 @@ async def test_claude_shows_its_dialog_when_the_hook_does_not_decide(
         assert not (setup.workdir / "a.txt").exists()
 
 
+@pytest.mark.clis
+async def test_claude_draws_its_dialog_while_the_hook_is_pending_and_a_late_allow_closes_it(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    async with anthropic.FakeAnthropic() as fake, hooks.HookReceiver() as receiver:
+        receiver.answers["PermissionRequest"] = hooks.Answer(hooks.allow().body, delay=2.5)
+        project = hooks.http_hooks(receiver.url, events=("PermissionRequest",), timeout=20)
+        setup, pane = await start_claude(tmp_path, tmux_socket, fake, project_settings=project)
+        fake.script(anthropic.bash("touch a.txt", "Create a.txt"), anthropic.Text("Created."))
+        await pane.submit("create a.txt")
+        await pane.wait_for(clis.CLAUDE_DIALOG)
+        assert not receiver.finished, "the dialog came only after the hook answered"
+        await pane.wait_for(r"Created\.", timeout=15)
+        assert (setup.workdir / "a.txt").exists()
+        assert "Allowed by PermissionRequest hook" in pane.capture()
+
+
 # -- Codex ------------------------------------------------------------------------------
 
 
@@ -204,6 +221,26 @@ async def test_codex_permission_hook_deny_message_reaches_the_model(
         [output] = (await fake.wait_for(2)).function_outputs()
         assert reason in output
         await pane.wait_for(r"Blocked by hook")
+        assert not (setup.workdir / "a.txt").exists()
+
+
+@pytest.mark.clis
+async def test_codex_hook_exit_status_2_refuses_the_command(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    command = "cat >/dev/null; echo 'farmbot is unreachable' >&2; exit 2"
+    async with openai.FakeOpenAI() as fake:
+        setup, pane = await start_codex(
+            tmp_path,
+            tmux_socket,
+            fake,
+            hooks=hooks.command_hook("PermissionRequest", command),
+            extra_args=["--dangerously-bypass-hook-trust"],
+        )
+        fake.script(openai.exec_command("touch a.txt", "Create a.txt?"), openai.Text("OK."))
+        await pane.submit("create a.txt")
+        [output] = (await fake.wait_for(2)).function_outputs()
+        assert "farmbot is unreachable" in output
         assert not (setup.workdir / "a.txt").exists()
 
 

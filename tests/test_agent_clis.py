@@ -198,6 +198,7 @@ async def test_codex_deny_with_escape_then_the_typed_reason_reaches_the_model(
         assert any("aborted by user" in out for out in request.function_outputs())
         assert request.user_texts()[-1] == "use a.md instead"
         assert not (setup.workdir / "a.txt").exists()
+        await pane.wait_for(r"^• OK\.")  # the answer is drawn: no stream left open
 
 
 @pytest.mark.clis
@@ -222,6 +223,7 @@ async def test_codex_permission_hook_deny_message_reaches_the_model(
         assert reason in output
         await pane.wait_for(r"Blocked by hook")
         assert not (setup.workdir / "a.txt").exists()
+        await pane.wait_for(r"^• OK\.")
 
 
 @pytest.mark.clis
@@ -242,6 +244,7 @@ async def test_codex_hook_exit_status_2_refuses_the_command(
         [output] = (await fake.wait_for(2)).function_outputs()
         assert "farmbot is unreachable" in output
         assert not (setup.workdir / "a.txt").exists()
+        await pane.wait_for(r"^• OK\.")
 
 
 # -- the fakes on their own (no CLI needed) ----------------------------------------------

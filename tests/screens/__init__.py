@@ -1,0 +1,1 @@
+"""The screen corpus and the script that captures it."""

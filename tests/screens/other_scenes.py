@@ -1,0 +1,81 @@
+"""Scenarios for farmbot's demo agent and (optionally) aider."""
+
+from __future__ import annotations
+
+from tests.fakes import openai_api as openai
+from tests.screens.session import aider, demo
+
+
+async def aider_all(_: None) -> None:
+    async with aider() as s:
+        await s.wait(r"\(Y\)es/\(N\)o", timeout=60)
+        await s.settle()
+        s.shot("waiting", "create-git-repo")
+        s.keys("y", "Enter")
+        await s.wait(r"^> ", timeout=60)
+        await s.settle(1.0)
+        s.shot("idle", "startup")
+        s.fake.script(openai.Hang("Thinking slowly"))
+        await s.pane.submit("think about it")
+        await s.wait("Thinking slowly")
+        await s.settle(1.5)
+        s.shot("busy", "streaming-stalled")
+        s.fake.release()
+        await s.wait(r"Tokens: ")
+        await s.settle(1.0)
+        s.shot("idle", "after-answer")
+        s.fake.script(openai.Text("Run this to list the files:\n\n```bash\ntouch a.txt\n```\n"))
+        await s.submit("create a.txt", r"Run shell command\? \(Y\)es/\(N\)o")
+        await s.settle()
+        s.shot("waiting", "run-shell-command")
+        s.keys("n", "Enter")
+        await s.settle(1.0)
+        s.shot("idle", "after-deny")
+        s.fake.script(openai.Failure(500, "boom", times=100))
+        await s.submit("hello", r"Retrying in|InternalServerError|Error")
+        await s.settle(1.0)
+        s.shot("busy", "api-500-retrying")
+
+
+async def demo_all(_: None) -> None:
+    async with demo() as s:
+        s.shot("idle", "startup")
+        await s.submit("write the tests", "working")
+        s.shot("busy", "working")
+        await s.wait("done: write", timeout=10)
+        await s.settle(0.3)
+        s.shot("idle", "after-task")
+        await s.submit("run pytest -x", "Do you want to proceed")
+        await s.settle(0.3)
+        s.shot("waiting", "permission")
+        s.keys("1")
+        await s.wait("done: run pytest", timeout=10)
+        await s.settle(0.3)
+        s.shot("idle", "after-approve")
+        await s.submit("run rm -rf build", "Do you want to proceed")
+        await s.settle(0.3)
+        s.keys("Escape")
+        await s.wait("denied")
+        await s.settle(0.3)
+        s.shot("idle", "after-deny")
+        await s.submit("fail", "Error: build failed")
+        await s.settle(0.3)
+        s.shot("idle", "error")
+        await s.submit("limit", "Usage limit reached")
+        await s.settle(0.3)
+        s.shot("idle", "usage-limit")
+        await s.submit("please help me", "I need human help")
+        await s.settle(0.3)
+        s.shot("idle", "asks-for-help")
+        await s.submit("hang", "working")
+        await s.settle(1.0)
+        s.shot("busy", "hang")
+        s.keys("C-c")
+        await s.wait("Interrupted")
+        await s.pane.submit("crash")
+        await s.died()
+        s.shot("unknown", "crashed")
+    async with demo() as s:
+        s.pane.kill_process("KILL")
+        await s.died()
+        s.shot("unknown", "killed-signal-9")

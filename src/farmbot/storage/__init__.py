@@ -1,10 +1,10 @@
 """Persistent state: one repository per record type over a small unit of work.
 
 Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
-threads, qa_runs, tracks) holds its SQL and a small Protocol that its consumers take, so a
-component depends on the records it uses and nothing else. ``Storage`` bundles them over
-one ``Database`` (storage/db.py); the SQLite backend is storage/sqlite.py. Every SQL
-statement in farmbot lives under this package.
+threads, qa_runs, tracks, tasks, runs) holds its SQL and a small Protocol that its
+consumers take, so a component depends on the records it uses and nothing else.
+``Storage`` bundles them over one ``Database`` (storage/db.py); the SQLite backend is
+storage/sqlite.py. Every SQL statement in farmbot lives under this package.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from farmbot.storage.outbox import OutboxStore, SqlOutboxStore
 from farmbot.storage.projects import ProjectStore, SqlProjectStore
 from farmbot.storage.prompts import PromptStore, SqlPromptStore
 from farmbot.storage.qa_runs import QaRunStore, SqlQaRunStore
+from farmbot.storage.runs import RunStore, SqlRunStore
 from farmbot.storage.sqlite import SqliteDatabase
+from farmbot.storage.tasks import SqlTaskStore, TaskStore
 from farmbot.storage.threads import SqlThreadStore, ThreadStore
 from farmbot.storage.tracks import SqlTrackStore, TrackStore
 
@@ -40,7 +42,9 @@ __all__ = [
     "ProjectStore",
     "PromptStore",
     "QaRunStore",
+    "RunStore",
     "Storage",
+    "TaskStore",
     "ThreadStore",
     "TrackStore",
     "open_sqlite",
@@ -63,6 +67,8 @@ class Storage:
     threads: ThreadStore
     qa_runs: QaRunStore
     tracks: TrackStore
+    tasks: TaskStore
+    runs: RunStore
 
     @classmethod
     def over(cls, db: Database) -> Storage:
@@ -80,6 +86,8 @@ class Storage:
             threads=SqlThreadStore(db),
             qa_runs=SqlQaRunStore(db),
             tracks=SqlTrackStore(db),
+            tasks=SqlTaskStore(db),
+            runs=SqlRunStore(db),
         )
 
     async def ready(self) -> str | None:

@@ -20,7 +20,7 @@ from farmbot.models import (
     WaveState,
 )
 from farmbot.storage import Storage, open_sqlite
-from farmbot.storage.tasks import NewTask
+from farmbot.storage.tasks import NewTask, PromptDraft
 
 NOW = 1_700_000_000.0
 
@@ -91,13 +91,22 @@ async def test_a_task_prompt_is_queued_with_the_task_or_not_at_all(storage: Stor
         NOW,
     )
     assert working is not None
-    queued = await storage.tasks.queue_prompt(working, agent, "Task 1: t", "autopilot", NOW)
+    draft = PromptDraft(agent, "Task 1: t", "autopilot")
+    queued = await storage.tasks.update_task(working, TaskState.WORKING, "a", "", NOW, prompt=draft)
     assert queued is not None and queued.prompt_id is not None
     [prompt] = await storage.prompts.pending_prompts(agent)
     assert (prompt.id, prompt.text, prompt.wait_ready) == (queued.prompt_id, "Task 1: t", True)
     # A task that moved on meanwhile gets no prompt, and no stray prompt is left queued.
-    stale = dataclasses.replace(working, state=TaskState.VERIFYING)
-    assert await storage.tasks.queue_prompt(stale, agent, "again", "autopilot", NOW) is None
+    again = PromptDraft(agent, "again", "autopilot")
+    moved = await storage.tasks.update_task(
+        dataclasses.replace(working, state=TaskState.VERIFYING),
+        TaskState.READY,
+        "a",
+        "",
+        NOW,
+        prompt=again,
+    )
+    assert moved is None
     assert len(await storage.prompts.pending_prompts(agent)) == 1
 
 

@@ -27,6 +27,9 @@ class PromptStore(Protocol):
     async def pending_prompts(self, agent_id: str | None = None) -> list[Prompt]:
         """Pending prompts (of one agent, or all), oldest first, ``not_before`` or not."""
 
+    async def get_prompt(self, prompt_id: int) -> Prompt | None:
+        """The prompt with that id, or None."""
+
     async def mark_prompt(
         self, prompt_id: int, status: PromptStatus, now: float, error: str = ""
     ) -> None:
@@ -72,6 +75,10 @@ class SqlPromptStore(PromptStore):
                 (agent_id,),
             )
         return [_prompt(r) for r in found]
+
+    async def get_prompt(self, prompt_id: int) -> Prompt | None:
+        row = await self._db.fetchone("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        return None if row is None else _prompt(row)
 
     async def mark_prompt(
         self, prompt_id: int, status: PromptStatus, now: float, error: str = ""

@@ -40,6 +40,15 @@ class NewTask:
     wave: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PromptDraft:
+    """A prompt queued with a task's move (typed once its agent is ready)."""
+
+    agent_id: str
+    text: str
+    source: str
+
+
 class TaskStore(Protocol):
     async def add_tasks(self, new: Sequence[NewTask], by: str, now: float) -> list[Task]:
         """Add tasks (pending) with their dependencies and history, in one transaction."""
@@ -65,20 +74,21 @@ class TaskStore(Protocol):
         """The ids of the tasks that depend on ``task_id``."""
 
     async def update_task(
-        self, task: Task, expect: TaskState, by: str, detail: str, now: float
+        self,
+        task: Task,
+        expect: TaskState,
+        by: str,
+        detail: str,
+        now: float,
+        *,
+        prompt: PromptDraft | None = None,
     ) -> Task | None:
         """Write ``task`` if it is still in state ``expect`` (compare-and-set).
 
         A history entry (``by``, ``detail``) is written with it when the state changes or
-        ``detail`` says something. Returns the stored task, or None when it had moved on.
-        """
-
-    async def queue_prompt(
-        self, task: Task, agent_id: str, text: str, source: str, now: float
-    ) -> Task | None:
-        """Queue ``text`` for ``agent_id`` and record it as the task's prompt, atomically.
-
-        Only while the task is still in the state it has in ``task``; None otherwise.
+        ``detail`` says something; ``prompt`` is queued for its agent and recorded as the
+        task's ``prompt_id``, in the same transaction. Returns the stored task, or None
+        (and nothing written) when it had moved on.
         """
 
     async def history(self, task_id: int) -> list[TaskChange]:
@@ -170,25 +180,27 @@ class SqlTaskStore(TaskStore):
         return [int(r["task_id"]) for r in found]
 
     async def update_task(
-        self, task: Task, expect: TaskState, by: str, detail: str, now: float
-    ) -> Task | None:
-        async with self._db.transaction() as tx:
-            return await _update(tx, task, expect, by, detail, now)
-
-    async def queue_prompt(
-        self, task: Task, agent_id: str, text: str, source: str, now: float
+        self,
+        task: Task,
+        expect: TaskState,
+        by: str,
+        detail: str,
+        now: float,
+        *,
+        prompt: PromptDraft | None = None,
     ) -> Task | None:
         try:
             async with self._db.transaction() as tx:
-                prompt_id = await tx.insert(
-                    "INSERT INTO prompts (agent_id, text, source, status, wait_ready,"
-                    " created_at) VALUES (?, ?, ?, 'pending', ?, ?) RETURNING id",
-                    (agent_id, text, source, True, now),
-                )
-                fresh = Task(**{**_fields(task), "prompt_id": prompt_id})
-                updated = await _update(tx, fresh, task.state, "autopilot", "", now)
+                if prompt is not None:
+                    prompt_id = await tx.insert(
+                        "INSERT INTO prompts (agent_id, text, source, status, wait_ready,"
+                        " created_at) VALUES (?, ?, ?, 'pending', ?, ?) RETURNING id",
+                        (prompt.agent_id, prompt.text, prompt.source, True, now),
+                    )
+                    task = Task(**{**_fields(task), "prompt_id": prompt_id})
+                updated = await _update(tx, task, expect, by, detail, now)
                 if updated is None:
-                    raise _Moved  # rolls the prompt back too
+                    raise _Moved  # rolls a queued prompt back too
                 return updated
         except _Moved:
             return None

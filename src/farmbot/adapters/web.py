@@ -2,7 +2,8 @@
 
 Embedded in the daemon's loop through aiohttp's AppRunner/TCPSite. Everything except
 ``/healthz`` (and the page's static shell, which holds no data) needs the local key as
-``Authorization: Bearer <key>``.
+``Authorization: Bearer <key>``. ``POST /api/command`` runs a command's text; ``POST
+/api/tasks`` queues tasks from JSON (the same ``/task add``, authorized and audited alike).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class WebInterface:
         app.router.add_get("/", self._page)
         app.router.add_get("/api/status", self._api_status)
         app.router.add_post("/api/command", self._api_command)
+        app.router.add_post("/api/tasks", self._api_tasks)
         self._own_auth = {
             app.router.add_route(method, path, handler)
             for method, path, handler in self._extra_routes
@@ -165,6 +167,35 @@ class WebInterface:
         )
         reply = await self._on_incoming(msg)
         return web.json_response(reply.to_json())
+
+    async def _api_tasks(self, request: web.Request) -> web.Response:
+        """Queue tasks from JSON: 201 with the tasks, or 400 saying what was wrong."""
+        try:
+            body = await request.json()
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict):
+            return web.json_response(
+                {
+                    "error": 'the body must be a JSON object like {"project": "web", "title": '
+                    '"Add a login page", "body": "...", "priority": "high", "after": [3]} '
+                    'or {"tasks": [{..., "ref": "a"}, {..., "after": ["a"]}]}'
+                },
+                status=400,
+            )
+        assert self._on_incoming is not None
+        client = request.headers.get("X-Farmbot-Client", "web")
+        msg = Incoming(
+            platform="cli" if client == "cli" else "web",
+            user_id="local-key",
+            chat="api",
+            text="/task add",
+            data=body,
+        )
+        reply = await self._on_incoming(msg)
+        if not reply.ok:
+            return web.json_response({"error": reply.text}, status=400)
+        return web.json_response(reply.to_json(), status=201)
 
 
 def _dumps(value: Any) -> str:

@@ -121,6 +121,7 @@ class Prompt:
     delivered_at: float | None = None
     error: str = ""
     not_before: float | None = None  # e.g. "continue" once a usage limit resets
+    typing_at: float | None = None  # typing began; pending with it set = cut short
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,9 @@ class PromptStore(Protocol):
     async def cancel_prompts(self, agent_id: str) -> int:
         """Cancel an agent's pending prompts; returns how many."""
 
+    async def mark_typing(self, prompt_id: int, now: float) -> None:
+        """Record that typing a pending prompt begins (before the first key)."""
+
 
 class SqlPromptStore(PromptStore):
     def __init__(self, db: Database) -> None:
@@ -90,6 +93,12 @@ class SqlPromptStore(PromptStore):
             "UPDATE prompts SET status = ?, delivered_at = ?, error = ?"
             " WHERE id = ? AND status = 'pending'",
             (status.value, delivered_at, error, prompt_id),
+        )
+
+    async def mark_typing(self, prompt_id: int, now: float) -> None:
+        await self._db.execute(
+            "UPDATE prompts SET typing_at = ? WHERE id = ? AND status = 'pending'",
+            (now, prompt_id),
         )
 
     async def cancel_prompts(self, agent_id: str) -> int:

@@ -2,6 +2,10 @@
 -- transition), runs and their waves, the builders the autopilot spawned, and the mode a
 -- person set for a project. Every step of a run is a row, so a restart carries on.
 
+-- When farmbot started typing a prompt: one still pending with it set was cut short
+-- (pasted, perhaps not submitted), so delivery finishes it rather than typing it again.
+ALTER TABLE prompts ADD COLUMN typing_at REAL;
+
 CREATE TABLE tasks (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     project         TEXT NOT NULL,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from farmbot.messages import Incoming
 from farmbot.config.schema import UserConfig
+from farmbot.messages import Incoming
 from farmbot.models import AutopilotMode, GateStatus, Role, TaskState, WaveState
 from farmbot.storage.tasks import NewTask
 from farmbot.supervisor.autopilot import landing

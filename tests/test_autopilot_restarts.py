@@ -287,3 +287,27 @@ async def test_viewers_read_operators_manage_tasks_and_runs_admins_approve_and_s
         assert (await as_("alice", f"/approve {gate.id}")).startswith("ok: gate")
         audit = await p.farm.storage.audit.recent_audit(20)
         assert {(a.user_name, a.outcome) for a in audit} >= {("carol", "denied"), ("bob", "ok")}
+
+
+async def test_a_rejected_wave_goes_back_to_its_builders_and_lands_again(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = pilot_config(tmp_path, tmux_socket, mode=AutopilotMode.FIX_FORWARD)
+    async with pilot_for(config, tmp_path, clock) as p:
+        await p.ok("/task add proj One")
+        await p.ok("/run start proj")
+        [gate] = await p.until(lambda: _pending(p), "wave 1's gate")
+        first = git(p.repo, "rev-parse", "main")
+        rejected = await p.ok(f"/reject {gate.id} the page is blank on mobile")
+        assert "goes back to its builders" in rejected.text
+
+        async def reason_delivered() -> list[str]:
+            return [x for x in received_prompts(tmp_path) if "blank on mobile" in x]
+
+        await p.until(reason_delivered, "the reason to reach the builder")
+        [again] = await p.until(lambda: _pending(p), "wave 1's gate again")
+        assert again.id != gate.id
+        assert git(p.repo, "rev-list", "--merges", "--count", "main") == "2"  # landed again
+        assert git(p.repo, "rev-list", "--count", f"{first}..main") == "2"  # fix + its merge
+        history = [h.detail for h in await p.farm.storage.tasks.history(1)]
+        assert any("wave rejected by alice: the page is blank on mobile" in d for d in history)

@@ -35,7 +35,7 @@ from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Interface, ReportsReadiness, ServesRoutes
-from farmbot.models import Agent, GateStatus, TaskState
+from farmbot.models import Agent, GateStatus
 from farmbot.storage import Storage, open_sqlite
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.autopilot import MILESTONE, Autopilot, Control, Milestones
@@ -188,9 +188,7 @@ class Farm:
             projects.append({"project": pc.name, "mode": mode.value, "set_by": source})
         storage = self.storage
         open_tasks = await storage.tasks.open_tasks()
-        closed = [
-            t for t in await storage.tasks.list_tasks(None, [s for s in TaskState if s.is_closed])
-        ][-20:]
+        closed = await storage.tasks.recent_closed(20)
         gates = await storage.gates.list_gates(GateStatus.PENDING)
         return {
             "projects": projects,

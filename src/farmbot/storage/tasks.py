@@ -67,6 +67,9 @@ class TaskStore(Protocol):
     async def open_tasks(self) -> list[Task]:
         """Every task that is not done, failed or cancelled, by id."""
 
+    async def recent_closed(self, limit: int = 20) -> list[Task]:
+        """The newest done, failed or cancelled tasks, newest first."""
+
     async def run_tasks(self, run_id: int) -> list[Task]:
         """The tasks of a run, by id."""
 
@@ -168,6 +171,13 @@ class SqlTaskStore(TaskStore):
     async def open_tasks(self) -> list[Task]:
         return await self._select(
             "SELECT * FROM tasks WHERE state NOT IN ('done', 'failed', 'cancelled') ORDER BY id"
+        )
+
+    async def recent_closed(self, limit: int = 20) -> list[Task]:
+        return await self._select(
+            "SELECT * FROM tasks WHERE state IN ('done', 'failed', 'cancelled')"
+            " ORDER BY id DESC LIMIT ?",
+            [limit],
         )
 
     async def run_tasks(self, run_id: int) -> list[Task]:

@@ -29,10 +29,13 @@ class Reject:
 
 
 def gate_buttons(gate: Gate) -> tuple[Button, ...]:
-    return (
+    row: tuple[Button, ...] = (
         Button("Approve", f"/approve {gate.id}", "primary"),
         Button("Reject", f"/reject {gate.id}", "danger"),
     )
+    if gate.kind == "milestone":  # the autopilot's: what would land
+        row += (Button("Diff", f"/gate diff {gate.id}"),)
+    return row
 
 
 def _approve(args: str, usage: str) -> Approve:

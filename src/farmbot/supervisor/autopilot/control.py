@@ -73,7 +73,7 @@ class Control:
         refs: dict[str, int] = {}
         for index, draft in enumerate(drafts):
             ap.project(draft.project)
-            self._check_text(draft, index)
+            self._check_text(draft, f"tasks[{index}]: " if len(drafts) > 1 else "")
             if draft.ref is not None:
                 if draft.ref in refs:
                     raise UsageError(f"tasks[{index}].ref: {draft.ref!r} is used twice")
@@ -139,8 +139,7 @@ class Control:
         ap.wake()
         return [await self.get(t.id) for t in added]
 
-    def _check_text(self, draft: TaskDraft, index: int) -> None:
-        where = f"tasks[{index}]: " if index else ""
+    def _check_text(self, draft: TaskDraft, where: str) -> None:
         if not draft.title.strip():
             raise UsageError(f"{where}a task needs a title")
         if len(draft.title) > TITLE_CHARS or "\n" in draft.title.strip():

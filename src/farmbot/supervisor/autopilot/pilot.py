@@ -133,9 +133,16 @@ class RunPilot:
 
     async def _assign(self, pc: ProjectConfig, run: Run) -> None:
         ap = self.ap
-        ready = [t for t in await ap.tasks.run_tasks(run.id) if t.state is TaskState.READY]
+        ready = [
+            t
+            for t in await ap.tasks.run_tasks(run.id)
+            if t.state is TaskState.READY and not ap.resting(t.id)
+        ]
         if not ready:
             return
+        active = {p.name: p.active for p in await ap.supervisor.projects()}
+        if not active.get(pc.name, True):
+            return  # deactivated: no new builders, no new work
         view = await ap.view()
         holding = {t.agent_id for t in view.tasks.values() if t.state.holds_agent}
         now = ap.clock()

@@ -113,7 +113,7 @@ class Autopilot:
         self.lock = asyncio.Lock()  # one decider at a time; jobs run outside it
         self._landing: dict[str, asyncio.Lock] = {}  # one landing per project at a time
         self._busy: set[int] = set()  # tasks whose verification or landing runs now
-        self._later: dict[int, float] = {}  # task -> not before (its job broke)
+        self._later: dict[int, float] = {}  # task -> not before (its job or start broke)
         self._queued: list[Job] = []  # jobs started outside a tick, for the loop to run
         self.mine: set[str] = set()  # the autopilot's builders
         self.pilot = RunPilot(self)
@@ -147,6 +147,14 @@ class Autopilot:
     def wake(self) -> None:
         """Tick now rather than at the next period."""
         self._wake.set()
+
+    def later(self, task_id: int) -> None:
+        """Leave a task alone for a while (what was tried on it broke)."""
+        self._later[task_id] = self.clock() + JOB_BACKOFF
+
+    def resting(self, task_id: int) -> bool:
+        """Whether a task is being left alone for a while."""
+        return self._later.get(task_id, 0.0) > self.clock()
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self, every: float) -> None:
@@ -182,9 +190,8 @@ class Autopilot:
         jobs: list[Job] = []
         async with self.lock:
             view = await self.view()
-            now = self.clock()
             for task in view.tasks.values():
-                if task.id in self._busy or self._later.get(task.id, 0.0) > now:
+                if task.id in self._busy or self.resting(task.id):
                     continue
                 job = await self._watch(task, view)
                 if job is not None:
@@ -384,6 +391,7 @@ class Autopilot:
         except (CommandError, TmuxError, git.GitError) as exc:
             log.warning("task %s: could not hand it to %s: %s", task.id, agent_id, exc)
             await self.move(task, tm.Unassign(f"could not start it on {agent_id}: {exc}"))
+            self.later(task.id)
             return
         profile = self.config.agents.get(agent.profile)
         template = profile.task_prompt if profile is not None else DEFAULT_TASK_PROMPT
@@ -442,7 +450,7 @@ class Autopilot:
                 await work
             except Exception:  # one job's bug must not stop the autopilot
                 log.exception("autopilot job for task %s failed; retried later", task_id)
-                self._later[task_id] = self.clock() + JOB_BACKOFF
+                self.later(task_id)
             finally:
                 self._busy.discard(task_id)
 

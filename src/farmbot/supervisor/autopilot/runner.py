@@ -193,7 +193,14 @@ class Autopilot:
             for task in view.tasks.values():
                 if task.id in self._busy or self.resting(task.id):
                     continue
-                job = await self._watch(task, view)
+                if self.config.project(task.project) is None:
+                    continue  # its project left the configuration: nothing to do with it
+                try:
+                    job = await self._watch(task, view)
+                except (git.GitError, TmuxError, CommandError) as exc:  # this task only
+                    log.warning("task %s: %s; tried again later", task.id, exc)
+                    self.later(task.id)
+                    continue
                 if job is not None:
                     jobs.append(job)
             for pc in self.config.projects:

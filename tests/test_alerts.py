@@ -61,7 +61,52 @@ BLANK: dict[str, tuple[type[ev.DomainEvent], dict[str, Any]]] = {
         {"until": 1_700_000_000.0, "reason": "", "guessed": False, "will_continue": True},
     ),
     "agent.resumed": (ev.AgentResumed, {}),
+    "task.retried": (
+        ev.TaskRetried,
+        {"task_id": 7, "title": "", "reason": "", "attempt": 2, "max_attempts": 3},
+    ),
+    "task.failed": (ev.TaskFailed, {"task_id": 7, "title": "", "reason": "", "attempts": 3}),
+    "task.not_landed": (ev.TaskNotLanded, {"task_id": 7, "title": "", "detail": "", "to": ""}),
+    "task.landed": (
+        ev.TaskLanded,
+        {"task_id": 7, "title": "", "commit": "", "commits": (), "how": "", "by": ""},
+    ),
+    "run.blocked": (
+        ev.RunBlocked,
+        {"run_id": 1, "task_id": 7, "title": "", "blocked_by": (3,), "reason": ""},
+    ),
+    "wave.done": (ev.WaveDone, {"run_id": 1, "wave": 1, "landed": ()}),
+    "run.finished": (
+        ev.RunFinished,
+        {"run_id": 1, "state": "done", "done": 0, "failed": 0, "blocked": 0, "cancelled": 0},
+    ),
+    "deploy.failed": (
+        ev.Deployed,
+        {
+            "run_id": 1,
+            "wave": 1,
+            "target": "staging",
+            "command": "",
+            "exit_code": 1,
+            "output_tail": "",
+            "passed": False,
+        },
+    ),
+    "deploy.passed": (
+        ev.Deployed,
+        {
+            "run_id": 1,
+            "wave": 1,
+            "target": "prod",
+            "command": "",
+            "exit_code": 0,
+            "output_tail": "",
+            "passed": True,
+        },
+    ),
 }
+# Kinds about a run or a wave, not about one agent.
+PROJECT_LEVEL = {"run.blocked", "wave.done", "run.finished", "deploy.failed", "deploy.passed"}
 
 
 def event(
@@ -177,7 +222,8 @@ def test_every_configurable_kind_has_a_rule_that_survives_empty_fields() -> None
     assert set(BLANK) == set(ALERT_KINDS)
     for kind, severity in ALERT_KINDS.items():
         [d] = rules.drafts_for(event(kind, "builder-1", "farm"))
-        assert d.severity is severity and d.title and "builder-1" in d.text
+        assert d.severity is severity and d.title
+        assert ("farm" if kind in PROJECT_LEVEL else "builder-1") in d.text, kind
     [gate] = rules.drafts_for(event("gate.opened", None, None))  # no agent, no project
     assert gate.agent_id is None
     assert commands(gate) == ["/approve 1", "/approve 1 --session", "/reject 1"]

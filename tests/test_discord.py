@@ -279,11 +279,7 @@ async def open_gate_alert(r: Rig, fake: FakeDiscord, title: str = "deploy <prod>
     assert await r.drain() == 1
     message = fake.messages(OPS)[-1]
     assert buttons(message) == [
-        [
-            ("Approve", f"/approve {gate.id}"),
-            ("For session", f"/approve {gate.id} --session"),
-            ("Reject", f"/reject {gate.id}"),
-        ]
+        [("Approve", f"/approve {gate.id}"), ("Reject", f"/reject {gate.id}")]
     ]
     return message
 

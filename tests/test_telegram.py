@@ -19,7 +19,7 @@ from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.telegram import BAD_TOKEN, CONFLICT, TelegramInterface
 from farmbot.adapters.telegram_render import MAX_TEXT, blocks, plain, render, split, utf16_len
 from farmbot.alerts import Notifier
-from farmbot.bot.commands import SPECS
+from farmbot.bot.commands import menu
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.config.alerts import AlertsConfig
@@ -138,7 +138,7 @@ async def press(tg: FakeTelegram, user: int, message: Params, data: str) -> Para
 async def test_spawn_from_telegram_reaches_tmux_and_a_tail_button_shows_escaped_output(
     rig: Rig, tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    assert [c["command"] for c in tg.commands] == list(SPECS)  # the menu, at start
+    assert [c["command"] for c in tg.commands] == [name for name, _ in menu()]  # the menu
     spawned = await reply_to(tg, ALICE, "/spawn builder 42")
     assert spawned["text"].startswith("spawned builder-42 (demo) in project proj: worktree ")
     assert keyboard(spawned) == [[("Tail", "/tail builder-42"), ("Kill", "/kill builder-42")]]
@@ -215,11 +215,7 @@ async def open_gate_alert(r: Rig, tg: FakeTelegram, title: str = "deploy <prod> 
     message = tg.sent_messages(FORUM)[-1]
     assert message["message_thread_id"] == TOPIC  # the project's topic
     assert keyboard(message) == [
-        [
-            ("Approve", f"/approve {gate.id}"),
-            ("For session", f"/approve {gate.id} --session"),
-            ("Reject", f"/reject {gate.id}"),
-        ]
+        [("Approve", f"/approve {gate.id}"), ("Reject", f"/reject {gate.id}")]
     ]
     return message
 

@@ -242,11 +242,7 @@ async def test_a_decided_gate_leaves_and_its_alert_loses_its_buttons(web: Web) -
         patch, _ = await stream.until("patch", alert_of_gate)
         [alert] = patch["changes"]["alerts"]["upsert"]
         commands = [b["command"] for row in alert["buttons"] for b in row]
-        assert commands == [
-            f"/approve {gate.id}",
-            f"/approve {gate.id} --session",
-            f"/reject {gate.id}",
-        ]
+        assert commands == [f"/approve {gate.id}", f"/reject {gate.id}"]
         assert [g["id"] for g in (await web.status())["gates"]] == [gate.id]
 
         reply = await web.command(f"/approve {gate.id}")

@@ -30,13 +30,15 @@ from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.web import WebInterface
 from farmbot.alerts import Alerts
 from farmbot.bot.authz import People
-from farmbot.bot.commands import SPECS, Commands, Context
+from farmbot.bot.commands import SPECS, Commands, Context, menu
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Interface, ReportsReadiness, ServesRoutes
+from farmbot.models import Agent, GateStatus
 from farmbot.storage import Storage, open_storage
 from farmbot.supervisor.agents import Supervisor
+from farmbot.supervisor.autopilot import MILESTONE, Autopilot, Control, Milestones
 from farmbot.supervisor.delivery import Delivery
 from farmbot.supervisor.gates import Gates
 from farmbot.supervisor.keyboard import Keyboard
@@ -94,6 +96,8 @@ class Farm:
     delivery: Delivery
     supervisor: Supervisor
     qa: QaRunner
+    autopilot: Autopilot
+    control: Control
     router: Router
     hooks: HookEndpoint
     web: WebInterface
@@ -120,6 +124,7 @@ class Farm:
             "delivery": self.delivery,
             "supervisor": self.supervisor,
             "qa": self.qa,
+            "autopilot": self.autopilot,
             "router": self.router,
             "hooks": self.hooks,
             **self.interfaces,
@@ -168,8 +173,28 @@ class Farm:
             "outbox": await storage.outbox.outbox_summary(),
             "dead_letters": [d.to_json() for d in await storage.outbox.dead_letters(20)],
             "qa_runs": [asdict(r) for r in await storage.qa_runs.recent_qa_runs(10)],
+            "autopilot": await self.autopilot_status(),
             "problems": await self.problems(),
             "stats": self.statistics(),
+        }
+
+    async def autopilot_status(self) -> dict[str, Any]:
+        """Modes, runs with their waves and tasks, open tasks, milestone gates waiting."""
+        projects, runs = [], []
+        for run, tasks in await self.control.runs(None):
+            runs.append({**run.to_json(), "tasks": [t.to_json() for t in tasks]})
+        for pc in self.config.projects:
+            mode, source = await self.autopilot.mode(pc.name)
+            projects.append({"project": pc.name, "mode": mode.value, "set_by": source})
+        storage = self.storage
+        open_tasks = await storage.tasks.open_tasks()
+        closed = await storage.tasks.recent_closed(20)
+        gates = await storage.gates.list_gates(GateStatus.PENDING)
+        return {
+            "projects": projects,
+            "runs": runs,
+            "tasks": [t.to_json() for t in [*open_tasks, *closed]],
+            "milestones": [g.to_json() for g in gates if g.kind == MILESTONE],
         }
 
 
@@ -222,7 +247,7 @@ async def build(
             keyboard=keyboard,
             rules=rules,
             busy=lambda agent_id: agent_id in busy,
-            on_qa=qa.request,
+            on_qa=lambda agent, trigger: on_qa(agent, trigger),
             clock=clock,
         )
         gates.register(PERMISSION, monitor)
@@ -249,17 +274,44 @@ async def build(
             hook_token=lambda agent_id: hook_token(key, agent_id),
             busy=busy,
         )
+        autopilot = Autopilot(
+            config,
+            tasks=storage.tasks,
+            runs=storage.runs,
+            agents=storage.agents,
+            prompts=storage.prompts,
+            qa_runs=storage.qa_runs,
+            supervisor=supervisor,
+            gates=gates,
+            qa=qa,
+            bus=bus,
+            wake_delivery=delivery.wake,
+            clock=clock,
+        )
+        gates.register(MILESTONE, Milestones(autopilot))
+        control = Control(autopilot)
+
+        def on_qa(agent: Agent, trigger: str) -> None:  # the autopilot verifies its own
+            if not autopilot.owns(agent.id):
+                qa.request(agent, trigger)
+
         router = Router(
             Commands(
                 Context(
-                    supervisor, gates, storage.outbox, alerts.notifier, clock=clock, specs=SPECS
+                    supervisor,
+                    gates,
+                    storage.outbox,
+                    alerts.notifier,
+                    clock=clock,
+                    specs=SPECS,
+                    autopilot=control,
                 )
             ),
             People(config.users),
             storage.audit,
             clock,
         )
-        hooks = HookEndpoint(monitor.on_hook, key)
+        hooks = HookEndpoint(monitor.on_hook, key, task_done=control.agent_done)
         farm = Farm(
             config=config,
             clock=clock,
@@ -274,6 +326,8 @@ async def build(
             delivery=delivery,
             supervisor=supervisor,
             qa=qa,
+            autopilot=autopilot,
+            control=control,
             router=router,
             hooks=hooks,
             web=None,  # type: ignore[arg-type]  # set just below: it serves the farm
@@ -294,7 +348,7 @@ async def build(
         deps = InterfaceDeps(
             actions=storage.actions,
             threads=storage.threads,
-            menu=tuple((spec.name, spec.summary) for spec in SPECS.values()),
+            menu=menu(),
             clock=clock,
         )
         extra = [i(deps) if callable(i) else i for i in interfaces]
@@ -306,4 +360,5 @@ async def build(
                     web.add_route(*route)
         await supervisor.sync_projects()
         await monitor.load()
+        await autopilot.load()
         yield farm

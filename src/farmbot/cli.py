@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     backup = add(sub, "backup", "copy the database consistently, even while farmbot runs")
     backup.add_argument("path", help="file, or directory for a dated file")
     backup.add_argument("--force", action="store_true", help="replace an existing file")
+    task = add(sub, "task", "for agents: report on the task farmbot gave you")
+    task_sub = task.add_subparsers(dest="task_command", metavar="ACTION", required=True)
+    done = add(task_sub, "done", "your task is done: farmbot verifies it (run in the agent)")
+    done.add_argument("--note", default="", help="one line on what you did")
     add(sub, "hook", "forward a Claude Code hook event on stdin (what the hooks run)")
     add(sub, "demo-agent", "run the demo coding agent (what tests and demos drive)", add_help=False)
     return parser
@@ -207,6 +211,8 @@ def _run(args: argparse.Namespace) -> int:
         return _backup(args)
     if command == "service":
         return _service_install(args)
+    if command == "task":
+        return _task_done(args.note)
     config = _load(args)
     if command == "serve":
         return _serve(config, args)
@@ -228,6 +234,25 @@ def _run(args: argparse.Namespace) -> int:
     reply = client.command(" ".join(args.text))
     _print_reply(reply)
     return 0 if reply.get("ok") else 1
+
+
+def _task_done(note: str) -> int:
+    """``farmbot task done``: inside an agent, with the identity farmbot gave it."""
+    from farmbot.client import task_done
+    from farmbot.errors import FarmbotError
+
+    env = {name: os.environ.get(name, "") for name in _AGENT_ENV}
+    missing = [name for name, value in env.items() if not value]
+    if missing:
+        raise FarmbotError(
+            "`task done` runs inside an agent that farmbot started; "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+        )
+    print(task_done(env["FARMBOT_URL"], env["FARMBOT_AGENT"], env["FARMBOT_HOOK_TOKEN"], note))
+    return 0
+
+
+_AGENT_ENV = ("FARMBOT_AGENT", "FARMBOT_URL", "FARMBOT_HOOK_TOKEN")
 
 
 # -- the daemon -------------------------------------------------------------------------

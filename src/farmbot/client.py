@@ -71,3 +71,31 @@ class Client:
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", "/api/status")
         return result
+
+
+def task_done(url: str, agent: str, token: str, note: str, timeout: float = 30.0) -> str:
+    """Tell the daemon an agent's task is done (``farmbot task done``); what it answered.
+
+    Authenticated with the agent's own hook token, so it can only finish its own task.
+    Raises ``DaemonUnavailable`` when nothing answers, ``FarmbotError`` when refused.
+    """
+    req = urllib.request.Request(
+        f"{url.rstrip('/')}/agents/{agent}/task-done",
+        data=json.dumps({"note": note}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Farmbot-Hook-Token": token},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return str(json.loads(resp.read()).get("text", "done"))
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read())["error"]
+        except (ValueError, KeyError, TypeError):
+            detail = f"HTTP {exc.code}"
+        raise FarmbotError(f"farmbot refused: {detail}") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise DaemonUnavailable(
+            f"farmbot is not answering at {url} ({getattr(exc, 'reason', exc)}); "
+            "it notices the work when this agent goes idle with its commits"
+        ) from None

@@ -4,10 +4,10 @@
 state directory's lock (one daemon per state directory: a second one would poll the same
 chat twice), builds the graph (farmbot.build), reconciles with tmux, starts the web
 server and then the chat interfaces. ``daemon.run(stop)`` runs the time-driven work --
-the supervision tick, prompt delivery, alert delivery, QA, cron jobs, the hook spool's
-replay, systemd's watchdog -- until ``stop`` is set, then stops taking input and flushes
-what was taken. SIGTERM/SIGINT set ``stop``; the agents keep running in tmux and the next
-start re-adopts them.
+the supervision tick, prompt delivery, alert delivery, QA, the autopilot, cron jobs,
+the hook spool's replay, systemd's watchdog -- until ``stop`` is set, then stops taking
+input and flushes what was taken. SIGTERM/SIGINT set ``stop``; the agents keep running
+in tmux and the next start re-adopts them.
 """
 
 from __future__ import annotations
@@ -127,6 +127,8 @@ class Daemon:
                 tasks.create_task(self._watch_tmux(), name="tmux-hooks"),
                 tasks.create_task(farm.delivery.run(), name="delivery"),
                 tasks.create_task(farm.qa.run(), name="qa"),
+                tasks.create_task(farm.autopilot.run(farm.config.supervisor.tick_seconds),
+                                  name="autopilot"),
                 tasks.create_task(self._replay_spool(), name="spool-replay"),
             ]  # fmt: skip
             if farm.config.qa.interval_minutes > 0:

@@ -15,6 +15,7 @@ import os
 import re
 import select
 import signal
+import subprocess
 import sys
 import termios
 import time
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Literal, NoReturn
 
@@ -48,7 +50,25 @@ inputs the demo agent understands (case-insensitive):
   text with "help me" or "need help"   ask the human which of two designs to use
   limit                                the usage limit, with the time it resets
   run <command>, text with permission  a permission dialog (1/y/Enter yes, 2/n/Esc no)
+  Task <n>: <title> (a task prompt)    do the task: write a file, commit, report done
   anything else                        a few busy steps, then a done line"""
+
+# Tasks (docs/demo-agent.md, "Tasks"): a prompt whose first line is "Task <n>: <title>".
+TASK_LINE = re.compile(r"^task (\d+):\s*(.*)$", re.IGNORECASE)
+TASKS_DIR = "demo-tasks"
+TASK_FLAGS = (
+    "fail-verify-once",
+    "fail-verify",
+    "hang-once",
+    "hang",
+    "crash-once",
+    "crash",
+    "no-done",
+)
+FLAG = re.compile(r"\bdemo:(" + "|".join(TASK_FLAGS) + r")\b", re.IGNORECASE)
+VERIFY_FAIL = "verify: fail"
+IDENTITY = ["-c", "user.name=farmbot demo agent", "-c", "user.email=demo-agent@farmbot.invalid"]
+COMMAND_TIMEOUT = 60.0
 
 ESCAPE_WAIT = 0.05  # a lone ESC byte is the Escape key if nothing follows within this
 PASTE_START, PASTE_END = b"\x1b[200~", b"\x1b[201~"
@@ -290,6 +310,9 @@ class DemoAgent:
 
     def _act(self, text: str, first: str) -> int | None:
         low = text.lower()
+        task = TASK_LINE.match(first.strip())
+        if task is not None:
+            return self._task(task.group(1), task.group(2).strip(), text)
         if low in ("exit", "/exit"):
             say("bye")
             return 0
@@ -365,11 +388,110 @@ class DemoAgent:
         say(f"✓ approved: {command}")
         self._work(first)
 
+    def _task(self, task_id: str, title: str, text: str) -> int | None:
+        """Do a task: write demo-tasks/task-<n>.md, commit it, run `farmbot task done`."""
+        path = Path(TASKS_DIR) / f"task-{task_id}.md"
+        old = read_task_file(path)
+        flags = sorted(set(old.flags) | {f.lower() for f in FLAG.findall(text)})
+        revision = old.revision + 1
+        title = old.title or title
+        self._busy(self.steps)
+        crash = "crash" in flags or ("crash-once" in flags and not old.crashed)
+        hang = "hang" in flags or ("hang-once" in flags and not old.hung)
+        fail = "fail-verify" in flags or ("fail-verify-once" in flags and revision == 1)
+        lines = [f"# Task {task_id}: {title}", f"revision: {revision}"]
+        lines += [f"flags: {' '.join(flags)}"] if flags else []
+        lines += [VERIFY_FAIL] if fail else []
+        lines += ["crashed: yes"] if crash or old.crashed else []
+        lines += ["hung: yes"] if hang or old.hung else []
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("\n".join([*lines, "", text.strip(), ""]), encoding="utf-8")
+        commit = _commit(path, f"task {task_id}: {title} (revision {revision})")
+        if crash:
+            say("Fatal: demo agent crashed")
+            return 3
+        if hang:
+            self._busy(1, keep=True)
+            self.console.pause(math.inf)
+            return None
+        if "no-done" not in flags:
+            note = f"wrote {path} (revision {revision})"
+            say(_run([sys.executable, "-m", "farmbot", "task", "done", "--note", note]))
+        say(f"✓ done: task {task_id} (commit {commit or 'none: not a git repository'})")
+        return None
+
     def _log(self, prompt: str) -> None:
         if self.log_path:
             entry = json.dumps({"ts": self.clock(), "prompt": prompt}, ensure_ascii=False)
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(entry + "\n")
+
+
+@dataclass
+class TaskFile:
+    """What an earlier revision of a task file says (all empty when there is none)."""
+
+    title: str = ""
+    revision: int = 0
+    flags: tuple[str, ...] = ()
+    crashed: bool = False
+    hung: bool = False
+
+
+def read_task_file(path: Path) -> TaskFile:
+    found = TaskFile()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return found
+    for line in text.splitlines():
+        if line.startswith("# Task ") and ": " in line and not found.title:
+            found.title = line.split(": ", 1)[1]
+        elif line.startswith("revision: ") and line[10:].strip().isdigit():
+            found.revision = int(line[10:].strip())
+        elif line.startswith("flags: "):
+            found.flags = tuple(line[len("flags: ") :].split())
+        elif line == "crashed: yes":
+            found.crashed = True
+        elif line == "hung: yes":
+            found.hung = True
+        elif not line:
+            break
+    return found
+
+
+def _commit(path: Path, message: str) -> str:
+    """Commit ``path`` on the current branch; the short commit id ("" outside git)."""
+    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode:
+        return ""
+    _run(["git", "add", "--", str(path)])
+    _run(["git", *IDENTITY, "commit", "-q", "-m", message, "--", str(path)])
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _run(argv: list[str]) -> str:
+    """Run a command; its last line of output (what it said)."""
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"({argv[0]} did not run: {exc})"
+    said = (done.stdout + done.stderr).strip().splitlines()
+    return said[-1] if said else f"({' '.join(argv[:3])}: exit {done.returncode})"
+
+
+def verify(directory: Path) -> int:
+    """``--verify``: exit 1 when a demo task file was told to fail verification."""
+    files = sorted((directory / TASKS_DIR).glob("task-*.md"))
+    failing = [f for f in files if VERIFY_FAIL in f.read_text(encoding="utf-8").splitlines()]
+    for f in failing:
+        say(f"FAILED {f.relative_to(directory)}: the task asked for it (demo:fail-verify)")
+    if failing:
+        return 1
+    say(f"ok: {len(files)} demo task file{'s' if len(files) != 1 else ''} pass")
+    return 0
 
 
 @contextmanager
@@ -447,6 +569,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--step", type=_seconds, default=step, metavar="SECONDS", help="seconds per busy step")
     add("--steps", type=_count(1), default=steps, metavar="N", help="busy steps per task")
     add("--limit-minutes", type=_count(0), default=2, metavar="M", help="until a limit resets")
+    add(
+        "--verify",
+        action="store_true",
+        help="check the demo task files here instead (a project's verify command)",
+    )
     args = parser.parse_args(argv)
     if log_path := os.environ.get("FARMBOT_DEMO_LOG"):
         try:
@@ -461,6 +588,8 @@ def main(argv: list[str]) -> int:
     """Run the demo agent; its exit status (2 for bad options)."""
     try:
         args = parse_args(argv)
+        if args.verify:
+            return verify(Path.cwd())
         tty = sys.stdin.isatty()
         console = TerminalConsole(KeyReader(sys.stdin.fileno())) if tty else LineConsole()
         agent = DemoAgent(

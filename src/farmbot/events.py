@@ -28,15 +28,28 @@ __all__ = [
     "AgentStopped",
     "AgentStuck",
     "AgentWaitingTooLong",
+    "Deployed",
     "DomainEvent",
     "GateDecided",
     "GateOpened",
     "GateStale",
     "HookReceived",
+    "ModeChanged",
     "ProjectActivated",
     "ProjectDeactivated",
     "PromptDelivered",
     "QaFinished",
+    "RunBlocked",
+    "RunFinished",
+    "RunStarted",
+    "RunStateChanged",
+    "TaskAdded",
+    "TaskFailed",
+    "TaskLanded",
+    "TaskMoved",
+    "TaskNotLanded",
+    "TaskRetried",
+    "WaveDone",
 ]
 
 _WHERE = ("agent_id", "project")
@@ -237,3 +250,151 @@ class HookReceived(DomainEvent):
 
     def data(self) -> dict[str, Any]:
         return self.payload
+
+
+# -- the autopilot ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskAdded(DomainEvent):
+    KIND: ClassVar[str] = "task.added"
+    task_id: int
+    title: str
+    by: str
+    priority: str
+    depends_on: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskMoved(DomainEvent):
+    """A task changed state (every transition; its history holds the same)."""
+
+    KIND: ClassVar[str] = "task.state"
+    task_id: int
+    state: str
+    previous: str
+    by: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRetried(DomainEvent):
+    """A task's agent died or its attempt timed out; a fresh builder takes it."""
+
+    KIND: ClassVar[str] = "task.retried"
+    task_id: int
+    title: str
+    reason: str
+    attempt: int
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFailed(DomainEvent):
+    KIND: ClassVar[str] = "task.failed"
+    task_id: int
+    title: str
+    reason: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskLanded(DomainEvent):
+    KIND: ClassVar[str] = "task.landed"
+    task_id: int
+    title: str
+    commit: str
+    commits: tuple[str, ...]
+    how: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskNotLanded(DomainEvent):
+    """A task's work did not land: back to a builder, or (``refused``) to a human."""
+
+    KIND: ClassVar[str] = "task.not_landed"
+    task_id: int
+    title: str
+    detail: str
+    to: str  # who has it now: an agent id, "a fresh builder", "review"
+    refused: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(DomainEvent):
+    KIND: ClassVar[str] = "run.started"
+    run_id: int
+    by: str
+    mode: str
+    tasks: int
+    waves: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStateChanged(DomainEvent):
+    KIND: ClassVar[str] = "run.state"
+    run_id: int
+    state: str
+    previous: str
+    by: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunBlocked(DomainEvent):
+    """A task of a run cannot start: a task it depends on failed or was cancelled."""
+
+    KIND: ClassVar[str] = "run.blocked"
+    run_id: int
+    task_id: int
+    title: str
+    blocked_by: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaveDone(DomainEvent):
+    KIND: ClassVar[str] = "wave.done"
+    run_id: int
+    wave: int
+    landed: tuple[int, ...]
+    failed: tuple[int, ...] = ()
+    blocked: tuple[int, ...] = ()
+    by: str = "autopilot"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(DomainEvent):
+    KIND: ClassVar[str] = "run.finished"
+    run_id: int
+    state: str  # "done" or "blocked"
+    done: int
+    failed: int
+    blocked: int
+    cancelled: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deployed(DomainEvent):
+    """``deploy.passed`` or ``deploy.failed``: a wave's deploy_staging or deploy_prod."""
+
+    run_id: int
+    wave: int
+    target: str  # "staging" or "prod"
+    command: str
+    exit_code: int | None
+    output_tail: str
+    passed: bool
+
+    @property
+    def kind(self) -> str:
+        return "deploy.passed" if self.passed else "deploy.failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModeChanged(DomainEvent):
+    KIND: ClassVar[str] = "autopilot.mode"
+    mode: str
+    previous: str
+    by: str

@@ -73,10 +73,12 @@ class Reply:
     buttons: Buttons = field(default=())
     ok: bool = True
     decided: Decided | None = None  # the gate this command decided, if it decided one
+    data: dict[str, Any] | None = None  # what a JSON API caller reads (created records)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "data": self.data,
             "text": self.text,
             "pre": self.pre,
             "buttons": [
@@ -104,6 +106,7 @@ class Incoming:
     text: str  # command text, e.g. "/spawn builder 42"
     display_name: str = ""
     button: bool = False  # a button press rather than typed text (the audit says so)
+    data: dict[str, Any] | None = None  # JSON arguments (a JSON API call) instead of text
 
 
 OnIncoming = Callable[[Incoming], Awaitable[Reply]]

@@ -121,6 +121,7 @@ class Prompt:
     delivered_at: float | None = None
     error: str = ""
     not_before: float | None = None  # e.g. "continue" once a usage limit resets
+    typing_at: float | None = None  # typing began; pending with it set = cut short
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,3 +285,186 @@ class OutboxItem:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "alert": self.alert.to_json()}
+
+
+# -- the autopilot ------------------------------------------------------------------------
+
+
+class AutopilotMode(enum.StrEnum):
+    """How far a project's autopilot goes on its own (seed: the dashboard's modes)."""
+
+    OFF = "off"  # no runs, no automatic assignment
+    OBSERVE = "observe"  # every verified task waits at a milestone gate before it lands
+    FIX_FORWARD = "fix_forward"  # verified tasks land; a gate ends each wave
+    AUTO_STAGING = "auto_staging"  # ... and deploy_staging runs after each wave
+    AUTO_PROD = "auto_prod"  # ... and the wave's gate, approved, runs deploy_prod
+
+    @property
+    def gates_waves(self) -> bool:
+        """Whether a gate ends each wave (and holds the next wave back until approved)."""
+        return self in (
+            AutopilotMode.FIX_FORWARD,
+            AutopilotMode.AUTO_STAGING,
+            AutopilotMode.AUTO_PROD,
+        )
+
+    @property
+    def gates_tasks(self) -> bool:
+        """Whether each verified task waits for a human before it lands."""
+        return not self.gates_waves
+
+
+class Priority(enum.IntEnum):
+    """A task's priority; lower sorts first."""
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+
+    @classmethod
+    def parse(cls, text: str) -> Priority:
+        return cls[text.upper()]
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class TaskState(enum.StrEnum):
+    PENDING = "pending"  # waits for a run, or for the tasks it depends on
+    READY = "ready"  # everything it depends on is done: the assigner may hand it out
+    WORKING = "working"  # a builder has it
+    VERIFYING = "verifying"  # the project's verify command runs on its branch
+    REVIEW = "review"  # verified; waits at a milestone gate
+    LANDING = "landing"  # approved (or landing by itself); being merged into the base
+    DONE = "done"  # landed
+    FAILED = "failed"  # out of attempts; /task retry starts it over
+    CANCELLED = "cancelled"
+
+    @property
+    def is_closed(self) -> bool:
+        return self in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED)
+
+    @property
+    def holds_agent(self) -> bool:
+        """Whether the task's agent is busy with it (and gets no other task)."""
+        return self in (TaskState.WORKING, TaskState.VERIFYING)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One unit of work for a builder: its place in a run, its attempts, what landed."""
+
+    id: int
+    project: str
+    title: str
+    body: str
+    priority: Priority
+    state: TaskState
+    created_by: str
+    created_at: float
+    updated_at: float
+    depends_on: tuple[int, ...] = ()
+    attempts: int = 0  # attempts started (the current one included)
+    run_id: int | None = None
+    wave: int | None = None
+    agent_id: str | None = None  # who works (or last worked) on it
+    branch: str | None = None
+    base_branch: str | None = None
+    base_commit: str | None = None  # the base's tip its branch started from
+    started_at: float | None = None  # when the current attempt started
+    deadline: float | None = None  # task_timeout after that (pushed out by usage limits)
+    prompt_id: int | None = None  # the latest prompt queued for it
+    feedback: str = ""  # what its next task prompt adds (QA output, a reviewer's reason)
+    note: str = ""  # what the agent said when it reported done
+    qa_run_id: int | None = None
+    gate_id: int | None = None  # the milestone gate it waits at (review)
+    land_base: str | None = None  # the base's tip when it landed
+    landed_commit: str | None = None  # the base's tip right after it landed
+    landed_commits: tuple[str, ...] = ()
+    landed_at: float | None = None
+    reason: str = ""  # why it is in its state, for people
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "priority": str(self.priority),
+            "depends_on": list(self.depends_on),
+            "landed_commits": list(self.landed_commits),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    """One entry of a task's history: the state it moved to, who or what moved it, why."""
+
+    id: int
+    task_id: int
+    ts: float
+    state: TaskState
+    previous: TaskState | None
+    by: str  # a person, "autopilot", or an agent id
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunState(enum.StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"  # no new assignments; work in progress carries on
+    DONE = "done"  # every task landed or was cancelled
+    BLOCKED = "blocked"  # settled with tasks failed (and those waiting on them)
+
+    @property
+    def is_open(self) -> bool:
+        return self in (RunState.RUNNING, RunState.PAUSED)
+
+
+class WaveState(enum.StrEnum):
+    OPEN = "open"  # its tasks are being worked on
+    STAGING = "staging"  # deploy_staging runs (recorded before it starts)
+    GATE = "gate"  # waits at its milestone gate
+    PROD = "prod"  # approved; deploy_prod runs (recorded before it starts)
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Wave:
+    run_id: int
+    number: int
+    state: WaveState
+    gate_id: int | None = None
+    staging: str = ""  # how deploy_staging ended, for people
+    prod: str = ""
+    closed_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """An ordering of a project's open tasks into waves, carried out by the assigner."""
+
+    id: int
+    project: str
+    state: RunState
+    started_by: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    reason: str = ""
+    waves: tuple[Wave, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "waves": [w.to_json() for w in self.waves]}
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSetting:
+    """A project's autopilot mode as set at runtime (it overrides the configured one)."""
+
+    project: str
+    mode: AutopilotMode
+    set_by: str
+    set_at: float

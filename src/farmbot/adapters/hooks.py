@@ -6,6 +6,10 @@ hooks, see farmbot/hook.py). Each agent holds a token that only posts events for
 agent, so an agent cannot speak for another. What an event means is decided by the
 injected ``ingest`` callback; this module only checks and translates.
 
+The same token lets an agent say that its task is done: ``POST /agents/{agent}/task-done``
+with ``{"note": "..."}`` (what ``farmbot task done`` sends). It can only ever finish the
+task of the agent the token belongs to.
+
 Events that could not be delivered wait in ``<state_dir>/spool/`` as one JSON file each,
 ``{"agent": ..., "received_at": <unix>, "event": {...}}`` named ``<time_ns>-<pid>.json``;
 ``replay_spool`` feeds them to ``ingest`` on the next start.
@@ -23,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from farmbot.errors import StorageError
+from farmbot.errors import CommandError, StorageError
 from farmbot.hook import spool_event, valid_agent_id  # they live in the light client module
 from farmbot.messages import WebRoute
 
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 # (agent, event) -> what the hook answers: a decision for a PermissionRequest, else {}
 Ingest = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+TaskDone = Callable[[str, str], Awaitable[str]]  # (agent, note) -> what happened
 
 TOKEN_HEADER = "X-Farmbot-Hook-Token"
 BAD_DIR = "bad"
@@ -61,9 +66,10 @@ def hook_routes(ingest: Ingest, key: str) -> list[WebRoute]:
 class HookEndpoint:
     """Checks hook requests (agent id, token, body) and hands the events to ``ingest``."""
 
-    def __init__(self, ingest: Ingest, key: str) -> None:
+    def __init__(self, ingest: Ingest, key: str, task_done: TaskDone | None = None) -> None:
         self._ingest = ingest
         self._key = key
+        self._task_done = task_done
         self.received = 0
         self.rejected = 0
 
@@ -71,10 +77,13 @@ class HookEndpoint:
         return f"<HookEndpoint received={self.received} rejected={self.rejected}>"
 
     def routes(self) -> list[WebRoute]:
-        return [("POST", "/hooks/claude/{agent}", self.handle)]
+        routes: list[WebRoute] = [("POST", "/hooks/claude/{agent}", self.handle)]
+        if self._task_done is not None:
+            routes.append(("POST", "/agents/{agent}/task-done", self.handle_task_done))
+        return routes
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Accept one event: 200 ``{}``, or a JSON error naming what was wrong."""
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """Why the request may not speak for the agent it names (None: it may)."""
         agent = request.match_info["agent"]
         if not valid_agent_id(agent):
             return self._reject(
@@ -89,6 +98,34 @@ class HookEndpoint:
                 f"missing or wrong hook token for agent '{agent}': send ?token=<token> or "
                 f"'{TOKEN_HEADER}: <token>'",
             )
+        return None
+
+    async def handle_task_done(self, request: web.Request) -> web.StreamResponse:
+        """An agent's task is done: 200 with what happens next, 409 when it has none."""
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        assert self._task_done is not None
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("note", ""), str):
+            return self._reject(400, 'the body must be JSON like {"note": "what I did"}')
+        try:
+            said = await self._task_done(request.match_info["agent"], body.get("note", ""))
+        except CommandError as exc:
+            return self._reject(409, str(exc))
+        except StorageError as exc:
+            return self._reject(503, f"farmbot could not record it: {exc}")
+        return web.json_response({"ok": True, "text": said})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Accept one event: 200 ``{}``, or a JSON error naming what was wrong."""
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        agent = request.match_info["agent"]
         try:
             payload = json.loads(await request.read())
         except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting

@@ -9,6 +9,8 @@ browser's EventSource cannot send headers. Every response says it may not be fra
 sniffed; the page's Content-Security-Policy allows its own inline script and style only.
 No input is answered with a traceback: what is wrong with a request is a 4xx that says
 so, and a failure inside farmbot is a reply that names an incident id.
+``POST /api/command`` runs a command's text; ``POST /api/tasks`` queues tasks from JSON
+(the same ``/task add``, authorized and audited alike).
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class WebInterface:
         app.router.add_post("/api/command", self._api_command)
         app.router.add_post("/api/stream-ticket", self._api_ticket)
         app.router.add_get(STREAM, self._api_stream)
+        app.router.add_post("/api/tasks", self._api_tasks)
         self._own_auth = {
             app.router.add_route(method, path, handler)
             for method, path, handler in self._extra_routes
@@ -360,6 +363,35 @@ class WebInterface:
             if refused is not None:
                 return self._refuse(request, refused)
         return await self.live.stream(request)
+
+    async def _api_tasks(self, request: web.Request) -> web.Response:
+        """Queue tasks from JSON: 201 with the tasks, or 400 saying what was wrong."""
+        try:
+            body = await request.json()
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict):
+            return web.json_response(
+                {
+                    "error": 'the body must be a JSON object like {"project": "web", "title": '
+                    '"Add a login page", "body": "...", "priority": "high", "after": [3]} '
+                    'or {"tasks": [{..., "ref": "a"}, {..., "after": ["a"]}]}'
+                },
+                status=400,
+            )
+        assert self._on_incoming is not None
+        client = request.headers.get("X-Farmbot-Client", "web")
+        msg = Incoming(
+            platform="cli" if client == "cli" else "web",
+            user_id="local-key",
+            chat="api",
+            text="/task add",
+            data=body,
+        )
+        reply = await self._on_incoming(msg)
+        if not reply.ok:
+            return web.json_response({"error": reply.text}, status=400)
+        return web.json_response(reply.to_json(), status=201)
 
 
 def _dumps(value: Any) -> str:

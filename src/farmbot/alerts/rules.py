@@ -140,11 +140,12 @@ def _waiting_too_long(event: ev.AgentWaitingTooLong, agent: str, project: str) -
 def _gate_opened(event: ev.GateOpened, agent: str, project: str) -> Body:
     gate = event.gate_id
     title = event.title.strip() or "a question"
-    row: tuple[Button, ...] = (
-        Button("Approve", f"/approve {gate}", "primary"),
-        Button("For session", f"/approve {gate} --session"),
-        Button("Reject", f"/reject {gate}", "danger"),
-    )
+    row: tuple[Button, ...] = (Button("Approve", f"/approve {gate}", "primary"),)
+    if event.gate_kind == "permission":  # an agent's question: also for its session
+        row += (Button("For session", f"/approve {gate} --session"),)
+    row += (Button("Reject", f"/reject {gate}", "danger"),)
+    if event.gate_kind == "milestone":
+        row += (Button("Diff", f"/gate diff {gate}"),)
     if agent != "-":
         row += (Button("Tail", f"/tail {agent}"),)
     return (
@@ -163,7 +164,7 @@ def _qa_finished(event: ev.QaFinished, agent: str, project: str) -> Body | None:
     command = event.command.strip() or "the verify command"
     outcome = f"exit {event.exit_code}" if event.exit_code is not None else "timed out"
     row: tuple[Button, ...] = ()
-    if agent != "-":
+    if agent != "-" and not event.trigger.startswith("task "):  # the autopilot sends those
         last = "\n".join(event.output_tail.splitlines()[-SEND_LINES:])[-SEND_CHARS:]
         text = f"QA failed ({command}, {outcome}):\n{last}".rstrip()
         row = (Button("Send failure to agent", f"/send {agent} {text}"),)
@@ -200,6 +201,114 @@ def _resumed(event: ev.AgentResumed, agent: str, project: str) -> Body:
     )
 
 
+def _task_retried(event: ev.TaskRetried, agent: str, project: str) -> Body:
+    return (
+        f"task {event.task_id} retried (attempt {event.attempt} of {event.max_attempts})",
+        f"task {event.task_id} in project {project} ({event.title}{_by(agent)}): "
+        f"{event.reason}. A fresh builder takes it.",
+        None,
+        ((Button("Show", f"/task show {event.task_id}"),),),
+        f"task.retried:{event.task_id}:{event.attempt}",
+    )
+
+
+def _task_failed(event: ev.TaskFailed, agent: str, project: str) -> Body:
+    return (
+        f"task {event.task_id} failed",
+        f"task {event.task_id} in project {project} ({event.title}{_by(agent)}) failed after "
+        f"{event.attempts} attempts: {event.reason}. What depends on it waits; "
+        f"/task retry {event.task_id} starts it over.",
+        None,
+        (
+            (
+                Button("Retry", f"/task retry {event.task_id}", "primary"),
+                Button("Show", f"/task show {event.task_id}"),
+            ),
+        ),
+        f"task.failed:{event.task_id}",
+    )
+
+
+def _task_not_landed(event: ev.TaskNotLanded, agent: str, project: str) -> Body:
+    then = (
+        "it waits for a person again (a new gate)"
+        if event.refused
+        else f"it goes back to {event.to} as its next prompt"
+    )
+    return (
+        f"task {event.task_id} did not land",
+        f"task {event.task_id} in project {project} ({event.title}{_by(agent)}) did not land; "
+        f"{then}.",
+        _pre(event.detail.splitlines()),
+        ((Button("Show", f"/task show {event.task_id}"),),),
+        f"task.not_landed:{event.task_id}:{event.detail[:80]}",
+    )
+
+
+def _task_landed(event: ev.TaskLanded, agent: str, project: str) -> Body:
+    return (
+        f"task {event.task_id} landed",
+        f"task {event.task_id} in project {project} ({event.title}{_by(agent)}) landed by "
+        f"{event.how} as {event.commit[:10]} ({event.by}).",
+        None,
+        ((Button("Show", f"/task show {event.task_id}"),),),
+        f"task.landed:{event.task_id}:{event.commit}",
+    )
+
+
+def _run_blocked(event: ev.RunBlocked, agent: str, project: str) -> Body:
+    row = tuple(Button(f"Retry {t}", f"/task retry {t}") for t in event.blocked_by[:3])
+    return (
+        f"run {event.run_id}: task {event.task_id} is blocked",
+        f"run {event.run_id} in project {project}: task {event.task_id} ({event.title}) "
+        f"{event.reason}. The run carries on with the rest.",
+        None,
+        ((*row, Button("Status", f"/run status {project}")),),
+        f"run.blocked:{event.task_id}:{event.blocked_by}",
+    )
+
+
+def _wave_done(event: ev.WaveDone, agent: str, project: str) -> Body:
+    parts = [f"{len(event.landed)} landed"]
+    if event.failed:
+        parts.append(f"failed: {', '.join(str(t) for t in event.failed)}")
+    if event.blocked:
+        parts.append(f"blocked: {', '.join(str(t) for t in event.blocked)}")
+    approved = f", approved by {event.by}" if event.by != "autopilot" else ""
+    return (
+        f"wave {event.wave} of run {event.run_id} is done",
+        f"run {event.run_id} in project {project}: wave {event.wave} is done "
+        f"({'; '.join(parts)}){approved}.",
+        None,
+        ((Button("Status", f"/run status {project}"),),),
+        f"wave.done:{event.run_id}:{event.wave}",
+    )
+
+
+def _run_finished(event: ev.RunFinished, agent: str, project: str) -> Body:
+    how = "done" if event.state == "done" else "finished, with work blocked"
+    return (
+        f"run {event.run_id} {how}",
+        f"run {event.run_id} in project {project} {how}: {event.done} done, "
+        f"{event.failed} failed, {event.blocked} blocked, {event.cancelled} cancelled.",
+        None,
+        ((Button("Status", f"/run status {project}"),),),
+        f"run.finished:{event.run_id}:{event.state}",
+    )
+
+
+def _deployed(event: ev.Deployed, agent: str, project: str) -> Body:
+    verdict = "passed" if event.passed else "failed"
+    return (
+        f"deploy to {event.target} {verdict} (wave {event.wave} of run {event.run_id})",
+        f"project {project}: `{event.command}` {verdict} after wave {event.wave} of run "
+        f"{event.run_id}.",
+        _pre(event.output_tail.splitlines()),
+        ((Button("Status", f"/run status {project}"),),),
+        f"deploy:{event.run_id}:{event.wave}:{event.target}:{verdict}",
+    )
+
+
 _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.AgentDead: _dead,
     ev.AgentStuck: _stuck,
@@ -209,7 +318,19 @@ _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.QaFinished: _qa_finished,
     ev.AgentPaused: _paused,
     ev.AgentResumed: _resumed,
+    ev.TaskRetried: _task_retried,
+    ev.TaskFailed: _task_failed,
+    ev.TaskNotLanded: _task_not_landed,
+    ev.TaskLanded: _task_landed,
+    ev.RunBlocked: _run_blocked,
+    ev.WaveDone: _wave_done,
+    ev.RunFinished: _run_finished,
+    ev.Deployed: _deployed,
 }
+
+
+def _by(agent: str) -> str:
+    return f", {agent}" if agent != "-" else ""
 
 
 def _spawn_command(agent: str, project: str) -> str | None:

@@ -5,13 +5,14 @@ Every command, allowed or refused, leaves one audit row: who, where, what, the o
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
 from collections.abc import Callable
 
 from farmbot.bot.authz import People, Person
-from farmbot.bot.commands import Commands, parse, spec_of
+from farmbot.bot.commands import Commands, parse, parse_data, spec_of
 from farmbot.errors import (
     AccessDenied,
     CommandError,
@@ -59,7 +60,7 @@ class Router:
                 ok=False,
             )
         try:
-            command = parse(msg.text)
+            command = parse(msg.text) if msg.data is None else parse_data(msg.text, msg.data)
             spec = spec_of(command)
             if person.role < spec.role:
                 article = "an" if str(person.role)[0] in "aeiou" else "a"
@@ -96,7 +97,7 @@ class Router:
                 user_id=msg.user_id,
                 user_name=person.name if person else None,
                 chat=msg.chat,
-                command=msg.text[:AUDIT_TEXT_LIMIT],
+                command=_audited(msg)[:AUDIT_TEXT_LIMIT],
                 outcome=outcome,
                 detail=(f"button; {detail}" if msg.button else detail)[:AUDIT_TEXT_LIMIT],
                 now=self._clock(),
@@ -115,6 +116,13 @@ def _outcome(exc: CommandError) -> str:
     if isinstance(exc, Conflict):
         return "conflict"
     return "failed"
+
+
+def _audited(msg: Incoming) -> str:
+    """The command as the audit shows it (JSON arguments follow the command's name)."""
+    if msg.data is None:
+        return msg.text
+    return f"{msg.text} {json.dumps(msg.data, ensure_ascii=False, default=str)}"
 
 
 def _literal(platform: str, user_id: str) -> str:

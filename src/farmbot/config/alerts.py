@@ -44,6 +44,16 @@ ALERT_KINDS: Mapping[str, Severity] = {
     "qa.failed": Severity.WARNING,
     "agent.paused": Severity.INFO,
     "agent.resumed": Severity.INFO,
+    # the autopilot
+    "task.retried": Severity.WARNING,
+    "task.failed": Severity.WARNING,
+    "task.not_landed": Severity.WARNING,
+    "task.landed": Severity.INFO,
+    "run.blocked": Severity.WARNING,
+    "wave.done": Severity.INFO,
+    "run.finished": Severity.INFO,
+    "deploy.failed": Severity.CRITICAL,
+    "deploy.passed": Severity.INFO,
 }
 BUILTIN_INTERFACES = ("web", "telegram", "slack", "discord")
 WEBHOOK_TIMEOUT = 10.0  # seconds for one POST

@@ -21,15 +21,18 @@ from farmbot.config.alerts import AlertRoute, parse_alerts, parse_webhooks
 from farmbot.config.discord import discord_routes, parse_discord
 from farmbot.config.reader import (
     ENV_NAME,
+    TASK_PROMPT_FIELDS,
     Table,
     as_table,
     as_tables,
     boolean,
+    branch_name,
     cron_expression,
     fs_path,
     integer,
     nonempty,
     number,
+    one_of,
     profile_ref,
     project_name,
     prompt_template,
@@ -38,10 +41,12 @@ from farmbot.config.reader import (
     role_name,
     socket_name,
     strings,
+    template_with,
     text,
     zero_or_more,
 )
 from farmbot.config.schema import (
+    LAND_WAYS,
     AgentProfile,
     Config,
     CronJob,
@@ -57,7 +62,7 @@ from farmbot.config.slack import parse_slack, slack_routes
 from farmbot.config.storage import parse_storage
 from farmbot.config.telegram import parse_telegram, telegram_routes
 from farmbot.errors import ConfigError
-from farmbot.models import Role
+from farmbot.models import AutopilotMode, Role
 
 __all__ = [
     "Config",
@@ -101,6 +106,9 @@ def _supervisor(t: Table, agents: Mapping[str, AgentProfile]) -> SupervisorConfi
         ready_timeout=t.get("ready_timeout", number, d.ready_timeout),
         prompt_max_bytes=t.get("prompt_max_bytes", integer(64), d.prompt_max_bytes),
         permission_hold=t.get("permission_hold", number, d.permission_hold),
+        max_agents=t.get("max_agents", integer(1), d.max_agents),
+        task_timeout=t.get("task_timeout", number, d.task_timeout),
+        max_attempts=t.get("max_attempts", integer(1), d.max_attempts),
     )
     t.finish()
     return supervisor
@@ -126,6 +134,7 @@ def _profile(name: str, t: Table, base: AgentProfile | None) -> AgentProfile:
         base,
         command=t.get("command", text(nonempty), base.command),
         builder_prompt=t.get("builder_prompt", text(prompt_template), base.builder_prompt),
+        task_prompt=t.get("task_prompt", text(template_with(TASK_PROMPT_FIELDS)), base.task_prompt),
         idle_pattern=t.get("idle_pattern", text(regex), base.idle_pattern) or None,
         busy_pattern=t.get("busy_pattern", text(regex), base.busy_pattern) or None,
         waiting_pattern=t.get("waiting_pattern", text(regex), base.waiting_pattern) or None,
@@ -196,12 +205,27 @@ def _projects(tables: list[Table], agents: Mapping[str, AgentProfile]) -> list[P
         if name in first:
             raise t.error("name", f"duplicate project name '{name}' (also {first[name]})")
         first[name] = t.key("name")
+        land_command = t.get("land_command", text(nonempty))
+        land = t.get("land", text(one_of(LAND_WAYS)), "command" if land_command else "merge")
+        if land == "command" and not land_command:
+            raise t.error("land_command", 'missing (land = "command" runs it to land a task)')
+        if land_command and land != "command":
+            raise t.error(
+                "land", f'is "{land}", but land_command is set: use "command" or drop one'
+            )
+        modes = tuple(m.value for m in AutopilotMode)
         project = ProjectConfig(
             name=name,
             path=t.need("path", fs_path(directory=True)),
             verify=t.get("verify", text()) or None,
             agent=t.get("agent", text(profile_ref(agents))),
             max_builders=t.get("max_builders", integer(1)),
+            base_branch=t.get("base_branch", text(branch_name)),
+            land=land,
+            land_command=land_command,
+            deploy_staging=t.get("deploy_staging", text(nonempty)),
+            deploy_prod=t.get("deploy_prod", text(nonempty)),
+            autopilot=AutopilotMode(t.get("autopilot", text(one_of(modes)), "off")),
         )
         t.finish()
         projects.append(project)

@@ -30,6 +30,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HTTP_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 PROMPT_FIELDS = ("n", "project")
+TASK_PROMPT_FIELDS = ("id", "title", "body", "project", "branch")
 ROLES = ("viewer", "operator", "admin")
 SEVERITIES = ("info", "warning", "critical")
 
@@ -353,18 +354,51 @@ def http_url(value: str, shown: str) -> str | None:
 
 
 def prompt_template(value: str, shown: str) -> str | None:
-    allowed = " and ".join("{" + f + "}" for f in PROMPT_FIELDS)
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
-        for field in fields:
-            if field not in PROMPT_FIELDS:
-                return f"unknown placeholder {{{field}}}; only {allowed} may be used"
-        value.format(n=42, project="demo")  # catches bad format specs and nested fields
-    except (KeyError, IndexError, AttributeError) as exc:
-        return f"unknown placeholder {exc}; only {allowed} may be used"
-    except ValueError as exc:
-        return f"malformed braces: {exc} (write {{{{ and }}}} for literal braces)"
-    return None
+    """A builder prompt: {n} and {project}."""
+    return template_with(PROMPT_FIELDS)(value, shown)
+
+
+def template_with(names: tuple[str, ...]) -> Check:
+    """A ``str.format`` template that may use exactly the placeholders ``names``."""
+    shown_names = ["{" + f + "}" for f in names]
+    allowed = " and ".join(
+        [", ".join(shown_names[:-1]), shown_names[-1]] if len(names) > 1 else shown_names
+    )
+    sample = dict.fromkeys(names, "x")
+
+    def check(value: str, shown: str) -> str | None:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+            for field in fields:
+                if field not in names:
+                    return f"unknown placeholder {{{field}}}; only {allowed} may be used"
+            value.format(**sample)  # catches bad format specs and nested fields
+        except (KeyError, IndexError, AttributeError) as exc:
+            return f"unknown placeholder {exc}; only {allowed} may be used"
+        except ValueError as exc:
+            return f"malformed braces: {exc} (write {{{{ and }}}} for literal braces)"
+        return None
+
+    return check
+
+
+def one_of(options: tuple[str, ...]) -> Check:
+    def check(value: str, shown: str) -> str | None:
+        if value in options:
+            return None
+        close = closest(value, options)
+        hint = f"; did you mean '{close}'?" if close else ""
+        return f"unknown value {shown} (use one of: {', '.join(options)}){hint}"
+
+    return check
+
+
+def branch_name(value: str, shown: str) -> str | None:
+    """A plausible git branch name (git itself has the last word)."""
+    if re.fullmatch(r"[^\s~^:?*\[\\]+", value) and not value.startswith(("-", "/")):
+        if ".." not in value and not value.endswith((".lock", "/", ".")):
+            return None
+    return f"invalid branch name {shown}"
 
 
 def role_name(value: str, shown: str) -> str | None:

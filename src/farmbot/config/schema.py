@@ -15,7 +15,7 @@ from farmbot.config.discord import DiscordConfig
 from farmbot.config.slack import SlackConfig
 from farmbot.config.storage import StorageConfig
 from farmbot.config.telegram import TelegramConfig
-from farmbot.models import Role
+from farmbot.models import AutopilotMode, Role
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -24,6 +24,15 @@ DEFAULT_BUILDER_PROMPT = (
     "You are builder {n} on project {project}. Work on issue #{n}: read it, implement it "
     "in this worktree with tests, and commit on this branch. Say when you are done."
 )
+
+
+DEFAULT_TASK_PROMPT = (
+    "Task {id}: {title}\n\n{body}\n\n"
+    "You work on project {project}, on branch {branch} in this worktree. Implement the task "
+    "with tests and commit your work on this branch. When it is done, run:\n"
+    '  farmbot task done --note "<one line: what you did>"'
+)
+LAND_WAYS = ("merge", "rebase", "command")
 
 
 def default_state_dir() -> Path:
@@ -59,6 +68,9 @@ class SupervisorConfig:
     # How long a CLI's PermissionRequest hook is held open for a person's decision before
     # it answers nothing (the CLI's own dialog then stays, and is answered through the pane).
     permission_hold: float = 600.0
+    max_agents: int = 16  # running agents in the whole farm (the autopilot stays under it)
+    task_timeout: float = 7200.0  # seconds an attempt at a task may take (120 min)
+    max_attempts: int = 3  # attempts at a task before it fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,12 @@ class ProjectConfig:
     verify: str | None = None  # shell command run in a builder's worktree by QA
     agent: str | None = None  # profile for this project's agents
     max_builders: int | None = None
+    base_branch: str | None = None  # tasks branch from and land on it (None: the current)
+    land: str = "merge"  # "merge", "rebase", or "command" (land_command)
+    land_command: str | None = None  # a shell command that lands a task (opens a PR, ...)
+    deploy_staging: str | None = None  # run after each wave in auto_staging / auto_prod
+    deploy_prod: str | None = None  # run once a wave's gate is approved, in auto_prod
+    autopilot: AutopilotMode = AutopilotMode.OFF  # the mode until a person sets another
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +99,7 @@ class AgentProfile:
     name: str
     command: str
     builder_prompt: str = DEFAULT_BUILDER_PROMPT
+    task_prompt: str = DEFAULT_TASK_PROMPT  # {id} {title} {body} {project} {branch}
     idle_pattern: str | None = None  # the CLI waits for input
     busy_pattern: str | None = None  # the CLI is working
     waiting_pattern: str | None = None  # the CLI asks a human (permission dialog)

@@ -1,11 +1,11 @@
 """Persistent state: one repository per record type over a small unit of work.
 
 Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
-threads, qa_runs, tracks) holds its SQL and a small Protocol that its consumers take, so a
-component depends on the records it uses and nothing else. ``Storage`` bundles them over
-one ``Database`` (storage/db.py): SQLite (storage/sqlite.py, the default) or PostgreSQL
-(storage/postgres.py, with ``[storage] url``); ``open_storage`` picks the configured one.
-Every SQL statement in farmbot lives under this package.
+threads, qa_runs, tracks, tasks, runs) holds its SQL and a small Protocol that its
+consumers take, so a component depends on the records it uses and nothing else.
+``Storage`` bundles them over one ``Database`` (storage/db.py): SQLite (storage/sqlite.py,
+the default) or PostgreSQL (storage/postgres.py, with ``[storage] url``); ``open_storage``
+picks the configured one. Every SQL statement in farmbot lives under this package.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from farmbot.storage.outbox import OutboxStore, SqlOutboxStore
 from farmbot.storage.projects import ProjectStore, SqlProjectStore
 from farmbot.storage.prompts import PromptStore, SqlPromptStore
 from farmbot.storage.qa_runs import QaRunStore, SqlQaRunStore
+from farmbot.storage.runs import RunStore, SqlRunStore
 from farmbot.storage.sqlite import SqliteDatabase
+from farmbot.storage.tasks import SqlTaskStore, TaskStore
 from farmbot.storage.threads import SqlThreadStore, ThreadStore
 from farmbot.storage.tracks import SqlTrackStore, TrackStore
 
@@ -46,8 +48,10 @@ __all__ = [
     "ProjectStore",
     "PromptStore",
     "QaRunStore",
+    "RunStore",
     "Storage",
     "StorageSettings",
+    "TaskStore",
     "ThreadStore",
     "TrackStore",
     "open_sqlite",
@@ -71,6 +75,8 @@ class Storage:
     threads: ThreadStore
     qa_runs: QaRunStore
     tracks: TrackStore
+    tasks: TaskStore
+    runs: RunStore
 
     @classmethod
     def over(cls, db: Database) -> Storage:
@@ -88,6 +94,8 @@ class Storage:
             threads=SqlThreadStore(db),
             qa_runs=SqlQaRunStore(db),
             tracks=SqlTrackStore(db),
+            tasks=SqlTaskStore(db),
+            runs=SqlRunStore(db),
         )
 
     async def ready(self) -> str | None:

@@ -27,6 +27,9 @@ class PromptStore(Protocol):
     async def pending_prompts(self, agent_id: str | None = None) -> list[Prompt]:
         """Pending prompts (of one agent, or all), oldest first, ``not_before`` or not."""
 
+    async def get_prompt(self, prompt_id: int) -> Prompt | None:
+        """The prompt with that id, or None."""
+
     async def mark_prompt(
         self, prompt_id: int, status: PromptStatus, now: float, error: str = ""
     ) -> None:
@@ -37,6 +40,9 @@ class PromptStore(Protocol):
 
     async def cancel_prompts(self, agent_id: str) -> int:
         """Cancel an agent's pending prompts; returns how many."""
+
+    async def mark_typing(self, prompt_id: int, now: float) -> None:
+        """Record that typing a pending prompt begins (before the first key)."""
 
 
 class SqlPromptStore(PromptStore):
@@ -73,6 +79,10 @@ class SqlPromptStore(PromptStore):
             )
         return [_prompt(r) for r in found]
 
+    async def get_prompt(self, prompt_id: int) -> Prompt | None:
+        row = await self._db.fetchone("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        return None if row is None else _prompt(row)
+
     async def mark_prompt(
         self, prompt_id: int, status: PromptStatus, now: float, error: str = ""
     ) -> None:
@@ -83,6 +93,12 @@ class SqlPromptStore(PromptStore):
             "UPDATE prompts SET status = ?, delivered_at = ?, error = ?"
             " WHERE id = ? AND status = 'pending'",
             (status.value, delivered_at, error, prompt_id),
+        )
+
+    async def mark_typing(self, prompt_id: int, now: float) -> None:
+        await self._db.execute(
+            "UPDATE prompts SET typing_at = ? WHERE id = ? AND status = 'pending'",
+            (now, prompt_id),
         )
 
     async def cancel_prompts(self, agent_id: str) -> int:

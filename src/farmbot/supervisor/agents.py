@@ -140,9 +140,19 @@ class Supervisor:
         return await self._agents.list_agents(project)
 
     async def spawn(
-        self, kind: AgentKind, number: int | None, project_name: str | None, by: str
+        self,
+        kind: AgentKind,
+        number: int | None,
+        project_name: str | None,
+        by: str,
+        *,
+        builder_prompt: bool = True,
     ) -> Agent:
-        """Start an agent in its own tmux session (builders in their own worktree)."""
+        """Start an agent in its own tmux session (builders in their own worktree).
+
+        ``builder_prompt``: queue the profile's builder prompt (the autopilot sends a task
+        prompt of its own instead).
+        """
         pc = self._project_config(project_name)
         project = await self._projects.get_project(pc.name)
         if project is not None and not project.active:
@@ -154,7 +164,7 @@ class Supervisor:
             agent_id = self.agent_id(kind, number, pc.name)
             self._busy.add(agent_id)
             try:
-                return await self._spawn(pc, profile, kind, number, agent_id, by)
+                return await self._spawn(pc, profile, kind, number, agent_id, by, builder_prompt)
             finally:
                 self._busy.discard(agent_id)
 
@@ -166,6 +176,7 @@ class Supervisor:
         number: int | None,
         agent_id: str,
         by: str,
+        builder_prompt: bool,
     ) -> Agent:
         existing = await self._agents.get_agent(agent_id)
         pane = await self._tmux.pane(agent_id)
@@ -203,7 +214,7 @@ class Supervisor:
         except TmuxError as exc:
             await self._monitor.observe(agent, sm.StartFailed(str(exc)))
             raise CommandError(f"could not start {agent_id}: {exc}") from exc
-        if kind is AgentKind.BUILDER:
+        if kind is AgentKind.BUILDER and builder_prompt:
             text = profile.builder_prompt.format(n=number, project=pc.name)
             await self._prompts.add_prompt(agent_id, text, "spawn", now, wait_ready=True)
         self.spawned += 1

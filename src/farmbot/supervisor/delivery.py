@@ -5,7 +5,9 @@ starting, paused by a usage limit, or has prompts waiting already). ``run()`` de
 queue -- at most one prompt per agent at a time, several agents at once -- on its own
 task, never inside the monitor's tick, so a burst of spawns never delays death detection.
 Every prompt goes in under the pane's lock, after the screen was read: nothing is typed
-into a pane showing a question.
+into a pane showing a question. That typing begins is recorded first: a prompt still
+pending with it recorded was cut short (farmbot stopped between the paste and its
+Enter), and is finished -- Enter, if the pane shows it -- rather than typed twice.
 """
 
 from __future__ import annotations
@@ -112,7 +114,16 @@ class Delivery:
     async def _deliver(self, agent: Agent, prompt: Prompt) -> None:
         await self._monitor.observe(agent, sm.Typing(prompt.text))
         try:
-            await self._keyboard.type_text(agent.id, prompt.text)
+            if prompt.typing_at is not None and await self._keyboard.shows(
+                agent.id, sm.prompt_head(prompt.text) or prompt.text
+            ):
+                log.info(
+                    "%s: prompt %s was pasted before farmbot stopped; Enter", agent.id, prompt.id
+                )
+                await self._keyboard.submit(agent.id)
+            else:
+                await self._prompts.mark_typing(prompt.id, self._clock())
+                await self._keyboard.type_text(agent.id, prompt.text)
         except TmuxError as exc:
             await self._prompts.mark_prompt(prompt.id, PromptStatus.FAILED, self._clock(), str(exc))
             raise CommandError(f"could not type into {agent.id}: {exc}") from exc
@@ -176,6 +187,10 @@ class Delivery:
     def _ready_for(self, agent: Agent, prompt: Prompt) -> bool:
         if prompt.not_before is not None and self._clock() < prompt.not_before:
             return False
+        if prompt.typing_at is not None:  # cut short: the pane shows it half typed
+            return agent.state in (AgentState.IDLE, AgentState.BUSY, AgentState.STUCK) or (
+                agent.state is AgentState.STARTING
+            )
         if agent.state is AgentState.IDLE:
             return True
         if agent.state is AgentState.STARTING:

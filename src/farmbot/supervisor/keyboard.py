@@ -64,6 +64,14 @@ class Keyboard:
         await self._tmux.send_keys(agent_id, "Enter")
         self.typed += 1
 
+    async def shows(self, agent_id: str, text: str) -> bool:
+        """Whether ``text`` is on the pane's last lines (hold the pane first)."""
+        return any(text in line for line in await self._tmux.capture(agent_id, READ_LINES))
+
+    async def submit(self, agent_id: str) -> None:
+        """Press Enter (hold the pane first): what finishes a paste. Raises ``TmuxError``."""
+        await self._tmux.send_keys(agent_id, "Enter")
+
     async def press(self, agent_id: str, keys: tuple[str, ...]) -> None:
         """Press tmux keys (``1``, ``Escape``) in an agent's pane, never mid-paste."""
         async with self.holding(agent_id):

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from farmbot.errors import UsageError
+from farmbot.errors import CommandError, UsageError
 from farmbot.messages import Reply, ago
 from farmbot.models import Agent, Role
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from farmbot.bot.authz import Person
     from farmbot.storage.outbox import OutboxStore
     from farmbot.supervisor.agents import Supervisor
+    from farmbot.supervisor.autopilot import Control
     from farmbot.supervisor.gates import Gates
 
 C = TypeVar("C")
@@ -38,6 +39,14 @@ class Context:
     notifier: Notifier | None = None
     clock: Callable[[], float] = time.time
     specs: Mapping[str, Spec[Any]] = field(default_factory=dict)  # for /help
+    autopilot: Control | None = None
+
+    @property
+    def pilot(self) -> Control:
+        """The autopilot's operations (configured by the builder)."""
+        if self.autopilot is None:
+            raise CommandError("the autopilot is not set up in this farmbot")
+        return self.autopilot
 
     def state_of(self, agent: Agent) -> str:
         """ "busy for 3m": the agent's state and how long it has been in it."""
@@ -46,7 +55,11 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Spec(Generic[C]):
-    """One command: its name, usage line, summary, the role it needs, parse and handle."""
+    """One command: its name, usage line, summary, the role it needs, parse and handle.
+
+    A name of two words (``task add``) is a subcommand: ``/task add ...``. ``parse_data``
+    reads the command from JSON instead of text (``POST /api/tasks``), where it can.
+    """
 
     name: str
     usage: str
@@ -55,6 +68,7 @@ class Spec(Generic[C]):
     type: type[C]
     parse: Callable[[str, str], C]  # (arguments, usage) -> command
     handle: Callable[[C, Person, Context], Awaitable[Reply]]
+    parse_data: Callable[[Mapping[str, Any], str], C] | None = None
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

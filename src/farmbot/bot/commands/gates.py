@@ -30,16 +30,14 @@ class Reject:
 
 
 def gate_buttons(gate: Gate) -> tuple[Button, ...]:
-    return decision_buttons(gate.id)
-
-
-def decision_buttons(gate_id: int) -> tuple[Button, ...]:
-    """One press each: approve, approve for the session, reject."""
-    return (
-        Button("Approve", f"/approve {gate_id}", "primary"),
-        Button("For session", f"/approve {gate_id} --session"),
-        Button("Reject", f"/reject {gate_id}", "danger"),
-    )
+    """One press each: approve (for an agent's question also: for its session), reject."""
+    row: tuple[Button, ...] = (Button("Approve", f"/approve {gate.id}", "primary"),)
+    if gate.kind == "permission":
+        row += (Button("For session", f"/approve {gate.id} --session"),)
+    row += (Button("Reject", f"/reject {gate.id}", "danger"),)
+    if gate.kind == "milestone":  # the autopilot's: what would land
+        row += (Button("Diff", f"/gate diff {gate.id}"),)
+    return row
 
 
 def _approve(args: str, usage: str) -> Approve:

@@ -138,6 +138,8 @@ def _profile(name: str, t: Table, base: AgentProfile | None) -> AgentProfile:
         idle_pattern=t.get("idle_pattern", text(regex), base.idle_pattern) or None,
         busy_pattern=t.get("busy_pattern", text(regex), base.busy_pattern) or None,
         waiting_pattern=t.get("waiting_pattern", text(regex), base.waiting_pattern) or None,
+        echo_pattern=t.get("echo_pattern", text(regex), base.echo_pattern) or None,
+        turn_end_pattern=t.get("turn_end_pattern", text(regex), base.turn_end_pattern) or None,
         env=base.env if env is None else _env_table(env),
         hooks=t.get("hooks", boolean, base.hooks),
         approve_keys=t.get("approve_keys", strings, base.approve_keys),

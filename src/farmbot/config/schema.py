@@ -103,6 +103,10 @@ class AgentProfile:
     idle_pattern: str | None = None  # the CLI waits for input
     busy_pattern: str | None = None  # the CLI is working
     waiting_pattern: str | None = None  # the CLI asks a human (permission dialog)
+    # For CLIs that show no busy marker while an answer streams: a prompt as the CLI echoes
+    # it, and a line that ends its turn; an echo with no end after it is busy.
+    echo_pattern: str | None = None
+    turn_end_pattern: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     hooks: bool = False  # the CLI sends Claude Code hook events (installed at spawn)
     approve_keys: tuple[str, ...] = ("1",)  # answer "yes" to a permission question
@@ -187,38 +191,50 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             waiting_pattern=r"Do you want to proceed\?",
             session_keys=("2",),
         ),
-        # Claude Code 2.1.332 (tests/screens/claude): the dialogs for a command, a new file,
-        # an edit, a question with options, and what to do at a usage limit.
+        # Claude Code 2.1.332 and 2.1.197 (tests/screens/claude): the input box is a line
+        # `❯ ...` (empty, a draft, or a placeholder) between two rules, on screen even while
+        # busy; every dialog ends with an "Esc to cancel" footer.
         "claude": AgentProfile(
             name="claude",
             command="claude",
             hooks=True,
-            idle_pattern=r"^\s*[>❯]\s*$",
+            idle_pattern=r"^\s*[>❯](\s|$)",
             busy_pattern=r"esc to interrupt",
             waiting_pattern=(
-                r"Do you want to (proceed|create|make this edit)|"
-                r"Enter to select · ↑/↓ to navigate|What do you want to do\?"
+                r"Do you want to (proceed|create|make this edit|use this API key)|"
+                r"Is this a project you created or one you trust|What do you want to do\?|"
+                r"Enter to (select|confirm) · |Esc to cancel · Tab to amend"
             ),
             session_keys=("2",),
         ),
-        # Codex 0.171.0 (tests/screens/codex): `›` marks both the composer and the selected
-        # option of a dialog, so an option line is never the idle prompt.
+        # Codex 0.171.0 (tests/screens/codex): `›` marks both the composer and a dialog's
+        # selected option; nothing says busy while an answer streams, so a prompt with no
+        # "Worked for" (or an error) after it is still being answered.
         "codex": AgentProfile(
             name="codex",
             command="codex --no-daemon",
             idle_pattern=r"^\s*›\s(?!\d+\.\s)",
             busy_pattern=r"esc to interrupt",
             waiting_pattern=(
-                r"Would you like to (run the following command|make the following edits)\?"
+                r"Would you like to (run the following command|make the following edits)\?|"
+                r"^\s*›\s\d+\.\s|Press enter to confirm or esc to cancel|"
+                r"^\s*enter (confirm|continue) · esc"
             ),
+            echo_pattern=r"^\s*›\s(?!\d+\.\s)",
+            turn_end_pattern=r"Worked for [<\d]|^\s*■|^\s*✗",
             approve_keys=("y",),
             session_keys=("p",),
         ),
+        # aider 0.86.2 (tests/screens/aider): one-line questions ending "[Yes]: ", answered
+        # in place; a bare `>` prompt under a rule when idle.
         "aider": AgentProfile(
             name="aider",
             command="aider",
-            idle_pattern=r"^\S*> ?$",
-            waiting_pattern=r"\(Y\)es/\(N\)o",
+            idle_pattern=r"^>\s*$",
+            busy_pattern=r"Waiting for \S|Retrying in [\d.]+ seconds",
+            waiting_pattern=r"\(Y\)es/\(N\)o.*\]:\s*$",
+            echo_pattern=r"^> \S",
+            turn_end_pattern=r"^Tokens: .* sent",
             approve_keys=("y", "Enter"),
             deny_keys=("n", "Enter"),
         ),

@@ -126,9 +126,15 @@ class CliSetup:
     def profile_command(self) -> str:
         """A farmbot profile ``command`` that starts the CLI in ``workdir`` with exactly
         ``env`` (``cd DIR && exec env -i K=V ... ARGV``), whatever the daemon's own env."""
+        return self.command_keeping()
+
+    def command_keeping(self, *names: str) -> str:
+        """:attr:`profile_command`, plus the variables ``names`` passed on from the pane's
+        environment (e.g. the ``FARMBOT_*`` ones the supervisor gives every agent)."""
         assignments = [f"{key}={value}" for key, value in sorted(self.env.items())]
-        started = shlex.join(["env", "-i", *assignments, *self.argv])
-        return f"cd {shlex.quote(str(self.workdir))} && exec {started}"
+        kept = "".join(f' "{name}=${{{name}}}"' for name in names)
+        env = shlex.join(["env", "-i", *assignments])
+        return f"cd {shlex.quote(str(self.workdir))} && exec {env}{kept} {shlex.join(self.argv)}"
 
     def tmux_env_args(self) -> list[str]:
         """``-e K=V`` pairs for ``tmux new-session``."""

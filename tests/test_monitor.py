@@ -89,6 +89,18 @@ async def test_an_agent_asking_for_help_waits_and_escalates(farm: Farm, clock: F
     await farm.until_idle("architect")
 
 
+async def test_the_persons_own_prompt_is_not_the_agent_asking_for_help(farm: Farm) -> None:
+    # The help rule reads only what the agent wrote after the prompt it was given: the
+    # echoed prompt says "please advise" and "need your input", the agent just works.
+    await farm.supervisor.send("architect", "please advise on the design, I need your input", "al")
+
+    agent = await farm.until_idle("architect")
+
+    assert agent.state is AgentState.IDLE
+    assert kinds(farm, "agent.needs_human") == []
+    assert "please advise on the design" in await farm.screen("architect")
+
+
 async def test_permission_gate_end_to_end(farm: Farm) -> None:
     await farm.supervisor.send("architect", "run make deploy", "alice")
     await farm.until_screen("architect", "Do you want to proceed?")

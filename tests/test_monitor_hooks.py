@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from farmbot.errors import Conflict
 from farmbot.models import AgentKind, AgentState, Decision, Gate, GateStatus
 from tests.farm import Farm, farm_for, make_config
 from tests.helpers import FakeClock, retry_until
@@ -129,6 +130,30 @@ async def test_a_request_held_past_its_limit_answers_nothing_and_the_pane_decide
         _, done = await farm.gates.decide(gate.id, Decision(True), "alice")
         assert done == "sent 1 to architect"
         await farm.until_screen("architect", "✓ approved: make deploy")
+
+
+async def test_a_held_request_keeps_the_agent_waiting_and_refuses_a_send(farm: Farm) -> None:
+    # The hook asked; the CLI has not drawn its dialog (the demo agent's prompt shows).
+    asking, gate = await held_request(farm)
+    await farm.tick()
+    assert await state(farm) is AgentState.WAITING
+
+    with pytest.raises(Conflict, match=f"gate {gate.id}: architect asks: Bash"):
+        await farm.supervisor.send("architect", "hello?", "alice")
+
+    assert await farm.storage.prompts.pending_prompts("architect") == []
+    asking.cancel()
+
+
+async def test_let_go_answers_every_held_request_with_nothing(farm: Farm) -> None:
+    asking, gate = await held_request(farm)
+
+    assert farm.monitor.let_go() == 1
+
+    assert await asking == {}  # the CLI shows its own dialog
+    assert [g.id for g in await farm.gates.pending()] == [gate.id]  # still to be decided
+    # and nothing is held any more: a new request is not kept waiting
+    assert await farm.monitor.on_hook("architect", payload("PermissionRequest")) == {}
 
 
 async def test_stop_makes_a_pending_permission_gate_stale(farm: Farm) -> None:

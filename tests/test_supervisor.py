@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -214,6 +216,23 @@ async def test_an_agent_that_exits_is_dead_not_restarted(farm: Farm) -> None:
     assert any("crashed" in line for line in await farm.supervisor.tail("architect", 5))
     await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
     await farm.until_idle("architect")
+
+
+async def test_an_agent_killed_by_a_signal_is_reported_so(farm: Farm) -> None:
+    await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+    await farm.until_idle("architect")
+    pane = await farm.tmux.pane("architect")
+    assert pane is not None and pane.pid is not None
+    os.kill(pane.pid, signal.SIGKILL)
+
+    dead = await farm.until_state("architect", AgentState.DEAD)
+
+    assert dead.state_reason == "its process was killed by signal 9 (SIGKILL)"
+    [alert] = await farm.storage.outbox.recent_alerts(5)
+    assert alert.kind == "agent.dead"
+    assert (
+        alert.text == "architect in project proj died: its process was killed by signal 9 (SIGKILL)"
+    )
 
 
 async def test_restart_readopts_live_agents_and_marks_vanished_ones_dead(

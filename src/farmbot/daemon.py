@@ -140,6 +140,8 @@ class Daemon:
             if interval:
                 workers.append(tasks.create_task(_watchdog(interval, stop), name="watchdog"))
             await stop.wait()
+            if released := farm.monitor.let_go():  # a held hook would keep the web open
+                log.info("let go of %d held permission request(s): their dialogs show", released)
             await farm.web.stop()  # no new commands or hook events
             for worker in workers:
                 worker.cancel()

@@ -106,10 +106,22 @@ class Delivery:
             self.wake()
             return Sent(prompt, queued=True, removed=clean.removed)
         async with self._keyboard.holding(agent.id):
-            await self._keyboard.refuse_if_asking(agent)
+            await self._refuse_if_asking(agent)
             prompt = await self._prompts.add_prompt(agent.id, clean.text, by, now, wait_ready=False)
             await self._deliver(agent, prompt)
         return Sent(prompt, queued=False, removed=clean.removed)
+
+    async def _refuse_if_asking(self, agent: Agent) -> None:
+        """Raise ``Conflict`` while the agent asks a question: a pending permission gate
+        (its hook asked, the dialog may not be drawn yet) or one on its screen."""
+        gate = await self._monitor.open_question(agent.id)
+        if gate is not None:
+            raise Conflict(
+                f"{agent.id} is asking a question (gate {gate.id}: {gate.title}); text typed "
+                f"now would answer it. Decide it first (/approve {gate.id} or /reject "
+                f"{gate.id}), then send again."
+            )
+        await self._keyboard.refuse_if_asking(agent)
 
     async def _deliver(self, agent: Agent, prompt: Prompt) -> None:
         await self._monitor.observe(agent, sm.Typing(prompt.text))
@@ -175,7 +187,7 @@ class Delivery:
             if not self._ready_for(fresh, prompt):
                 return False
             try:
-                await self._keyboard.refuse_if_asking(fresh)
+                await self._refuse_if_asking(fresh)
                 await self._deliver(fresh, prompt)
             except (Conflict, TmuxError):
                 return False

@@ -225,6 +225,24 @@ class Monitor:
                     self._on_qa(agent, trigger)
         return agent
 
+    def let_go(self) -> int:
+        """Answer every held hook with nothing (the daemon stops): each CLI shows its own
+        dialog, answered through the pane after the restart. Returns how many."""
+        self._hold = 0.0  # and holds no more
+        held = [f for f in self._held.values() if not f.done()]
+        for waiting in held:
+            waiting.set_result(permissions.NO_ANSWER)
+        self._held.clear()
+        return len(held)
+
+    async def open_question(self, agent_id: str) -> Gate | None:
+        """The agent's permission gate still waiting on a person, if any.
+
+        A CLI asking through its hook has a gate before its dialog is drawn (and keeps
+        it while the hook is held), so a screen that shows no question yet proves nothing.
+        """
+        return await self._pending_gate(agent_id)
+
     async def _pending_gate(self, agent_id: str) -> Gate | None:
         if self._pending is None:
             self._pending = [g for g in await self._gates.pending() if g.kind == PERMISSION]

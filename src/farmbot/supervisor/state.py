@@ -406,7 +406,7 @@ def _screen(
     if lines is not None and _maybe_pause(run, rules, lines):
         return
     said = after_prompt(lines, run.track.prompt_head) if lines is not None else None
-    target = _pane_state(run, said, rules, changed)
+    target = _pane_state(run, said, rules, changed, gate)
     question = (
         waiting_question(list(said), rules.patterns)
         if said is not None and target is AgentState.WAITING
@@ -460,14 +460,20 @@ def _maybe_pause(run: _Run, rules: Rules, lines: tuple[str, ...]) -> bool:
     return True
 
 
-def _pane_state(run: _Run, said: tuple[str, ...] | None, rules: Rules, changed: bool) -> AgentState:
+def _pane_state(
+    run: _Run, said: tuple[str, ...] | None, rules: Rules, changed: bool, gate: Gate | None
+) -> AgentState:
     agent = run.agent
     seen = classify(list(said), rules.patterns) if said is not None else None
     if run.track.last_hook_at is not None:
         # Hooks decide busy and idle; the pane only shows a question opening or going away
-        # (after a plain "no" Claude Code sends no Stop event).
+        # (after a plain "no" Claude Code sends no Stop event). A question asked through
+        # the hook is drawn a moment later, or never while farmbot holds it: it is waiting
+        # until its gate is decided or goes stale.
         if seen is AgentState.WAITING:
             return seen
+        if gate is not None and agent.state is AgentState.WAITING:
+            return agent.state
         if (
             said is not None
             and agent.state is AgentState.WAITING

@@ -1,0 +1,156 @@
+"""Measure `farmbot serve`'s start: the wall time until /healthz answers, and its memory.
+
+Targets (no chat interface configured): start to /healthz at most 0.25 s, resident memory
+at most 45 MiB. Each run starts a fresh daemon on its own state directory, tmux socket and
+port, polls /healthz every 5 ms from the moment the process is created, then reads the
+daemon's VmRSS once it has been up a second (with 10 idle demo agents supervised in a
+last run, to show what agents add). Medians are printed with the spread.
+
+Run: ``.venv/bin/python bench/bench_start.py [--runs 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_START = 0.25
+TARGET_RSS_MIB = 45.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def write_config(root: Path, port: int, socket_name: str) -> Path:
+    config = root / "farmbot.toml"
+    config.write_text(
+        f"""
+[server]
+port = {port}
+state_dir = "{root / "state"}"
+
+[tmux]
+socket = "{socket_name}"
+
+[qa]
+interval_minutes = 0
+
+[[projects]]
+name = "bench"
+path = "{root}"
+"""
+    )
+    return config
+
+
+def one_start(root: Path, agents: int = 0) -> tuple[float, float]:
+    """(seconds to /healthz, RSS in MiB a second later) of one fresh daemon."""
+    port, socket_name = free_port(), f"bench-start-{os.getpid()}-{time.monotonic_ns()}"
+    config = write_config(root, port, socket_name)
+    farmbot = [sys.executable, "-m", "farmbot", "--config", str(config)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [*farmbot, "serve"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=root,
+    )
+    try:
+        while not healthy(port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"farmbot serve exited with {proc.returncode}")
+            if time.perf_counter() - started > 20:
+                raise RuntimeError("farmbot serve did not answer /healthz within 20 s")
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        for _ in range(agents):
+            done = subprocess.run(
+                [*farmbot, "cmd", "/spawn shell"], capture_output=True, text=True, timeout=30
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"/spawn shell: {done.stdout}{done.stderr}")
+        time.sleep(1.0 if not agents else 4.0)
+        return elapsed, rss_mib(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, check=False)
+
+
+def spread(values: list[float], unit: str, digits: int) -> str:
+    return (
+        f"median {statistics.median(values):.{digits}f} {unit} "
+        f"(min {min(values):.{digits}f}, max {max(values):.{digits}f}, n={len(values)})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    starts: list[float] = []
+    memory: list[float] = []
+    one_start(Path(tempfile.mkdtemp(prefix="bench-start-")))  # warm the page cache
+    for _ in range(args.runs):
+        root = Path(tempfile.mkdtemp(prefix="bench-start-"))
+        try:
+            elapsed, rss = one_start(root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        starts.append(elapsed)
+        memory.append(rss)
+    root = Path(tempfile.mkdtemp(prefix="bench-start-"))
+    try:
+        _, with_agents = one_start(root, agents=10)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    start_ok = statistics.median(starts) <= TARGET_START
+    rss_ok = statistics.median(memory) <= TARGET_RSS_MIB
+    print(f"start to /healthz: {spread(starts, 's', 3)}; target <= {TARGET_START} s", end="")
+    print(" ok" if start_ok else " MISSED")
+    print(
+        f"RSS, no chat interface: {spread(memory, 'MiB', 1)}; target <= {TARGET_RSS_MIB} MiB",
+        end="",
+    )
+    print(" ok" if rss_ok else " MISSED")
+    print(f"RSS with 10 shell agents supervised: {with_agents:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from farmbot.config.schema import builtin_profiles
 from tests import agent_clis as clis
 from tests.fakes import anthropic_api as anthropic
 from tests.fakes import claude_hooks as hooks
@@ -335,8 +336,8 @@ def test_a_missing_binary_skips_locally_and_fails_under_ci(
 CORPUS = sorted(SCREENS.glob("*/*/*.txt"))
 
 
-def test_the_corpus_covers_every_cli() -> None:
-    assert {path.parts[-3] for path in CORPUS} >= {"claude", "codex", "demo"}
+def test_the_corpus_covers_every_builtin_profile() -> None:
+    assert {path.parts[-3] for path in CORPUS} >= set(builtin_profiles())
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[str(p.relative_to(SCREENS)) for p in CORPUS])

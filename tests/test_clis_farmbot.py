@@ -183,6 +183,9 @@ async def test_claude_approvals_through_its_hook(tmp_path: Path, tmux_socket: st
             assert "Issue 1: create a.txt" in first.text()
             gate = await run.gate()
             assert "touch a.txt" in gate["title"] + gate["detail"], gate
+            where = f"worktree {run.workdir}, branch farmbot/{AGENT}"
+            assert gate["payload"]["where"] == where
+            assert where in (await run.alert("gate.opened"))["text"]
             await refused_while_asking(run)
             assert "answered through builder-1's hook" in await run.ok(f"/approve {gate['id']}")
             [result] = (await fake.wait_for(2)).tool_results()

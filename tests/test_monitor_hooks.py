@@ -82,6 +82,10 @@ async def test_a_permission_request_is_answered_by_the_decision_through_the_hook
     assert gate.payload["source"] == "hook" and gate.payload["tool_name"] == "Bash"
     assert gate.title == "architect asks: Bash: python -m pytest -q tests/test_login.py"
     assert gate.detail.startswith("$ python -m pytest -q tests/test_login.py")
+    workdir = (await farm.agent("architect")).workdir
+    assert gate.payload["where"] == f"directory {workdir}"
+    [opened] = [e for e in farm.seen if e.kind == "gate.opened"]
+    assert opened.data["where"] == f"directory {workdir}"
     await farm.tick()
     assert len(await farm.gates.pending()) == 1  # the pane's view of it adds no second gate
 

@@ -195,6 +195,7 @@ class GateOpened(DomainEvent):
     gate_kind: str
     title: str
     detail: str = ""
+    where: str = ""  # e.g. "worktree /srv/.../builder-42, branch farmbot/builder-42"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -148,10 +148,11 @@ def _gate_opened(event: ev.GateOpened, agent: str, project: str) -> Body:
         row += (Button("Diff", f"/gate diff {gate}"),)
     if agent != "-":
         row += (Button("Tail", f"/tail {agent}"),)
+    where = f" ({event.where})" if event.where else ""
     return (
         f"gate #{gate} waits for a decision: {title}",
-        f"{agent} in project {project} waits for a decision ({event.gate_kind} gate #{gate}):"
-        f" {title}",
+        f"{agent} in project {project}{where} waits for a decision ({event.gate_kind} gate"
+        f" #{gate}): {title}",
         event.detail.strip() or None,
         (row,),
         f"gate.opened:{gate}",

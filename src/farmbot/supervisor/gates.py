@@ -58,6 +58,7 @@ class Gates:
         project: str | None = None,
         detail: str = "",
         payload: dict[str, Any] | None = None,
+        where: str = "",
     ) -> Gate:
         gate = await self._store.add_gate(
             kind, agent_id, project, title, detail, payload or {}, self._clock()
@@ -70,6 +71,7 @@ class Gates:
                 gate_kind=kind,
                 title=title,
                 detail=detail,
+                where=where,
             )
         )
         return gate

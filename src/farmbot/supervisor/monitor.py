@@ -204,7 +204,8 @@ class Monitor:
                         agent_id=agent.id,
                         project=agent.project,
                         detail=detail,
-                        payload=payload,
+                        payload={**payload, "where": _where(agent)},
+                        where=_where(agent),
                     )
             case sm.StaleGate(gate_id, reason):
                 found = gate if gate is not None and gate.id == gate_id else None
@@ -539,6 +540,12 @@ class Monitor:
             if self._wall() >= deadline:
                 return False
             await asyncio.sleep(0.1)
+
+
+def _where(agent: Agent) -> str:
+    """Where the agent works, as a gate says it."""
+    where = f"worktree {agent.workdir}" if agent.branch else f"directory {agent.workdir}"
+    return f"{where}, branch {agent.branch}" if agent.branch else where
 
 
 def _keys_for(profile: AgentProfile | None, decision: Decision) -> tuple[str, ...]:

@@ -65,7 +65,9 @@ async def _list(command: Gates, person: Person, ctx: Context) -> Reply:
     lines = []
     for gate in gates:
         who = f" [{gate.agent_id}]" if gate.agent_id else ""
-        lines.append(f"#{gate.id}{who} {gate.title} (open {ago(ctx.clock() - gate.created_at)})")
+        where = gate.payload.get("where")
+        line = f"#{gate.id}{who} {gate.title} (open {ago(ctx.clock() - gate.created_at)})"
+        lines.append(f"{line}\n    in {where}" if isinstance(where, str) and where else line)
     return Reply("\n".join(lines), buttons=tuple(gate_buttons(g) for g in gates[:10]))
 
 

@@ -3,9 +3,10 @@
 Without it the events table grows forever (hook events arrive thousands a second).
 ``Retention.run()`` is a long-lived task of the daemon: every ``EVERY`` seconds one pass
 deletes, in batches of ``BATCH`` rows with a pause between them (so the event writer and
-everyone else get the database in between), first delivered outbox rows, then the alerts
-no outbox row points at any more, then the events no alert points at, all older than
-``[storage] keep_events_days``; then audit rows older than ``keep_audit_days``, if set.
+everyone else get the database in between), first delivered outbox rows (delivered, and
+last repeated, before the horizon), then the alerts no outbox row points at any more, then
+the events no alert points at, all older than ``[storage] keep_events_days``; then audit
+rows older than ``keep_audit_days``, if set.
 
 What is never pruned, whatever its age: an outbox row not delivered (pending, being sent,
 or a dead letter that ``/retry`` can still send), hence its alert, hence that alert's
@@ -48,13 +49,16 @@ class _Table:
 
     name: str
     time: str  # the column that grows with id: the walk stops at the first young row
-    delete: str  # the statement: (after id, up to id, older than)
+    delete: str  # the statement: (after id, up to id, then "older than" ``olders`` times)
+    olders: int = 1
 
 
 _OUTBOX = _Table(
     "outbox",
     "created_at",
-    "DELETE FROM outbox WHERE id > ? AND id <= ? AND last_at < ? AND status = 'delivered'",
+    "DELETE FROM outbox WHERE id > ? AND id <= ? AND status = 'delivered'"
+    " AND last_at < ? AND delivered_at < ?",
+    olders=2,  # its last repeat and its delivery: a message sent just now stays a while
 )
 _ALERTS = _Table(
     "alerts",
@@ -102,7 +106,7 @@ class SqlRetentionStore(RetentionStore):
         if old == 0:
             return Batch(0, None)
         last = int(rows[old - 1]["id"])
-        deleted = await self._db.execute(t.delete, (after_id, last, before))
+        deleted = await self._db.execute(t.delete, (after_id, last, *[before] * t.olders))
         done = old < len(rows) or len(rows) < limit
         return Batch(deleted, None if done else last)
 

@@ -308,6 +308,10 @@ class MetricsEndpoint:
     def routes(self) -> list[WebRoute]:
         return [("GET", PATH, self._scrape)]
 
+    async def exposition(self) -> bytes:
+        """What a scrape shows now (raises StorageError when the database fails)."""
+        return render(await gather(self._sources))
+
     def _allowed(self, header: str) -> bool:
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given.isascii():
@@ -328,12 +332,12 @@ class MetricsEndpoint:
                 headers={"WWW-Authenticate": 'Bearer realm="farmbot metrics"'},
             )  # fmt: skip
         try:
-            snapshot = await gather(self._sources)
+            body = await self.exposition()
         except StorageError as exc:
             log.warning("metrics: the database failed: %s", exc)
             return web.json_response({"error": f"the database failed: {exc}"}, status=503)
         self.scrapes += 1
         return web.Response(
-            body=render(snapshot),
+            body=body,
             headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
         )

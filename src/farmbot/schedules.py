@@ -76,19 +76,28 @@ class Schedules:
 
     def apply(self, tasks: asyncio.TaskGroup, wanted: Mapping[str, Schedule]) -> None:
         """Run exactly ``wanted``: keep the unchanged, stop the rest, start the new."""
+        stopped, started = [], []
         for name, (schedule, stop) in list(self._running.items()):
             if wanted.get(name) != schedule:
                 stop.set()
                 del self._running[name]
                 self.stopped += 1
+                stopped.append(name)
         for name, schedule in wanted.items():
             if name not in self._running:
+                started.append(name)
                 stop = asyncio.Event()
                 self._running[name] = (schedule, stop)
                 task = tasks.create_task(_run(name, schedule, stop), name=name)
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 self.started += 1
+        if stopped or started:
+            log.info(
+                "schedules: started %s; stopped %s",
+                ", ".join(started) or "none",
+                ", ".join(stopped) or "none",
+            )
 
     def cancel(self) -> None:
         """At shutdown: cancel every schedule's task, a run in progress too."""

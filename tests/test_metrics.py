@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from farmbot import __version__
 from farmbot.adapters.hooks import hook_token
 from farmbot.config.schema import UserConfig
+from farmbot.durations import Durations
 from farmbot.messages import Hearing, Incoming, OnIncoming, OutboundMessage
 from farmbot.models import AgentKind, Role
 from tests.daemon import free_port, git_project, serve
@@ -179,3 +180,11 @@ async def test_two_graphs_in_one_process_never_share_a_number(
         assert not any(name.startswith("farmbot_interface_up") for name, _ in second)
     names = {m.name for m in prometheus_client.REGISTRY.collect()}
     assert not any(name.startswith("farmbot") for name in names)  # nothing global
+
+
+def test_durations_count_into_cumulative_buckets() -> None:
+    durations = Durations((0.1, 1.0))
+    for seconds in (0.05, 0.1, 0.5, 3.0, -1.0):  # a negative one (a clock step) counts as 0
+        durations.observe(seconds)
+    assert durations.cumulative() == [(0.1, 3), (1.0, 4), (float("inf"), 5)]
+    assert (durations.count, durations.sum) == (5, 3.65)

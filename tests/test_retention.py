@@ -3,15 +3,19 @@ rows if asked) and what stays whatever its age (anything not delivered), in batc
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from farmbot import events as ev
 from farmbot.messages import Severity
 from farmbot.models import AlertDraft, NewEvent
 from farmbot.storage import Storage
 from farmbot.storage.retention import DAY, Batch, Retention, RetentionStore
 from tests.backends import Backend
+from tests.farm import farm_for, make_config
 from tests.helpers import FakeClock, store_event, store_events
 
 T0 = 1_700_000_000.0
@@ -165,3 +169,29 @@ async def test_batches_walk_by_id_and_stop_at_the_first_young_row(
     counting.batches.clear()
     assert (await retention.prune())["events"] == 0
     assert counting.batches == ["outbox", "alerts", "events"]  # one read each: nothing old
+
+
+async def test_the_graph_prunes_with_the_configured_days_never_inside_the_dedupe_window(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    config = make_config(tmp_path, tmux_socket)
+    config = dataclasses.replace(
+        config,
+        storage=dataclasses.replace(config.storage, keep_events_days=1),
+        alerts=dataclasses.replace(config.alerts, dedupe_window=2 * DAY),
+    )
+    clock = FakeClock(T0)
+    async with farm_for(config, tmp_path, clock) as farm:
+        retention = farm.graph.retention
+        assert (retention.keep_events, retention.keep_audit) == (2 * DAY, None)
+        await farm.bus.publish(ev.AgentResumed(agent_id="builder-1", project="proj"))
+        clock.advance(1.5 * DAY)  # older than keep_events_days, inside the dedupe window
+        assert (await retention.prune())["events"] == 0
+        clock.advance(DAY)
+        done = await retention.prune()
+        assert (done["outbox"], done["alerts"], done["events"]) == (0, 0, 0)  # undelivered
+        assert await farm.graph.alerts.notifier.deliver_due() == 1  # the web console's
+        clock.advance(3 * DAY)
+        done = await retention.prune()
+        assert (done["outbox"], done["alerts"], done["events"]) == (1, 1, 1)
+        assert farm.graph.statistics()["retention"].startswith("passes=3 pruned_outbox=1")

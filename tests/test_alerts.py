@@ -104,9 +104,13 @@ BLANK: dict[str, tuple[type[ev.DomainEvent], dict[str, Any]]] = {
             "passed": True,
         },
     ),
+    "config.reloaded": (ev.ConfigReloaded, {"source": "", "changed": ()}),
+    "config.refused": (ev.ConfigRefused, {"source": "", "reason": ""}),
 }
 # Kinds about a run or a wave, not about one agent.
 PROJECT_LEVEL = {"run.blocked", "wave.done", "run.finished", "deploy.failed", "deploy.passed"}
+# Kinds about the daemon itself.
+FARM_LEVEL = {"config.reloaded", "config.refused"}
 
 
 def event(
@@ -223,7 +227,10 @@ def test_every_configurable_kind_has_a_rule_that_survives_empty_fields() -> None
     for kind, severity in ALERT_KINDS.items():
         [d] = rules.drafts_for(event(kind, "builder-1", "farm"))
         assert d.severity is severity and d.title
-        assert ("farm" if kind in PROJECT_LEVEL else "builder-1") in d.text, kind
+        shown = (
+            "farmbot" if kind in FARM_LEVEL else "farm" if kind in PROJECT_LEVEL else "builder-1"
+        )
+        assert shown in d.text, kind
     [gate] = rules.drafts_for(event("gate.opened", None, None))  # no agent, no project
     assert gate.agent_id is None
     assert commands(gate) == ["/approve 1", "/approve 1 --session", "/reject 1"]

@@ -136,3 +136,63 @@ def test_storage_errors_name_the_key_and_never_the_password(
     tmp_path: Path, toml: str, environ: Mapping[str, str], message: str
 ) -> None:
     assert failure(tmp_path, f"[storage]\n{toml}\n", environ) == message
+
+
+def test_retention_days_on_either_backend(tmp_path: Path) -> None:
+    assert (StorageConfig().keep_events_days, StorageConfig().keep_audit_days) == (30, 0)
+    sqlite = load(tmp_path, "[storage]\nkeep_events_days = 7\nkeep_audit_days = 365").storage
+    assert (sqlite.backend, sqlite.keep_events_days, sqlite.keep_audit_days) == ("sqlite", 7, 365)
+    pg = load(
+        tmp_path, '[storage]\nurl = "env:DB_URL"\nkeep_events_days = 0', {"DB_URL": URL}
+    ).storage
+    assert (pg.backend, pg.keep_events_days) == ("postgresql", 0)  # 0: forever
+    assert failure(tmp_path, "[storage]\nkeep_events_days = -1") == (
+        "config: storage.keep_events_days: must be between 0 and 36500, got -1"
+    )
+    assert failure(tmp_path, "[storage]\nkeep_audit_days = 1.5") == (
+        "config: storage.keep_audit_days: expected an integer, got float 1.5"
+    )
+    assert failure(tmp_path, "[storage]\nkeep_event_days = 7") == (
+        "config: storage.keep_event_days: unknown key (did you mean 'keep_events_days'?)"
+    )
+
+
+def test_the_metrics_token_is_a_secret_from_the_environment_or_the_vault(
+    tmp_path: Path,
+) -> None:
+    from farmbot.config import load_server_config
+
+    token = "metrics-" + "x" * 24
+    server = load(tmp_path, "", {}).server
+    assert server.metrics_token is None
+    path = tmp_path / "farmbot.toml"
+    env = {"METRICS": token}
+    server = load_config(_with(path, 'metrics_token = "env:METRICS"'), env, tmp_path).server
+    assert server.metrics_token == token and token not in repr(server)
+    Vault(tmp_path / "state", {}).set("METRICS_TOKEN", token)
+    server = load_config(_with(path, 'metrics_token = "vault:METRICS_TOKEN"'), {}, tmp_path).server
+    assert server.metrics_token == token
+
+    def refused(line: str, environ: Mapping[str, str]) -> str:
+        with pytest.raises(ConfigError) as caught:
+            load_config(_with(path, line), environ, tmp_path)
+        assert token not in str(caught.value)
+        return str(caught.value)
+
+    assert refused(f'metrics_token = "{token}"', {}) == (
+        'config: server.metrics_token: secrets are never written in the file; use "env:NAME"'
+        ' or "vault:NAME"'
+    )
+    assert refused('metrics_token = "env:SHORT"', {"SHORT": "abc"}) == (
+        "config: server.metrics_token: too short: a token needs 16 characters or more"
+    )
+    # Commands that read only [server] (farmbot secret set) work before the secret exists.
+    _with(path, 'metrics_token = "vault:NOT_YET"')
+    assert load_server_config(path, {}, tmp_path).metrics_token is None
+    with pytest.raises(ConfigError, match=r"server\.metrics_token: .*NOT_YET"):
+        load_config(path, {}, tmp_path)
+
+
+def _with(path: Path, server_line: str) -> Path:
+    path.write_text(f'[server]\nstate_dir = "state"\n{server_line}\n')
+    return path

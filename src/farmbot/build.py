@@ -7,6 +7,9 @@ opens storage and the event bus and takes up what was tracked before a restart; 
 starts no server, no chat connection and no loop (``farmbot.daemon`` does, and owns
 their lifetimes).
 
+``Farm.reconfigure(config)`` hands a reloaded config to every component that reads one
+(farmbot/reload.py decides whether it may); the graph itself stays as it is.
+
 Interfaces are registered in ``INTERFACES``: a line each, naming the config sections that
 configure it and the class to build from each, imported only when configured (so the
 daemon loads no chat library it does not use).
@@ -26,17 +29,20 @@ from typing import Any
 
 from farmbot import __version__, localkey
 from farmbot.adapters.hooks import HookEndpoint, hook_token
+from farmbot.adapters.metrics import MetricsEndpoint, Sources
 from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.web import WebInterface
 from farmbot.alerts import Alerts
 from farmbot.bot.authz import People
 from farmbot.bot.commands import SPECS, Commands, Context, menu
+from farmbot.bot.limits import RateLimiter
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Interface, ReportsReadiness, ServesRoutes
 from farmbot.models import Agent, GateStatus
 from farmbot.storage import Storage, open_storage
+from farmbot.storage.retention import Retention, horizon
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.autopilot import MILESTONE, Autopilot, Control, Milestones
 from farmbot.supervisor.delivery import Delivery
@@ -99,7 +105,10 @@ class Farm:
     autopilot: Autopilot
     control: Control
     router: Router
+    limits: RateLimiter
+    retention: Retention
     hooks: HookEndpoint
+    metrics: MetricsEndpoint
     web: WebInterface
     interfaces: dict[str, Interface]  # by name: the web console, chats, webhooks
     started_at: float = field(default=0.0)
@@ -126,9 +135,32 @@ class Farm:
             "qa": self.qa,
             "autopilot": self.autopilot,
             "router": self.router,
+            "limits": self.limits,
+            "retention": self.retention,
             "hooks": self.hooks,
+            "metrics": self.metrics,
             **self.interfaces,
         }
+
+    async def reconfigure(self, config: Config) -> None:
+        """Hand a reloaded config to every component that reads one, from now on.
+
+        What only a restart changes (listening address, storage, tmux, chat interfaces)
+        is refused before this by farmbot.reload, so the graph itself stays as it is.
+        """
+        self.config = config
+        self.bus.reconfigure(dedupe_window=config.alerts.dedupe_window)
+        self.alerts.reconfigure(config.alerts)
+        self.monitor.reconfigure(config)
+        self.delivery.reconfigure(config.supervisor)
+        self.qa.reconfigure(config)
+        self.autopilot.reconfigure(config)
+        self.router.reconfigure(People(config.users))
+        self.limits.reconfigure(config.limits)
+        events, audit = _horizons(config)
+        self.retention.reconfigure(keep_events=events, keep_audit=audit)
+        self.metrics.reconfigure(config.server.metrics_token)
+        await self.supervisor.reconfigure(config)  # registers projects that are new
 
     async def problems(self) -> dict[str, str]:
         """What keeps a component from working, by name (empty when all is well)."""
@@ -196,6 +228,14 @@ class Farm:
             "tasks": [t.to_json() for t in [*open_tasks, *closed]],
             "milestones": [g.to_json() for g in gates if g.kind == MILESTONE],
         }
+
+
+def _horizons(config: Config) -> tuple[float | None, float | None]:
+    """Retention's horizons in seconds, events and audit; never inside the dedupe window
+    (a delivered alert's row is what its repeats fold into)."""
+    keep = horizon(config.storage.keep_events_days)
+    events = None if keep is None else max(keep, config.alerts.dedupe_window)
+    return events, horizon(config.storage.keep_audit_days)
 
 
 @asynccontextmanager
@@ -295,6 +335,7 @@ async def build(
             if not autopilot.owns(agent.id):
                 qa.request(agent, trigger)
 
+        limits = RateLimiter(config.limits, clock)
         router = Router(
             Commands(
                 Context(
@@ -310,8 +351,29 @@ async def build(
             People(config.users),
             storage.audit,
             clock,
+            limits=limits,
         )
         hooks = HookEndpoint(monitor.on_hook, key, task_done=control.agent_done)
+        keep_events, keep_audit = _horizons(config)
+        retention = Retention(
+            storage.retention, keep_events=keep_events, keep_audit=keep_audit, clock=clock
+        )
+        metrics = MetricsEndpoint(
+            Sources(
+                agents=storage.agents,
+                gates=storage.gates,
+                outbox=storage.outbox,
+                monitor=monitor,
+                notifier=alerts.notifier,
+                commands=lambda: router.outcomes,
+                limited=lambda: limits.refused,
+                pruned=lambda: retention.pruned,
+                interfaces=lambda: {n: i for n, i in found.items() if n != "web"},
+                clock=clock,
+            ),
+            key,
+            config.server.metrics_token,
+        )
         farm = Farm(
             config=config,
             clock=clock,
@@ -329,7 +391,10 @@ async def build(
             autopilot=autopilot,
             control=control,
             router=router,
+            limits=limits,
+            retention=retention,
             hooks=hooks,
+            metrics=metrics,
             web=None,  # type: ignore[arg-type]  # set just below: it serves the farm
             interfaces=found,
             started_at=clock(),
@@ -354,7 +419,7 @@ async def build(
         extra = [i(deps) if callable(i) else i for i in interfaces]
         for interface in [*(i for r in registry for i in r.build(config, deps)), *extra]:
             found[interface.name] = interface
-        for component in [hooks, *found.values()]:
+        for component in [hooks, metrics, *found.values()]:
             if isinstance(component, ServesRoutes):  # webhook / HTTP modes, hook events
                 for route in component.routes():
                     web.add_route(*route)

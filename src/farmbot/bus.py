@@ -97,6 +97,10 @@ class EventBus:
         if writer is not None:
             await writer
 
+    def reconfigure(self, *, dedupe_window: float) -> None:
+        """A new dedupe window for the next commits."""
+        self._dedupe_window = dedupe_window
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` after every commit; returns the unsubscribe function.
 

@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     stop = add(sub, "stop", "stop the daemon (SIGTERM); the agents keep running in tmux")
     stop.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    reload = add(sub, "reload", "reload the configuration (SIGHUP); agents and chats carry on")
+    reload.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     logs = add(sub, "logs", "show the log of a daemon run by `farmbot start`")
     logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="default 50")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -205,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
         return _secret(args)
     if command == "stop":
         return _stop(args)
+    if command == "reload":
+        return _reload(args)
     if command == "logs":
         return _logs(args)
     if command == "backup":
@@ -296,7 +300,11 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     from farmbot.daemon import serve
 
     logs.setup(_log_options(args, args.log_file), os.environ)
-    asyncio.run(serve(_with_overrides(config, args)))
+
+    def again() -> Config:  # a reload reads the same file with the same overrides
+        return _with_overrides(_load(args), args)
+
+    asyncio.run(serve(_with_overrides(config, args), load=again))
     return 0
 
 
@@ -355,6 +363,28 @@ def _stop(args: argparse.Namespace) -> int:
     state_dir = _server(args).state_dir
     _report_stop(lifecycle.stop(state_dir, timeout=args.timeout), state_dir)
     return 0
+
+
+def _reload(args: argparse.Namespace) -> int:
+    from farmbot import lifecycle
+
+    # Only [server]: a config that no longer loads must still reach the daemon, which
+    # refuses it and says why.
+    state_dir = _server(args).state_dir
+    done = lifecycle.reload(state_dir, timeout=args.timeout)
+    outcome = done.outcome
+    if outcome is None:
+        print(
+            f"farmbot: sent SIGHUP to farmbot (pid {done.pid}), which did not say within "
+            f"{args.timeout:g}s how the reload went; see `{_farmbot(args)} logs` or journalctl",
+            file=sys.stderr,
+        )
+        return 1
+    if outcome.get("applied"):
+        print(f"farmbot (pid {done.pid}) {outcome.get('message', 'reloaded')}")
+        return 0
+    print(f"farmbot (pid {done.pid}) {outcome.get('message', 'refused')}", file=sys.stderr)
+    return 1
 
 
 def _report_stop(stopped: Stopped, state_dir: Path) -> None:

@@ -5,16 +5,17 @@ state directory's lock (one daemon per state directory: a second one would poll 
 chat twice), builds the graph (farmbot.build), reconciles with tmux, starts the web
 server and then the chat interfaces. ``daemon.run(stop)`` runs the time-driven work --
 the supervision tick, prompt delivery, alert delivery, QA, the autopilot, cron jobs,
-the hook spool's replay, systemd's watchdog -- until ``stop`` is set, then stops taking
-input and flushes what was taken. SIGTERM/SIGINT set ``stop``; the agents keep running
-in tmux and the next start re-adopts them.
+the hook spool's replay, retention, systemd's watchdog -- until ``stop`` is set, then stops
+taking input and flushes what was taken. SIGTERM/SIGINT set ``stop``; the agents keep
+running in tmux and the next start re-adopts them. SIGHUP (``farmbot reload``) reloads the
+configuration (farmbot/reload.py): the graph takes the new one, cron jobs and the QA cycle
+are rescheduled, and agents, chat connections and queued work carry on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import fcntl
 import logging
 import os
@@ -31,9 +32,12 @@ from typing import Any, Self, TextIO
 from farmbot import __version__, localkey, systemd
 from farmbot.adapters.hooks import replay_spool
 from farmbot.build import Farm, build
-from farmbot.config.schema import Config, CronJob
+from farmbot.config import load_config
+from farmbot.config.schema import Config
 from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
 from farmbot.messages import Incoming, Reply
+from farmbot.reload import Outcome, Reloader
+from farmbot.schedules import Schedule, Schedules, cron_delays, every
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +76,26 @@ class StateLock:
 class Daemon:
     """farmbot running: the graph, its servers and interfaces, and its loops."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        load: Callable[[], Config] | None = None,
+    ) -> None:
+        """``load`` reads the configuration again for a reload (the CLI's loader, with its
+        overrides); by default ``config.source`` from the directory farmbot started in."""
         self.config = config
         self._clock = clock
         self._stack = AsyncExitStack()
         self._lock = StateLock(config.server.state_dir)
         self._changed = asyncio.Event()  # tmux saw a pane die: tick now
+        cwd = Path.cwd()
+        self._load = load or (lambda: load_config(config.source, os.environ, cwd))
+        self._schedules = Schedules()
+        self._tasks: asyncio.TaskGroup | None = None  # run()'s, while it runs
         self.farm: Farm
+        self.reloader: Reloader
 
     async def __aenter__(self) -> Self:
         if shutil.which("tmux") is None:
@@ -105,6 +122,13 @@ class Daemon:
     async def _start(self) -> None:
         farm = await self._stack.enter_async_context(build(self.config, clock=self._clock))
         self.farm = farm
+        self.reloader = Reloader(
+            load=lambda: asyncio.to_thread(self._load),  # reads files, maybe runs git
+            current=lambda: self.config,
+            apply=self._apply,
+            bus=farm.bus,
+            clock=self._clock,
+        )
         await farm.monitor.reconcile(startup=True)
         await farm.web.start(farm.router.handle)
         farm.supervisor.update_agent_env(FARMBOT_URL=self.url)  # the port is known now
@@ -117,10 +141,14 @@ class Daemon:
     def url(self) -> str:
         return f"http://{_host_for_url(self.config.server.host)}:{self.farm.web.port}"
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set; then stop taking input and flush what was taken."""
+    async def run(self, stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set; then stop taking input and flush what was taken.
+
+        Each time ``reload`` is set (SIGHUP), the configuration is reloaded.
+        """
         farm = self.farm
         async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
             alerts = tasks.create_task(farm.alerts.run(), name="alerts")
             workers = [
                 tasks.create_task(self._supervise(), name="supervise"),
@@ -130,12 +158,11 @@ class Daemon:
                 tasks.create_task(farm.autopilot.run(farm.config.supervisor.tick_seconds),
                                   name="autopilot"),
                 tasks.create_task(self._replay_spool(), name="spool-replay"),
+                tasks.create_task(farm.retention.run(), name="retention"),
             ]  # fmt: skip
-            if farm.config.qa.interval_minutes > 0:
-                every = farm.config.qa.interval_minutes * 60
-                workers.append(tasks.create_task(self._every(every, farm.qa.run_cycle, late=True)))
-            for job in farm.config.cron:
-                workers.append(tasks.create_task(self._cron(job), name=f"cron-{job.name}"))
+            self._schedules.apply(tasks, self._scheduled(self.config))
+            if reload is not None:
+                workers.append(tasks.create_task(self._reloads(reload), name="reload"))
             interval = systemd.watchdog_interval()
             if interval:
                 workers.append(tasks.create_task(_watchdog(interval, stop), name="watchdog"))
@@ -145,6 +172,8 @@ class Daemon:
             await farm.web.stop()  # no new commands or hook events
             for worker in workers:
                 worker.cancel()
+            self._schedules.cancel()
+            self._tasks = None
             farm.alerts.close()  # finish an in-flight send rather than repeat it later
             await alerts
             for chat in farm.chats:
@@ -180,32 +209,44 @@ class Daemon:
                 continue
             self._changed.set()
 
-    async def _every(
-        self, seconds: float, work: Callable[[], Awaitable[None]], *, late: bool = False
-    ) -> None:
-        """Run ``work`` every ``seconds`` (first after one period when ``late``)."""
-        if late:
-            await asyncio.sleep(seconds)
+    def _scheduled(self, config: Config) -> dict[str, Schedule]:
+        """The cron jobs and the QA cycle a configuration asks for, by task name."""
+        wanted = {
+            f"cron-{job.name}": Schedule(job, cron_delays(job.cron), self._cron_work(job.name))
+            for job in config.cron
+        }
+        if config.qa.interval_minutes > 0:
+            seconds = config.qa.interval_minutes * 60
+            wanted["qa-cycle"] = Schedule(("qa", seconds), every(seconds), self.farm.qa.run_cycle)
+        return wanted
+
+    def _cron_work(self, name: str) -> Callable[[], Awaitable[None]]:
+        async def work() -> None:
+            await self.run_cron(name)
+
+        return work
+
+    async def reload(self) -> Outcome:
+        """Reload the configuration: apply it, or refuse it and keep the one in force."""
+        return await self.reloader.reload()
+
+    async def _apply(self, config: Config) -> None:
+        await self.farm.reconfigure(config)
+        self.config = config
+        if self._tasks is not None:  # running: reschedule what changed
+            self._schedules.apply(self._tasks, self._scheduled(config))
+
+    async def _reloads(self, requested: asyncio.Event) -> None:
         while True:
+            await requested.wait()
+            requested.clear()
+            systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
             try:
-                await work()
-            except Exception:  # this loop's one boundary: log, and keep supervising
-                log.exception("%s failed; it runs again in %.0f s", work, seconds)
-            await asyncio.sleep(seconds)
-
-    async def _cron(self, job: CronJob) -> None:
-        from apscheduler.triggers.cron import CronTrigger
-
-        trigger = CronTrigger.from_crontab(job.cron, timezone="UTC")
-        previous = None
-        while True:
-            now = dt.datetime.now(dt.UTC)
-            when = trigger.get_next_fire_time(previous, now)
-            if when is None:
-                return
-            await asyncio.sleep(max(0.0, (when - now).total_seconds()))
-            previous = when
-            await self.run_cron(job.name)
+                await self.reload()
+            except Exception:  # this loop's one boundary: the daemon keeps running
+                log.exception("config reload failed; parts of it may be in force")
+            finally:
+                systemd.notify("READY=1")
 
     async def run_cron(self, name: str) -> Reply:
         """Run a configured cron job's command as its configured user (audited as such)."""
@@ -282,20 +323,28 @@ def announce(daemon: Daemon, out: TextIO) -> None:
 
 
 async def serve(
-    config: Config, *, stop: asyncio.Event | None = None, out: TextIO = sys.stdout
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    out: TextIO = sys.stdout,
+    load: Callable[[], Config] | None = None,
 ) -> None:
-    """Run the daemon until SIGTERM/SIGINT (or ``stop``)."""
+    """Run the daemon until SIGTERM/SIGINT (or ``stop``); SIGHUP reloads (with ``load``)."""
     stop = stop or asyncio.Event()
+    reload = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # From the start: SIGHUP's default action would end the daemon. One that arrives while
+    # it starts is taken up once it runs.
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
     try:
-        async with Daemon(config) as daemon:
+        async with Daemon(config, load=load) as daemon:
             announce(daemon, out)
             systemd.notify("READY=1")
-            await daemon.run(stop)
+            await daemon.run(stop, reload)
             systemd.notify("STOPPING=1")
             log.info("stopping: interfaces stop, agents keep running in tmux")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -18,7 +18,8 @@
         ├── UsageError           the command text did not parse; carries the usage line
         ├── NotFound             an agent, project or gate that does not exist
         ├── Conflict             already running, over a limit, stale gate, ...
-        └── AccessDenied         the person's role does not allow the command
+        ├── AccessDenied         the person's role does not allow the command
+        └── RateLimited          the person ran too many commands of a kind this minute
 
 A ``CommandError`` is the only exception whose text reaches a person. Everything else
 is logged with its traceback at one funnel (``bot.router``) and the person gets a short
@@ -117,3 +118,11 @@ class Conflict(CommandError):
 
 class AccessDenied(CommandError):
     """The person is not allowed to run the command."""
+
+
+class RateLimited(CommandError):
+    """Too many commands of one kind in the last minute; ``retry_after`` is in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -28,6 +28,8 @@ __all__ = [
     "AgentStopped",
     "AgentStuck",
     "AgentWaitingTooLong",
+    "ConfigRefused",
+    "ConfigReloaded",
     "Deployed",
     "DomainEvent",
     "GateDecided",
@@ -251,6 +253,28 @@ class HookReceived(DomainEvent):
 
     def data(self) -> dict[str, Any]:
         return self.payload
+
+
+# -- the daemon -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReloaded(DomainEvent):
+    """A reloaded configuration is in force (SIGHUP, ``farmbot reload``)."""
+
+    KIND: ClassVar[str] = "config.reloaded"
+    source: str  # the file it was read from
+    changed: tuple[str, ...]  # the settings that changed ("users", "alerts.routes", ...)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigRefused(DomainEvent):
+    """A reload was refused: the configuration in force before stays."""
+
+    KIND: ClassVar[str] = "config.refused"
+    source: str
+    reason: str  # the config error, or what needs a restart
+    restart: tuple[str, ...] = ()  # settings that changed but only apply at a restart
 
 
 # -- the autopilot ------------------------------------------------------------------------

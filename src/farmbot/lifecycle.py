@@ -1,4 +1,5 @@
-"""The daemon seen from outside: ``farmbot start``, ``stop``, ``restart``, ``logs``.
+"""The daemon seen from outside: ``farmbot start``, ``stop``, ``restart``, ``reload``,
+``logs``.
 
 The PID file is the daemon's own lock, ``state_dir/farmbot.lock``: ``farmbot serve``
 flocks it and writes its pid into it (``daemon.StateLock``). A daemon runs exactly while
@@ -9,12 +10,16 @@ whatever process now has that number. There is no second source of truth.
 terminal, no SIGHUP when the shell goes), stdout to /dev/null and stderr and logging
 into ``state_dir/farmbot.log``, and waits until ``/healthz`` answers while the child holds
 the lock, or the child dies, or the timeout passes.
+
+``reload`` sends the daemon SIGHUP and waits until it writes how the reload went into
+``state_dir/last-reload.json`` (farmbot/reload.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -25,12 +30,13 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from farmbot.errors import FarmbotError, StartFailed
 
 LOCK_FILE = "farmbot.lock"  # app.LOCK_FILE (a test keeps them equal)
 LOG_FILE = "farmbot.log"
+RELOAD_FILE = "last-reload.json"  # reload.OUTCOME_FILE (a test keeps them equal)
 # Variables that describe *this* process's supervisor, not the detached daemon's.
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS")
 
@@ -224,6 +230,52 @@ def stop(
         time.sleep(0.1)
     _clear_stale(state_dir)  # its pid, so that the file names no farmbot
     return Stopped(pid)
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    pid: int  # the daemon that was sent SIGHUP
+    outcome: dict[str, Any] | None  # what it wrote about the reload; None: nothing in time
+
+
+def reload(
+    state_dir: Path, *, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic
+) -> Reloaded:
+    """SIGHUP the daemon holding ``state_dir``'s lock; wait for the outcome it writes."""
+    state = lock_state(state_dir)
+    deadline = clock() + timeout
+    while state.running and state.pid is None and clock() < deadline:  # its pid is coming
+        time.sleep(0.05)
+        state = lock_state(state_dir)
+    if not state.running:
+        raise FarmbotError(
+            f"farmbot is not running (state directory {state_dir}), so there is nothing to "
+            "reload; `farmbot start` reads the configuration afresh"
+        )
+    pid = state.pid
+    if pid is None:
+        raise FarmbotError(f"a farmbot holds {state_dir / LOCK_FILE} but wrote no pid in it")
+    before = _reload_outcome(state_dir)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise FarmbotError(f"farmbot (pid {pid}) stopped just now; nothing to reload") from None
+    except PermissionError:
+        raise FarmbotError(f"cannot signal farmbot (pid {pid}): not your process") from None
+    while clock() < deadline:
+        now = _reload_outcome(state_dir)
+        if now is not None and now != before and now.get("pid") == pid:
+            return Reloaded(pid, now)
+        time.sleep(0.05)
+    return Reloaded(pid, None)
+
+
+def _reload_outcome(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / RELOAD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 # -- the log file ---------------------------------------------------------------------

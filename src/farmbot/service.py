@@ -41,6 +41,8 @@ Type=notify
 # farmbot says READY=1 once the web console answers, and pings the watchdog while its loop runs.
 WatchdogSec=60
 ExecStart={exec_start}
+# `systemctl --user reload farmbot` rereads the config (README: Reloading the configuration).
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=3
 # Stop only farmbot itself: the agents' tmux server must outlive a restart of the daemon,

@@ -42,6 +42,13 @@ class Alerts:
     def statistics(self) -> dict[str, int | float | str]:
         return dict(self.notifier.statistics())
 
+    def reconfigure(self, config: AlertsConfig) -> None:
+        """New rules and routes for the next events, new retries for the next failures;
+        alerts already in the outbox keep the routes they were given."""
+        self.config = config
+        self.rules = AlertRules(config)
+        self.notifier.reconfigure(config)
+
     def drafts_for(self, event: DomainEvent) -> list[AlertDraft]:
         """The alerts an event raises (the bus stores them with it)."""
         return self.rules.drafts_for(event)

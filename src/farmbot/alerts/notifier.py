@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ParamSpec
 
 from farmbot.config.alerts import AlertsConfig
+from farmbot.durations import DELIVERY_BUCKETS, Durations
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import Interface, OutboundMessage
 from farmbot.models import Alert, Destination, OutboxItem
@@ -65,6 +66,8 @@ class Notifier:
         self.delivered = 0
         self.retried = 0
         self.dead = 0
+        # From when a message was due (queued, or its dedupe window ended) to delivered.
+        self.latency = Durations(DELIVERY_BUCKETS)
 
     def __repr__(self) -> str:
         stats = " ".join(f"{k}={v}" for k, v in self.statistics().items())
@@ -78,6 +81,10 @@ class Notifier:
             "dead": self.dead,
             "in_flight": len(self._busy),
         }
+
+    def reconfigure(self, config: AlertsConfig) -> None:
+        """New attempts and backoff (a reloaded config), from the next failure on."""
+        self._config = config
 
     def notify_new(self, alerts: Sequence[Alert] = ()) -> None:
         """Look at the outbox now (new alerts, or a dead letter put back)."""
@@ -192,7 +199,9 @@ class Notifier:
             await self._failed(item, where, f"{type(exc).__name__}: {exc}", None, logged=True)
             return False
         self.delivered += 1
-        await self._settle(self._store.mark_delivered, item.id, self._clock())
+        now = self._clock()
+        self.latency.observe(now - max(item.created_at, item.not_before or 0.0))
+        await self._settle(self._store.mark_delivered, item.id, now)
         return True
 
     async def _failed(

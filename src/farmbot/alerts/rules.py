@@ -310,6 +310,28 @@ def _deployed(event: ev.Deployed, agent: str, project: str) -> Body:
     )
 
 
+def _reloaded(event: ev.ConfigReloaded, agent: str, project: str) -> Body:
+    changed = ", ".join(event.changed) or "nothing"
+    return (
+        "configuration reloaded",
+        f"farmbot reloaded its configuration from {event.source}; changed: {changed}.",
+        None,
+        (),
+        f"config.reloaded:{changed}",
+    )
+
+
+def _refused(event: ev.ConfigRefused, agent: str, project: str) -> Body:
+    return (
+        "configuration reload refused",
+        f"farmbot refused the configuration in {event.source} and keeps the one in force: "
+        f"{event.reason}",
+        None,
+        (),
+        f"config.refused:{event.reason}",
+    )
+
+
 _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.AgentDead: _dead,
     ev.AgentStuck: _stuck,
@@ -327,6 +349,8 @@ _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.WaveDone: _wave_done,
     ev.RunFinished: _run_finished,
     ev.Deployed: _deployed,
+    ev.ConfigReloaded: _reloaded,
+    ev.ConfigRefused: _refused,
 }
 
 

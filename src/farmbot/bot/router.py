@@ -1,6 +1,8 @@
-"""The router: identify the person, parse, authorize, run, audit. One funnel for errors.
+"""The router: identify the person, parse, limit, authorize, run, audit. One funnel for
+errors.
 
 Every command, allowed or refused, leaves one audit row: who, where, what, the outcome.
+Outcomes are counted (``outcomes``) for the metrics.
 """
 
 from __future__ import annotations
@@ -9,15 +11,18 @@ import json
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from farmbot.bot.authz import People, Person
 from farmbot.bot.commands import Commands, parse, parse_data, spec_of
+from farmbot.bot.limits import RateLimiter
 from farmbot.errors import (
     AccessDenied,
     CommandError,
     Conflict,
     NotFound,
+    RateLimited,
     StorageError,
     UsageError,
 )
@@ -36,16 +41,23 @@ class Router:
         people: People,
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
+        limits: RateLimiter | None = None,
     ) -> None:
         self._commands = commands
         self._people = people
         self._audit_log = audit
         self._clock = clock
+        self.limits = limits
         self.handled = 0
         self.refused = 0
+        self.outcomes: Counter[str] = Counter()  # every command's outcome, as audited
 
     def __repr__(self) -> str:
         return f"<Router handled={self.handled} refused={self.refused}>"
+
+    def reconfigure(self, people: People) -> None:
+        """Take a new allowlist (a reloaded config) from the next command on."""
+        self._people = people
 
     async def handle(self, msg: Incoming) -> Reply:
         """Run one command for one person and return the reply to show them."""
@@ -62,6 +74,8 @@ class Router:
         try:
             command = parse(msg.text) if msg.data is None else parse_data(msg.text, msg.data)
             spec = spec_of(command)
+            if self.limits is not None:
+                self.limits.check(person.name, spec.name, msg.platform)
             if person.role < spec.role:
                 article = "an" if str(person.role)[0] in "aeiou" else "a"
                 raise AccessDenied(
@@ -89,6 +103,7 @@ class Router:
         return reply
 
     async def _audit(self, msg: Incoming, person: Person | None, outcome: str, detail: str) -> None:
+        self.outcomes[outcome] += 1
         # A database that is down must not turn the person's reply into a crash of the
         # interface; the lost row is logged instead (and /readyz reports the database).
         try:
@@ -115,6 +130,8 @@ def _outcome(exc: CommandError) -> str:
         return "not_found"
     if isinstance(exc, Conflict):
         return "conflict"
+    if isinstance(exc, RateLimited):
+        return "limited"
     return "failed"
 
 

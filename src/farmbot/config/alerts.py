@@ -54,6 +54,9 @@ ALERT_KINDS: Mapping[str, Severity] = {
     "run.finished": Severity.INFO,
     "deploy.failed": Severity.CRITICAL,
     "deploy.passed": Severity.INFO,
+    # the daemon
+    "config.reloaded": Severity.INFO,
+    "config.refused": Severity.WARNING,
 }
 BUILTIN_INTERFACES = ("web", "telegram", "slack", "discord")
 WEBHOOK_TIMEOUT = 10.0  # seconds for one POST

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from farmbot.config.alerts import AlertRoute, parse_alerts, parse_webhooks
 from farmbot.config.discord import discord_routes, parse_discord
+from farmbot.config.limits import parse_limits
 from farmbot.config.reader import (
     ENV_NAME,
     TASK_PROMPT_FIELDS,
@@ -30,6 +31,7 @@ from farmbot.config.reader import (
     cron_expression,
     fs_path,
     integer,
+    is_reference,
     nonempty,
     number,
     one_of,
@@ -39,6 +41,7 @@ from farmbot.config.reader import (
     regex,
     resolve_secret,
     role_name,
+    secret,
     socket_name,
     strings,
     template_with,
@@ -80,15 +83,38 @@ EXAMPLE_NAME = "farmbot.example.toml"
 # -- sections ---------------------------------------------------------------------------
 
 
-def _server(t: Table) -> ServerConfig:
+METRICS_TOKEN_MIN = 16  # characters
+
+
+def _server(t: Table, *, secrets: bool = True) -> ServerConfig:
+    """``[server]``; ``secrets=False`` checks the metrics token's form without reading it
+    (``farmbot secret set`` must work before the secret it names exists)."""
     d = ServerConfig()
-    server = ServerConfig(
-        host=t.get("host", text(), d.host),
-        port=t.get("port", integer(1, 65535), d.port),
-        state_dir=t.get("state_dir", fs_path(), d.state_dir),
-    )
+    host = t.get("host", text(), d.host)
+    port = t.get("port", integer(1, 65535), d.port)
+    state_dir = t.get("state_dir", fs_path(), d.state_dir)
+    t.vault = _vault_lookup(state_dir, t.environ)  # the vault is in the state directory
+    token = t.get("metrics_token", _metrics_token if secrets else _reference)
     t.finish()
-    return server
+    return ServerConfig(
+        host=host, port=port, state_dir=state_dir, metrics_token=token if secrets else None
+    )
+
+
+def _metrics_token(t: Table, key: str, raw: object) -> str:
+    token = secret(t, key, raw)
+    if len(token) < METRICS_TOKEN_MIN:
+        raise ConfigError(key, f"too short: a token needs {METRICS_TOKEN_MIN} characters or more")
+    return token
+
+
+def _reference(t: Table, key: str, raw: object) -> str:
+    """A secret's reference, unread."""
+    if not is_reference(raw):
+        raise ConfigError(
+            key, 'secrets are never written in the file; use "env:NAME" or "vault:NAME"'
+        )
+    return str(raw)
 
 
 def _tmux(t: Table) -> TmuxConfig:
@@ -298,6 +324,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     users = _users(root.table("users"))
     qa = _qa(root.table("qa"))
     cron = _cron(root.get("cron", as_tables, []), users)
+    limits = parse_limits(root.table("limits"))
     webhooks = parse_webhooks(root.get("webhooks", as_tables, []))
     alerts = parse_alerts(root.table("alerts"), webhooks)
     slack_table = root.get("slack", as_table)
@@ -332,6 +359,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         telegram=telegram,
         discord=discord,
         storage=storage,
+        limits=limits,
         source=source,
     )
 
@@ -342,7 +370,7 @@ def load_server_config(path: Path | None, environ: Mapping[str, str], cwd: Path)
     source = Path(cwd, path) if path is not None else None
     data = _read_toml(source) if source is not None else {}
     root = Table(data, "", environ, source.parent if source is not None else cwd)
-    return _server(root.table("server"))
+    return _server(root.table("server"), secrets=False)
 
 
 def _vault_lookup(state_dir: Path, environ: Mapping[str, str]) -> Callable[[str], str]:

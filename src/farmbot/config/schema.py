@@ -12,6 +12,7 @@ from pathlib import Path
 
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
 from farmbot.config.discord import DiscordConfig
+from farmbot.config.limits import LimitsConfig
 from farmbot.config.slack import SlackConfig
 from farmbot.config.storage import StorageConfig
 from farmbot.config.telegram import TelegramConfig
@@ -44,6 +45,8 @@ class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     state_dir: Path = field(default_factory=default_state_dir)
+    # GET /metrics takes this bearer token as well as the local key; a secret, not in repr.
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -170,6 +173,7 @@ class Config:
     telegram: TelegramConfig | None = None
     discord: DiscordConfig | None = None
     storage: StorageConfig = field(default_factory=StorageConfig)  # default: SQLite
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # per person, per minute
     source: Path | None = None  # the file it was read from; None when on defaults
 
     def profile(self, name: str) -> AgentProfile:

@@ -6,6 +6,9 @@ password is a secret and must be written ``env:NAME`` or ``vault:NAME``; a liter
 without a password is fine (the password may then come from ``password = "vault:NAME"``,
 libpq's ``~/.pgpass`` or ``$PGPASSWORD``, or TLS client certificates). No message and no
 ``repr`` shows a password.
+
+Retention, on either backend: ``keep_events_days`` (default 30) prunes older events with
+their delivered alerts; ``keep_audit_days`` (default 0: forever) prunes the audit log.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from farmbot.redact import hide_password, url_secrets
 SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_POOL_MIN = 1
 DEFAULT_POOL_MAX = 5
+DEFAULT_KEEP_EVENTS_DAYS = 30
+MAX_KEEP_DAYS = 36500
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -37,6 +42,8 @@ class StorageConfig:
     password: str | None = None  # given apart from the URL (from the vault, say)
     pool_min: int = DEFAULT_POOL_MIN  # connections the pool keeps open
     pool_max: int = DEFAULT_POOL_MAX  # ... and at most opens
+    keep_events_days: int = DEFAULT_KEEP_EVENTS_DAYS  # 0: keep every event forever
+    keep_audit_days: int = 0  # 0: keep the audit log forever
 
     @property
     def backend(self) -> str:
@@ -63,18 +70,28 @@ def parse_storage(t: Table) -> StorageConfig:
     password = t.get("password", secret)
     pool_min = t.get("pool_min", integer(1, 100), DEFAULT_POOL_MIN)
     pool_max = t.get("pool_max", integer(1, 100), DEFAULT_POOL_MAX)
+    days = integer(0, MAX_KEEP_DAYS)
+    events_days = t.get("keep_events_days", days, DEFAULT_KEEP_EVENTS_DAYS)
+    audit_days = t.get("keep_audit_days", days, 0)
     t.finish()
     if url is None:
         for key, given in (("password", password), ("pool_min", pool_min != DEFAULT_POOL_MIN),
                            ("pool_max", pool_max != DEFAULT_POOL_MAX)):  # fmt: skip
             if given:
                 raise t.error(key, "is used only with storage.url (PostgreSQL)")
-        return StorageConfig()
+        return StorageConfig(keep_events_days=events_days, keep_audit_days=audit_days)
     if pool_max < pool_min:
         raise t.error("pool_max", f"must be at least storage.pool_min ({pool_min}), got {pool_max}")
     if password is not None and _parsed(url).get("password"):
         raise t.error("password", "the URL has a password already; give it in one place")
-    return StorageConfig(url=url, password=password, pool_min=pool_min, pool_max=pool_max)
+    return StorageConfig(
+        url=url,
+        password=password,
+        pool_min=pool_min,
+        pool_max=pool_max,
+        keep_events_days=events_days,
+        keep_audit_days=audit_days,
+    )
 
 
 def _url(t: Table, key: str, raw: object) -> str:

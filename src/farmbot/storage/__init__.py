@@ -1,7 +1,7 @@
 """Persistent state: one repository per record type over a small unit of work.
 
 Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
-threads, qa_runs, tracks, tasks, runs) holds its SQL and a small Protocol that its
+threads, qa_runs, tracks, tasks, runs, retention) holds its SQL and a small Protocol that its
 consumers take, so a component depends on the records it uses and nothing else.
 ``Storage`` bundles them over one ``Database`` (storage/db.py): SQLite (storage/sqlite.py,
 the default) or PostgreSQL (storage/postgres.py, with ``[storage] url``); ``open_storage``
@@ -28,6 +28,7 @@ from farmbot.storage.outbox import OutboxStore, SqlOutboxStore
 from farmbot.storage.projects import ProjectStore, SqlProjectStore
 from farmbot.storage.prompts import PromptStore, SqlPromptStore
 from farmbot.storage.qa_runs import QaRunStore, SqlQaRunStore
+from farmbot.storage.retention import RetentionStore, SqlRetentionStore
 from farmbot.storage.runs import RunStore, SqlRunStore
 from farmbot.storage.sqlite import SqliteDatabase
 from farmbot.storage.tasks import SqlTaskStore, TaskStore
@@ -48,6 +49,7 @@ __all__ = [
     "ProjectStore",
     "PromptStore",
     "QaRunStore",
+    "RetentionStore",
     "RunStore",
     "Storage",
     "StorageSettings",
@@ -77,6 +79,7 @@ class Storage:
     tracks: TrackStore
     tasks: TaskStore
     runs: RunStore
+    retention: RetentionStore
 
     @classmethod
     def over(cls, db: Database) -> Storage:
@@ -96,6 +99,7 @@ class Storage:
             tracks=SqlTrackStore(db),
             tasks=SqlTaskStore(db),
             runs=SqlRunStore(db),
+            retention=SqlRetentionStore(db),
         )
 
     async def ready(self) -> str | None:

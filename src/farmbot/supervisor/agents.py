@@ -74,6 +74,12 @@ class Supervisor:
         self._busy: set[str] = busy if busy is not None else set()
         self.spawned = 0
 
+    async def reconfigure(self, config: Config) -> None:
+        """A reloaded config: projects (new ones registered), profiles and limits apply to
+        the next spawn; running agents keep going, also those of a project that left."""
+        self._config = config
+        await self.sync_projects()
+
     def update_agent_env(self, **values: str) -> None:
         """Change what new agents get in their environment (e.g. the daemon's bound URL)."""
         self._agent_env.update(values)

@@ -67,6 +67,10 @@ class Delivery:
         self._wake = asyncio.Event()
         self.delivered = 0
 
+    def reconfigure(self, config: SupervisorConfig) -> None:
+        """New prompt size and ready timeout, for the next prompts."""
+        self._config = config
+
     def __repr__(self) -> str:
         return f"<Delivery delivered={self.delivered}>"
 

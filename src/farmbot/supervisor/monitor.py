@@ -29,6 +29,7 @@ from typing import Any
 
 from farmbot.bus import EventBus
 from farmbot.config.schema import AgentProfile, Config
+from farmbot.durations import TICK_BUCKETS, Durations
 from farmbot.errors import CommandError, TmuxError
 from farmbot.events import (
     AgentAdopted,
@@ -119,6 +120,7 @@ class Monitor:
         self.ticks = 0
         self.reads = 0
         self.last_tick_seconds = 0.0
+        self.tick_durations = Durations(TICK_BUCKETS)  # for the metrics
 
     def __repr__(self) -> str:
         stats = " ".join(f"{k}={v}" for k, v in self.statistics().items())
@@ -141,6 +143,14 @@ class Monitor:
 
     def rules_for(self, agent: Agent) -> sm.Rules | None:
         return self._rules.get(agent.profile)
+
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config: profiles' rules (shared with the keyboard, so replaced in
+        place), the permission hold, projects; tracked agents keep their tracks."""
+        self._config = config
+        self._hold = config.supervisor.permission_hold
+        self._rules.clear()
+        self._rules.update({name: sm.Rules.of(p) for name, p in config.agents.items()})
 
     # observing one agent ----------------------------------------------------------------
     async def observe(
@@ -339,6 +349,7 @@ class Monitor:
             await self._adopt(name, panes[name])
         await self.save_tracks()
         self.last_tick_seconds = time.perf_counter() - started
+        self.tick_durations.observe(self.last_tick_seconds)
 
     async def _look(
         self, agent: Agent, pane: PaneInfo | None, gate: Gate | None

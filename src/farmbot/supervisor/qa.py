@@ -50,6 +50,10 @@ class QaRunner:
         self.runs = 0
         self.failures = 0
 
+    def reconfigure(self, config: Config) -> None:
+        """Verify commands, timeouts and triggers of a reloaded config, for the next runs."""
+        self._config = config
+
     def __repr__(self) -> str:
         return f"<QaRunner runs={self.runs} failures={self.failures} queued={len(self._queued)}>"
 

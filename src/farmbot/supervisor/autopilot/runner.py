@@ -127,6 +127,11 @@ class Autopilot:
         stats = " ".join(f"{k}={v}" for k, v in self.statistics().items())
         return f"<Autopilot {stats}>"
 
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config, from the next tick on (a task of a project that left is left
+        alone, as at start)."""
+        self.config = config
+
     def statistics(self) -> dict[str, int | float | str]:
         return {
             "ticks": self.ticks,

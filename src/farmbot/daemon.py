@@ -5,9 +5,9 @@ state directory's lock (one daemon per state directory: a second one would poll 
 chat twice), builds the graph (farmbot.build), reconciles with tmux, starts the web
 server and then the chat interfaces. ``daemon.run(stop)`` runs the time-driven work --
 the supervision tick, prompt delivery, alert delivery, QA, the autopilot, cron jobs,
-the hook spool's replay, systemd's watchdog -- until ``stop`` is set, then stops taking
-input and flushes what was taken. SIGTERM/SIGINT set ``stop``; the agents keep running
-in tmux and the next start re-adopts them.
+the hook spool's replay, the chat interfaces' hearing, systemd's watchdog -- until
+``stop`` is set, then stops taking input and flushes what was taken. SIGTERM/SIGINT set
+``stop``; the agents keep running in tmux and the next start re-adopts them.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ class Daemon:
         async with asyncio.TaskGroup() as tasks:
             alerts = tasks.create_task(farm.alerts.run(), name="alerts")
             workers = [
+                tasks.create_task(farm.ears.run(), name="hearing"),
                 tasks.create_task(self._supervise(), name="supervise"),
                 tasks.create_task(self._watch_tmux(), name="tmux-hooks"),
                 tasks.create_task(farm.delivery.run(), name="delivery"),

@@ -313,7 +313,7 @@ async def build(
                     clock=clock,
                     specs=SPECS,
                     autopilot=control,
-                    hearing=ears.hearing,
+                    hearing=ears.readings,
                     max_file_bytes=config.supervisor.max_file_bytes,
                 )
             ),

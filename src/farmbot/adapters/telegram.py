@@ -410,7 +410,7 @@ class TelegramInterface:
     async def _watch_backlog(self) -> None:
         while True:
             await self.refresh_hearing()
-            await self._sleep(INFO_EVERY)
+            await asyncio.sleep(INFO_EVERY)  # a pace, not a decision: the clock decides
 
     async def _heard(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self._last_update = self._clock()

@@ -73,7 +73,7 @@ class Ears:
             "recovered": self.recovered,
         }
 
-    def hearing(self) -> dict[str, Hearing]:
+    def readings(self) -> dict[str, Hearing]:
         """Each listening interface's hearing right now, by name."""
         return {
             name: component.hearing()
@@ -86,7 +86,7 @@ class Ears:
         now = self._clock()
         self.checks += 1
         found: list[DomainEvent] = []
-        for name, hearing in self.hearing().items():
+        for name, hearing in self.readings().items():
             ear = self._ears.setdefault(name, _Ear(hearing))
             ear.hearing = hearing
             if hearing.ok:
@@ -138,7 +138,7 @@ class Ears:
         """What the status page shows: each interface's hearing and how long it is deaf."""
         now = self._clock()
         shown: dict[str, dict[str, Any]] = {}
-        for name, hearing in self.hearing().items():
+        for name, hearing in self.readings().items():
             ear = self._ears.get(name)
             since = ear.bad_since if ear is not None and not hearing.ok else None
             shown[name] = {

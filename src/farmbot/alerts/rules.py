@@ -170,7 +170,7 @@ def _deaf(event: ev.InterfaceDeaf, agent: str, project: str) -> Body:
     heard = f"; it last heard something at {utc_time(event.last_heard)}" if event.last_heard else ""
     return (
         f"{name} is deaf: nothing it is sent reaches farmbot",
-        f"{name} has not been hearing for {ago(event.silent_for)}: {event.detail}{heard}. "
+        f"{name} has not been hearing for {ago(event.silent_for)}{_colon(event.detail)}{heard}. "
         f"Commands and button presses sent on {name} are lost until it hears again; use "
         "another interface meanwhile (/ping on it shows what farmbot hears).",
         None,
@@ -183,7 +183,7 @@ def _hears(event: ev.InterfaceHears, agent: str, project: str) -> Body:
     name = event.interface
     return (
         f"{name} hears again",
-        f"{name} hears again after {ago(event.deaf_for)} deaf: {event.detail}.",
+        f"{name} hears again after {ago(event.deaf_for)} deaf{_colon(event.detail)}.",
         None,
         (),
         f"interface.hears:{name}",
@@ -361,6 +361,10 @@ _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.InterfaceDeaf: _deaf,
     ev.InterfaceHears: _hears,
 }
+
+
+def _colon(detail: str) -> str:
+    return f": {detail.strip()}" if detail.strip() else ""
 
 
 def _by(agent: str) -> str:

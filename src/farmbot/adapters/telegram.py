@@ -366,12 +366,13 @@ class TelegramInterface:
         if self._conflict_at is not None and now - self._conflict_at < CONFLICT_QUIET:
             return Hearing(False, heard, f"{CONFLICT}; {last}")
         backlog = self._backlog_since
-        if backlog is not None and self._pending and now - backlog >= BACKLOG_AGE:
+        stuck = backlog is not None and (heard is None or heard < backlog)
+        if stuck and backlog is not None and self._pending and now - backlog >= BACKLOG_AGE:
             why = f" (Telegram says: {self._webhook_error})" if self._webhook_error else ""
             return Hearing(
                 False,
                 heard,
-                f"{self._pending} updates wait at Telegram and none arrived for "
+                f"{_updates(self._pending)} at Telegram and none arrived for "
                 f"{ago(now - backlog)}{why}; {last}",
             )
         pending = f"; {self._pending} pending" if self._pending is not None else ""
@@ -749,6 +750,10 @@ class TelegramInterface:
                 log.info("telegram: %s; trying again in %.0fs", self._text(exc), wait)
                 await self._sleep(min(wait, MAX_REPLY_WAIT))
         return await call(*args, **kwargs)
+
+
+def _updates(n: int) -> str:
+    return "1 update waits" if n == 1 else f"{n} updates wait"
 
 
 def _alert(message: OutboundMessage, *, max_chunks: int, note: bool = False) -> Rendered:

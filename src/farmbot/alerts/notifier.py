@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import ParamSpec
+from typing import Literal, ParamSpec
 
 from farmbot.config.alerts import AlertsConfig
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
@@ -243,7 +243,8 @@ class Notifier:
 
         Best effort: returns how many copies were edited, and raises only on cancellation.
         """
-        done: set[int] = set()
+        done: set[int] = set()  # edited, or given up on
+        edited = 0
         for attempt in range(EDIT_ATTEMPTS):
             if attempt:
                 await self._sleep(EDIT_PAUSE * 2 ** (attempt - 1))
@@ -264,21 +265,22 @@ class Notifier:
                     continue
                 if item.message_ref is None:
                     continue  # sent before farmbot kept handles
-                if await self._edit_one(interface, item, item.message_ref, edit):
-                    done.add(item.id)
-                else:
+                outcome = await self._edit_one(interface, item, item.message_ref, edit)
+                if outcome == "retry":
                     waiting += 1
+                    continue
+                done.add(item.id)
+                edited += outcome == "edited"
             if not waiting:
                 break
         else:
-            self.edits_failed += 1
             log.warning("alert %s: some copies were not edited (%s)", edit.dedupe_key, edit.note)
-        return len(done)
+        return edited
 
     async def _edit_one(
         self, interface: EditsAlerts, item: OutboxItem, ref: str, edit: AlertEdit
-    ) -> bool:
-        """Edit one copy; True when done with it (edited, or it cannot be edited)."""
+    ) -> Literal["edited", "gone", "retry"]:
+        """Edit one copy: edited, gone (it cannot be edited), or to retry."""
         message = outbound(item, self._clock())
         rows = tuple(tuple(b for b in row if edit.keeps(b.command)) for row in message.buttons)
         message = replace(message, buttons=tuple(r for r in rows if r), note=edit.note)
@@ -286,16 +288,18 @@ class Notifier:
         try:
             await interface.edit(item.channel, ref, message)
         except PermanentDeliveryError as exc:
+            self.edits_failed += 1
             log.info("alert %d in %s not edited: %s", item.alert.id, where, exc)
-            return True
+            return "gone"
         except DeliveryError as exc:
             log.info("alert %d in %s not edited yet: %s", item.alert.id, where, exc)
-            return False
+            return "retry"
         except Exception:  # a bug in one interface must not stop the others' edits
+            self.edits_failed += 1
             log.exception("alert %d in %s: editing failed in %r", item.alert.id, where, interface)
-            return True
+            return "gone"
         self.edited += 1
-        return True
+        return "edited"
 
     async def _failed(
         self,

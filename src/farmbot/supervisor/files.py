@@ -49,15 +49,15 @@ def read_file(root: Path, path: str, limit: int, *, whose: str = "the agent") ->
     target = Path(path)
     target = target if target.is_absolute() else base / target
     try:
-        real = target.resolve(strict=True)
-    except FileNotFoundError:
-        raise NotFound(f"no file {path} in {whose}'s worktree ({base})") from None
+        real = target.resolve()  # where it would be: outside is refused, there or not
     except (OSError, RuntimeError) as exc:  # a symlink loop, a permission
         raise CommandError(f"cannot read {path}: {_why(exc)}") from exc
     if not real.is_relative_to(base):
         raise CommandError(
             f"{path} is outside {whose}'s worktree ({base}); farmbot sends files from it only"
         )
+    if not real.exists():
+        raise NotFound(f"no file {path} in {whose}'s worktree ({base})")
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:

@@ -62,12 +62,16 @@ def read_file(root: Path, path: str, limit: int, *, whose: str = "the agent") ->
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {_why(exc)}") from exc
-    with os.fdopen(fd, "rb") as file:
+    try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise CommandError(f"{path} is a directory; /file sends one file")
         if not stat.S_ISREG(info.st_mode):
             raise CommandError(f"{path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as file:
         opened = _opened(fd)
         if opened is not None and not opened.is_relative_to(base):
             raise CommandError(f"{path} moved outside {whose}'s worktree; not sent")

@@ -136,7 +136,6 @@ class Ears:
 
     def status(self) -> dict[str, dict[str, Any]]:
         """What the status page shows: each interface's hearing and how long it is deaf."""
-        now = self._clock()
         shown: dict[str, dict[str, Any]] = {}
         for name, hearing in self.readings().items():
             ear = self._ears.get(name)
@@ -148,6 +147,5 @@ class Ears:
                 "not_hearing_since": since,
                 "deaf": ear is not None and ear.deaf and not hearing.ok,
                 "deaf_after": self._deaf_after(name),
-                "checked_at": now,
             }
         return shown

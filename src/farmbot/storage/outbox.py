@@ -51,7 +51,7 @@ DUE = (
 )
 # Dead letters, newest first (limit), via outbox_status.
 DEAD_LETTERS = SELECT_ITEMS + " WHERE o.status = 'dead' ORDER BY o.id DESC LIMIT ?"
-# Every row of a dedupe key, oldest first (key), via outbox_key (schema 8): the copies of
+# Every row of a dedupe key, oldest first (key), via outbox_copies (schema 8): the copies of
 # a gate's alert, to take its buttons off once decided.
 BY_KEY = SELECT_ITEMS + " WHERE o.dedupe_key = ? AND o.dedupe_key != '' ORDER BY o.id"
 
@@ -215,5 +215,5 @@ def _item(r: Row) -> OutboxItem:
         created_at=r["created_at"],
         last_at=r["last_at"],
         delivered_at=r["delivered_at"],
-        message_ref=r["message_ref"],
+        message_ref=r["message_ref"] if "message_ref" in r.keys() else None,  # schema 7 on
     )

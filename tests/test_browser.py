@@ -280,3 +280,25 @@ async def test_a_wrong_key_says_so_and_the_right_one_logs_in(page: Page, web: We
     await page.call(field.send_keys, web.key + "\n")
     await page.until("return document.getElementById('conn').textContent === 'live'")
     assert await page.js("return document.getElementById('app').hidden") is False
+
+
+async def test_a_file_reply_shows_a_small_text_file_and_offers_a_download(
+    page: Page, web: Web, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    agent = await idle_builder(web)
+    worktree = next(a["workdir"] for a in (await web.status())["agents"] if a["id"] == agent)
+    (Path(worktree) / "notes.txt").write_text("step 1: <done>\nstep 2: é\n")
+    await logged_in(page, web)
+    box = await page.find("#console-input")
+    await page.call(box.send_keys, f"/file {agent} notes.txt", Keys.ENTER)
+    shown = await page.until(
+        "const pre = [...document.querySelectorAll('#console-log pre')].pop();"
+        "const a = document.querySelector('#console-log a[download]');"
+        "return pre && a && [pre.textContent, a.getAttribute('download'), a.textContent,"
+        " atob(a.href.split(',')[1])]"
+    )
+    assert shown[:3] == ["step 1: <done>\nstep 2: é\n", "notes.txt", "download notes.txt"]
+    assert shown[3].encode("latin-1").decode() == "step 1: <done>\nstep 2: é\n"  # the bytes
+    await page.screenshot(tmp_path / "file-reply.png")

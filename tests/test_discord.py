@@ -37,7 +37,7 @@ from farmbot.config.reader import Table
 from farmbot.config.schema import Config, UserConfig
 from farmbot.errors import ConfigError, DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import Button, Incoming, OutboundMessage, Reply, Severity
-from farmbot.models import GateStatus, Role
+from farmbot.models import AgentKind, GateStatus, Role
 from farmbot.storage import Storage, open_sqlite
 from farmbot.supervisor.gates import Gates
 from tests.fakes.discord_api import JSON, FakeDiscord, Interaction
@@ -842,3 +842,68 @@ async def test_sending_before_start_or_with_storage_failing_is_a_retryable_error
         with pytest.raises(DeliveryError, match="storage failed: disk I/O error") as caught:
             await discord.send(str(OPS), message)
         assert not isinstance(caught.value, PermanentDeliveryError)
+
+
+# -- /ping, files, a decided gate's every copy ---------------------------------------------
+
+
+async def test_ping_answers_on_discord_from_the_interaction_time(
+    rig: Rig, fake: FakeDiscord
+) -> None:
+    await retry_until(lambda: rig.discord.hearing().ok, message="the first ACK")
+    [pong] = await run(fake, BOB, "ping")
+    first, second = unescape(pong["content"]).split("\n")
+    assert re.fullmatch(
+        r"pong from discord: \d+ ms from your message to this answer; 0 ms of it inside farmbot",
+        first,
+    ), first
+    assert second.startswith("discord hears: gateway heartbeat acked")
+
+
+async def test_a_file_given_to_send_goes_into_the_worktree_and_file_sends_one_back(
+    rig: Rig, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    await rig.farm.supervisor.spawn(AgentKind.BUILDER, 42, None, "alice")
+    agent = await rig.farm.until_idle("builder-42")
+    spec = fake.upload("spec v2.md", b"# spec\n")
+    [saved] = await run(fake, OLGA, "send", agent="builder-42", file=spec)
+    assert unescape(saved["content"]) == (
+        "saved in builder-42's worktree: .farmbot-uploads/spec v2.md; the path typed into "
+        "builder-42"
+    )
+    assert (Path(agent.workdir) / ".farmbot-uploads" / "spec v2.md").read_bytes() == b"# spec\n"
+    await rig.farm.until_idle("builder-42")
+    assert received_prompts(tmp_path)[-1] == "olga sent you a file: .farmbot-uploads/spec v2.md"
+
+    (Path(agent.workdir) / "build.log").write_bytes(b"ok\n" * 10)
+    [sent] = await run(fake, OLGA, "file", agent="builder-42", path="build.log")
+    assert unescape(sent["content"]) == "build.log from builder-42's worktree (30 B)"
+    [attached] = sent["attachments"]
+    assert attached["filename"] == "build.log"
+    assert fake.attachments[int(attached["id"])] == b"ok\n" * 10
+    [refused] = await run(fake, OLGA, "file", agent="builder-42", path="/etc/hostname")
+    assert "/etc/hostname is outside builder-42's worktree" in unescape(refused["content"])
+
+
+async def test_a_decided_gate_loses_its_buttons_in_every_channel(
+    config: Config, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    channels = (str(OPS), str(CHAT))
+    async with running(config, tmp_path, dc_config(fake, alert_channels=channels), FakeClock(),
+                       fake) as r:  # fmt: skip
+        gate = await r.gates.open("manual", "ship it", project="proj")
+        assert await r.drain() == 2
+        ops, chat = fake.messages(OPS)[-1], fake.messages(CHAT)[-1]
+        items = await r.farm.storage.outbox.items_with_key(f"gate.opened:{gate.id}")
+        refs = {i.message_ref for i in items if i.interface == "discord"}
+        assert refs == {f"{OPS}:{ops['id']}", f"{CHAT}:{chat['id']}"}
+        await press(fake, ALICE, ops, f"/approve {gate.id}")
+        await fake.wait_for(
+            lambda: fake.requests("PATCH /webhooks/{app}/{token}/messages/@original"),
+            message="the pressed message's edit",
+        )
+        assert await r.notifier.edit_queued() == 2
+        for edited in (fake.message(int(ops["id"])), fake.message(int(chat["id"]))):
+            assert edited["components"] == []
+            assert unescape(edited["content"]).endswith("\n\n✅ approved by alice at 22:13 UTC")
+            assert "ship it" in edited["content"]

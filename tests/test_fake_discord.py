@@ -36,7 +36,12 @@ class Recorder:
     commands: list[str] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def on_command(self, interaction: discord.Interaction[FarmClient], text: str) -> None:
+    async def on_command(
+        self,
+        interaction: discord.Interaction[FarmClient],
+        text: str,
+        files: tuple[discord.Attachment, ...] = (),
+    ) -> None:
         self.commands.append(f"{interaction.user.id} {text}")
         if self.deferred:
             await interaction.response.defer(thinking=True)

@@ -39,7 +39,7 @@ from farmbot.config.schema import Config, UserConfig
 from farmbot.config.slack import SlackConfig, parse_slack, slack_routes
 from farmbot.errors import ConfigError, DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import Button, Incoming, Interface, OutboundMessage, Reply, Severity
-from farmbot.models import AgentKind, AgentState, GateStatus, Role
+from farmbot.models import AgentKind, AgentState, Decision, GateStatus, Role
 from farmbot.storage import Storage, open_sqlite
 from tests.fakes.slack_api import (
     FakeSlack,
@@ -815,6 +815,143 @@ def test_the_manifest_asks_for_what_the_interface_uses() -> None:
     manifest = Path(__file__).parent.parent / "deploy" / "slack-app-manifest.yml"
     text = manifest.read_text()
     needed = ["command: /farm", "- commands", "- app_mentions:read", "- chat:write"]
-    needed += ["- files:write", "- app_mention", "is_enabled: true", "socket_mode_enabled: true"]
+    needed += ["- files:write", "- files:read", "- app_mention", "is_enabled: true"]
+    needed += ["socket_mode_enabled: true"]
     for line in [*needed, EVENTS_PATH]:
         assert line in text, line
+
+
+# -- a press never waits; hearing; /ping ------------------------------------------------
+
+
+async def test_a_press_is_answered_while_ten_long_commands_of_the_same_person_run(
+    stack: Stack,
+) -> None:
+    release, seen = asyncio.Event(), []
+
+    async def answer(msg: Incoming) -> Reply:
+        seen.append(msg.text)
+        if not msg.button:
+            await release.wait()  # a long command
+            return Reply("the long one is done")
+        return Reply(f"pressed {msg.text}")
+
+    stack.answer = answer
+    alert = OutboundMessage(1, 1, Severity.INFO, "t", "x", None,
+                            ((Button("Status", "/status"),),), None, None)  # fmt: skip
+    ts = await stack.slack.send("C1", alert)
+    for _ in range(10):
+        await stack.command(ADMIN, "agents")  # each acked at once
+    await retry_until(lambda: seen.count("/agents") == 10, message="ten long commands")
+    [message] = stack.fake.messages("C1")
+    assert message.ts == ts
+    status = button(message, "Status")
+    await stack.fake.push_block_action(
+        ADMIN, channel="C1", message_ts=ts, action_id=status["action_id"]
+    )
+    await stack.reply("pressed /status")
+    assert not [m for m in stack.fake.messages() if "the long one" in blocks_text(m)]
+    release.set()
+    await retry_until(
+        lambda: len([m for m in stack.fake.messages() if "the long one" in m.text]) == 10,
+        message="the long ones",
+    )
+
+
+async def test_hearing_follows_the_socket_and_the_last_envelope(stack: Stack) -> None:
+    slack, fake = stack.slack, stack.fake
+    await retry_until(lambda: slack.hearing().ok, message="the socket")
+    await fake.push_mention(OPERATOR, "status")
+    await stack.reply("pending gates: 0")
+    hearing = slack.hearing()
+    assert hearing.ok and hearing.last_heard is not None
+    assert hearing.detail == "Socket Mode connected; last envelope 0s ago"
+    await fake.go_down()  # Slack unreachable: the socket is gone
+    await retry_until(lambda: not slack.hearing().ok, message="the lost socket")
+    assert slack.hearing().detail.startswith("Socket Mode is not connected (it retries)")
+    assert await slack.ready() is not None
+    assert "slack" in await stack.farm.graph.problems()
+    await fake.come_up()
+    await retry_until(lambda: slack.hearing().ok, timeout=20, message="the socket again")
+
+
+async def test_ping_from_a_mention_measures_from_its_ts(stack: Stack) -> None:
+    await stack.fake.push_mention(VIEWER, "ping", ts=f"{time.time() - 0.25:.6f}")
+    pong = await stack.reply("pong from slack")
+    first = blocks_text(pong).split("\n")[0]
+    assert re.fullmatch(
+        r"pong from slack: \d{3} ms from your message to this answer; \d+ ms of it inside "
+        r"farmbot",
+        first,
+    ), first
+    assert "slack hears: Socket Mode connected" in blocks_text(pong)
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+async def test_a_file_shared_with_a_send_mention_goes_into_the_worktree(
+    stack: Stack, tmp_path: Path
+) -> None:
+    await architect(stack)
+    fake = stack.fake
+    shared = fake.share_file("plan.md", b"# the plan\n")
+    await fake.push_mention(OPERATOR, "send architect follow the plan", files=[shared])
+    saved = await stack.reply("saved in architect's worktree")
+    assert ".farmbot-uploads/plan.md" in blocks_text(saved)
+    agent = await stack.farm.agent("architect")
+    assert (Path(agent.workdir) / ".farmbot-uploads" / "plan.md").read_bytes() == b"# the plan\n"
+    await stack.farm.until_idle("architect")
+    assert received_prompts(tmp_path)[-1] == (
+        "follow the plan\nolga sent you a file: .farmbot-uploads/plan.md"
+    )
+
+    fake.files_read = False  # the app was installed without files:read
+    again = fake.share_file("plan.md", b"v2")
+    await fake.push_mention(OPERATOR, "send architect", files=[again])
+    refusal = await stack.ephemeral(OPERATOR, "files:read")
+    assert "plan.md could not be fetched: slack did not hand over plan.md" in refusal.text
+    assert fake.downloads == 2
+
+
+async def test_file_uploads_a_worktree_file_and_refuses_a_link_out(
+    stack: Stack, tmp_path: Path
+) -> None:
+    await architect(stack)
+    agent = await stack.farm.agent("architect")
+    (Path(agent.workdir) / "notes.txt").write_text("done: all of it\n")
+    (Path(agent.workdir) / "secret").symlink_to(tmp_path / "state" / "farmbot.db")
+    await stack.command(OPERATOR, "file architect notes.txt")
+    await stack.fake.wait_for("files.completeUploadExternal")
+    [file] = stack.fake.files
+    assert (file.filename, file.content) == ("notes.txt", b"done: all of it\n")
+    assert file.initial_comment is not None
+    assert "notes.txt from architect's worktree (16 B)" in file.initial_comment
+    await stack.command(OPERATOR, "file architect secret")
+    await stack.ephemeral(OPERATOR, "secret is outside architect's worktree")
+    assert len(stack.fake.files) == 1
+
+
+# -- a decided gate's buttons leave every copy ------------------------------------------
+
+
+async def test_a_decided_gate_loses_its_buttons_in_every_channel(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    config = make_config(tmp_path, tmux_socket, users=USERS)
+    async with FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN, channels=("C1", "C2")) as fake:
+        cfg = slack_config(fake, alert_channels=("C1", "C2"))
+        async with stack_for(config, fake, tmp_path, cfg) as s:
+            await fake.wait_for_connections(1)
+            gate = await s.farm.gates.open("manual", "ship it", project="proj")
+            assert await s.notifier.deliver_due() == 3  # two channels and the console
+            one, two = (fake.messages(c)[0] for c in ("C1", "C2"))
+            items = await s.farm.storage.outbox.items_with_key(f"gate.opened:{gate.id}")
+            assert {i.message_ref for i in items if i.interface == "slack"} == {one.ts, two.ts}
+            await s.farm.gates.decide(gate.id, Decision(False, reason="not today"), "alice")
+            assert await s.notifier.edit_queued() == 2
+            for copy in (one, two):
+                assert copy.edited and all(b["type"] != "actions" for b in copy.blocks)
+                assert "ship it" in blocks_text(copy)
+                note = copy.blocks[-1]["elements"][0]["text"]
+                assert re.fullmatch(r"❌ rejected by alice at \d\d:\d\d UTC \(not today\)", note)

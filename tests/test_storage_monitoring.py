@@ -350,3 +350,31 @@ async def test_the_outbox_queries_use_indexes_on_postgresql(pg_backend: Postgres
     assert "outbox_status" in heads, heads  # the heads subquery
     assert "outbox_dedupe" in fold, fold
     assert "outbox_status" in dead and "Sort" not in dead, dead
+
+
+def test_the_copies_of_an_alert_are_found_by_their_key_through_an_index() -> None:
+    conn = sqlite3.connect(":memory:")
+    try:
+        for migration in load_migrations():
+            conn.executescript(migration.sql)
+        found = conn.execute(f"EXPLAIN QUERY PLAN {outbox.BY_KEY}", ("gate.opened:7",))
+        plan = " ".join(str(r[-1]) for r in found)
+    finally:
+        conn.close()
+    assert "INDEX outbox_copies" in plan and "TEMP B-TREE" not in plan
+
+
+async def test_a_delivered_item_keeps_its_message_ref(store: Storage) -> None:
+    routes = (("slack", "C1"), ("slack", "C2"))
+    draft = AlertDraft("gate.opened", Severity.WARNING, None, "farm", "gate #7", "t",
+                       routes=routes, dedupe_key="gate.opened:7")  # fmt: skip
+    await store_event(store, NewEvent("gate.opened", None, "farm"), [draft], T0)
+    first, second = await store.outbox.items_with_key("gate.opened:7")
+    assert await store.outbox.mark_sending(first.id) is not None
+    assert await store.outbox.mark_delivered(first.id, T0 + 1, "1700000000.000100")
+    again = await store.outbox.items_with_key("gate.opened:7")
+    assert [(i.status, i.message_ref) for i in again] == [
+        (OutboxStatus.DELIVERED, "1700000000.000100"), (OutboxStatus.PENDING, None),
+    ]  # fmt: skip
+    assert await store.outbox.items_with_key("gate.opened:8") == []
+    assert second.id > first.id

@@ -4,7 +4,10 @@ driving the real router, supervisor (real tmux, the demo agent), gates and outbo
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -22,12 +25,12 @@ from farmbot.alerts import Notifier
 from farmbot.bot.commands import menu
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
-from farmbot.config.alerts import AlertsConfig
+from farmbot.config.alerts import AlertRoute, AlertsConfig
 from farmbot.config.reader import Table
 from farmbot.config.schema import Config, UserConfig
 from farmbot.config.telegram import TelegramConfig, parse_telegram, telegram_routes
 from farmbot.errors import ConfigError, PermanentDeliveryError, StorageError
-from farmbot.messages import Button, Incoming, OutboundMessage, Reply, Severity
+from farmbot.messages import Button, Incoming, OnIncoming, OutboundMessage, Reply, Severity
 from farmbot.models import GateStatus, Role
 from farmbot.storage import open_sqlite
 from farmbot.supervisor.gates import Gates
@@ -634,3 +637,293 @@ def test_config_errors_name_the_key_and_never_the_secret(
         parse_telegram(_table(data), projects=["proj"])
     assert str(caught.value).startswith(f"config: telegram.{error}")
     assert TOKEN not in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+# -- a press never waits; hearing; /ping -----------------------------------------------------
+
+
+async def test_a_press_is_answered_while_ten_long_commands_of_the_same_chat_run(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(msg: Incoming) -> Reply:
+        seen.append(msg.text)
+        if not msg.button:
+            await release.wait()  # a long command, typed: more of them than PTB's 8 slots
+            return Reply("the long one is done")
+        return Reply(f"pressed {msg.text}")
+
+    async with open_sqlite(tmp_path / "busy.db") as storage:
+        telegram = TelegramInterface(tg_config(tg), InterfaceDeps(storage.actions, storage.threads))
+        await telegram.start(handle)
+        try:
+            alert = OutboundMessage(1, 1, Severity.INFO, "t", "x", None,
+                                    ((Button("Status", "/status"),),), None, None)  # fmt: skip
+            tg.add_chat(ALICE)  # ALICE's private chat with the bot
+            await telegram.send(str(ALICE), alert)
+            message = tg.sent_messages(ALICE)[-1]
+            for _ in range(10):
+                tg.push_message(ALICE, "/agents")
+            await retry_until(lambda: seen.count("/agents") == 10, message="ten long commands")
+            answer = await press(tg, ALICE, message, "/status")
+            assert "text" not in answer
+            await retry_until(
+                lambda: any(m.get("text") == "pressed /status" for m in tg.sent_messages(ALICE)),
+                message="the press's answer",
+            )
+            assert len(tg.sent_messages(ALICE)) == 2  # the alert and the press's answer
+            release.set()
+            await retry_until(lambda: len(tg.sent_messages(ALICE)) == 12, message="the long ones")
+        finally:
+            await telegram.stop()
+
+
+class Ops:
+    """Another interface alerts can go to (what the people not on Telegram read)."""
+
+    name = "ops"
+
+    def __init__(self) -> None:
+        self.got: list[OutboundMessage] = []
+
+    async def start(self, on_incoming: OnIncoming) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, channel: str, message: OutboundMessage) -> None:
+        self.got.append(message)
+
+
+async def test_a_second_poller_makes_telegram_deaf_and_the_other_interfaces_are_told(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    clock, ops = FakeClock(), Ops()
+    tconf = tg_config(tg)
+    routes = (*telegram_routes(tconf), AlertRoute("ops", "ops"))
+    config = replace(config, telegram=tconf, alerts=AlertsConfig(routes=routes, deaf_after=120))
+    async with farm_for(config, tmp_path, clock, interfaces=[ops]) as farm:
+        telegram = farm.graph.interfaces["telegram"]
+        assert isinstance(telegram, TelegramInterface)
+        await telegram.start(farm.router.handle)
+        try:
+            await retry_until(lambda: telegram.hearing().ok, message="polling")
+            assert telegram.hearing().detail.endswith("no update yet")
+            await reply_to(tg, BOB, "/agents")
+            heard = telegram.hearing()
+            assert heard.ok and heard.last_heard == clock() and "last update 0s ago" in heard.detail
+            ears, notifier = farm.graph.ears, farm.graph.alerts.notifier
+
+            tg.conflict = True  # another instance polls with the same token
+            await retry_until(lambda: not telegram.hearing().ok, message="the conflict")
+            assert CONFLICT in telegram.hearing().detail
+            assert await ears.round() == 0  # not hearing, not yet for long
+            problems = await farm.graph.problems()
+            assert CONFLICT in problems["telegram"]
+            clock.advance(121)
+            await retry_until(  # the other poller goes on: 409s keep coming
+                lambda: CONFLICT in telegram.hearing().detail, message="a 409 at the new time"
+            )
+            assert await ears.round() == 1
+            while await notifier.deliver_due():
+                pass
+            [deaf] = ops.got
+            assert deaf.severity is Severity.CRITICAL
+            assert deaf.title == "telegram is deaf: nothing it is sent reaches farmbot"
+            assert "has not been hearing for 2m" in deaf.text and CONFLICT in deaf.text
+            assert "telegram" not in [i.interface for i in await _outbox(farm)]  # not on itself
+            status = await farm.graph.status()
+            assert status["hearing"]["telegram"]["deaf"] is True
+            assert await ears.round() == 0  # once
+
+            tg.conflict = False
+
+            def quiet() -> bool:  # the 409s stop counting once none came for a minute
+                if CONFLICT in telegram.hearing().detail:
+                    clock.advance(61)
+                return telegram.hearing().ok
+
+            await retry_until(quiet, message="hearing again")
+            assert await ears.round() == 1
+            while await notifier.deliver_due():
+                pass
+            assert ops.got[-1].title == "telegram hears again"
+            assert (await farm.graph.status())["hearing"]["telegram"]["deaf"] is False
+        finally:
+            await telegram.stop()
+
+
+async def _outbox(farm: Farm) -> list[Any]:
+    return [i for i in await farm.storage.outbox.items_with_key("interface.deaf:telegram")]
+
+
+async def test_updates_waiting_at_telegram_while_none_arrive_and_a_hung_poll_are_deaf(
+    rig: Rig, tg: FakeTelegram
+) -> None:
+    telegram = rig.telegram
+    await retry_until(lambda: telegram.hearing().ok, message="polling")
+    await telegram.refresh_hearing()
+    assert telegram.hearing().detail.endswith("; 0 pending")
+    tg.stalled = True  # Telegram keeps updates, but no poll answers
+    await asyncio.sleep(0.2)  # the poll in flight now hangs
+    tg.push_message(ALICE, "/status")
+    await telegram.refresh_hearing()
+    assert telegram.hearing().ok  # one look is not enough: they may be on their way
+    rig.clock.advance(31)
+    await telegram.refresh_hearing()
+    hearing = telegram.hearing()
+    assert not hearing.ok
+    assert hearing.detail.startswith("1 update waits at Telegram and none arrived for 31s")
+    assert (await telegram.ready() or "").startswith("telegram does not hear: 1 update waits")
+
+    tg.stalled = False
+    await retry_until(lambda: tg.sent_messages(ALICE), message="the waiting update")
+    await telegram.refresh_hearing()
+    assert telegram.hearing().ok and telegram.hearing().last_heard == rig.clock()
+
+    tg.stalled = True
+    await asyncio.sleep(0.2)
+    rig.clock.advance(1 + 16)  # poll_timeout, then the grace a long poll gets
+    hearing = telegram.hearing()
+    assert not hearing.ok and "getUpdates has not answered for 17s" in hearing.detail
+    tg.stalled = False
+    await retry_until(lambda: telegram.hearing().ok, message="a poll answered")
+
+
+async def test_ping_answers_on_telegram_with_the_time_from_the_message(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    clock = FakeClock(time.time())  # Telegram's dates are the real clock's
+    async with running(config, tmp_path, tg_config(tg), clock) as r:
+        await retry_until(lambda: r.telegram.hearing().ok, message="polling")
+        clock.advance(2.5)  # the message takes its time to farmbot
+        pong = await reply_to(tg, BOB, "/ping")
+    first, second = pong["text"].split("\n")
+    assert re.fullmatch(
+        r"pong from telegram: [23]\d{3} ms from your message to this answer \(its clock counts "
+        r"whole seconds\); 0 ms of it inside farmbot",
+        first,
+    ), first
+    assert second.startswith("telegram hears: polled ")
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+async def test_a_document_captioned_send_goes_into_the_worktree_and_its_path_to_the_agent(
+    rig: Rig, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    await reply_to(tg, ALICE, "/spawn builder 42")
+    agent = await rig.farm.until_idle("builder-42")
+    before = len(tg.sent_messages(OLGA))
+    tg.push_document(OLGA, "/send builder-42 read this first", "../../notes <v2>.txt", b"hi")
+    await retry_until(lambda: len(tg.sent_messages(OLGA)) > before, message="the reply")
+    saved = tg.sent_messages(OLGA)[-1]["text"]
+    assert saved == (
+        "saved in builder-42's worktree: .farmbot-uploads/notes _v2_.txt; the path typed "
+        "into builder-42"
+    )
+    folder = Path(agent.workdir) / ".farmbot-uploads"
+    assert (folder / "notes _v2_.txt").read_bytes() == b"hi"
+    assert (folder / ".gitignore").read_text().endswith("*\n")  # git leaves it alone
+    await rig.farm.until_idle("builder-42")
+    assert received_prompts(tmp_path)[-1] == (
+        "read this first\nolga sent you a file: .farmbot-uploads/notes _v2_.txt"
+    )
+
+    photo = b"\xff\xd8" + b"x" * 100
+    message = tg.push_document(OLGA, "/send builder-42", "", photo, photo=True)
+    await retry_until(lambda: len(tg.sent_messages(OLGA)) > before + 1, message="the photo")
+    name = f"photo-{message['message_id']}.jpg"
+    assert (folder / name).read_bytes() == photo  # the largest size, not the thumbnail
+    await rig.farm.until_idle("builder-42")
+    assert received_prompts(tmp_path)[-1] == f"olga sent you a file: .farmbot-uploads/{name}"
+
+    downloads = len([c for c in tg.calls if c[0] == "download"])
+    tg.push_document(BOB, "/send builder-42", "x.txt", b"x")  # a viewer: refused, not fetched
+    refusal = await retry_until(
+        lambda: [m for m in tg.sent_messages(BOB) if "/send needs operator" in m["text"]],
+        message="the refusal",
+    )
+    assert refusal
+    tg.push_document(OLGA, "/tail builder-42", "x.txt", b"x")
+    wrong = await retry_until(
+        lambda: [m for m in tg.sent_messages(OLGA) if "takes no file" in m["text"]],
+        message="the usage",
+    )
+    assert "/tail takes no file; send the file with the caption /send <agent>" in wrong[0]["text"]
+    assert len([c for c in tg.calls if c[0] == "download"]) == downloads
+
+
+async def test_a_file_too_large_is_refused_before_it_is_downloaded(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    small = replace(config, supervisor=replace(config.supervisor, max_file_bytes=1024))
+    async with running(small, tmp_path, tg_config(tg), FakeClock()) as r:
+        await reply_to(tg, ALICE, "/spawn shell")
+        tg.push_document(ALICE, "/send shell-1", "big.bin", b"x" * 2048)
+        refused = await retry_until(
+            lambda: [m for m in tg.sent_messages(ALICE) if "big.bin" in m["text"]],
+            message="the refusal",
+        )
+        assert refused[0]["text"] == (
+            "big.bin is 2.0 KiB; farmbot takes files up to 1.0 KiB (supervisor.max_file_bytes)"
+        )
+        assert not [c for c in tg.calls if c[0] == "download"]
+        assert r.telegram.received == 2
+
+
+async def test_file_sends_a_worktree_file_as_a_document_and_nothing_outside(
+    rig: Rig, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    await reply_to(tg, ALICE, "/spawn builder 7")
+    agent = await rig.farm.agent("builder-7")
+    (Path(agent.workdir) / "out").mkdir()
+    (Path(agent.workdir) / "out" / "report.txt").write_text("all <green>\n")
+    (Path(agent.workdir) / "escape").symlink_to(tmp_path / "state")
+    sent = await reply_to(tg, OLGA, "/file builder-7 out/report.txt")
+    assert sent["caption"] == "out/report.txt from builder-7's worktree (12 B)"
+    [doc] = tg.documents
+    assert (doc["filename"], doc["data"]) == ("report.txt", b"all <green>\n")
+    outside = await reply_to(tg, OLGA, "/file builder-7 escape/farmbot.db")
+    assert "escape/farmbot.db is outside builder-7's worktree" in outside["text"]
+    climbing = await reply_to(tg, OLGA, "/file builder-7 ../../../farmbot.db")
+    assert "is outside builder-7's worktree" in climbing["text"]
+    missing = await reply_to(tg, OLGA, "/file builder-7 nope.txt")
+    assert missing["text"].startswith("no file nope.txt in builder-7's worktree")
+    assert len(tg.documents) == 1
+
+
+# -- a decided gate's buttons leave every copy ---------------------------------------------
+
+
+async def test_a_decided_gate_loses_its_buttons_on_every_copy_and_an_unedited_copy_still_answers(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    other = -1009999
+    tg.add_chat(other, type="supergroup", title="farm leads")
+    tconf = tg_config(tg, alert_chats=(FORUM, other, -1007777))
+    tg.add_chat(-1007777, type="supergroup", title="farm night shift")
+    async with running(config, tmp_path, tconf, FakeClock()) as r:
+        await r.gates.open("manual", "deploy", project="proj")
+        assert await r.drain() == 3
+        refs = [i.message_ref for i in await r.farm.storage.outbox.items_with_key("gate.opened:1")]
+        copies = [tg.sent_messages(chat)[-1] for chat in (FORUM, other, -1007777)]
+        assert refs == [None, *(f"{m['chat']['id']}:{m['message_id']}" for m in copies)]
+        await press(tg, ALICE, copies[2], "/approve 1")
+        await tg.wait_for("editMessageText")  # the pressed message says who decided
+        tg.fail_next("editMessageText", 400, description="Bad Request: message to edit not found")
+        assert await r.notifier.edit_queued() == 2  # one of three could not be edited
+        forum, leads, pressed = (tg.sent_messages(c)[-1] for c in (FORUM, other, -1007777))
+        for edited in (leads, pressed):
+            assert "reply_markup" not in edited  # the buttons are gone
+            assert edited["text"].endswith("\n\n✅ approved by alice at 22:13 UTC")
+        assert keyboard(forum) == keyboard(copies[0])  # that edit failed: still there ...
+        answer = await press(tg, ALICE, forum, "/reject 1")
+        assert answer["text"] == "gate 1 was already approved by alice at 22:13 UTC"  # ... works
+        assert (await r.gates.get(1)).status is GateStatus.APPROVED
+        stats = r.notifier.statistics()
+        assert (stats["edited"], stats["edits_failed"]) == (2, 1)

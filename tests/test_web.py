@@ -264,3 +264,19 @@ async def test_stopping_ends_the_streams_at_once(web: Web) -> None:
         await stream.next()
         await asyncio.wait_for(web.app.farm.web.stop(), 5)
         assert await asyncio.wait_for(stream.response.content.read(), 5) == b""
+
+
+async def test_file_replies_carry_a_small_text_file_as_text_and_others_as_base64(
+    web: Web, tmp_path: Path
+) -> None:
+    spawned = await web.command("/spawn shell")
+    assert spawned["ok"], spawned
+    (tmp_path / "repo" / "notes.txt").write_text("line <1>\n")
+    (tmp_path / "repo" / "blob.bin").write_bytes(b"\xff\x00\xfe")
+    shown = await web.command("/file shell-1 notes.txt")
+    assert shown["text"] == "notes.txt from shell-1's worktree (9 B)"
+    assert shown["file"] == {"name": "notes.txt", "size": 9, "text": "line <1>\n"}
+    binary = await web.command("/file shell-1 blob.bin")
+    assert binary["file"] == {"name": "blob.bin", "size": 3, "base64": "/wD+"}
+    refused = await web.command("/file shell-1 ../state/farmbot.db")
+    assert refused["ok"] is False and "is outside shell-1's worktree" in refused["text"]

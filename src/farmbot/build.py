@@ -32,14 +32,14 @@ from farmbot.adapters.hooks import HookEndpoint, hook_token
 from farmbot.adapters.metrics import MetricsEndpoint, Sources
 from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.web import WebInterface
-from farmbot.alerts import Alerts
+from farmbot.alerts import Alerts, Ears
 from farmbot.bot.authz import People
 from farmbot.bot.commands import SPECS, Commands, Context, menu
 from farmbot.bot.limits import RateLimiter
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.config.schema import Config
-from farmbot.messages import HasStatistics, Interface, ReportsReadiness, ServesRoutes
+from farmbot.messages import HasStatistics, Hears, Interface, ReportsReadiness, ServesRoutes
 from farmbot.models import Agent, GateStatus
 from farmbot.storage import Storage, open_storage
 from farmbot.storage.retention import Retention, horizon
@@ -96,6 +96,7 @@ class Farm:
     tmux: Tmux
     bus: EventBus
     alerts: Alerts
+    ears: Ears  # whether each chat interface still hears
     gates: Gates
     keyboard: Keyboard
     monitor: Monitor
@@ -129,6 +130,7 @@ class Farm:
             "tmux": self.tmux,
             "bus": self.bus,
             "alerts": self.alerts,
+            "ears": self.ears,
             "monitor": self.monitor,
             "delivery": self.delivery,
             "supervisor": self.supervisor,
@@ -170,13 +172,17 @@ class Farm:
                 problem = await component.ready()
                 if problem is not None:
                     found[name] = problem
+            if name not in found and isinstance(component, Hears):  # deaf is not ready
+                hearing = component.hearing()
+                if not hearing.ok:
+                    found[name] = f"not hearing: {hearing.detail}"
         return found
 
     def readiness_checks(self) -> list[str]:
         return [
             name
             for name, c in self.components().items()
-            if name != "web" and isinstance(c, ReportsReadiness)
+            if name != "web" and isinstance(c, ReportsReadiness | Hears)
         ]
 
     def statistics(self) -> dict[str, str]:
@@ -206,6 +212,7 @@ class Farm:
             "dead_letters": [d.to_json() for d in await storage.outbox.dead_letters(20)],
             "qa_runs": [asdict(r) for r in await storage.qa_runs.recent_qa_runs(10)],
             "autopilot": await self.autopilot_status(),
+            "hearing": self.ears.status(),
             "problems": await self.problems(),
             "stats": self.statistics(),
         }
@@ -271,6 +278,7 @@ async def build(
             )
         )
         bus.subscribe(alerts.on_event)
+        ears = Ears(found, bus.publish, config.alerts.deaf_after_of, clock)
         rules = {name: Rules.of(profile) for name, profile in config.agents.items()}
         gates = Gates(storage.gates, bus, clock)
         keyboard = Keyboard(tmux, lambda agent: rules.get(agent.profile))
@@ -346,6 +354,8 @@ async def build(
                     clock=clock,
                     specs=SPECS,
                     autopilot=control,
+                    hearing=ears.readings,
+                    max_file_bytes=config.supervisor.max_file_bytes,
                 )
             ),
             People(config.users),
@@ -382,6 +392,7 @@ async def build(
             tmux=tmux,
             bus=bus,
             alerts=alerts,
+            ears=ears,
             gates=gates,
             keyboard=keyboard,
             monitor=monitor,

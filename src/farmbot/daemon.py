@@ -5,11 +5,12 @@ state directory's lock (one daemon per state directory: a second one would poll 
 chat twice), builds the graph (farmbot.build), reconciles with tmux, starts the web
 server and then the chat interfaces. ``daemon.run(stop)`` runs the time-driven work --
 the supervision tick, prompt delivery, alert delivery, QA, the autopilot, cron jobs,
-the hook spool's replay, retention, systemd's watchdog -- until ``stop`` is set, then stops
-taking input and flushes what was taken. SIGTERM/SIGINT set ``stop``; the agents keep
-running in tmux and the next start re-adopts them. SIGHUP (``farmbot reload``) reloads the
-configuration (farmbot/reload.py): the graph takes the new one, cron jobs and the QA cycle
-are rescheduled, and agents, chat connections and queued work carry on.
+the hook spool's replay, the chat interfaces' hearing, retention, systemd's watchdog --
+until ``stop`` is set, then stops taking input and flushes what was taken. SIGTERM/SIGINT
+set ``stop``; the agents keep running in tmux and the next start re-adopts them. SIGHUP
+(``farmbot reload``) reloads the configuration (farmbot/reload.py): the graph takes the new
+one, cron jobs and the QA cycle are rescheduled, and agents, chat connections and queued
+work carry on.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class Daemon:
             self._tasks = tasks
             alerts = tasks.create_task(farm.alerts.run(), name="alerts")
             workers = [
+                tasks.create_task(farm.ears.run(), name="hearing"),
                 tasks.create_task(self._supervise(), name="supervise"),
                 tasks.create_task(self._watch_tmux(), name="tmux-hooks"),
                 tasks.create_task(farm.delivery.run(), name="delivery"),

@@ -36,6 +36,8 @@ __all__ = [
     "GateOpened",
     "GateStale",
     "HookReceived",
+    "InterfaceDeaf",
+    "InterfaceHears",
     "ModeChanged",
     "ProjectActivated",
     "ProjectDeactivated",
@@ -415,6 +417,30 @@ class Deployed(DomainEvent):
     @property
     def kind(self) -> str:
         return "deploy.passed" if self.passed else "deploy.failed"
+
+
+# -- the interfaces -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterfaceDeaf(DomainEvent):
+    """A chat interface has not been hearing for longer than ``[alerts] deaf_after``."""
+
+    KIND: ClassVar[str] = "interface.deaf"
+    interface: str
+    detail: str  # what it says about its inbound path
+    silent_for: float  # seconds since it stopped hearing
+    last_heard: float | None  # epoch seconds of the last thing it received
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterfaceHears(DomainEvent):
+    """A chat interface that was deaf hears again."""
+
+    KIND: ClassVar[str] = "interface.hears"
+    interface: str
+    detail: str
+    deaf_for: float  # seconds it did not hear
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

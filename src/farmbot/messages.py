@@ -4,20 +4,25 @@ interfaces that carry both.
 This module is the bottom floor: it imports nothing of farmbot's, so the supervisor, the
 bot, storage and every adapter can speak it without importing one another.
 
-- ``Incoming``: one command from a person on some platform (typed, or a button press).
-- ``Reply``: what a command answers -- text, a preformatted block, buttons -- and, when
-  the command decided a gate, the ``Decided`` record, so an interface can edit the
-  message that carried the buttons without re-reading the command.
+- ``Incoming``: one command from a person on some platform (typed, or a button press),
+  with the platform's timestamp of it where there is one (``/ping`` measures from it) and
+  the files that came with it (``ReceivedFile``, fetched only when a command wants them).
+- ``Reply``: what a command answers -- text, a preformatted block, buttons, a file
+  (``Attachment``) -- and, when the command decided a gate, the ``Decided`` record, so an
+  interface can edit the message that carried the buttons without re-reading the command.
 - ``Button``: a label and a command; pressing it runs the command as the presser.
-- ``OutboundMessage``: one alert for one channel, as the notifier hands it over.
+- ``OutboundMessage``: one alert for one channel, as the notifier hands it over; ``send``
+  returns the platform's handle of what it posted (a ``MessageRef``), which the outbox
+  keeps so the alert can be edited later (``EditsAlerts``).
 - ``Interface``: what every way of reaching farmbot is (web, Telegram, Slack, Discord,
   webhooks). What only some interfaces can do is a small optional capability Protocol
-  (``ServesRoutes``, ``ReportsReadiness``, ``Hears``, ``HasStatistics``), checked at
-  runtime, so the composition root never names a concrete adapter class.
+  (``ServesRoutes``, ``ReportsReadiness``, ``Hears``, ``EditsAlerts``, ``HasStatistics``),
+  checked at runtime, so the composition root never names a concrete adapter class.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import time
 from collections.abc import Awaitable, Callable
@@ -67,6 +72,29 @@ class Decided:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a reply carries (``/file``): every interface sends it as a file."""
+
+    name: str  # the file's name, no directories
+    data: bytes = field(repr=False)
+    text: str | None = field(default=None, repr=False)  # the content, when it is UTF-8 text
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def to_json(self) -> dict[str, Any]:
+        """A small text file as text (the console shows it as ``pre``), else base64."""
+        shown: dict[str, Any] = {"name": self.name, "size": self.size}
+        if self.text is not None and len(self.data) <= SHOWN_TEXT_BYTES:
+            return {**shown, "text": self.text}
+        return {**shown, "base64": base64.b64encode(self.data).decode("ascii")}
+
+
+SHOWN_TEXT_BYTES = 64 * 1024  # a text file up to this size is shown, not only downloaded
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     text: str
     pre: str | None = None  # terminal output and the like, shown monospaced
@@ -74,6 +102,7 @@ class Reply:
     ok: bool = True
     decided: Decided | None = None  # the gate this command decided, if it decided one
     data: dict[str, Any] | None = None  # what a JSON API caller reads (created records)
+    file: Attachment | None = None  # a file to send with the text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +110,7 @@ class Reply:
             "data": self.data,
             "text": self.text,
             "pre": self.pre,
+            "file": None if self.file is None else self.file.to_json(),
             "buttons": [
                 [{"label": b.label, "command": b.command, "style": b.style} for b in row]
                 for row in self.buttons
@@ -97,8 +127,25 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceivedFile:
+    """A file a person sent with a command; its bytes are fetched only when wanted.
+
+    ``fetch`` raises ``AdapterError`` when the platform does not hand the file over.
+    """
+
+    name: str  # as the person's client named it (not trusted: a path is cut to its name)
+    size: int | None  # bytes, when the platform says so before the download
+    fetch: Callable[[], Awaitable[bytes]] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Incoming:
-    """One command from a person, on some platform."""
+    """One command from a person, on some platform.
+
+    ``sent_at`` and ``received_at`` are when the person sent it (by the platform's clock,
+    where the platform says) and when farmbot got it; they and ``files`` describe the
+    message, not the command, so two messages with the same command compare equal.
+    """
 
     platform: str  # "web", "cli", "telegram", "slack", "discord", "scheduler", ...
     user_id: str  # the platform's id of the person
@@ -107,6 +154,10 @@ class Incoming:
     display_name: str = ""
     button: bool = False  # a button press rather than typed text (the audit says so)
     data: dict[str, Any] | None = None  # JSON arguments (a JSON API call) instead of text
+    sent_at: float | None = field(default=None, compare=False)  # epoch s, platform's clock
+    received_at: float | None = field(default=None, compare=False)  # epoch s, farmbot's
+    files: tuple[ReceivedFile, ...] = field(default=(), compare=False)
+    precision: float = field(default=0.001, compare=False)  # of ``sent_at``, in seconds
 
 
 OnIncoming = Callable[[Incoming], Awaitable[Reply]]
@@ -126,6 +177,15 @@ class OutboundMessage:
     agent_id: str | None
     project: str | None
     count: int = 1  # how many alerts this message stands for
+    note: str = ""  # what an edit adds: "✅ approved by alice at 12:03 UTC"
+
+    @property
+    def body(self) -> str:
+        """The text with the edit's note, if any, after a blank line."""
+        return f"{self.text}\n\n{self.note}" if self.note else self.text
+
+
+MessageRef = str  # an interface's handle of a posted message: "chat:message_id", a ts, ...
 
 
 class Interface(Protocol):
@@ -139,8 +199,8 @@ class Interface(Protocol):
     async def stop(self) -> None:
         """Stop receiving and release resources. Safe to call twice."""
 
-    async def send(self, channel: str, message: OutboundMessage) -> None:
-        """Deliver one alert to ``channel``.
+    async def send(self, channel: str, message: OutboundMessage) -> MessageRef | None:
+        """Deliver one alert to ``channel``; return the handle of what was posted, if any.
 
         Raises ``DeliveryError`` (with ``retry_after`` when the platform gave one) when a
         retry may help -- rate limits, 5xx, timeouts -- and ``PermanentDeliveryError``
@@ -186,6 +246,18 @@ class Hears(Protocol):
     """Can tell whether it still receives (a chat bot that is not deaf)."""
 
     def hearing(self) -> Hearing: ...
+
+
+@runtime_checkable
+class EditsAlerts(Protocol):
+    """Can change an alert it posted: a decided gate's buttons come off every copy."""
+
+    async def edit(self, channel: str, ref: MessageRef, message: OutboundMessage) -> None:
+        """Show ``message`` (the alert as it is now) in place of the one ``ref`` names.
+
+        Raises ``DeliveryError`` when a retry may help, ``PermanentDeliveryError`` when the
+        message is gone or can no longer be edited.
+        """
 
 
 @runtime_checkable

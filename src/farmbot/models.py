@@ -282,6 +282,7 @@ class OutboxItem:
     created_at: float
     last_at: float  # when the newest repeat was folded in
     delivered_at: float | None
+    message_ref: str | None = None  # the platform's handle of the message sent, if any
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "alert": self.alert.to_json()}

@@ -210,6 +210,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
+        app.router.add_get("/attachments/{id}/{name}", self._cdn)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
         await runner.setup()
         try:
@@ -334,19 +335,38 @@ class FakeDiscord:
         unknown = set(options) - set(kinds)
         if unknown:
             raise ValueError(f"/{name} has no options {sorted(unknown)}; it has {sorted(kinds)}")
+        files = {k: v for k, v in options.items() if isinstance(v, dict)}  # attachments
         data: JSON = {
             "id": command["id"],
             "name": name,
             "type": 1,
             "options": [
-                {"name": k, "type": kinds[k], "value": v}
+                {"name": k, "type": kinds[k], "value": v["id"] if k in files else v}
                 for k, v in options.items()
                 if v is not None
             ],
         }
+        if files:
+            data["resolved"] = {"attachments": {v["id"]: v for v in files.values()}}
         if guild_id is not None:
             data["guild_id"] = str(guild_id)
         return self._interact(2, user_id, channel_id, data, None)
+
+    def upload(self, filename: str, data: bytes) -> JSON:
+        """A file a person attaches to a slash command's option (served by the fake's CDN)."""
+        attachment_id = next(_SNOWFLAKES)
+        self.attachments[attachment_id] = data
+        url = f"http://127.0.0.1:{self._port}/attachments/{attachment_id}/{filename}"
+        return {"id": str(attachment_id), "filename": filename, "size": len(data), "url": url,
+                "proxy_url": url, "content_type": "application/octet-stream"}  # fmt: skip
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        self.calls.append(Call("GET", request.path, {}, None, [], False))
+        self._notify()
+        data = self.attachments.get(int(request.match_info["id"]))
+        if data is None:
+            raise web.HTTPNotFound(text="no such attachment")
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def press(self, user_id: int, message: JSON, custom_id: str) -> Interaction:
         """A person presses the button with ``custom_id`` on a message the bot posted."""

@@ -6,6 +6,10 @@ The real slack_sdk ``AsyncWebClient`` (``base_url=slack.api_url``) and slack-bol
 ``messages()``, ``files``, ``acks``, ``response_url_posts``) and inject faults.
 
 For HTTP mode, ``sign_request`` and the ``*_body`` helpers build signed request bodies.
+
+People share files (``share_file``) with a mention: the event lists them and their
+``url_private_download`` serves them to the bot token, and, like Slack without the
+``files:read`` scope (``files_read = False``), an HTML login page otherwise.
 """
 
 from __future__ import annotations
@@ -134,6 +138,9 @@ class FakeSlack:
         self._uploads: dict[str, JSON] = {}
         self._tickets: set[str] = set()
         self._origins: dict[str, tuple[str, str]] = {}  # envelope_id -> (channel, message ts)
+        self._shared: dict[str, bytes] = {}  # file id -> content, as people shared them
+        self.files_read = True  # the app has the files:read scope
+        self.downloads = 0
         self._sockets: list[web.WebSocketResponse] = []  # live, eligible for envelopes
         self._open: set[web.WebSocketResponse] = set()  # every open socket, for shutdown
         self._counter = itertools.count(1)
@@ -170,6 +177,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{file_id}/{name}", self._download)
         app.router.add_post("/response/{envelope_id}", self._response_url)
         app.router.add_get("/socket", self._socket)
         app.on_shutdown.append(self._close_sockets)
@@ -313,20 +321,44 @@ class FakeSlack:
             envelope_id, "slash_commands", payload, accepts_response_payload=True
         )
 
+    def share_file(self, name: str, content: bytes) -> JSON:
+        """A file a person uploads, as a message event lists it (for ``push_mention``)."""
+        file_id = f"F{next(self._counter):08d}"
+        self._shared[file_id] = content
+        url = f"{self.base_url}files-pri/{self.team_id}-{file_id}/{name}"
+        return {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": "application/octet-stream",
+            "size": len(content),
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+
     async def push_mention(
-        self, user_id: str, text: str, *, channel: str = "C1", thread_ts: str | None = None
+        self,
+        user_id: str,
+        text: str,
+        *,
+        channel: str = "C1",
+        thread_ts: str | None = None,
+        files: list[JSON] | None = None,
+        ts: str | None = None,
     ) -> str:
         """Send an ``events_api`` ``app_mention`` envelope; ``<@BOT>`` is prefixed if absent."""
         payload = app_mention_payload(
             user_id,
             text,
             channel=channel,
-            ts=self._next_ts(),
+            ts=ts or self._next_ts(),
             thread_ts=thread_ts,
             bot_user_id=self.bot_user_id,
             team_id=self.team_id,
             api_app_id=self.app_id,
         )
+        if files:
+            payload["event"]["files"] = files
         return await self._push(
             str(uuid.uuid4()), "events_api", payload, retry_attempt=0, retry_reason=""
         )
@@ -444,6 +476,18 @@ class FakeSlack:
             self._open.discard(ws)
             self._notify()
         return ws
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        self.downloads += 1
+        self._notify()
+        file_id = request.match_info["file_id"].split("-", 1)[-1]
+        header = request.headers.get("Authorization", "")
+        if not self.files_read or header != f"Bearer {self.bot_token}":
+            # What Slack does: a login page, 200, for a token without files:read.
+            return web.Response(text="<html>Sign in to Slack</html>", content_type="text/html")
+        if file_id not in self._shared:
+            raise web.HTTPNotFound(text="no such file")
+        return web.Response(body=self._shared[file_id], content_type="application/octet-stream")
 
     def _response_url_for(self, envelope_id: str) -> str:
         return f"{self.base_url}response/{envelope_id}"

@@ -3,6 +3,8 @@
 It answers like Telegram (``{"ok": ..., "result"/"description": ...}`` with the same HTTP
 status), long-polls ``getUpdates``, validates what adapters commonly get wrong (message
 length, HTML markup, callback data, unknown chats, no-op edits) and records every call.
+People can send documents and photos (``push_document``), which the bot downloads like
+from Telegram (``getFile``, then the file URL); ``stalled`` makes ``getUpdates`` hang.
 """
 
 from __future__ import annotations
@@ -187,6 +189,8 @@ class FakeTelegram:
         self._commands: dict[tuple[str, str], list[Params]] = {}
         self._faults: dict[str, deque[ApiError]] = {}
         self._conflict = False
+        self._stalled = False
+        self._files: dict[str, bytes] = {}
         self._poll_generation = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -203,6 +207,8 @@ class FakeTelegram:
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
             "editMessageReplyMarkup": self._edit_reply_markup,
+            "editMessageCaption": self._edit_caption,
+            "getFile": self._get_file,
             "answerCallbackQuery": self._answer_callback,
             "setMyCommands": self._set_commands,
             "getMyCommands": lambda p: self._commands.get(self._scope_key(p), []),
@@ -240,6 +246,7 @@ class FakeTelegram:
             return
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.*}", self._download)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
         await runner.setup()
         try:
@@ -264,7 +271,7 @@ class FakeTelegram:
 
     @property
     def base_file_url(self) -> str:
-        """For ``base_file_url``; file downloads are not served (404)."""
+        """For ``base_file_url``; what people sent is downloaded from here."""
         return f"http://127.0.0.1:{self._port}/file/bot"
 
     # -- scripting -----------------------------------------------------------------------
@@ -313,6 +320,60 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(m[0])}]
         self._push({"message": message})
         return copy.deepcopy(message)
+
+    def push_document(
+        self,
+        user_id: int,
+        caption: str,
+        filename: str,
+        data: bytes,
+        *,
+        photo: bool = False,
+        chat_id: int | None = None,
+    ) -> Params:
+        """Queue a user's document (or photo) with ``caption``; return the message."""
+        user = self._users.setdefault(
+            user_id, {"id": user_id, "is_bot": False, "first_name": "Tester"}
+        )
+        cid = user_id if chat_id is None else chat_id
+        chat = self.add_chat(cid) if cid == user_id else self.add_chat(cid, type="group")
+        file_id = f"FILE{len(self._files) + 1}"
+        self._files[file_id] = data
+        unique = f"U{file_id}"
+        fields: Params = {"caption": caption}
+        if photo:  # the sizes Telegram made, smallest first; the largest is the upload
+            small = {"file_id": f"{file_id}s", "file_unique_id": f"{unique}s", "width": 90}
+            self._files[f"{file_id}s"] = data[:16]
+            fields["photo"] = [
+                {**small, "height": 90, "file_size": len(data[:16])},
+                {"file_id": file_id, "file_unique_id": unique, "width": 800, "height": 600,
+                 "file_size": len(data)},
+            ]  # fmt: skip
+        else:
+            fields["document"] = {
+                "file_id": file_id,
+                "file_unique_id": unique,
+                "file_name": filename,
+                "mime_type": "application/octet-stream",
+                "file_size": len(data),
+            }
+        message = self._store(chat, user, **fields)
+        if m := _COMMAND.match(caption):
+            message["caption_entities"] = [
+                {"type": "bot_command", "offset": 0, "length": len(m[0])}
+            ]
+        self._push({"message": message})
+        return copy.deepcopy(message)
+
+    @property
+    def stalled(self) -> bool:
+        """While true, getUpdates never answers (Telegram stopped delivering)."""
+        return self._stalled
+
+    @stalled.setter
+    def stalled(self, value: bool) -> None:
+        self._stalled = value
+        self._notify()
 
     def push_callback(self, user_id: int, message: Params, data: str) -> str:
         """Queue a press of the button with ``data`` on a bot message; return the query id."""
@@ -490,6 +551,9 @@ class FakeTelegram:
         while True:
             if self._conflict or generation != self._poll_generation:
                 raise ApiError(409, CONFLICT)
+            if self._stalled and self._runner is not None:
+                await self._wait_change(3600)
+                continue
             batch = self._pending(limit)
             remaining = deadline - asyncio.get_running_loop().time()
             if batch or remaining <= 0 or self._runner is None:
@@ -594,6 +658,36 @@ class FakeTelegram:
         message = self._editable(params)
         markup = _inline_markup(params.get("reply_markup"))
         return self._apply_edit(message, {"reply_markup": markup})
+
+    def _edit_caption(self, params: Params) -> Params:
+        message = self._editable(params)
+        if "document" not in message and "photo" not in message:
+            raise _bad("there is no caption in the message to edit")
+        caption, entities = _formatted(
+            params, "caption", MAX_CAPTION, "message caption is too long"
+        )
+        markup = _inline_markup(params.get("reply_markup"))
+        changes = {"caption": caption, "caption_entities": entities, "reply_markup": markup}
+        return self._apply_edit(message, changes)
+
+    def _get_file(self, params: Params) -> Params:
+        file_id = str(params.get("file_id") or "")
+        if file_id not in self._files:
+            raise _bad("invalid file_id")
+        size = len(self._files[file_id])
+        path = f"documents/{file_id}"
+        return {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": size,
+                "file_path": path}  # fmt: skip
+
+    async def _download(self, request: web.Request) -> web.Response:
+        self.calls.append(("download", {"path": request.match_info["path"]}))
+        self._notify()
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401}, status=401)
+        file_id = request.match_info["path"].removeprefix("documents/")
+        if file_id not in self._files:
+            return web.json_response({"ok": False, "error_code": 404}, status=404)
+        return web.Response(body=self._files[file_id], content_type="application/octet-stream")
 
     def _send_document(self, params: Params) -> Params:
         self._chat(params)

@@ -23,6 +23,11 @@ notifier to retry; an unknown channel or missing access is a ``PermanentDelivery
 saying what to do. An invalid token marks the interface failed (``problem``) and farmbot
 keeps running. ``hearing()`` says whether the gateway is connected and its heartbeats
 ACKed. The token never reaches a log record: the redactor cleans every record.
+
+``send`` returns the alert's ``channel:message`` (the thread's id when it went into one)
+and ``edit`` rewrites it. ``/send`` takes an optional file (an attachment option): it
+reaches the router as a ``ReceivedFile``, read from Discord's CDN only when wanted; a
+reply's file is attached. ``/ping`` measures from the interaction's snowflake time.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from farmbot.adapters.discord_render import (
     Rendered,
     decided,
     delivery_error,
+    escape,
     fits_custom_id,
     label,
     layout,
@@ -56,15 +62,18 @@ from farmbot.adapters.discord_render import (
 )
 from farmbot.adapters.shared import InterfaceDeps, background, decode_action, encode_action
 from farmbot.config.discord import DiscordConfig
-from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
+from farmbot.errors import AdapterError, DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import (
     Buttons,
     Hearing,
     Incoming,
+    MessageRef,
     OnIncoming,
     OutboundMessage,
+    ReceivedFile,
     Reply,
     ago,
+    clip,
     severity_mark,
 )
 from farmbot.redact import Redactor
@@ -75,6 +84,7 @@ Interaction = discord.Interaction[FarmClient]
 BAD_TOKEN = "invalid token (Discord refused it); fix discord.token and restart"
 UNREADABLE = "farmbot could not read that button; try again"
 EXPIRED = "This button no longer works; run the command instead."
+CAPTION_CHARS = 1800  # of a reply's text above its file (a message holds 2000)
 STOP_GRACE = 5.0  # seconds interactions in progress get to finish at stop
 MIN_ACK_WAIT = 5.0  # seconds without a heartbeat ACK before the gateway counts as deaf
 THREAD_ARCHIVE_MINUTES: Literal[10080] = 10080  # a week: the longest Discord allows
@@ -302,13 +312,16 @@ class DiscordInterface:
 
     # -- inbound -------------------------------------------------------------------------
 
-    async def on_command(self, interaction: Interaction, text: str) -> None:
+    async def on_command(
+        self, interaction: Interaction, text: str, files: tuple[discord.Attachment, ...] = ()
+    ) -> None:
         """A slash command: acknowledge it now, route it, then answer."""
         async with self._track():
             self.received += 1
             if not await self._defer(interaction, thinking=True):
                 return
-            reply = await self._route(interaction, text, button=False)
+            received = tuple(_received(a, self._text) for a in files)
+            reply = await self._route(interaction, text, button=False, files=received)
             await self._answer(interaction, reply, original=True)
 
     async def on_press(self, interaction: Interaction, data: str) -> None:
@@ -341,11 +354,26 @@ class DiscordInterface:
             return False
         return True
 
-    async def _route(self, interaction: Interaction, text: str, *, button: bool) -> Reply:
+    async def _route(
+        self,
+        interaction: Interaction,
+        text: str,
+        *,
+        button: bool,
+        files: tuple[ReceivedFile, ...] = (),
+    ) -> Reply:
         assert self._on_incoming is not None
         user = interaction.user
         incoming = Incoming(
-            "discord", str(user.id), str(interaction.channel_id or ""), text, _name(user), button
+            "discord",
+            str(user.id),
+            str(interaction.channel_id or ""),
+            text,
+            _name(user),
+            button,
+            sent_at=interaction.created_at.timestamp(),  # the snowflake's time, in ms
+            received_at=self._last_interaction,
+            files=files,
         )
         return await self._on_incoming(incoming)
 
@@ -388,7 +416,11 @@ class DiscordInterface:
         except StorageError as exc:
             log.error("discord: the reply's buttons were left off: %s", exc)
             view = None
-        rendered = render(reply.text, reply.pre)
+        if reply.file is not None:
+            caption = escape(clip(reply.text, CAPTION_CHARS))
+            rendered = Rendered(file=reply.file.data, filename=reply.file.name, caption=caption)
+        else:
+            rendered = render(reply.text, reply.pre)
         try:
             only_them = not reply.ok and not original  # a slash command's answer is public
             await self._respond(interaction, rendered, view, original=original, only_them=only_them)
@@ -487,16 +519,14 @@ class DiscordInterface:
 
     # -- alerts --------------------------------------------------------------------------
 
-    async def send(self, channel: str, message: OutboundMessage) -> None:
-        """Deliver one alert in one message (so a retry never repeats half of it)."""
+    async def send(self, channel: str, message: OutboundMessage) -> MessageRef:
+        """Deliver one alert in one message (so a retry never repeats half of it).
+
+        Returns ``channel:message`` of the message (the channel a thread, if it went there).
+        """
         where = f"discord channel {channel}"
-        if self._token_rejected:
-            raise PermanentDeliveryError(f"{where}: {BAD_TOKEN}, then /retry the dead letters")
-        if self._client is None or not self._logged_in:
-            raise DeliveryError(f"{where}: not connected ({self._problem or 'starting'})")
-        title = f"{severity_mark(message.severity)} {message.title}"
-        file = f"alert-{message.alert_id}.txt"
-        rendered = render(message.text, message.pre, title=title, max_chunks=1, filename=file)
+        self._check_sendable(where)
+        rendered = _alert(message)
         thread = thread_of(self._config.threads, message)
         try:
             view = await self._view(message.buttons)
@@ -505,9 +535,10 @@ class DiscordInterface:
             self.failed += 1
             raise DeliveryError(f"{where}: farmbot's storage failed: {exc}") from exc
         try:
-            if kept is not None and await self._into_thread(int(kept), rendered, view):
+            into = await self._into_thread(int(kept), rendered, view) if kept else None
+            if into is not None:
                 self.sent += 1
-                return
+                return f"{kept}:{into.id}"
             posted = await self._post(int(channel), rendered, view)
         except FAILURES as exc:
             self.failed += 1
@@ -515,19 +546,51 @@ class DiscordInterface:
         self.sent += 1
         if thread is not None:
             await self._start_thread(channel, posted, *thread)
+        return f"{channel}:{posted.id}"
+
+    async def edit(self, channel: str, ref: MessageRef, message: OutboundMessage) -> None:
+        """Rewrite an alert ``send`` posted: its content with the note, its buttons now."""
+        where = f"discord message {ref}"
+        self._check_sendable(where)
+        assert self._client is not None
+        place, _, number = ref.partition(":")
+        if not (place.isdecimal() and number.isdecimal()):
+            raise PermanentDeliveryError(f"{where}: not a reference farmbot made")
+        rendered = _alert(message, note=True)
+        if rendered.file is not None:  # the note made it a file: the alert as it was
+            rendered = _alert(message)
+        content = rendered.chunks[0] if rendered.file is None else rendered.caption
+        if rendered.file is not None and message.note:
+            content += f"\n\n{escape(message.note)}"
+        try:
+            view = await self._view(message.buttons)
+        except StorageError as exc:
+            raise DeliveryError(f"{where}: farmbot's storage failed: {exc}") from exc
+        target = self._client.get_partial_messageable(int(place)).get_partial_message(int(number))
+        try:
+            await target.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
+        except discord.NotFound as exc:
+            raise PermanentDeliveryError(f"{where}: the message is gone") from exc
+        except FAILURES as exc:
+            raise delivery_error(where, exc, self._text(exc)) from exc
+
+    def _check_sendable(self, where: str) -> None:
+        if self._token_rejected:
+            raise PermanentDeliveryError(f"{where}: {BAD_TOKEN}, then /retry the dead letters")
+        if self._client is None or not self._logged_in:
+            raise DeliveryError(f"{where}: not connected ({self._problem or 'starting'})")
 
     async def _into_thread(
         self, thread: int, rendered: Rendered, view: discord.ui.View | None
-    ) -> bool:
-        """Post into a kept thread; False when the thread is gone (deleted, locked)."""
+    ) -> discord.Message | None:
+        """Post into a kept thread; None when the thread is gone (deleted, locked)."""
         try:
-            await self._post(thread, rendered, view)
+            return await self._post(thread, rendered, view)
         except discord.HTTPException as exc:
             if exc.code not in GONE_THREAD:
                 raise
             log.info("discord: thread %d is gone (%s); starting a new one", thread, exc.code)
-            return False
-        return True
+            return None
 
     async def _start_thread(
         self, channel: str, message: discord.Message, key: str, name: str
@@ -541,6 +604,27 @@ class DiscordInterface:
             await self._threads.set_thread(self.name, channel, key, str(data["id"]), self._clock())
         except (*FAILURES, StorageError) as exc:  # the alert is out; the next one tries again
             log.warning("discord: no thread for %s in %s: %s", key, channel, self._text(exc))
+
+
+def _alert(message: OutboundMessage, *, note: bool = False) -> Rendered:
+    """An alert as ``send`` posts it (with the edit's note when ``note``)."""
+    title = f"{severity_mark(message.severity)} {message.title}"
+    file = f"alert-{message.alert_id}.txt"
+    text = message.body if note else message.text
+    return render(text, message.pre, title=title, max_chunks=1, filename=file)
+
+
+def _received(attachment: discord.Attachment, redact: Any) -> ReceivedFile:
+    """A file given to a slash command: read from Discord's CDN when a command wants it."""
+
+    async def fetch() -> bytes:
+        try:
+            return await attachment.read()
+        except FAILURES as exc:
+            why = redact(exc)
+            raise AdapterError(f"discord did not hand over {attachment.filename}: {why}") from exc
+
+    return ReceivedFile(attachment.filename, attachment.size, fetch)
 
 
 def _op(payload: str | bytes | None) -> tuple[int | None, str | None, Any]:

@@ -51,8 +51,13 @@ BUTTON_TEMPLATE = re.compile(r"(?P<data>/.+|a:\d+)")  # a command, or a stored o
 class Handler(Protocol):
     """What the client hands its traffic to (the ``DiscordInterface``)."""
 
-    async def on_command(self, interaction: discord.Interaction[FarmClient], text: str) -> None:
-        """A slash command, as farmbot command text."""
+    async def on_command(
+        self,
+        interaction: discord.Interaction[FarmClient],
+        text: str,
+        files: tuple[discord.Attachment, ...] = (),
+    ) -> None:
+        """A slash command, as farmbot command text, with the files given to it."""
 
     async def on_press(self, interaction: discord.Interaction[FarmClient], data: str) -> None:
         """A press of a farmbot button, with its ``custom_id``."""
@@ -211,8 +216,10 @@ Interaction = discord.Interaction[FarmClient]
 Kind = Literal["architect", "builder", "shell"]
 
 
-async def _run(interaction: Interaction, text: str) -> None:
-    await interaction.client.handler.on_command(interaction, text)
+async def _run(
+    interaction: Interaction, text: str, files: tuple[discord.Attachment, ...] = ()
+) -> None:
+    await interaction.client.handler.on_command(interaction, text, files)
 
 
 @app_commands.describe(text="the command, as in other chats: spawn builder 42, status, ...")
@@ -229,9 +236,27 @@ async def spawn(
     await _run(interaction, slash_text("spawn", kind, n, project))
 
 
-@app_commands.describe(agent="the agent, like builder-42", text="what to type into it")
-async def send(interaction: Interaction, agent: str, text: str) -> None:
-    await _run(interaction, slash_text("send", agent, text))
+@app_commands.describe(
+    agent="the agent, like builder-42",
+    text="what to type into it",
+    file="a file to save in its worktree (its path is typed in)",
+)
+async def send(
+    interaction: Interaction,
+    agent: str,
+    text: str | None = None,
+    file: discord.Attachment | None = None,
+) -> None:
+    await _run(interaction, slash_text("send", agent, text), (file,) if file else ())
+
+
+@app_commands.describe(agent="the agent, like builder-42", path="a file in its worktree")
+async def file(interaction: Interaction, agent: str, path: str) -> None:
+    await _run(interaction, slash_text("file", agent, path))
+
+
+async def ping(interaction: Interaction) -> None:
+    await _run(interaction, "/ping")
 
 
 @app_commands.describe(agent="the agent, like builder-42", lines="how many lines")
@@ -273,7 +298,9 @@ def _command(name: str, description: str, callback: Any) -> app_commands.Command
 COMMANDS = (
     _command("farm", "run a farmbot command as typed elsewhere: /farm text:spawn builder 42", farm),
     _command("spawn", "start an agent (builders get their own git worktree)", spawn),
-    _command("send", "type a prompt into an agent", send),
+    _command("send", "type a prompt into an agent, or give it a file", send),
+    _command("file", "a file from an agent's worktree", file),
+    _command("ping", "does farmbot hear you here, and how fast does it answer", ping),
     _command("tail", "the last lines of an agent's screen", tail),
     _command("approve", "approve a gate", approve),
     _command("reject", "reject a gate", reject),

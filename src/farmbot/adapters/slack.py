@@ -5,7 +5,17 @@ and button presses become ``Incoming`` commands for the router. Each is acknowle
 once (Slack's 3-second rule); the reply is posted afterwards as Block Kit -- refusals
 only to the person, as an ephemeral message. A decided Approve/Reject button turns into
 a line saying who decided. Outbound, ``send`` posts alerts, one thread per agent if
-configured (the thread survives restarts: it is in storage).
+configured (the thread survives restarts: it is in storage); ``send`` returns the alert's
+``ts`` and ``edit`` rewrites it (``chat.update``), a decided gate's buttons taken off.
+
+Every envelope's listener runs in its own task (slack_sdk starts one per envelope, bolt
+acks first), so a button press is answered while long commands of the same person run.
+A file shared with a mention whose text is a command (``@farmbot send builder-42``)
+reaches the router as a ``ReceivedFile``, downloaded (``url_private_download``, the
+``files:read`` scope) only when the command takes it; a reply's file is uploaded.
+
+``hearing()``: Socket Mode's WebSocket is open and answers slack_sdk's pings, and when the
+last envelope came; in HTTP mode Slack's requests cannot be awaited, only counted.
 
 Slack's failures are translated here, once: 429 becomes ``DeliveryError`` with Slack's
 ``Retry-After``; 5xx, timeouts and lost connections ``DeliveryError``; ``ok: false``
@@ -22,6 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -47,20 +58,25 @@ from farmbot.adapters.slack_render import (
     alert_message,
     command_text,
     decided,
+    edited_alert,
     escape,
     fits_value,
     from_slack,
     reply_message,
 )
 from farmbot.config.slack import SlackConfig
-from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
+from farmbot.errors import AdapterError, DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import (
     Buttons,
+    Hearing,
     Incoming,
+    MessageRef,
     OnIncoming,
     OutboundMessage,
+    ReceivedFile,
     Reply,
     WebRoute,
+    ago,
     clip,
     decided_line,
 )
@@ -73,6 +89,9 @@ API_TIMEOUT = 15.0  # seconds for one Web API call
 STOP_GRACE = 5.0  # seconds commands in progress get to finish at stop
 SHOWN_COMMAND_CHARS = 200  # of a slash command, quoted above its reply
 UNREADABLE = "farmbot could not read that button; try again"
+STALE_PINGS = 4  # slack_sdk's pings unanswered before the socket counts as stale (its rule)
+DOWNLOAD_TIMEOUT = 60.0  # seconds to download one shared file
+GONE = frozenset({"message_not_found", "channel_not_found", "cant_update_message"})
 TRANSIENT = frozenset(
     {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
 )
@@ -120,6 +139,8 @@ class SlackInterface:
         self._inflight: set[asyncio.Task[Any]] = set()
         self._problems: dict[str, str] = {}  # channel (or "auth") -> what is wrong
         self._bot_name = "farmbot"
+        self._last_envelope: float | None = None  # for hearing()
+        self._wall = time.time  # slack_sdk times its pings by the wall clock
         self.received = 0
         self.sent = 0
         self.failed = 0
@@ -142,8 +163,33 @@ class SlackInterface:
         return "; ".join(problems) or None
 
     async def ready(self) -> str | None:
-        """A readiness check: None when fine, else the problem."""
-        return self.problem
+        """A readiness check: None when fine, else the problem (a deaf socket is one)."""
+        problem = self.problem
+        if problem is not None:
+            return problem
+        hearing = self.hearing()
+        return None if hearing.ok else f"slack does not hear: {hearing.detail}"
+
+    def hearing(self) -> Hearing:
+        """Whether envelopes can arrive (the socket is open and answers), and the last one."""
+        now, heard = self._clock(), self._last_envelope
+        last = f"last envelope {ago(now - heard)} ago" if heard is not None else "none yet"
+        if "auth" in self._problems:
+            return Hearing(False, heard, self._problems["auth"])
+        if self._config.mode == "http":
+            return Hearing(True, heard, f"HTTP mode: Slack posts to {EVENTS_PATH}; {last}")
+        handler = self._handler
+        if handler is None:
+            return Hearing(False, heard, "Socket Mode is not started")
+        client = handler.client
+        session = client.current_session
+        if session is None or session.closed:
+            return Hearing(False, heard, f"Socket Mode is not connected (it retries); {last}")
+        pong = client.last_ping_pong_time
+        if pong is not None and self._wall() - pong >= STALE_PINGS * self._ping_interval:
+            silent = ago(self._wall() - pong)
+            return Hearing(False, heard, f"no pong for {silent}: the socket is stale; {last}")
+        return Hearing(True, heard, f"Socket Mode connected; {last}")
 
     def routes(self) -> list[WebRoute]:
         """The web routes Slack POSTs to in HTTP mode (none in Socket Mode)."""
@@ -167,6 +213,7 @@ class SlackInterface:
             self._handler = AsyncSocketModeHandler(
                 app, self._config.app_token, logger=SDK_LOG, ping_interval=self._ping_interval
             )
+            self._handler.client.message_listeners.append(self._heard)
         self._redactor.install()
         self._connector = background(self._connect(), "slack: connecting", log)
 
@@ -186,8 +233,8 @@ class SlackInterface:
                 task.cancel()
         self._redactor.uninstall()
 
-    async def send(self, channel: str, message: OutboundMessage) -> None:
-        """Post one alert; raise ``DeliveryError``/``PermanentDeliveryError`` on failure."""
+    async def send(self, channel: str, message: OutboundMessage) -> MessageRef:
+        """Post one alert; return its ``ts``. Raise ``DeliveryError`` and the like on failure."""
         key = message.agent_id if self._config.thread_per_agent else None
         try:
             rendered = alert_message(message, await self._values(message.buttons))
@@ -212,8 +259,33 @@ class SlackInterface:
             except StorageError as exc:  # the alert is out; its successors start a new thread
                 log.warning("slack: thread of %s in %s not recorded: %s", key, channel, exc)
         await self._rest(self._alerts, channel, rendered, thread or ts)
+        return ts
+
+    async def edit(self, channel: str, ref: MessageRef, message: OutboundMessage) -> None:
+        """Rewrite the alert posted as ``ref`` (its ts): the buttons now, the note added."""
+        try:
+            part = edited_alert(message, await self._values(message.buttons))
+        except StorageError as exc:
+            raise DeliveryError(
+                f"slack channel {channel}: farmbot's storage failed: {exc}"
+            ) from exc
+        try:
+            await self._alerts.chat_update(
+                channel=channel, ts=ref, text=part.text, blocks=part.blocks
+            )
+        except SlackApiError as exc:
+            if _error_code(exc) in GONE:
+                raise PermanentDeliveryError(f"slack message {ref}: {_why(exc)}") from exc
+            raise await self._delivery_error(channel, exc) from exc
+        except FAILURES as exc:
+            raise DeliveryError(f"slack message {ref} in {channel}: {_why(exc)}") from exc
 
     # -- inbound ----------------------------------------------------------------------
+    async def _heard(self, client: Any, message: dict[str, Any], raw: str | None) -> None:
+        """A Socket Mode message (slack_sdk calls this for each): an envelope was heard."""
+        if message.get("envelope_id"):
+            self._last_envelope = self._clock()
+
     async def _connect(self) -> None:
         """Check the tokens, then connect Socket Mode (which reconnects by itself)."""
         try:
@@ -249,6 +321,7 @@ class SlackInterface:
         app = self._app
         if app is None:
             return web.json_response({"error": "farmbot's Slack interface is stopped"}, status=503)
+        self._last_envelope = self._clock()
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
 
     async def _on_command(
@@ -269,7 +342,10 @@ class SlackInterface:
             return  # another bot's message
         async with self._track():
             text = command_text(str(event.get("text", "")), context.bot_user_id)
-            reply = await self._route(str(user), str(channel), text, {}, button=False)
+            files = tuple(self._file(f) for f in event.get("files") or [] if isinstance(f, dict))
+            reply = await self._route(
+                str(user), str(channel), text, {}, button=False, sent=event.get("ts"), files=files
+            )
             thread = event.get("thread_ts") or event.get("ts")
             await self._reply(str(channel), str(user), reply, thread_ts=thread)
 
@@ -290,7 +366,9 @@ class SlackInterface:
                 reply = Reply("this button has expired; run the command again", ok=False)
                 await self._reply(channel, user, reply, thread_ts=thread)
                 return
-            reply = await self._route(user, channel, command, body["user"], button=True)
+            reply = await self._route(
+                user, channel, command, body["user"], button=True, sent=action.get("action_ts")
+            )
             if reply.ok and reply.decided is not None and message.get("ts"):
                 approve = reply.decided.approved
                 # The decision replaces the pressed row, so nobody presses it again.
@@ -309,14 +387,63 @@ class SlackInterface:
             await self._reply(channel, user, reply, header=header, thread_ts=thread)
 
     async def _route(
-        self, user: str, channel: str, text: str, who: dict[str, Any], *, button: bool
+        self,
+        user: str,
+        channel: str,
+        text: str,
+        who: dict[str, Any],
+        *,
+        button: bool,
+        sent: object = None,
+        files: tuple[ReceivedFile, ...] = (),
     ) -> Reply:
         assert self._on_incoming is not None
         self.received += 1
         name = str(who.get("user_name") or who.get("username") or "")
-        return await self._on_incoming(
-            Incoming("slack", user, channel, text, display_name=name, button=button)
+        incoming = Incoming(
+            "slack",
+            user,
+            channel,
+            text,
+            display_name=name,
+            button=button,
+            sent_at=_seconds(sent),  # a ts: "1700000000.000100"
+            received_at=self._clock(),
+            files=files,
+            precision=0.000001,
         )
+        return await self._on_incoming(incoming)
+
+    def _file(self, shared: dict[str, Any]) -> ReceivedFile:
+        """A file shared with a mention; downloaded when a command takes it."""
+        name = str(shared.get("name") or shared.get("title") or shared.get("id") or "file")
+        size = shared.get("size")
+        url = shared.get("url_private_download") or shared.get("url_private")
+        return ReceivedFile(
+            name, size if isinstance(size, int) else None, lambda: self._download(url, name)
+        )
+
+    async def _download(self, url: object, name: str) -> bytes:
+        """A shared file's bytes (the bot token authorizes it: the ``files:read`` scope)."""
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise AdapterError(f"slack gave no download link for {name}; share it again")
+        headers = {"Authorization": f"Bearer {self._config.bot_token}"}
+        timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, headers=headers, allow_redirects=True) as response,
+            ):
+                kind = response.headers.get("Content-Type", "")
+                if response.status != 200 or kind.startswith("text/html"):
+                    # Slack answers a missing scope with its login page, not an error.
+                    raise AdapterError(
+                        f"slack did not hand over {name} (HTTP {response.status}); the app "
+                        "needs the files:read scope (docs/slack.md)"
+                    )
+                return await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AdapterError(f"downloading {name} from slack failed: {_why(exc)}") from exc
 
     # -- outbound ---------------------------------------------------------------------
     async def _reply(
@@ -336,6 +463,9 @@ class SlackInterface:
             log.error("slack: the reply's buttons were left off: %s", exc)
             reply, values = dataclasses.replace(reply, buttons=()), {}
         rendered = reply_message(reply, values, header)
+        if reply.ok and reply.file is not None:
+            await self._upload(channel, reply, header, thread_ts)
+            return
         try:
             if not reply.ok:
                 for part in rendered.parts:
@@ -356,6 +486,18 @@ class SlackInterface:
             await _quietly("responding", channel, answer)
             return
         await self._rest(self._client, channel, rendered, thread_ts or ts)
+
+    async def _upload(
+        self, channel: str, reply: Reply, header: str | None, thread_ts: str | None
+    ) -> None:
+        """A reply with a file: the file, its text as the comment (the ``files:write`` scope)."""
+        assert reply.file is not None
+        comment = "\n".join(p for p in (header, escape(reply.text)) if p)
+        upload = self._client.files_upload_v2(
+            channel=channel, thread_ts=thread_ts, content=reply.file.data,
+            filename=reply.file.name, title=reply.file.name, initial_comment=comment,
+        )  # fmt: skip
+        await _quietly("uploading a file", channel, upload)
 
     async def _rest(
         self, client: AsyncWebClient, channel: str, rendered: Rendered, thread: str
@@ -440,6 +582,14 @@ async def _quietly(what: str, channel: str, call: Awaitable[Any]) -> None:
         await call
     except FAILURES as exc:
         log.error("slack: %s in %s failed: %s", what, channel, _why(exc))
+
+
+def _seconds(ts: object) -> float | None:
+    """Slack's "1700000000.000100" as epoch seconds; None when it is not one."""
+    try:
+        return float(str(ts)) if ts is not None else None
+    except ValueError:
+        return None
 
 
 def _note(text: str) -> dict[str, Any]:

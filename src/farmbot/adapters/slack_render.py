@@ -91,6 +91,17 @@ def alert_message(message: OutboundMessage, values: Mapping[str, str] | None = N
     return _layout(head, message.text, message.pre, message.buttons, values or {}, fallback)
 
 
+def edited_alert(message: OutboundMessage, values: Mapping[str, str] | None = None) -> Part:
+    """An alert's first message as an edit shows it: the buttons it has now, then its note."""
+    part = alert_message(message, values).parts[0]
+    if not message.note:
+        return part
+    note = _context(escape(message.note))
+    rows = [i for i, b in enumerate(part.blocks) if b.get("type") == "actions"]
+    at = rows[0] if rows else len(part.blocks)
+    return Part(part.text, [*part.blocks[:at], note, *part.blocks[at:]])
+
+
 def decided(blocks: Sequence[Block], block_id: str | None, line: str) -> list[Block]:
     """The message's blocks with the pressed row of buttons replaced by ``line``."""
     note = _context(line)

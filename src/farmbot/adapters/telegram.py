@@ -11,6 +11,21 @@ way nothing lives in memory, so a button pressed after a restart still works. Th
 runs as the person who pressed it (a client may forge callback data, which is harmless
 for that reason).
 
+Every update is handled in its own task (``block=False``), so a button press is answered
+at once however many long commands of the same chat are still running; ``stop()`` gives
+those a few seconds and cancels the rest.
+
+A document or photo whose caption is a command (``/send builder-42``) carries its file
+to the router as a ``ReceivedFile``, downloaded (``getFile``) only when the command
+takes it; a reply with a file goes out as a document. ``send`` returns the alert's
+``chat:message_id`` (``:doc`` when it went as a document) and ``edit`` rewrites it.
+
+``hearing()`` says whether updates arrive: the last answer to ``getUpdates`` (a long poll
+answers within ``poll_timeout``), a 409 from a second poller, and the pending update
+count ``getWebhookInfo`` reports (``refresh_hearing``, every minute): updates waiting at
+Telegram while none arrives mean nobody here gets them; in webhook mode Telegram's last
+delivery error says why.
+
 Updates arrive by long polling (``getUpdates``) or, in webhook mode, on farmbot's own web
 server at ``routes()``, checked against the secret-token header. Failures are reported,
 never fatal: ``problem`` says what is wrong (an invalid token, a 409 Conflict because
@@ -29,7 +44,7 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -58,6 +73,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 from telegram.request import HTTPXRequest
@@ -70,6 +86,7 @@ from farmbot.adapters.telegram_render import (
     command_text,
     decided,
     delivery_error,
+    escape,
     name_of,
     render,
     retry_after,
@@ -77,14 +94,20 @@ from farmbot.adapters.telegram_render import (
     toast,
 )
 from farmbot.config.telegram import TelegramConfig
-from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
+from farmbot.errors import AdapterError, DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import (
+    Attachment,
     Buttons,
+    Hearing,
     Incoming,
+    MessageRef,
     OnIncoming,
     OutboundMessage,
+    ReceivedFile,
     Reply,
     WebRoute,
+    ago,
+    clip,
     severity_mark,
 )
 from farmbot.redact import Redactor
@@ -100,10 +123,15 @@ CALLBACK_BYTES = 64  # Telegram's limit for a button's callback data
 REPLY_ATTEMPTS = 4  # a reply is tried this often through a 429 or an outage
 MAX_REPLY_WAIT = 60.0  # seconds a reply waits for Telegram's retry_after, at most
 CONFLICT_QUIET = 60.0  # seconds without a 409 before a conflict counts as over
-STOP_GRACE = 3.0  # seconds the poller may take to stop
+STOP_GRACE = 3.0  # seconds the poller, and commands in progress, may take to stop
+POLL_GRACE = 15.0  # seconds past poll_timeout a long poll may take to answer
+INFO_EVERY = 60.0  # seconds between two looks at the pending update count
+BACKLOG_AGE = 30.0  # seconds updates may wait at Telegram, none arriving, before it is deaf
+CAPTION_CHARS = 1000  # of a reply's text as a document's caption (Telegram allows 1024)
 CONFLICT = "409 Conflict: another bot instance polls with this token; stop it"
 BAD_TOKEN = "invalid token (getMe was refused); fix telegram.token (or base_url) and restart"
 HINT = "farmbot takes commands, like /status or /spawn builder 42; /help lists them"
+UPLOAD_HINT = "to give an agent this file, send it again with the caption /send <agent>"
 UNREADABLE = "farmbot could not read that button; try again"
 HTML: dict[str, Any] = {
     "parse_mode": ParseMode.HTML,
@@ -135,6 +163,15 @@ class TelegramInterface:
         self._token_rejected = False
         self._conflict_at: float | None = None
         self._problem: str | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        # what Telegram said, for hearing()
+        self._polling_since: float | None = None
+        self._last_poll: float | None = None  # a 2xx answer to getUpdates
+        self._last_update: float | None = None
+        self._pending: int | None = None  # getWebhookInfo's pending_update_count
+        self._backlog_since: float | None = None  # updates waiting, none arriving since
+        self._webhook_error: str | None = None
         self.username = ""
         self.received = self.pressed = self.sent = self.failed = 0
 
@@ -151,8 +188,11 @@ class TelegramInterface:
         return self._problem
 
     async def ready(self) -> str | None:
-        """``problem``, as a readiness check for ``/readyz``."""
-        return self._problem
+        """``problem``, or why updates do not arrive, as a readiness check for ``/readyz``."""
+        if self._problem is not None or not self._connected:
+            return self._problem
+        hearing = self.hearing()
+        return None if hearing.ok else f"telegram does not hear: {hearing.detail}"
 
     @property
     def webhook_path(self) -> str:
@@ -182,11 +222,16 @@ class TelegramInterface:
 
     async def stop(self) -> None:
         """Stop receiving and close connections. Safe to call twice."""
-        connector, self._connector = self._connector, None
-        if connector is not None:
-            connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # already logged
-                await connector
+        for task in (self._connector, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # already logged
+                    await task
+        self._connector = self._watcher = None
+        if self._inflight:  # before the app stops: it would wait for them without end
+            _, late = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
+            for task in late:
+                task.cancel()
         app, self._app = self._app, None
         self._connected = False
         if app is not None:
@@ -227,10 +272,15 @@ class TelegramInterface:
         if config.mode == "webhook":
             builder = builder.updater(None)
         app: TgApp = builder.build()
-        command = filters.UpdateType.MESSAGE & filters.COMMAND
-        app.add_handler(MessageHandler(command, self._on_command))
-        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_text))
-        app.add_handler(CallbackQueryHandler(self._on_button))
+        app.add_handler(TypeHandler(Update, self._heard), group=-1)  # every update, first
+        # block=False: each update in a task of its own, so no command waits for another
+        # (concurrent_updates alone would let 8 long commands hold up a button press).
+        message = filters.UpdateType.MESSAGE
+        upload = message & filters.CAPTION & (filters.Document.ALL | filters.PHOTO)
+        app.add_handler(MessageHandler(message & filters.COMMAND, self._on_command, block=False))
+        app.add_handler(MessageHandler(upload, self._on_upload, block=False))
+        app.add_handler(MessageHandler(message & filters.TEXT, self._on_text, block=False))
+        app.add_handler(CallbackQueryHandler(self._on_button, block=False))
         app.add_error_handler(self._on_error)
         return app
 
@@ -259,6 +309,7 @@ class TelegramInterface:
             if not app.running:
                 await app.start()
             if app.updater is not None and not app.updater.running:
+                self._polling_since = self._clock()
                 await app.updater.start_polling(  # deletes a webhook first
                     poll_interval=0.0,
                     timeout=dtm.timedelta(seconds=self._config.poll_timeout),
@@ -275,6 +326,8 @@ class TelegramInterface:
         self._set_problem(None)
         how = "polls for updates" if app.updater else f"takes updates at {self.webhook_path}"
         log.info("telegram: @%s %s", self.username, how)
+        if self._watcher is None:
+            self._watcher = background(self._watch_backlog(), "telegram: hearing", log)
         return True
 
     async def _publish_commands(self, app: TgApp) -> None:
@@ -302,8 +355,71 @@ class TelegramInterface:
         else:
             self._set_problem(f"polling failed ({self._text(exc)}); retrying")
 
+    def hearing(self) -> Hearing:
+        """Whether updates reach farmbot, and when the last one did."""
+        now, heard = self._clock(), self._last_update
+        last = f"last update {ago(now - heard)} ago" if heard is not None else "no update yet"
+        if self._token_rejected:
+            return Hearing(False, heard, BAD_TOKEN)
+        if not self._connected:
+            return Hearing(False, heard, f"not connected ({self._problem or 'starting'}); {last}")
+        if self._conflict_at is not None and now - self._conflict_at < CONFLICT_QUIET:
+            return Hearing(False, heard, f"{CONFLICT}; {last}")
+        backlog = self._backlog_since
+        stuck = backlog is not None and (heard is None or heard < backlog)
+        if stuck and backlog is not None and self._pending and now - backlog >= BACKLOG_AGE:
+            why = f" (Telegram says: {self._webhook_error})" if self._webhook_error else ""
+            return Hearing(
+                False,
+                heard,
+                f"{_updates(self._pending)} at Telegram and none arrived for "
+                f"{ago(now - backlog)}{why}; {last}",
+            )
+        pending = f"; {self._pending} pending" if self._pending is not None else ""
+        if self._config.mode == "webhook":
+            return Hearing(True, heard, f"webhook; {last}{pending}")
+        since = self._last_poll if self._last_poll is not None else self._polling_since
+        if since is None:
+            return Hearing(False, heard, f"not polling yet; {last}")
+        silent = now - since
+        if silent > self._config.poll_timeout + POLL_GRACE:
+            return Hearing(False, heard, f"getUpdates has not answered for {ago(silent)}; {last}")
+        polled = f"polled {ago(silent)} ago" if self._last_poll is not None else "polling"
+        return Hearing(True, heard, f"{polled}; {last}{pending}")
+
+    async def refresh_hearing(self) -> None:
+        """Read the pending update count (``getWebhookInfo``) for ``hearing()``."""
+        app = self._app
+        if app is None or not self._connected:
+            return
+        try:
+            info = await app.bot.get_webhook_info()
+        except TelegramError as exc:
+            log.info("telegram: getWebhookInfo failed: %s", self._text(exc))
+            return
+        now, pending = self._clock(), info.pending_update_count
+        self._pending = pending
+        error_at = info.last_error_date.timestamp() if info.last_error_date else None
+        heard = self._last_update
+        recent = error_at is not None and (heard is None or error_at > heard)
+        self._webhook_error = info.last_error_message if recent else None
+        if not pending:
+            self._backlog_since = None
+        elif self._backlog_since is None or (heard is not None and heard >= self._backlog_since):
+            self._backlog_since = now  # waiting from now on, unless one arrives meanwhile
+
+    async def _watch_backlog(self) -> None:
+        while True:
+            await self.refresh_hearing()
+            await asyncio.sleep(INFO_EVERY)  # a pace, not a decision: the clock decides
+
+    async def _heard(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._last_update = self._clock()
+
     def _polled(self, status: int) -> None:
         """Telegram answered a poll: polling works, unless a conflict is too recent."""
+        if 200 <= status < 300:
+            self._last_poll = self._clock()
         if status in (401, 404):  # the token was revoked while farmbot ran
             self._token_rejected = True
             self._set_problem(BAD_TOKEN, logging.ERROR)
@@ -319,22 +435,88 @@ class TelegramInterface:
 
     # -- inbound -------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _track(self) -> AsyncIterator[None]:
+        """Count the current update as in progress (stop() waits for it, briefly)."""
+        task = asyncio.current_task()
+        assert task is not None  # PTB runs every non-blocking handler in a task
+        self._inflight.add(task)
+        try:
+            yield
+        finally:
+            self._inflight.discard(task)
+
     async def _on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        message, user = update.message, update.effective_user
-        if message is None or user is None or message.text is None or user.is_bot:
+        message = update.message
+        if message is not None and message.text is not None:
+            async with self._track():
+                await self._command(update, message, message.text, ())
+
+    async def _on_upload(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A document or photo whose caption is a command: the file goes with it."""
+        message = update.message
+        if message is None or not message.caption:
             return
-        text = command_text(message.text, self.username)
+        if not message.caption.lstrip().startswith("/"):
+            if message.chat.type == "private":
+                await self._respond(message.chat_id, None, Reply(UPLOAD_HINT))
+            return
+        async with self._track():
+            await self._command(update, message, message.caption.strip(), self._files(message))
+
+    async def _command(
+        self, update: Update, message: Message, raw: str, files: tuple[ReceivedFile, ...]
+    ) -> None:
+        user = update.effective_user
+        if user is None or user.is_bot:
+            return
+        text = command_text(raw, self.username)
         if text is None or self._on_incoming is None:
             return  # addressed to another bot in the group
         self.received += 1
-        incoming = Incoming("telegram", str(user.id), str(message.chat_id), text, name_of(user))
+        incoming = Incoming(
+            "telegram",
+            str(user.id),
+            str(message.chat_id),
+            text,
+            name_of(user),
+            sent_at=message.date.timestamp(),
+            received_at=self._clock(),
+            files=files,
+            precision=1.0,  # Telegram's dates are whole seconds
+        )
         await self._respond(message.chat_id, thread_of(message), await self._on_incoming(incoming))
+
+    def _files(self, message: Message) -> tuple[ReceivedFile, ...]:
+        """The document or the largest size of the photo, fetched when a command wants it."""
+        if message.document is not None:
+            doc = message.document
+            name = doc.file_name or f"document-{message.message_id}"
+            return (ReceivedFile(name, doc.file_size, lambda: self._download(doc.file_id)),)
+        if message.photo:
+            photo = message.photo[-1]  # Telegram lists the sizes smallest first
+            name = f"photo-{message.message_id}.jpg"
+            return (ReceivedFile(name, photo.file_size, lambda: self._download(photo.file_id)),)
+        return ()
+
+    async def _download(self, file_id: str) -> bytes:
+        if self._app is None:
+            raise AdapterError("telegram: the interface is stopped; send the file again")
+        try:
+            found = await self._app.bot.get_file(file_id)
+            return bytes(await found.download_as_bytearray())
+        except TelegramError as exc:
+            raise AdapterError(f"telegram did not hand the file over: {self._text(exc)}") from exc
 
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.message is not None and update.message.chat.type == "private":
             await self._respond(update.message.chat_id, None, Reply(HINT))
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        async with self._track():
+            await self._press(update)
+
+    async def _press(self, update: Update) -> None:
         query = update.callback_query
         if query is None or self._on_incoming is None:
             return
@@ -351,7 +533,15 @@ class TelegramInterface:
             return
         chat = str(origin.chat.id) if origin is not None else ""
         reply = await self._on_incoming(
-            Incoming("telegram", str(presser.id), chat, command, name_of(presser), button=True)
+            Incoming(
+                "telegram",
+                str(presser.id),
+                chat,
+                command,
+                name_of(presser),
+                button=True,
+                received_at=self._clock(),
+            )
         )
         await self._answer(query, "" if reply.ok else reply.text)
         if reply.ok and reply.decided is not None and isinstance(origin, Message):
@@ -398,8 +588,9 @@ class TelegramInterface:
         except StorageError as exc:
             log.error("telegram: the reply's buttons were left off: %s", exc)
             markup = None
+        rendered = render(reply.text, reply.pre) if reply.file is None else _as_document(reply)
         try:
-            await self._post(chat, thread, render(reply.text, reply.pre), markup, patient=True)
+            await self._post(chat, thread, rendered, markup, patient=True)
         except TimedOut:  # not sent again: Telegram may well have taken it
             log.warning("telegram: a reply to chat %s timed out; it may not have arrived", chat)
         except TelegramError as exc:
@@ -426,21 +617,19 @@ class TelegramInterface:
 
     # -- outbound ------------------------------------------------------------------------
 
-    async def send(self, channel: str, message: OutboundMessage) -> None:
-        """Deliver one alert in one API call (so a retry never repeats half of it)."""
+    async def send(self, channel: str, message: OutboundMessage) -> MessageRef:
+        """Deliver one alert in one API call (so a retry never repeats half of it).
+
+        Returns ``chat:message_id``, with ``:doc`` when it went as a document.
+        """
         where = f"telegram chat {channel}"
-        if self._token_rejected:
-            raise PermanentDeliveryError(f"{where}: {BAD_TOKEN}, then /retry the dead letters")
-        if not self._connected:
-            raise DeliveryError(f"{where}: not connected ({self._problem or 'starting'})")
+        self._check_sendable(where)
         forum = channel.startswith("-100")  # topics exist in supergroups only
         thread = self._config.topics.get(message.project or "") if forum else None
-        title = f"{severity_mark(message.severity)} {message.title}"
-        file = f"alert-{message.alert_id}.txt"
-        rendered = render(message.text, message.pre, title=title, max_chunks=1, filename=file)
+        rendered = _alert(message, max_chunks=1)
         try:
             markup = await self._keyboard(message.buttons)
-            await self._post(chat_id(channel), thread, rendered, markup, patient=False)
+            posted = await self._post(chat_id(channel), thread, rendered, markup, patient=False)
         except StorageError as exc:
             self.failed += 1
             raise DeliveryError(f"{where}: a button could not be stored: {exc}") from exc
@@ -448,6 +637,49 @@ class TelegramInterface:
             self.failed += 1
             raise delivery_error(where, thread, exc, self._text(exc)) from exc
         self.sent += 1
+        kind = ":doc" if rendered.document is not None else ""
+        return f"{posted.chat_id}:{posted.message_id}{kind}"
+
+    async def edit(self, channel: str, ref: MessageRef, message: OutboundMessage) -> None:
+        """Rewrite an alert ``send`` posted: its text (or caption) and its buttons now."""
+        where = f"telegram message {ref}"
+        self._check_sendable(where)
+        assert self._app is not None  # connected
+        chat, _, rest = ref.partition(":")
+        number, _, kind = rest.partition(":")
+        if not number.isdecimal():
+            raise PermanentDeliveryError(f"{where}: not a reference farmbot made")
+        at: dict[str, Any] = {"chat_id": chat_id(chat), "message_id": int(number)}
+        bot, note = self._app.bot, escape(message.note)
+        try:
+            markup = await self._keyboard(message.buttons)
+            if kind == "doc":
+                caption = _alert(message, max_chunks=0).caption + (f"\n\n{note}" if note else "")
+                await bot.edit_message_caption(
+                    caption=caption, reply_markup=markup, parse_mode=ParseMode.HTML, **at
+                )
+                return
+            rendered = _alert(message, max_chunks=1, note=True)
+            if not rendered.chunks:  # the note made it too long: the alert as it was
+                rendered = _alert(message, max_chunks=1)
+            text = rendered.chunks[0] if rendered.chunks else None
+            if text is None:
+                await bot.edit_message_reply_markup(reply_markup=markup, **at)
+            else:
+                await bot.edit_message_text(text, reply_markup=markup, **at, **HTML)
+        except StorageError as exc:
+            raise DeliveryError(f"{where}: a button could not be stored: {exc}") from exc
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():  # already as wanted (edited before)
+                raise delivery_error(where, None, exc, self._text(exc)) from exc
+        except TelegramError as exc:
+            raise delivery_error(where, None, exc, self._text(exc)) from exc
+
+    def _check_sendable(self, where: str) -> None:
+        if self._token_rejected:
+            raise PermanentDeliveryError(f"{where}: {BAD_TOKEN}, then /retry the dead letters")
+        if not self._connected or self._app is None:
+            raise DeliveryError(f"{where}: not connected ({self._problem or 'starting'})")
 
     async def _keyboard(self, buttons: Buttons) -> InlineKeyboardMarkup | None:
         rows = [
@@ -467,13 +699,13 @@ class TelegramInterface:
         markup: InlineKeyboardMarkup | None,
         *,
         patient: bool,
-    ) -> None:
-        """Send the messages (the keyboard on the last) or the document."""
+    ) -> Message:
+        """Send the messages (the keyboard on the last) or the document; return the last."""
         if self._app is None:
             raise NetworkError("the telegram interface is stopped")
         bot, topic = self._app.bot, {"message_thread_id": thread}
         if rendered.document is not None:
-            await self._api(
+            return await self._api(
                 bot.send_document,
                 chat,
                 rendered.document,
@@ -484,10 +716,10 @@ class TelegramInterface:
                 reply_markup=markup,
                 **topic,
             )
-            return
+        last: Message | None = None
         for i, chunk in enumerate(rendered.chunks, 1):
             keyboard = markup if i == len(rendered.chunks) else None
-            await self._api(
+            last = await self._api(
                 bot.send_message,
                 chat,
                 chunk,
@@ -496,6 +728,8 @@ class TelegramInterface:
                 **topic,
                 **HTML,
             )
+        assert last is not None  # render() never returns nothing
+        return last
 
     async def _api(
         self, call: Callable[..., Awaitable[T]], *args: Any, patient: bool, **kwargs: Any
@@ -516,6 +750,26 @@ class TelegramInterface:
                 log.info("telegram: %s; trying again in %.0fs", self._text(exc), wait)
                 await self._sleep(min(wait, MAX_REPLY_WAIT))
         return await call(*args, **kwargs)
+
+
+def _updates(n: int) -> str:
+    return "1 update waits" if n == 1 else f"{n} updates wait"
+
+
+def _alert(message: OutboundMessage, *, max_chunks: int, note: bool = False) -> Rendered:
+    """An alert as ``send`` posts it (with the edit's note when ``note``)."""
+    title = f"{severity_mark(message.severity)} {message.title}"
+    text = message.body if note else message.text
+    file = f"alert-{message.alert_id}.txt"
+    return render(text, message.pre, title=title, max_chunks=max_chunks, filename=file)
+
+
+def _as_document(reply: Reply) -> Rendered:
+    """A reply with a file: the file as the document, the text as its caption."""
+    file: Attachment | None = reply.file
+    assert file is not None
+    caption = escape(clip(reply.text, CAPTION_CHARS))
+    return Rendered(document=file.data, filename=file.name, caption=caption)
 
 
 def _fits(command: str) -> bool:

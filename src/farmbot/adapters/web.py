@@ -196,7 +196,7 @@ class WebInterface:
         logging.getLogger(PROTOCOL_LOG).removeFilter(self.malformed)
 
     async def send(self, channel: str, message: OutboundMessage) -> None:
-        """Add an alert to the console's live feed; never fails."""
+        """Add an alert to the console's live feed; never fails (and leaves no handle)."""
         self.alerts.append(message)
 
     # -- middlewares, outermost first ---------------------------------------------------

@@ -55,7 +55,7 @@ class WebhookInterface:
             await session.close()
 
     async def send(self, channel: str, message: OutboundMessage) -> None:
-        """POST one alert; raise ``DeliveryError``/``PermanentDeliveryError`` on failure."""
+        """POST one alert (nothing to edit later); raise ``DeliveryError`` and the like."""
         where = f"webhook {self.name} ({self._host})"
         try:
             # A redirect is not followed: a POST that moves is a misconfigured URL.

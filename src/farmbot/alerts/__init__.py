@@ -1,6 +1,11 @@
 """Alerts, one component: the rules decide what a person must hear about (rules.py), the
 outbox holds it durably (storage/outbox.py, written with its event by the bus), and the
 notifier delivers it through the interfaces exactly once (notifier.py).
+
+A decided or stale gate's alert is edited wherever it was delivered: the bus listener
+only queues the edit (``gate_edit``), the notifier's task carries it out. Whether the
+chat interfaces still hear is watched by ``Ears`` (hearing.py), whose events have rules
+of their own.
 """
 
 from __future__ import annotations
@@ -9,15 +14,16 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from farmbot.alerts.notifier import Notifier, outbound
-from farmbot.alerts.rules import WEB_CONSOLE, AlertRules
+from farmbot.alerts.hearing import Ears
+from farmbot.alerts.notifier import AlertEdit, Notifier, outbound
+from farmbot.alerts.rules import WEB_CONSOLE, AlertRules, gate_key
 from farmbot.config.alerts import AlertsConfig
-from farmbot.events import DomainEvent
+from farmbot.events import DomainEvent, GateDecided, GateStale
 from farmbot.messages import Interface
 from farmbot.models import Alert, AlertDraft, Event
 from farmbot.storage.outbox import OutboxStore
 
-__all__ = ["WEB_CONSOLE", "AlertRules", "Alerts", "Notifier", "outbound"]
+__all__ = ["WEB_CONSOLE", "AlertEdit", "AlertRules", "Alerts", "Ears", "Notifier", "outbound"]
 
 
 class Alerts:
@@ -54,12 +60,34 @@ class Alerts:
         return self.rules.drafts_for(event)
 
     def on_event(self, record: Event, event: DomainEvent, alerts: Sequence[Alert]) -> None:
-        """A bus listener: new alerts are in the outbox, look at it now."""
+        """A bus listener: new alerts are in the outbox, look at it now; a decided gate's
+        alerts are to be edited (queued: the notifier's task does it)."""
         if alerts:
             self.notifier.notify_new()
+        edit = gate_edit(event, record.ts)
+        if edit is not None:
+            self.notifier.queue_edit(edit)
 
     async def run(self) -> None:
         await self.notifier.run()
 
     def close(self) -> None:
         self.notifier.close()
+
+
+def gate_edit(event: DomainEvent, at: float) -> AlertEdit | None:
+    """How a gate's alert changes once the gate is decided or stale; None for other events."""
+    if not isinstance(event, GateDecided | GateStale):
+        return None
+    gate = event.gate_id
+    drop = (f"/approve {gate}", f"/reject {gate}")
+    if isinstance(event, GateStale):
+        return AlertEdit(gate_key(gate), drop, f"gate is stale: {event.reason}")
+    when = time.strftime("%H:%M UTC", time.gmtime(at))
+    how = " for the session" if event.scope == "session" else ""
+    if event.approved:
+        note = f"✅ approved{how} by {event.by} at {when}"
+    else:
+        because = f" ({event.reason})" if event.reason else ""
+        note = f"❌ rejected by {event.by} at {when}{because}"
+    return AlertEdit(gate_key(gate), drop, note)

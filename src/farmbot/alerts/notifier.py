@@ -11,6 +11,14 @@ another back.
 Exactly once: an item is sent only after it was claimed in the database, and claimed
 again only if a crash left it in ``sending`` between ``send`` and ``mark_delivered``;
 ``requeue_sending`` at start sends those again (at least once in that window).
+
+``send`` returns the platform's handle of the message, kept with the item
+(``message_ref``). A queued ``AlertEdit`` (``queue_edit``: a decided or stale gate) is
+carried out on the notifier's own task, best effort: every delivered copy of the alert
+on an interface that ``EditsAlerts`` is rewritten without the gate's buttons and with a
+note saying who decided; copies not yet delivered, and edits that fail for a reason a
+retry may help, are tried again a few times. A copy that stays unedited still works: its
+button answers "already approved by ...".
 """
 
 from __future__ import annotations
@@ -21,14 +29,16 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import ParamSpec
+from dataclasses import dataclass, replace
+from typing import Literal, ParamSpec
 
 from farmbot.config.alerts import AlertsConfig
 from farmbot.durations import DELIVERY_BUCKETS, Durations
 from farmbot.errors import DeliveryError, PermanentDeliveryError, StorageError
-from farmbot.messages import Interface, OutboundMessage
-from farmbot.models import Alert, Destination, OutboxItem
+from farmbot.messages import EditsAlerts, Interface, OutboundMessage
+from farmbot.models import Alert, Destination, OutboxItem, OutboxStatus
 from farmbot.storage.outbox import OutboxStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,20 @@ P = ParamSpec("P")
 POLL_SECONDS = 0.5  # how often due retries are looked for without a new alert
 BATCH = 100  # channels served per pass
 MAX_RETRY_AFTER = 86400.0  # a platform's wait hint is honoured up to a day
+EDIT_ATTEMPTS = 4  # rounds of edits of one alert's copies before the rest are left alone
+EDIT_PAUSE = 1.0  # seconds before the second round; doubles per round
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEdit:
+    """Rewrite every copy of an alert: these buttons off, this note added."""
+
+    dedupe_key: str  # the alert's, e.g. "gate.opened:7"
+    drop: tuple[str, ...]  # buttons whose command is one of these, or starts with one + " "
+    note: str  # "✅ approved by alice at 12:03 UTC"
+
+    def keeps(self, command: str) -> bool:
+        return not any(command == d or command.startswith(d + " ") for d in self.drop)
 
 
 class Notifier:
@@ -63,11 +87,14 @@ class Notifier:
         self._recovered = False
         self._closed = False
         self._last_storage_error = ""
+        self._edits: deque[AlertEdit] = deque()
         self.delivered = 0
         self.retried = 0
         self.dead = 0
         # From when a message was due (queued, or its dedupe window ended) to delivered.
         self.latency = Durations(DELIVERY_BUCKETS)
+        self.edited = 0
+        self.edits_failed = 0
 
     def __repr__(self) -> str:
         stats = " ".join(f"{k}={v}" for k, v in self.statistics().items())
@@ -80,6 +107,8 @@ class Notifier:
             "retried": self.retried,
             "dead": self.dead,
             "in_flight": len(self._busy),
+            "edited": self.edited,
+            "edits_failed": self.edits_failed,
         }
 
     def reconfigure(self, config: AlertsConfig) -> None:
@@ -88,6 +117,11 @@ class Notifier:
 
     def notify_new(self, alerts: Sequence[Alert] = ()) -> None:
         """Look at the outbox now (new alerts, or a dead letter put back)."""
+        self._wake.set()
+
+    def queue_edit(self, edit: AlertEdit) -> None:
+        """Rewrite an alert's copies soon, on the notifier's task (safe from a listener)."""
+        self._edits.append(edit)
         self._wake.set()
 
     def close(self) -> None:
@@ -103,6 +137,8 @@ class Notifier:
             try:
                 while not self._closed:
                     self._wake.clear()
+                    while self._edits:
+                        tasks.create_task(self._edit_copies(self._edits.popleft()))
                     for item in await self._due():
                         route = (item.interface, item.channel)
                         if route not in self._busy:
@@ -119,6 +155,13 @@ class Notifier:
         async with asyncio.TaskGroup() as tasks:
             done = [tasks.create_task(self._deliver(item)) for item in items]
         return sum(task.result() for task in done)
+
+    async def edit_queued(self) -> int:
+        """Carry out the queued edits now (tests, ``run()`` does it itself); how many copies."""
+        done = 0
+        while self._edits:
+            done += await self._edit_copies(self._edits.popleft())
+        return done
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Seconds to wait after a failure, given the attempts made before it."""
@@ -185,7 +228,7 @@ class Notifier:
             return False  # no longer pending: it was moved meanwhile
         item = claimed
         try:
-            await interface.send(item.channel, outbound(item, self._clock()))
+            ref = await interface.send(item.channel, outbound(item, self._clock()))
         except PermanentDeliveryError as exc:
             await self._give_up(item, where, str(exc))
             return False
@@ -201,8 +244,71 @@ class Notifier:
         self.delivered += 1
         now = self._clock()
         self.latency.observe(now - max(item.created_at, item.not_before or 0.0))
-        await self._settle(self._store.mark_delivered, item.id, now)
+        await self._settle(self._store.mark_delivered, item.id, now, ref)
         return True
+
+    async def _edit_copies(self, edit: AlertEdit) -> int:
+        """Edit every copy of the alert; undelivered ones and retryable failures again later.
+
+        Best effort: returns how many copies were edited, and raises only on cancellation.
+        """
+        done: set[int] = set()  # edited, or given up on
+        edited = 0
+        for attempt in range(EDIT_ATTEMPTS):
+            if attempt:
+                await self._sleep(EDIT_PAUSE * 2 ** (attempt - 1))
+            try:
+                items = await self._store.items_with_key(edit.dedupe_key)
+            except StorageError as exc:
+                self._storage_failed(exc)
+                continue
+            waiting = 0
+            for item in items:
+                if item.id in done or item.status is OutboxStatus.DEAD:
+                    continue
+                interface = self._interfaces.get(item.interface)
+                if not isinstance(interface, EditsAlerts):
+                    continue  # the web console, webhooks: nothing to edit
+                if item.status is not OutboxStatus.DELIVERED:
+                    waiting += 1  # not out yet: perhaps by the next round
+                    continue
+                if item.message_ref is None:
+                    continue  # sent before farmbot kept handles
+                outcome = await self._edit_one(interface, item, item.message_ref, edit)
+                if outcome == "retry":
+                    waiting += 1
+                    continue
+                done.add(item.id)
+                edited += outcome == "edited"
+            if not waiting:
+                break
+        else:
+            log.warning("alert %s: some copies were not edited (%s)", edit.dedupe_key, edit.note)
+        return edited
+
+    async def _edit_one(
+        self, interface: EditsAlerts, item: OutboxItem, ref: str, edit: AlertEdit
+    ) -> Literal["edited", "gone", "retry"]:
+        """Edit one copy: edited, gone (it cannot be edited), or to retry."""
+        message = outbound(item, self._clock())
+        rows = tuple(tuple(b for b in row if edit.keeps(b.command)) for row in message.buttons)
+        message = replace(message, buttons=tuple(r for r in rows if r), note=edit.note)
+        where = f"{item.interface}:{item.channel}"
+        try:
+            await interface.edit(item.channel, ref, message)
+        except PermanentDeliveryError as exc:
+            self.edits_failed += 1
+            log.info("alert %d in %s not edited: %s", item.alert.id, where, exc)
+            return "gone"
+        except DeliveryError as exc:
+            log.info("alert %d in %s not edited yet: %s", item.alert.id, where, exc)
+            return "retry"
+        except Exception:  # a bug in one interface must not stop the others' edits
+            self.edits_failed += 1
+            log.exception("alert %d in %s: editing failed in %r", item.alert.id, where, interface)
+            return "gone"
+        self.edited += 1
+        return "edited"
 
     async def _failed(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 
 from farmbot import events as ev
 from farmbot.config.alerts import ALERT_KINDS, AlertsConfig
-from farmbot.messages import Button, Buttons, Severity, utc_time
+from farmbot.messages import Button, Buttons, Severity, ago, utc_time
 from farmbot.models import AgentKind, AlertDraft, Destination
 
 __all__ = ["WEB_CONSOLE", "AlertRules"]
@@ -56,6 +56,8 @@ class AlertRules:
             (r.interface, r.channel)
             for r in self.config.routes
             if r.matches(severity, event.project)
+            # a deaf interface may still send, but the alert is for the people elsewhere
+            and not (isinstance(event, ev.InterfaceDeaf) and r.interface == event.interface)
         ]
         return [
             AlertDraft(
@@ -155,7 +157,37 @@ def _gate_opened(event: ev.GateOpened, agent: str, project: str) -> Body:
         f" #{gate}): {title}",
         event.detail.strip() or None,
         (row,),
-        f"gate.opened:{gate}",
+        gate_key(gate),
+    )
+
+
+def gate_key(gate_id: int) -> str:
+    """The dedupe key of a gate's alert: its copies are found by it once it is decided."""
+    return f"gate.opened:{gate_id}"
+
+
+def _deaf(event: ev.InterfaceDeaf, agent: str, project: str) -> Body:
+    name = event.interface
+    heard = f"; it last heard something at {utc_time(event.last_heard)}" if event.last_heard else ""
+    return (
+        f"{name} is deaf: nothing it is sent reaches farmbot",
+        f"{name} has not been hearing for {ago(event.silent_for)}{_colon(event.detail)}{heard}. "
+        f"Commands and button presses sent on {name} are lost until it hears again; use "
+        "another interface meanwhile (/ping on it shows what farmbot hears).",
+        None,
+        (),
+        f"interface.deaf:{name}",
+    )
+
+
+def _hears(event: ev.InterfaceHears, agent: str, project: str) -> Body:
+    name = event.interface
+    return (
+        f"{name} hears again",
+        f"{name} hears again after {ago(event.deaf_for)} deaf{_colon(event.detail)}.",
+        None,
+        (),
+        f"interface.hears:{name}",
     )
 
 
@@ -351,7 +383,13 @@ _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.Deployed: _deployed,
     ev.ConfigReloaded: _reloaded,
     ev.ConfigRefused: _refused,
+    ev.InterfaceDeaf: _deaf,
+    ev.InterfaceHears: _hears,
 }
+
+
+def _colon(detail: str) -> str:
+    return f": {detail.strip()}" if detail.strip() else ""
 
 
 def _by(agent: str) -> str:

@@ -7,6 +7,7 @@ Outcomes are counted (``outcomes``) for the metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -15,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from farmbot.bot.authz import People, Person
-from farmbot.bot.commands import Commands, parse, parse_data, spec_of
+from farmbot.bot.commands import Commands, parse, parse_data, spec_of, with_origin
 from farmbot.bot.limits import RateLimiter
 from farmbot.errors import (
     AccessDenied,
@@ -61,6 +62,8 @@ class Router:
 
     async def handle(self, msg: Incoming) -> Reply:
         """Run one command for one person and return the reply to show them."""
+        if msg.received_at is None:
+            msg = dataclasses.replace(msg, received_at=self._clock())
         person = self._people.identify(msg.platform, msg.user_id)
         if person is None:
             self.refused += 1
@@ -72,7 +75,11 @@ class Router:
                 ok=False,
             )
         try:
-            command = parse(msg.text) if msg.data is None else parse_data(msg.text, msg.data)
+            if msg.data is None:
+                command = parse(msg.text, files=bool(msg.files))
+            else:
+                command = parse_data(msg.text, msg.data)
+            command = with_origin(command, msg)
             spec = spec_of(command)
             if self.limits is not None:
                 self.limits.check(person.name, spec.name, msg.platform)
@@ -137,9 +144,10 @@ def _outcome(exc: CommandError) -> str:
 
 def _audited(msg: Incoming) -> str:
     """The command as the audit shows it (JSON arguments follow the command's name)."""
+    files = f" [files: {', '.join(f.name for f in msg.files)}]" if msg.files else ""
     if msg.data is None:
-        return msg.text
-    return f"{msg.text} {json.dumps(msg.data, ensure_ascii=False, default=str)}"
+        return msg.text + files
+    return f"{msg.text} {json.dumps(msg.data, ensure_ascii=False, default=str)}{files}"
 
 
 def _literal(platform: str, user_id: str) -> str:

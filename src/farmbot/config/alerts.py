@@ -8,6 +8,9 @@ farmbot tries.
     max_attempts = 8             # deliveries tried before an alert becomes a dead letter
     backoff_base = 2             # seconds; doubles per attempt, with jitter ...
     backoff_max = 600            # ... up to this (a platform's retry-after still wins)
+    deaf_after = 300             # seconds a chat interface may not hear before an alert
+                                 # goes out on the others (0: never); or per interface:
+    # deaf_after = { default = 300, telegram = 120, slack = 0 }
 
     [alerts.rules]               # a kind's severity, or "off"
     "agent.resumed" = "off"
@@ -28,7 +31,7 @@ farmbot tries.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from farmbot.config import reader as tk
 from farmbot.errors import ConfigError
@@ -57,8 +60,13 @@ ALERT_KINDS: Mapping[str, Severity] = {
     # the daemon
     "config.reloaded": Severity.INFO,
     "config.refused": Severity.WARNING,
+    # the interfaces
+    "interface.deaf": Severity.CRITICAL,
+    "interface.hears": Severity.WARNING,  # so it reaches wherever the deaf alert went
 }
 BUILTIN_INTERFACES = ("web", "telegram", "slack", "discord")
+HEARING_INTERFACES = ("telegram", "slack", "discord")  # the ones that can go deaf
+DEAF_AFTER = 300.0
 WEBHOOK_TIMEOUT = 10.0  # seconds for one POST
 
 
@@ -86,6 +94,12 @@ class AlertsConfig:
     backoff_max: float = 600.0
     rules: Mapping[str, Severity | None] = field(default_factory=dict)  # None: off
     routes: tuple[AlertRoute, ...] = ()
+    deaf_after: float = DEAF_AFTER  # seconds not hearing before an alert; 0: never
+    deaf_after_for: Mapping[str, float] = field(default_factory=dict)  # per interface
+
+    def deaf_after_of(self, interface: str) -> float:
+        """Seconds ``interface`` may not hear before it counts as deaf (0: never)."""
+        return self.deaf_after_for.get(interface, self.deaf_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +125,12 @@ def parse_alerts(t: tk.Table, webhooks: Sequence[WebhookConfig] = ()) -> AlertsC
         rules=_rules(t.table("rules")),
         routes=tuple(_route(r, interfaces) for r in routes),
     )
+    deaf = t.get("deaf_after", _deaf_after)
+    if deaf is not None:
+        default, each = deaf
+        config = replace(
+            config, deaf_after=d.deaf_after if default is None else default, deaf_after_for=each
+        )
     if config.backoff_max < config.backoff_base:
         raise t.error("backoff_max", f"must be at least backoff_base ({config.backoff_base:g})")
     t.finish()
@@ -210,6 +230,23 @@ def _names(t: tk.Table, key: str, raw: object) -> list[str]:
         if problem:
             raise ConfigError(key, problem)
     return list(raw)
+
+
+def _deaf_after(t: tk.Table, key: str, raw: object) -> tuple[float | None, dict[str, float]]:
+    """``deaf_after``: seconds for every chat interface, or a table of them by interface."""
+    if not isinstance(raw, dict):
+        return tk.zero_or_more(t, key, raw), {}
+    table = tk.as_table(t, key, raw)
+    default = table.get("default", tk.zero_or_more)
+    each: dict[str, float] = {}
+    for name, seconds in table.items(tk.zero_or_more).items():
+        if name not in HEARING_INTERFACES:
+            close = tk.closest(name, [*HEARING_INTERFACES, "default"])
+            hint = f"; did you mean '{close}'?" if close else ""
+            known = ", ".join(HEARING_INTERFACES)
+            raise table.error(name, f"'{name}' is not a chat interface (one of: {known}){hint}")
+        each[name] = seconds
+    return default, each
 
 
 def _severity_or_off(value: str, shown: str) -> str | None:

@@ -135,6 +135,7 @@ def _supervisor(t: Table, agents: Mapping[str, AgentProfile]) -> SupervisorConfi
         max_agents=t.get("max_agents", integer(1), d.max_agents),
         task_timeout=t.get("task_timeout", number, d.task_timeout),
         max_attempts=t.get("max_attempts", integer(1), d.max_attempts),
+        max_file_bytes=t.get("max_file_bytes", integer(1), d.max_file_bytes),
     )
     t.finish()
     return supervisor

@@ -74,6 +74,7 @@ class SupervisorConfig:
     max_agents: int = 16  # running agents in the whole farm (the autopilot stays under it)
     task_timeout: float = 7200.0  # seconds an attempt at a task may take (120 min)
     max_attempts: int = 3  # attempts at a task before it fails
+    max_file_bytes: int = 8 * 1024 * 1024  # a file /file sends or /send saves, at most
 
 
 @dataclass(frozen=True, slots=True)

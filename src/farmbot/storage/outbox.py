@@ -51,6 +51,9 @@ DUE = (
 )
 # Dead letters, newest first (limit), via outbox_status.
 DEAD_LETTERS = SELECT_ITEMS + " WHERE o.status = 'dead' ORDER BY o.id DESC LIMIT ?"
+# Every row of a dedupe key, oldest first (key), via outbox_copies (schema 8): the copies of
+# a gate's alert, to take its buttons off once decided.
+BY_KEY = SELECT_ITEMS + " WHERE o.dedupe_key = ? AND o.dedupe_key != '' ORDER BY o.id"
 
 
 class OutboxStore(Protocol):
@@ -67,8 +70,14 @@ class OutboxStore(Protocol):
         claimed item takes no more repeats, so this is the message to send.
         """
 
-    async def mark_delivered(self, outbox_id: int, now: float) -> bool:
-        """Record the delivery of an item being sent (counts the attempt)."""
+    async def mark_delivered(
+        self, outbox_id: int, now: float, message_ref: str | None = None
+    ) -> bool:
+        """Record the delivery of an item being sent (counts the attempt), with the
+        platform's handle of the message, when it gave one."""
+
+    async def items_with_key(self, dedupe_key: str) -> list[OutboxItem]:
+        """Every item of an alert's dedupe key, in any state, oldest first."""
 
     async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> bool:
         """Count a failed attempt; the item is pending again from ``next_attempt_at``."""
@@ -111,14 +120,20 @@ class SqlOutboxStore(OutboxStore):
             row = await tx.fetchone(SELECT_ITEMS + " WHERE o.id = ?", (outbox_id,))
         return None if row is None else _item(row)
 
-    async def mark_delivered(self, outbox_id: int, now: float) -> bool:
+    async def mark_delivered(
+        self, outbox_id: int, now: float, message_ref: str | None = None
+    ) -> bool:
         return await _move(
             self._db,
             outbox_id,
             "status = 'sending'",
-            "status = 'delivered', attempts = attempts + 1, delivered_at = ?",
+            "status = 'delivered', attempts = attempts + 1, delivered_at = ?, message_ref = ?",
             now,
+            message_ref,
         )
+
+    async def items_with_key(self, dedupe_key: str) -> list[OutboxItem]:
+        return [_item(r) for r in await self._db.fetchall(BY_KEY, (dedupe_key,))]
 
     async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> bool:
         return await _move(
@@ -200,4 +215,5 @@ def _item(r: Row) -> OutboxItem:
         created_at=r["created_at"],
         last_at=r["last_at"],
         delivered_at=r["delivered_at"],
+        message_ref=r["message_ref"] if "message_ref" in r.keys() else None,  # schema 7 on
     )

@@ -28,6 +28,7 @@ from farmbot.storage.projects import ProjectStore
 from farmbot.storage.prompts import PromptStore
 from farmbot.supervisor import state as sm
 from farmbot.supervisor.delivery import Delivery, Sent
+from farmbot.supervisor.files import WorktreeFile, read_file, save_upload
 from farmbot.supervisor.monitor import Monitor
 from farmbot.supervisor.tmux import Tmux
 from farmbot.supervisor.worktree import ensure_worktree, is_git_repo, remove_worktree
@@ -292,6 +293,18 @@ class Supervisor:
     async def deliver_pending(self) -> int:
         """Deliver queued prompts to the agents ready for them (``Delivery`` does it)."""
         return await self._delivery.deliver_pending()
+
+    async def read_file(self, agent_id: str, path: str, limit: int) -> WorktreeFile:
+        """A file of the agent's worktree, at most ``limit`` bytes (``files.read_file``)."""
+        agent = await self.get(agent_id)
+        root = Path(agent.workdir)
+        return await asyncio.to_thread(read_file, root, path, limit, whose=agent.id)
+
+    async def save_file(self, agent_id: str, name: str, data: bytes) -> str:
+        """Save a file people sent into the agent's worktree; its path relative to it."""
+        agent = await self.get(agent_id)
+        root = Path(agent.workdir)
+        return await asyncio.to_thread(save_upload, root, name, data, whose=agent.id)
 
     async def tail(self, agent_id: str, lines: int) -> list[str]:
         agent = await self.get(agent_id)

@@ -20,7 +20,16 @@ from typing import Any
 
 from farmbot.bot.authz import Person
 from farmbot.bot.commands import agents, alerts, autopilot, farm, gates
-from farmbot.bot.commands.agents import DEFAULT_TAIL, MAX_TAIL, Agents, Kill, Send, Spawn, Tail
+from farmbot.bot.commands.agents import (
+    DEFAULT_TAIL,
+    MAX_TAIL,
+    Agents,
+    File,
+    Kill,
+    Send,
+    Spawn,
+    Tail,
+)
 from farmbot.bot.commands.alerts import Alerts, Retry
 from farmbot.bot.commands.autopilot import (
     AddTasks,
@@ -36,8 +45,8 @@ from farmbot.bot.commands.autopilot import (
     SetAutopilot,
     ShowTask,
 )
-from farmbot.bot.commands.base import Context, Spec
-from farmbot.bot.commands.farm import Activate, Deactivate, Help, Projects, Status
+from farmbot.bot.commands.base import Context, Spec, with_origin
+from farmbot.bot.commands.farm import Activate, Deactivate, Help, Ping, Projects, Status
 from farmbot.bot.commands.gates import Approve, Gates, Reject
 from farmbot.errors import UsageError
 from farmbot.messages import Reply
@@ -57,11 +66,13 @@ __all__ = [
     "Commands",
     "Context",
     "Deactivate",
+    "File",
     "GateDiff",
     "Gates",
     "Help",
     "Kill",
     "ListTasks",
+    "Ping",
     "Projects",
     "Reject",
     "Retry",
@@ -81,11 +92,13 @@ __all__ = [
     "parse",
     "parse_data",
     "spec_of",
+    "with_origin",
 ]
 
 Command = (
     Help
     | Status
+    | Ping
     | Projects
     | Activate
     | Deactivate
@@ -93,6 +106,7 @@ Command = (
     | Agents
     | Send
     | Tail
+    | File
     | Kill
     | Gates
     | Approve
@@ -125,10 +139,20 @@ def spec_of(command: object) -> Spec[Any]:
     return _BY_TYPE[type(command)]
 
 
-def parse(text: str) -> Any:
-    """Parse one command. Raises UsageError naming what was wrong and the usage."""
+def parse(text: str, *, files: bool = False) -> Any:
+    """Parse one command (one that came with ``files``, if so).
+
+    Raises UsageError naming what was wrong and the usage.
+    """
     spec, args = _find(text)
-    return spec.parse(args, spec.usage)
+    if not files:
+        return spec.parse(args, spec.usage)
+    if spec.parse_files is None:
+        takes = [s.usage for s in SPECS.values() if s.parse_files is not None]
+        raise UsageError(
+            f"/{spec.name} takes no file; send the file with the caption " + " or ".join(takes)
+        )
+    return spec.parse_files(args, spec.usage)
 
 
 def parse_data(text: str, data: Mapping[str, Any]) -> Any:

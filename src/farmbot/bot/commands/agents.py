@@ -1,15 +1,16 @@
-"""Commands about agents: spawn, list, send, tail, kill."""
+"""Commands about agents: spawn, list, send (text, or files into the worktree), tail,
+file (a file out of the worktree), kill."""
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from farmbot.bot.authz import Person
-from farmbot.bot.commands.base import Context, Spec, name, number, split_agent, words
-from farmbot.errors import UsageError
-from farmbot.messages import Button, Reply
+from farmbot.bot.commands.base import Context, Spec, name, number, size, split_agent, words
+from farmbot.errors import AdapterError, CommandError, UsageError
+from farmbot.messages import Attachment, Button, Incoming, Reply
 from farmbot.models import AgentKind, AgentState, Role
 
 MAX_TAIL = 2000
@@ -32,12 +33,19 @@ class Agents:
 class Send:
     agent: str
     text: str
+    origin: Incoming | None = field(default=None, compare=False)  # its files, if any
 
 
 @dataclass(frozen=True, slots=True)
 class Tail:
     agent: str
     lines: int = DEFAULT_TAIL
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    agent: str
+    path: str  # relative to the agent's worktree
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,19 @@ def _send(args: str, usage: str) -> Send:
     if not text.strip():
         raise UsageError(f"nothing to send to {agent}", usage)
     return Send(agent, text.rstrip())
+
+
+def _send_files(args: str, usage: str) -> Send:
+    """``/send <agent> [text]`` as a file's caption: the text is optional."""
+    agent, text = split_agent(args, usage)
+    return Send(agent, text.rstrip())
+
+
+def _file(args: str, usage: str) -> File:
+    agent, path = split_agent(args, usage)
+    if not path.strip():
+        raise UsageError(f"which file of {agent}'s?", usage)
+    return File(agent, path.strip())
 
 
 def _tail(args: str, usage: str) -> Tail:
@@ -132,6 +153,9 @@ async def _do_agents(command: Agents, person: Person, ctx: Context) -> Reply:
 
 async def _do_send(command: Send, person: Person, ctx: Context) -> Reply:
     agent = command.agent
+    files = command.origin.files if command.origin is not None else ()
+    if files:
+        return await _give_files(command, person, ctx)
     sent = await ctx.supervisor.send(agent, command.text, person.name)
     verb = "queued for" if sent.queued else "sent to"
     why = " (it is not ready yet; it gets it as soon as it is)" if sent.queued else ""
@@ -139,6 +163,49 @@ async def _do_send(command: Send, person: Person, ctx: Context) -> Reply:
     return Reply(
         f"{verb} {agent}{why}: {len(sent.prompt.text)} characters{removed}",
         buttons=((Button("Tail", f"/tail {agent}"),),),
+    )
+
+
+async def _give_files(command: Send, person: Person, ctx: Context) -> Reply:
+    """Save the files in the agent's worktree, then type their paths (after the text)."""
+    assert command.origin is not None
+    agent, limit = command.agent, ctx.max_file_bytes
+    await ctx.supervisor.get(agent)  # an unknown agent before any download
+    saved: list[str] = []
+    for received in command.origin.files:
+        too_big = (
+            f"{received.name} is {{}}; farmbot takes files up to {size(limit)} "
+            "(supervisor.max_file_bytes)"
+        )
+        if received.size is not None and received.size > limit:
+            raise CommandError(too_big.format(size(received.size)))
+        try:
+            data = await received.fetch()
+        except AdapterError as exc:
+            raise CommandError(f"{received.name} could not be fetched: {exc}") from exc
+        if len(data) > limit:
+            raise CommandError(too_big.format(size(len(data))))
+        saved.append(await ctx.supervisor.save_file(agent, received.name, data))
+    lines = [command.text] if command.text.strip() else []
+    lines += [f"{person.name} sent you a file: {path}" for path in saved]
+    sent = await ctx.supervisor.send(agent, "\n".join(lines), person.name)
+    verb = "queued for" if sent.queued else "typed into"
+    return Reply(
+        f"saved in {agent}'s worktree: {', '.join(saved)}; the path{'s' * (len(saved) > 1)} "
+        f"{verb} {agent}",
+        buttons=((Button("Tail", f"/tail {agent}"),),),
+    )
+
+
+async def _do_file(command: File, person: Person, ctx: Context) -> Reply:
+    found = await ctx.supervisor.read_file(command.agent, command.path, ctx.max_file_bytes)
+    try:
+        text: str | None = found.data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return Reply(
+        f"{command.path} from {command.agent}'s worktree ({size(len(found.data))})",
+        file=Attachment(found.name, found.data, text),
     )
 
 
@@ -185,11 +252,21 @@ SPECS: tuple[Spec[Any], ...] = (
     Spec(
         "send",
         "/send <agent> <text>",
-        "type a prompt into an agent",
+        "type a prompt into an agent (as a file's caption: save the file in its worktree)",
         Role.OPERATOR,
         Send,
         _send,
         _do_send,
+        parse_files=_send_files,
+    ),
+    Spec(
+        "file",
+        "/file <agent> <path>",
+        "a file from an agent's worktree, sent here",
+        Role.OPERATOR,
+        File,
+        _file,
+        _do_file,
     ),
     Spec(
         "tail",

@@ -1,13 +1,18 @@
 """What every command is: a registry entry with its usage, role, parser and handler.
 
 Parsing is pure: ``parse(arguments, usage)`` turns the text after the command word into a
-typed command or raises ``UsageError`` naming what was wrong. Handling is async:
+typed command or raises ``UsageError`` naming what was wrong (``parse_files`` instead, when
+the message carries files: only commands that take files have one). Handling is async:
 ``handle(command, person, context)`` acts through the supervisor, gates and alerts in the
 ``Context`` and returns a ``Reply`` value; it never talks to a chat platform.
+
+A command with an ``origin`` field gets the ``Incoming`` it came from (``with_origin``):
+``/ping`` reads its timestamps, ``/send`` its files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from farmbot.errors import CommandError, UsageError
-from farmbot.messages import Reply, ago
+from farmbot.messages import Hearing, Incoming, Reply, ago
 from farmbot.models import Agent, Role
 
 if TYPE_CHECKING:
@@ -27,6 +32,11 @@ if TYPE_CHECKING:
     from farmbot.supervisor.gates import Gates
 
 C = TypeVar("C")
+MAX_FILE_BYTES = 8 * 1024 * 1024
+
+
+def _no_hearing() -> Mapping[str, Hearing]:
+    return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,8 @@ class Context:
     clock: Callable[[], float] = time.time
     specs: Mapping[str, Spec[Any]] = field(default_factory=dict)  # for /help
     autopilot: Control | None = None
+    hearing: Callable[[], Mapping[str, Hearing]] = _no_hearing  # each chat interface's, now
+    max_file_bytes: int = MAX_FILE_BYTES  # what /file sends and /send saves, at most
 
     @property
     def pilot(self) -> Control:
@@ -69,6 +81,25 @@ class Spec(Generic[C]):
     parse: Callable[[str, str], C]  # (arguments, usage) -> command
     handle: Callable[[C, Person, Context], Awaitable[Reply]]
     parse_data: Callable[[Mapping[str, Any], str], C] | None = None
+    parse_files: Callable[[str, str], C] | None = None  # when files came with the text
+
+
+def with_origin(command: C, msg: Incoming) -> C:
+    """The command, given the message it came from if it has an ``origin`` field."""
+    if dataclasses.is_dataclass(command) and any(
+        f.name == "origin" for f in dataclasses.fields(command)
+    ):
+        return dataclasses.replace(command, origin=msg)  # type: ignore[type-var]
+    return command
+
+
+def size(n: int) -> str:
+    """A byte count for people: 900 B, 12.5 KiB, 8.0 MiB."""
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 / 1024:.1f} MiB"
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -1,14 +1,14 @@
-"""Commands about the farm as a whole: help, status, projects."""
+"""Commands about the farm as a whole: help, status, ping, projects."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from farmbot.bot.authz import Person
 from farmbot.bot.commands.base import Context, Spec, no_args, one_name, words
 from farmbot.bot.commands.gates import gate_buttons
-from farmbot.messages import Reply
+from farmbot.messages import Incoming, Reply, ago
 from farmbot.models import AgentState, Role
 
 
@@ -20,6 +20,11 @@ class Help:
 @dataclass(frozen=True, slots=True)
 class Status:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    origin: Incoming | None = field(default=None, compare=False)  # the message to time
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,30 @@ async def _status(command: Status, person: Person, ctx: Context) -> Reply:
     return Reply("\n".join(lines), buttons=tuple(gate_buttons(g) for g in gates[:5]))
 
 
+async def _ping(command: Ping, person: Person, ctx: Context) -> Reply:
+    """Which interface answers, how long the message took to this answer, who hears."""
+    msg, now = command.origin, ctx.clock()
+    where = msg.platform if msg is not None else "?"
+    timed: list[str] = []
+    if msg is not None and msg.sent_at is not None:
+        coarse = " (its clock counts whole seconds)" if msg.precision >= 1 else ""
+        timed.append(f"{_ms(now - msg.sent_at)} from your message to this answer{coarse}")
+    elif msg is not None and msg.platform not in ("web", "cli", "scheduler"):
+        timed.append(f"{where} gives no time for this kind of message")
+    if msg is not None and msg.received_at is not None:
+        timed.append(f"{_ms(now - msg.received_at)} of it inside farmbot")
+    lines = [f"pong from {where}" + (": " + "; ".join(timed) if timed else "")]
+    for name, hearing in sorted(ctx.hearing().items()):
+        state = "hears" if hearing.ok else "DOES NOT HEAR"
+        lines.append(f"{name} {state}: {hearing.detail}")
+    return Reply("\n".join(lines))
+
+
+def _ms(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else ago(seconds)
+
+
 async def _projects(command: Projects, person: Person, ctx: Context) -> Reply:
     projects = await ctx.supervisor.projects()
     if not projects:
@@ -100,6 +129,15 @@ SPECS: tuple[Spec[Any], ...] = (
         Status,
         no_args(Status),
         _status,
+    ),
+    Spec(
+        "ping",
+        "/ping",
+        "does farmbot hear you here, and how fast does it answer",
+        Role.VIEWER,
+        Ping,
+        no_args(Ping),
+        _ping,
     ),
     Spec(
         "projects",

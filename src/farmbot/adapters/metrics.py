@@ -26,17 +26,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
 
 from farmbot import __version__
 from farmbot.durations import Durations
@@ -46,6 +38,9 @@ from farmbot.models import AgentState, GateStatus
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.gates import GateStore
 from farmbot.storage.outbox import OutboxStore
+
+if TYPE_CHECKING:  # prometheus_client is imported at the first scrape, not at start
+    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 __all__ = ["PATH", "MetricsEndpoint", "Snapshot", "Sources", "render"]
 
@@ -172,6 +167,8 @@ class _Collector:
         self._s = snapshot
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
         s = self._s
         info = GaugeMetricFamily("farmbot_info", "farmbot's version", labels=["version"])
         info.add_metric([__version__], 1)
@@ -267,6 +264,8 @@ def _labelled(
 
 
 def _histogram(name: str, documentation: str, durations: Durations) -> Metric:
+    from prometheus_client.metrics_core import HistogramMetricFamily
+
     buckets = [(_le(bound), float(n)) for bound, n in durations.cumulative()]
     return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=durations.sum)
 
@@ -278,6 +277,9 @@ def _le(bound: float) -> str:
 
 def render(snapshot: Snapshot) -> bytes:
     """The Prometheus text exposition of one snapshot."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(snapshot))
     return generate_latest(registry)
@@ -337,6 +339,8 @@ class MetricsEndpoint:
             log.warning("metrics: the database failed: %s", exc)
             return web.json_response({"error": f"the database failed: {exc}"}, status=503)
         self.scrapes += 1
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
         return web.Response(
             body=body,
             headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},

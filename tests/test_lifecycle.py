@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -194,6 +195,25 @@ os.write(fd, str(os.getpid()).encode())
 print("locked", flush=True)
 time.sleep(60)
 """
+
+
+def test_follow_loses_no_line_written_right_after_the_last_ones(tmp_path: Path) -> None:
+    log = tmp_path / "farmbot.log"
+    log.write_text("one\ntwo\nthree\n")
+    out = io.StringIO()
+    calls = 0
+
+    def keep_going() -> bool:  # runs once the last lines are out: a line lands right then
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            with log.open("a") as f:
+                f.write("four\n")
+        return calls < 4
+
+    lifecycle.follow(log, out, last=2, poll=0.01, keep_going=keep_going)
+
+    assert out.getvalue() == "two\nthree\nfour\n"
 
 
 def test_logs_follows_the_file_across_a_rotation(tmp_path: Path) -> None:

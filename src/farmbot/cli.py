@@ -409,11 +409,11 @@ def _logs(args: argparse.Namespace) -> int:
             f"no log at {path}: `{_farmbot(args)} start` writes it (under systemd: "
             "journalctl --user -u farmbot)"
         )
+    if args.follow:
+        lifecycle.follow(path, sys.stdout, last=args.lines)
+        return 0
     for line in lifecycle.tail(path, args.lines):
         print(line)
-    if args.follow:
-        sys.stdout.flush()
-        lifecycle.follow(path, sys.stdout)
     return 0
 
 

@@ -287,30 +287,40 @@ def tail(path: Path, n: int, *, offset: int = 0) -> list[str]:
         return []
     try:
         with path.open("rb") as f:
-            end = f.seek(0, os.SEEK_END)
-            start, data = end, b""
-            while start > offset and data.count(b"\n") <= n:
-                start = max(offset, start - 64 * 1024)
-                f.seek(start)
-                data = f.read(end - start)
+            return _last_lines(f, n, offset)
     except FileNotFoundError:
         return []
-    lines = data.decode(errors="replace").splitlines()
-    return lines[-n:]
+
+
+def _last_lines(f: BinaryIO, n: int, offset: int = 0) -> list[str]:
+    """The last ``n`` lines of the open file after byte ``offset``; leaves it at its end."""
+    end = f.seek(0, os.SEEK_END)
+    start, data = end, b""
+    while n > 0 and start > offset and data.count(b"\n") <= n:
+        start = max(offset, start - 64 * 1024)
+        f.seek(start)
+        data = f.read(end - start)
+    f.seek(end)
+    return data.decode(errors="replace").splitlines()[-n:] if n > 0 else []
 
 
 def follow(
     path: Path,
     out: TextIO,
     *,
+    last: int = 0,
     poll: float = 0.2,
     keep_going: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Copy what is appended to ``path`` to ``out``, across rotations, until told to stop."""
+    """Write the ``last`` lines of ``path`` to ``out``, then what is appended to it, across
+    rotations, until told to stop. Both come from one open file: no line written between
+    the two is lost."""
     f: BinaryIO | None = None
     with contextlib.suppress(FileNotFoundError):
         f = path.open("rb")
-        f.seek(0, os.SEEK_END)
+        for line in _last_lines(f, last):
+            out.write(line + "\n")
+        out.flush()
     try:
         while keep_going():
             if f is None:  # no file yet, or it was rotated away: read the new one from its start

@@ -61,6 +61,8 @@ BLANK: dict[str, tuple[type[ev.DomainEvent], dict[str, Any]]] = {
         {"until": 1_700_000_000.0, "reason": "", "guessed": False, "will_continue": True},
     ),
     "agent.resumed": (ev.AgentResumed, {}),
+    "node.down": (ev.NodeDown, {"node": "gpu", "quiet": 0.0, "agents": ()}),
+    "node.up": (ev.NodeUp, {"node": "gpu"}),
 }
 
 
@@ -177,9 +179,21 @@ def test_every_configurable_kind_has_a_rule_that_survives_empty_fields() -> None
     assert set(BLANK) == set(ALERT_KINDS)
     for kind, severity in ALERT_KINDS.items():
         [d] = rules.drafts_for(event(kind, "builder-1", "farm"))
-        assert d.severity is severity and d.title and "builder-1" in d.text
+        named = "gpu" if kind.startswith("node.") else "builder-1"  # a node, not an agent
+        assert d.severity is severity and d.title and named in d.text
     [gate] = rules.drafts_for(event("gate.opened", None, None))  # no agent, no project
     assert gate.agent_id is None and commands(gate) == ["/approve 1", "/reject 1"]
+
+
+def test_a_node_gone_quiet_is_critical_and_names_its_agents() -> None:
+    rules = AlertRules(AlertsConfig())
+    quiet = ev.NodeDown(node="gpu", quiet=12.4, agents=("builder-1", "gpu-architect"))
+    [d] = rules.drafts_for(quiet)
+    assert d.severity is Severity.CRITICAL and d.title == "node gpu went quiet"
+    assert d.text.startswith("node gpu has sent no heartbeat for 12 s; its agents")
+    assert "builder-1, gpu-architect" in d.text and commands(d) == ["/status"]
+    [back] = rules.drafts_for(ev.NodeUp(node="gpu"))
+    assert back.severity is Severity.INFO and back.title == "node gpu is back"
 
 
 def test_other_events_raise_no_alert() -> None:

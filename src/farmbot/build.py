@@ -33,9 +33,11 @@ from farmbot.bot.authz import People
 from farmbot.bot.commands import SPECS, Commands, Context
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
+from farmbot.cluster import Cluster, NodeDirectory
 from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Interface, ReportsReadiness, ServesRoutes
 from farmbot.storage import Storage, open_storage
+from farmbot.storage.db import OpensSessions
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.delivery import Delivery
 from farmbot.supervisor.gates import Gates
@@ -95,6 +97,7 @@ class Farm:
     supervisor: Supervisor
     qa: QaRunner
     router: Router
+    cluster: Cluster
     hooks: HookEndpoint
     web: WebInterface
     interfaces: dict[str, Interface]  # by name: the web console, chats, webhooks
@@ -121,6 +124,7 @@ class Farm:
             "supervisor": self.supervisor,
             "qa": self.qa,
             "router": self.router,
+            "cluster": self.cluster,
             "hooks": self.hooks,
             **self.interfaces,
         }
@@ -156,10 +160,15 @@ class Farm:
         """What the status page and ``farmbot status`` show."""
         storage = self.storage
         agents = await self.supervisor.list_agents()
+        cluster = self.cluster
+        nodes = await cluster.directory.states() if cluster.shared else []
         return {
             "version": __version__,
             "now": self.clock(),
             "started_at": self.started_at,
+            "node": cluster.node,
+            "nodes": [n.to_json() for n in nodes],
+            "leader": next((n.name for n in nodes if n.leader), None),
             "projects": [asdict(p) for p in await self.supervisor.projects()],
             "agents": [a.to_json() for a in agents],
             "gates": [g.to_json() for g in await self.gates.pending()],
@@ -234,6 +243,7 @@ async def build(
             monitor=monitor,
             bus=bus,
             clock=clock,
+            node=config.node.name,
         )
         supervisor = Supervisor(
             config,
@@ -249,16 +259,19 @@ async def build(
             hook_token=lambda agent_id: hook_token(key, agent_id),
             busy=busy,
         )
-        router = Router(
-            Commands(
-                Context(
-                    supervisor, gates, storage.outbox, alerts.notifier, clock=clock, specs=SPECS
-                )
-            ),
-            People(config.users),
-            storage.audit,
-            clock,
+        directory = NodeDirectory(config.node, storage.nodes)
+        shared = isinstance(storage.db, OpensSessions)  # several nodes may share it
+        context = Context(
+            supervisor,
+            gates,
+            storage.outbox,
+            alerts.notifier,
+            clock=clock,
+            specs=SPECS,
+            nodes=directory if shared else None,
         )
+        router = Router(Commands(context), People(config.users), storage.audit, clock)
+        cluster = Cluster(config, storage, router, bus, directory, clock)
         hooks = HookEndpoint(monitor.on_hook, key)
         farm = Farm(
             config=config,
@@ -275,6 +288,7 @@ async def build(
             supervisor=supervisor,
             qa=qa,
             router=router,
+            cluster=cluster,
             hooks=hooks,
             web=None,  # type: ignore[arg-type]  # set just below: it serves the farm
             interfaces=found,
@@ -295,6 +309,8 @@ async def build(
             threads=storage.threads,
             menu=tuple((spec.name, spec.summary) for spec in SPECS.values()),
             clock=clock,
+            inbound=storage.inbound,
+            instance=cluster.instance,
         )
         extra = [i(deps) if callable(i) else i for i in interfaces]
         for interface in [*(i for r in registry for i in r.build(config, deps)), *extra]:
@@ -304,5 +320,6 @@ async def build(
                 for route in component.routes():
                     web.add_route(*route)
         await supervisor.sync_projects()
+        await cluster.start()
         await monitor.load()
         yield farm

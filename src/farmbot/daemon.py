@@ -3,11 +3,16 @@
 ``farmbot serve`` is ``serve(config)``. ``async with Daemon(config) as daemon:`` takes the
 state directory's lock (one daemon per state directory: a second one would poll the same
 chat twice), builds the graph (farmbot.build), reconciles with tmux, starts the web
-server and then the chat interfaces. ``daemon.run(stop)`` runs the time-driven work --
-the supervision tick, prompt delivery, alert delivery, QA, cron jobs, the hook spool's
-replay, systemd's watchdog -- until ``stop`` is set, then stops taking input and flushes
-what was taken. SIGTERM/SIGINT set ``stop``; the agents keep running in tmux and the next
-start re-adopts them.
+server and then, if this node leads, the chat interfaces. ``daemon.run(stop)`` runs the
+time-driven work -- the supervision tick, prompt delivery, QA, the hook spool's replay,
+systemd's watchdog, and what only the leader runs: alert delivery, cron jobs, the chat
+interfaces (farmbot.cluster.leadership) -- until ``stop`` is set, then stops taking
+input and flushes what was taken. SIGTERM/SIGINT set ``stop``; the agents keep running
+in tmux and the next start re-adopts them.
+
+With SQLite this node always leads. On a shared PostgreSQL database it leads while it
+holds the leader's lock, and also runs the cluster's loops (heartbeat, routed commands,
+listening for them): farmbot.cluster.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -31,6 +37,8 @@ from typing import Self, TextIO
 from farmbot import __version__, localkey, systemd
 from farmbot.adapters.hooks import replay_spool
 from farmbot.build import Farm, build
+from farmbot.cluster import LeaderDuties
+from farmbot.cluster.leadership import Loop
 from farmbot.config.schema import Config, CronJob
 from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
 from farmbot.messages import Incoming, Reply
@@ -79,6 +87,7 @@ class Daemon:
         self._lock = StateLock(config.server.state_dir)
         self._changed = asyncio.Event()  # tmux saw a pane die: tick now
         self.farm: Farm
+        self._duties: LeaderDuties
 
     async def __aenter__(self) -> Self:
         if shutil.which("tmux") is None:
@@ -106,12 +115,19 @@ class Daemon:
         farm = await self._stack.enter_async_context(build(self.config, clock=self._clock))
         self.farm = farm
         await farm.monitor.reconcile(startup=True)
-        await farm.web.start(farm.router.handle)
+        await farm.web.start(farm.cluster.handle)
         farm.supervisor.update_agent_env(FARMBOT_URL=self.url)  # the port is known now
+        farm.cluster.url = self.url
         self._stack.push_async_callback(farm.web.stop)
-        for chat in farm.chats:  # after the site: a webhook must be reachable when set
-            await chat.start(farm.router.handle)
-            self._stack.push_async_callback(chat.stop)
+        self._stack.push_async_callback(farm.cluster.stopped)
+        loops: list[tuple[str, Loop]] = [
+            (f"cron-{job.name}", functools.partial(self._cron, job)) for job in farm.config.cron
+        ]
+        loops += farm.cluster.leader_loops()
+        self._duties = LeaderDuties(farm.chats, farm.cluster.handle, farm.alerts, loops)
+        self._stack.push_async_callback(farm.cluster.leader.resign, self._duties)
+        if await farm.cluster.leader.acquire():  # after the site: a webhook must be reachable
+            await self._duties.begin()
 
     @property
     def url(self) -> str:
@@ -120,8 +136,9 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop taking input and flush what was taken."""
         farm = self.farm
+        leader = farm.cluster.leader
         async with asyncio.TaskGroup() as tasks:
-            alerts = tasks.create_task(farm.alerts.run(), name="alerts")
+            leading = tasks.create_task(leader.run(self._duties), name="leadership")
             workers = [
                 tasks.create_task(self._supervise(), name="supervise"),
                 tasks.create_task(self._watch_tmux(), name="tmux-hooks"),
@@ -129,11 +146,10 @@ class Daemon:
                 tasks.create_task(farm.qa.run(), name="qa"),
                 tasks.create_task(self._replay_spool(), name="spool-replay"),
             ]  # fmt: skip
+            workers += [tasks.create_task(loop(), name=name) for name, loop in farm.cluster.loops()]
             if farm.config.qa.interval_minutes > 0:
                 every = farm.config.qa.interval_minutes * 60
                 workers.append(tasks.create_task(self._every(every, farm.qa.run_cycle, late=True)))
-            for job in farm.config.cron:
-                workers.append(tasks.create_task(self._cron(job), name=f"cron-{job.name}"))
             interval = systemd.watchdog_interval()
             if interval:
                 workers.append(tasks.create_task(_watchdog(interval, stop), name="watchdog"))
@@ -141,10 +157,10 @@ class Daemon:
             await farm.web.stop()  # no new commands or hook events
             for worker in workers:
                 worker.cancel()
-            farm.alerts.close()  # finish an in-flight send rather than repeat it later
-            await alerts
-            for chat in farm.chats:
-                await chat.stop()
+            # The notifier finishes an in-flight send rather than repeat it later; then
+            # the chat interfaces stop and the leader's lock is released.
+            await leader.resign(self._duties)
+            leading.cancel()
 
     async def tick(self) -> None:
         """One supervision round: reconcile with tmux, read the panes, decide."""
@@ -206,7 +222,7 @@ class Daemon:
     async def run_cron(self, name: str) -> Reply:
         """Run a configured cron job's command as its configured user (audited as such)."""
         job = next(j for j in self.config.cron if j.name == name)
-        reply = await self.farm.router.handle(
+        reply = await self.farm.cluster.handle(
             Incoming(platform="scheduler", user_id=job.user, chat=f"cron:{name}", text=job.command)
         )
         level = logging.INFO if reply.ok else logging.WARNING

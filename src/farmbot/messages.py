@@ -4,10 +4,13 @@ interfaces that carry both.
 This module is the bottom floor: it imports nothing of farmbot's, so the supervisor, the
 bot, storage and every adapter can speak it without importing one another.
 
-- ``Incoming``: one command from a person on some platform (typed, or a button press).
+- ``Incoming``: one command from a person on some platform (typed, or a button press),
+  with the update it came from (``source``) and, when it is handed over again after a
+  crash, what interrupted its first handling (``interrupted``).
 - ``Reply``: what a command answers -- text, a preformatted block, buttons -- and, when
   the command decided a gate, the ``Decided`` record, so an interface can edit the
-  message that carried the buttons without re-reading the command.
+  message that carried the buttons without re-reading the command. ``to_json`` and
+  ``from_json`` carry it between nodes.
 - ``Button``: a label and a command; pressing it runs the command as the presser.
 - ``OutboundMessage``: one alert for one channel, as the notifier hands it over.
 - ``Interface``: what every way of reaching farmbot is (web, Telegram, Slack, Discord,
@@ -93,6 +96,28 @@ class Reply:
             },
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reply:
+        """The reply ``to_json`` wrote."""
+        decided = data.get("decided")
+        return cls(
+            text=str(data["text"]),
+            pre=None if data.get("pre") is None else str(data["pre"]),
+            buttons=tuple(
+                tuple(Button(str(b["label"]), str(b["command"]), b.get("style")) for b in row)
+                for row in data.get("buttons", ())
+            ),
+            ok=bool(data.get("ok", True)),
+            decided=None
+            if decided is None
+            else Decided(
+                gate_id=int(decided["gate_id"]),
+                approved=bool(decided["approved"]),
+                by=str(decided["by"]),
+                at=float(decided["at"]),
+            ),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -104,6 +129,10 @@ class Incoming:
     text: str  # command text, e.g. "/spawn builder 42"
     display_name: str = ""
     button: bool = False  # a button press rather than typed text (the audit says so)
+    source: str = ""  # the platform's update it came from ("telegram:<bot>:<update_id>")
+    # Handed over again because its first handling was cut short: by what ("node gpu
+    # stopped while running it"). The router runs it again only if it changes nothing.
+    interrupted: str = ""
 
 
 OnIncoming = Callable[[Incoming], Awaitable[Reply]]

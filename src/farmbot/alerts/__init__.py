@@ -56,3 +56,7 @@ class Alerts:
 
     def close(self) -> None:
         self.notifier.close()
+
+    def reopen(self) -> None:
+        """Deliver again after ``close()`` (a new term as chat leader)."""
+        self.notifier.reopen()

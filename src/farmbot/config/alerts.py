@@ -44,6 +44,8 @@ ALERT_KINDS: Mapping[str, Severity] = {
     "qa.failed": Severity.WARNING,
     "agent.paused": Severity.INFO,
     "agent.resumed": Severity.INFO,
+    "node.down": Severity.CRITICAL,
+    "node.up": Severity.INFO,
 }
 BUILTIN_INTERFACES = ("web", "telegram", "slack", "discord")
 WEBHOOK_TIMEOUT = 10.0  # seconds for one POST

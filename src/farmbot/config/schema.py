@@ -12,6 +12,7 @@ from pathlib import Path
 
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
 from farmbot.config.discord import DiscordConfig
+from farmbot.config.node import NodeConfig
 from farmbot.config.slack import SlackConfig
 from farmbot.config.storage import StorageConfig
 from farmbot.config.telegram import TelegramConfig
@@ -65,6 +66,8 @@ class ProjectConfig:
     verify: str | None = None  # shell command run in a builder's worktree by QA
     agent: str | None = None  # profile for this project's agents
     max_builders: int | None = None
+    nodes: tuple[str, ...] = ()  # the nodes holding a checkout; empty: where the path exists
+    held: bool = True  # this node holds a checkout (and may run the project's agents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,7 @@ class Config:
     telegram: TelegramConfig | None = None
     discord: DiscordConfig | None = None
     storage: StorageConfig = field(default_factory=StorageConfig)  # default: SQLite
+    node: NodeConfig = field(default_factory=NodeConfig)
     source: Path | None = None  # the file it was read from; None when on defaults
 
     def profile(self, name: str) -> AgentProfile:

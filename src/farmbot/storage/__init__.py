@@ -1,10 +1,11 @@
 """Persistent state: one repository per record type over a small unit of work.
 
 Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
-threads, qa_runs, tracks) holds its SQL and a small Protocol that its consumers take, so a
-component depends on the records it uses and nothing else. ``Storage`` bundles them over
-one ``Database`` (storage/db.py): SQLite (storage/sqlite.py, the default) or PostgreSQL
-(storage/postgres.py, with ``[storage] url``); ``open_storage`` picks the configured one.
+threads, qa_runs, tracks, nodes, routed, inbound) holds its SQL and a small Protocol that
+its consumers take, so a component depends on the records it uses and nothing else.
+``Storage`` bundles them over one ``Database`` (storage/db.py): SQLite (storage/sqlite.py,
+the default) or PostgreSQL (storage/postgres.py, with ``[storage] url``); ``open_storage``
+picks the configured one.
 Every SQL statement in farmbot lives under this package.
 """
 
@@ -23,11 +24,14 @@ from farmbot.storage.audit import AuditLog, SqlAuditLog
 from farmbot.storage.db import Database
 from farmbot.storage.events import EventStore, SqlEventStore
 from farmbot.storage.gates import GateStore, SqlGateStore
+from farmbot.storage.inbound import InboundStore, SqlInboundStore
 from farmbot.storage.migrate import Migration
+from farmbot.storage.nodes import NodeStore, SqlNodeStore
 from farmbot.storage.outbox import OutboxStore, SqlOutboxStore
 from farmbot.storage.projects import ProjectStore, SqlProjectStore
 from farmbot.storage.prompts import PromptStore, SqlPromptStore
 from farmbot.storage.qa_runs import QaRunStore, SqlQaRunStore
+from farmbot.storage.routed import RoutedCommandStore, SqlRoutedCommandStore
 from farmbot.storage.sqlite import SqliteDatabase
 from farmbot.storage.threads import SqlThreadStore, ThreadStore
 from farmbot.storage.tracks import SqlTrackStore, TrackStore
@@ -42,10 +46,13 @@ __all__ = [
     "Database",
     "EventStore",
     "GateStore",
+    "InboundStore",
+    "NodeStore",
     "OutboxStore",
     "ProjectStore",
     "PromptStore",
     "QaRunStore",
+    "RoutedCommandStore",
     "Storage",
     "StorageSettings",
     "ThreadStore",
@@ -71,6 +78,9 @@ class Storage:
     threads: ThreadStore
     qa_runs: QaRunStore
     tracks: TrackStore
+    nodes: NodeStore
+    routed: RoutedCommandStore
+    inbound: InboundStore
 
     @classmethod
     def over(cls, db: Database) -> Storage:
@@ -88,6 +98,9 @@ class Storage:
             threads=SqlThreadStore(db),
             qa_runs=SqlQaRunStore(db),
             tracks=SqlTrackStore(db),
+            nodes=SqlNodeStore(db),
+            routed=SqlRoutedCommandStore(db),
+            inbound=SqlInboundStore(db),
         )
 
     async def ready(self) -> str | None:

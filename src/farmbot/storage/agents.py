@@ -45,6 +45,10 @@ class AgentStore(Protocol):
     ) -> Agent | None:
         """Record a usage-limit pause until ``until`` (None lifts it); the updated agent."""
 
+    async def claim_agents(self, node: str, *, every: bool) -> int:
+        """Make ``node`` the node of the agents that have none (rows from before nodes),
+        or of every agent (``every``: the only node, as with SQLite); how many changed."""
+
 
 class SqlAgentStore(AgentStore):
     def __init__(self, db: Database) -> None:
@@ -97,6 +101,13 @@ class SqlAgentStore(AgentStore):
             (until, now, agent_id),
         )
         return None if row is None else _agent(row)
+
+    async def claim_agents(self, node: str, *, every: bool) -> int:
+        if every:
+            return await self._db.execute(
+                "UPDATE agents SET node = ? WHERE node != ?", (node, node)
+            )
+        return await self._db.execute("UPDATE agents SET node = ? WHERE node = ''", (node,))
 
 
 def _agent(r: Row) -> Agent:

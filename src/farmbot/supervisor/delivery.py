@@ -5,7 +5,8 @@ starting, paused by a usage limit, or has prompts waiting already). ``run()`` de
 queue -- at most one prompt per agent at a time, several agents at once -- on its own
 task, never inside the monitor's tick, so a burst of spawns never delays death detection.
 Every prompt goes in under the pane's lock, after the screen was read: nothing is typed
-into a pane showing a question.
+into a pane showing a question. With ``node`` given, only that node's agents are typed
+into (another node's agents are in another machine's tmux).
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ class Delivery:
         bus: EventBus,
         clock: Callable[[], float] = time.time,
         poll: float = 1.0,
+        node: str | None = None,
     ) -> None:
         self._config = config
+        self._node = node
         self._agents = agents
         self._prompts = prompts
         self._keyboard = keyboard
@@ -149,6 +152,8 @@ class Delivery:
 
     async def _deliver_first(self, prompt: Prompt) -> bool:
         agent = await self._agents.get_agent(prompt.agent_id)
+        if agent is not None and self._node is not None and agent.node != self._node:
+            return False  # its node delivers it
         if agent is None or agent.desired is DesiredState.STOPPED:
             await self._prompts.mark_prompt(prompt.id, PromptStatus.CANCELLED, self._clock())
             return False

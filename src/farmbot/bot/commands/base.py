@@ -12,11 +12,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from farmbot.errors import UsageError
 from farmbot.messages import Reply, ago
-from farmbot.models import Agent, Role
+from farmbot.models import Agent, NodeHealth, NodeState, Role
 
 if TYPE_CHECKING:
     from farmbot.alerts import Notifier
@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from farmbot.supervisor.gates import Gates
 
 C = TypeVar("C")
+
+
+class NodeView(Protocol):
+    """The nodes of a farm on a shared database, as ``/status`` and ``/agents`` show them."""
+
+    async def states(self) -> list[NodeState]:
+        """Every node: health, load, who leads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +45,21 @@ class Context:
     notifier: Notifier | None = None
     clock: Callable[[], float] = time.time
     specs: Mapping[str, Spec[Any]] = field(default_factory=dict)  # for /help
+    nodes: NodeView | None = None  # several machines (PostgreSQL); None with one
 
-    def state_of(self, agent: Agent) -> str:
-        """ "busy for 3m": the agent's state and how long it has been in it."""
+    def state_of(self, agent: Agent, unheard: Mapping[str, NodeState] | None = None) -> str:
+        """ "busy for 3m": the agent's state and how long it has been in it; "node down"
+        for a live agent whose node is in ``unheard`` (down or stopped)."""
+        node = (unheard or {}).get(agent.node)
+        if node is not None and agent.state.is_live:
+            return f"node {node.health.value} ({agent.node} quiet for {ago(node.node.quiet)})"
         return f"{agent.state.value} for {ago(self.clock() - agent.state_since)}"
+
+    async def unheard_nodes(self) -> dict[str, NodeState]:
+        """The nodes not heard from (down, or stopped on purpose), by name."""
+        if self.nodes is None:
+            return {}
+        return {n.name: n for n in await self.nodes.states() if n.health is not NodeHealth.UP}
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +79,20 @@ class Daemon:
 
 
 @asynccontextmanager
-async def serve(config: Path, url: str, logs: Path) -> AsyncIterator[Daemon]:
-    """Run `farmbot serve` until it answers /healthz; always kill it afterwards."""
+async def serve(
+    config: Path, url: str, logs: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Daemon]:
+    """Run `farmbot serve` until it answers /healthz; always kill it afterwards.
+
+    ``env`` is added to the environment (secrets the config names as ``env:NAME``).
+    """
     logs.mkdir(parents=True, exist_ok=True)
     stdout, stderr = logs / "stdout", logs / "stderr"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "farmbot", "--config", str(config), "serve",
             stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, cwd=config.parent,
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
     try:
         async with aiohttp.ClientSession(base_url=url) as http:

@@ -63,7 +63,9 @@ class Cluster:
             return
         self.leader = ElectedLeader(db, storage.nodes, self.node)
         replies = Replies(storage)
-        self._dispatcher = Dispatcher(config, router, storage, directory, replies, clock)
+        self._dispatcher = Dispatcher(
+            config, router, storage, directory, replies, self.instance, clock
+        )
         self.worker = CommandWorker(config.node, router, storage, self.instance)
         held = [p.name for p in config.projects if p.held]
         self.heartbeat = Heartbeat(
@@ -94,6 +96,7 @@ class Cluster:
             stats.update(
                 routed=self._dispatcher.routed,
                 timed_out=self._dispatcher.timed_out,
+                taken_over=self._dispatcher.taken_over,
                 ran_for_others=self.worker.ran,
                 interrupted=self.worker.interrupted,
                 heartbeats=self.heartbeat.beats,

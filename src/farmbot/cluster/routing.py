@@ -17,9 +17,11 @@ interface it came from. ``CommandWorker`` is each node's side of it: woken by ``
 (``Listener``), it claims its rows (``FOR UPDATE SKIP LOCKED``) with a lease it renews
 while a command runs. A node that died holding a claim leaves it to expire; its next
 life (or its lease running out) re-claims it and the router, told the run was
-interrupted, answers what happened rather than run it twice. A waiting node gives up
-after ``answer_timeout`` with a reply saying so; a row nobody claimed by then is
-withdrawn, so it never runs after the person was told it did not.
+interrupted, answers what happened rather than run it twice. The waiting node does the
+same when the target stays down: it takes over a claim whose lease ran out and tells the
+person. A waiting node gives up after ``answer_timeout`` with a reply saying so; a row
+nobody claimed by then is withdrawn, so it never runs after the person was told it did
+not.
 
 A command from an inbound update (Telegram's) carries the update as its ``source``: a
 new leader handing over an update whose handling was cut short finds the row already
@@ -35,7 +37,7 @@ import time
 from collections.abc import Callable
 
 from farmbot.bot.commands import Approve, Reject, Spawn, parse
-from farmbot.bot.router import Router
+from farmbot.bot.router import Router, interrupted_notice
 from farmbot.cluster.nodes import NodeDirectory
 from farmbot.config.node import NodeConfig
 from farmbot.config.schema import Config
@@ -48,7 +50,7 @@ from farmbot.storage.routed import COMMANDS_CHANNEL, REPLIES_CHANNEL
 
 log = logging.getLogger(__name__)
 
-POLL = 2.0  # seconds between looks at the rows when no notification came (a safety net)
+POLL = 1.0  # seconds between looks at the rows when no notification came (a safety net)
 AT_ONCE = 8  # routed commands a node runs concurrently
 PRUNE_AFTER = 86400.0  # seconds finished rows are kept
 
@@ -94,10 +96,12 @@ class Dispatcher:
         storage: Storage,
         directory: NodeDirectory,
         replies: Replies,
+        claim: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._node: NodeConfig = config.node
+        self._claim = claim  # this life of the node, when it takes a claim over
         self._router = router
         self._storage = storage
         self._directory = directory
@@ -105,13 +109,22 @@ class Dispatcher:
         self._clock = clock
         self.routed = 0
         self.timed_out = 0
+        self.taken_over = 0
 
     def __repr__(self) -> str:
-        return f"<Dispatcher {self._node.name!r} routed={self.routed} timed_out={self.timed_out}>"
+        return (
+            f"<Dispatcher {self._node.name!r} routed={self.routed}"
+            f" timed_out={self.timed_out} taken_over={self.taken_over}>"
+        )
 
     async def handle(self, msg: Incoming) -> Reply:
         """Run ``msg`` here or on the node it belongs to; the reply either way."""
         try:
+            if msg.source and msg.interrupted:
+                # Handed over after a crash: it may have been routed already.
+                queued = await self._storage.routed.command_for(msg.source)
+                if queued is not None:
+                    return await self._reply_of(queued, msg)
             where = await self._target(msg)
         except StorageError as exc:
             log.warning("routing %r: the database failed (%s); running it here", msg.text, exc)
@@ -205,7 +218,6 @@ class Dispatcher:
 
     # waiting --------------------------------------------------------------------------
     async def _remote(self, target: str, msg: Incoming, text: str) -> Reply:
-        timeout = self._node.answer_timeout
         command = await self._storage.routed.submit_command(
             origin=self._node.name,
             target=target,
@@ -216,22 +228,37 @@ class Dispatcher:
             text=text,
             button=msg.button,
             source=msg.source or None,
-            wait=timeout,
+            wait=self._node.answer_timeout,
             now=self._clock(),
         )
         self.routed += 1
         log.info("routed %r to node %s (command %d)", text, target, command.id)
-        found = await self._replies.wait(command, timeout)
-        if found.status == "done" and found.reply is not None:
-            return Reply.from_json(found.reply)
+        return await self._reply_of(command, msg)
+
+    async def _reply_of(self, command: RoutedCommand, msg: Incoming) -> Reply:
+        """Wait for a routed command's reply; take it over if its target died with it."""
+        routed, timeout = self._storage.routed, self._node.answer_timeout
+        target, text = command.target, command.text
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            found = await self._replies.wait(command, max(0.0, min(remaining, POLL)))
+            if found.status == "done" and found.reply is not None:
+                return Reply.from_json(found.reply)
+            if found.status == "claimed":
+                taken = await routed.take_over(command.id, self._claim, self._node.lease)
+                if taken is not None:
+                    return await self._interrupted(taken, msg)
+            if remaining <= 0:
+                break
         self.timed_out += 1
-        if await self._storage.routed.cancel_command(command.id):
+        if await routed.cancel_command(command.id):
             return Reply(
                 f"node {target} did not answer in {timeout:g} s; it may be down."
                 f" {text!r} was not run.",
                 ok=False,
             )
-        late = await self._storage.routed.get_command(command.id)
+        late = await routed.get_command(command.id)
         if late is not None and late.status == "done" and late.reply is not None:
             return Reply.from_json(late.reply)  # answered just now
         return Reply(
@@ -239,6 +266,18 @@ class Dispatcher:
             " down, and the command may have run there (check before running it again).",
             ok=False,
         )
+
+    async def _interrupted(self, command: RoutedCommand, msg: Incoming) -> Reply:
+        """Answer a command whose target died holding it: it is not run again."""
+        self.taken_over += 1
+        why = f"node {command.target} stopped while running it (its claim expired)"
+        log.warning("routed command %d: %s; the person is told", command.id, why)
+        told = Incoming(msg.platform, msg.user_id, msg.chat, command.text, interrupted=why)
+        reply = Reply(interrupted_notice(told), ok=False)
+        await self._storage.routed.answer_command(
+            command.id, self._claim, reply.to_json(), self._clock()
+        )
+        return await self._router.answer(told, reply, "interrupted")
 
 
 class CommandWorker:
@@ -378,6 +417,7 @@ class Listener:
         if channel == COMMANDS_CHANNEL and payload == self._node:
             self._worker.wake()
         elif channel == REPLIES_CHANNEL:
-            origin, _, number = payload.rpartition(":")
-            if origin == self._node and number.isdecimal():
+            # Any node's: a node handling an update its dead predecessor routed waits too.
+            number = payload.rpartition(":")[2]
+            if number.isdecimal():
                 self._replies.wake(int(number))

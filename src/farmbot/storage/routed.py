@@ -51,6 +51,10 @@ class RoutedCommandStore(Protocol):
         """Claim ``target``'s commands that are due: pending ones, and claimed ones whose
         lease ran out or that an earlier life of ``target`` (another ``claim``) held."""
 
+    async def take_over(self, command_id: int, claim: str, lease: float) -> RoutedCommand | None:
+        """Claim one command whose lease ran out (its target died holding it), for
+        ``claim`` (the waiting origin, which answers it); None while the lease holds."""
+
     async def renew_leases(self, claim: str, lease: float) -> int:
         """Extend every lease ``claim`` holds by ``lease`` seconds from now."""
 
@@ -62,6 +66,9 @@ class RoutedCommandStore(Protocol):
 
     async def get_command(self, command_id: int) -> RoutedCommand | None:
         """One routed command, or None."""
+
+    async def command_for(self, source: str) -> RoutedCommand | None:
+        """The command routed for an inbound update, or None."""
 
     async def cancel_command(self, command_id: int) -> bool:
         """Withdraw a command nobody has claimed yet; False once it was claimed."""
@@ -123,6 +130,16 @@ class SqlRoutedCommandStore(RoutedCommandStore):
         )
         return sorted((_command(r) for r in rows), key=lambda c: c.id)
 
+    async def take_over(self, command_id: int, claim: str, lease: float) -> RoutedCommand | None:
+        now = self._now
+        row = await self._db.fetchone(
+            f"UPDATE routed_commands SET claimed_by = ?, claim = ?, lease_until = {now} + ?,"
+            " attempts = attempts + 1"
+            f" WHERE id = ? AND status = 'claimed' AND lease_until < {now} RETURNING *",
+            (claim.split("/", 1)[0], claim, lease, command_id),
+        )
+        return None if row is None else _command(row)
+
     async def renew_leases(self, claim: str, lease: float) -> int:
         return await self._db.execute(
             f"UPDATE routed_commands SET lease_until = {self._now} + ?"
@@ -146,6 +163,10 @@ class SqlRoutedCommandStore(RoutedCommandStore):
 
     async def get_command(self, command_id: int) -> RoutedCommand | None:
         row = await self._db.fetchone("SELECT * FROM routed_commands WHERE id = ?", (command_id,))
+        return None if row is None else _command(row)
+
+    async def command_for(self, source: str) -> RoutedCommand | None:
+        row = await self._db.fetchone("SELECT * FROM routed_commands WHERE source = ?", (source,))
         return None if row is None else _command(row)
 
     async def cancel_command(self, command_id: int) -> bool:

@@ -28,10 +28,11 @@ class Run:
     err: str
 
 
-async def run(*args: str, cwd: Path | None = None) -> Run:
+async def run(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Run:
     proc = await asyncio.create_subprocess_exec(
         *args,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

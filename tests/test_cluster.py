@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -254,6 +255,19 @@ async def test_a_spawn_for_a_project_only_b_holds_runs_on_b_and_answers_through_
         assert "spawned builder-8 (demo) in project alpha" in held_elsewhere["text"]
         assert await has_session(sockets["a"], "builder-8")
 
+        # A third machine that calls itself a is refused: it would take a's agents for dead.
+        twin = tmp_path / "c" / "farmbot.toml"
+        text = farm.nodes["a"].config.read_text().replace(sockets["a"], f"{sockets['a']}-c")
+        twin.parent.mkdir()
+        port_a = farm.nodes["a"].url.rsplit(":", 1)[1]
+        twin.write_text(text.replace(f"port = {port_a}\n", f"port = {free_port()}\n"))
+        refused = await run(
+            sys.executable, "-m", "farmbot", "--config", str(twin), "serve", cwd=twin.parent,
+            env=farm.env,
+        )  # fmt: skip
+        assert refused.code != 0
+        assert "another farmbot runs as node a on this database" in refused.err, refused.err
+
     # Each command ran once, audited once as ada, wherever it ran.
     audit = farm.sql(
         "SELECT command, user_name, outcome FROM audit WHERE command LIKE %s", "/spawn%"
@@ -349,6 +363,12 @@ async def test_the_leader_killed_with_kill_9_hands_chat_alerts_and_commands_to_t
         agents = (await b.command("/agents"))["text"]
         assert "architect [alpha @a] node down (a quiet for" in agents, agents
         assert await has_session(sockets["b"], "beta-builder-3")
+        # a had taken the spawn's update (and routed it); b handed it over and answered it.
+        handled = farm.sql("SELECT update_id, status, handler FROM inbound_updates ORDER BY 1")
+        assert [(n, done, who.split("/")[0]) for n, done, who in handled] == [
+            (1, "done", "b"),
+            (2, "done", "b"),
+        ]
         # The spawn ran once, on b.
         spawns = farm.sql("SELECT outcome FROM audit WHERE command = '/spawn builder 3 beta'")
         assert spawns == [("ok",)]

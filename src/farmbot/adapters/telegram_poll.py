@@ -128,9 +128,13 @@ class Poller:
 
     async def _resume(self) -> int | None:
         """Hand over what was taken but not handled; the position to poll from."""
-        for waiting in await self._inbound.unfinished(INTERFACE, self._key):
+        waiting = await self._inbound.unfinished(INTERFACE, self._key)
+        if waiting:
+            log.info("telegram: %d updates taken before were not handled; handling them now",
+                     len(waiting))  # fmt: skip
+        for update in waiting:
             self.handed_over += 1
-            self._start(Update.de_json(waiting.body, self._bot))
+            self._start(Update.de_json(update.body, self._bot))
         return await self._inbound.position(INTERFACE, self._key)
 
     async def take(self, updates: tuple[Update, ...] | list[Update], next_offset: int) -> bool:

@@ -61,7 +61,7 @@ class Cluster:
         if not isinstance(db, OpensSessions):
             self.leader = SoleLeader()
             return
-        self.leader = ElectedLeader(db, storage.nodes, self.node)
+        self.leader = ElectedLeader(db, storage.nodes, self.node, config.node.down_after)
         replies = Replies(storage)
         self._dispatcher = Dispatcher(
             config, router, storage, directory, replies, self.instance, clock

@@ -9,9 +9,17 @@ node leads within about a second.
 A leader checks its session every ``CHECK_EVERY`` seconds, and one that does not answer
 within ``CHECK_TIMEOUT`` means the lock may be gone: the leader stops its duties at once
 (the chat pollers first, since Telegram answers a second poller with 409 Conflict) and
-tries for the lock again like any follower. The server drops a session whose client
-went silent only after its keepalives give up (storage/pgsession.py, about 5 s), later
-than the leader gives up on the server, so two leaders never run at once.
+tries for the lock again like any follower. Two leaders never run at once:
+
+- a leader cut off from the server gives up within ``CHECK_EVERY + CHECK_TIMEOUT``; the
+  server drops its silent session only later, when the keepalives give up
+  (storage/pgsession.py, about 5 s), and only then is the lock free;
+- a leader whose session the server ended (a restart, ``pg_terminate_backend``) may not
+  notice for up to ``CHECK_EVERY + CHECK_TIMEOUT``, so a node that wins the lock while
+  another node's row still says it leads and is heard from waits ``TAKEOVER_GRACE``
+  before it starts the chat interfaces. A leader that died (``kill -9``) is replaced
+  within about ``RETRY + TAKEOVER_GRACE`` seconds; one that resigned (a clean stop) says
+  so first and is replaced at once.
 
 What a leader does is its ``LeaderDuties``: ``begin`` starts the chat interfaces,
 ``run`` runs the notifier and the loops (cron, the node watcher), ``end`` stops the
@@ -39,6 +47,7 @@ log = logging.getLogger(__name__)
 RETRY = 1.0  # seconds between a follower's tries for the lock
 CHECK_EVERY = 1.0  # seconds between a leader's checks of its session
 CHECK_TIMEOUT = 2.0  # seconds a check may take before the leader steps down
+TAKEOVER_GRACE = CHECK_EVERY + CHECK_TIMEOUT  # an old leader has stopped by then
 
 Loop = Callable[[], Coroutine[Any, Any, None]]
 
@@ -131,10 +140,19 @@ class SoleLeader:
 class ElectedLeader:
     """Leadership through a PostgreSQL advisory lock held on a dedicated session."""
 
-    def __init__(self, db: OpensSessions, nodes: NodeStore, node: str) -> None:
+    def __init__(
+        self,
+        db: OpensSessions,
+        nodes: NodeStore,
+        node: str,
+        down_after: float,
+        grace: float = TAKEOVER_GRACE,
+    ) -> None:
         self._db = db
         self._nodes = nodes
         self._node = node
+        self._down_after = down_after
+        self._grace = grace
         self._session: Session | None = None
         self._resigning = False
         self._running = asyncio.Event()  # run() is inside a term
@@ -163,6 +181,7 @@ class ElectedLeader:
             return False
         if not got:
             return False
+        await self._let_the_old_leader_stop()
         self.leading = True
         self.terms += 1
         log.info("leadership: node %s leads (chat interfaces, alerts, cron)", self._node)
@@ -171,6 +190,29 @@ class ElectedLeader:
         except StorageError as exc:  # shown on the status page once the database answers
             log.warning("leadership: could not record the new leader: %s", exc)
         return True
+
+    async def _let_the_old_leader_stop(self) -> None:
+        """Wait out ``grace`` when another node still says it leads and is heard from."""
+        try:
+            rows = await self._nodes.list_nodes()
+        except StorageError:
+            others = ["?"]  # the lock is ours, but who led is unknown: wait, to be safe
+        else:
+            others = [
+                n.name
+                for n in rows
+                if n.name != self._node and n.leading and n.quiet < self._down_after
+                and n.stopped_at is None
+            ]  # fmt: skip
+        if others:
+            log.info(
+                "leadership: node %s won the lock from node %s; starting in %.0f s, once"
+                " that one has surely stopped its chat interfaces",
+                self._node,
+                ", ".join(others),
+                self._grace,
+            )
+            await asyncio.sleep(self._grace)
 
     async def run(self, duties: LeaderDuties) -> None:
         """Lead whenever the lock can be had, follow otherwise, until ``resign``."""
@@ -237,6 +279,9 @@ class ElectedLeader:
                 async with asyncio.timeout(30):
                     await self._done.wait()
         await duties.end()
+        if self.leading:
+            with contextlib.suppress(StorageError):  # the next leader need not wait
+                await self._nodes.set_leader("")
         self.leading = False
         await self._drop_session()
 

@@ -5,6 +5,9 @@ projects it holds, the URL of its web console and whether it leads. Rows are sta
 read with the database's clock, so a node is "down" when the database has not heard
 from it for ``down_after`` seconds (three heartbeats), whatever the machines' clocks
 say. A node stopped on purpose (SIGTERM) says so and is "stopped", never alerted about.
+Two machines must not run as one node (each would take the other's agents for dead): a
+node starting while its row is still heard from waits to see whether it goes quiet (a
+crash a moment ago) and refuses to start if it does not (another machine of that name).
 
 The leader watches the others (``NodeWatcher``): a node that went quiet raises
 ``NodeDown`` once, a node heard from again ``NodeUp``; the database's compare-and-set on
@@ -20,9 +23,9 @@ from collections.abc import Callable, Sequence
 from farmbot import __version__
 from farmbot.bus import EventBus
 from farmbot.config.node import NodeConfig
-from farmbot.errors import StorageError
+from farmbot.errors import AlreadyRunning, StorageError
 from farmbot.events import NodeDown, NodeUp
-from farmbot.models import NodeHealth, NodeState
+from farmbot.models import Node, NodeHealth, NodeState
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.nodes import NodeStore
 
@@ -87,9 +90,28 @@ class Heartbeat:
         return f"<Heartbeat {self._config.name!r} beats={self.beats}>"
 
     async def register(self) -> None:
-        """Record this node starting (before anything routes to it)."""
+        """Record this node starting (before anything routes to it); ``AlreadyRunning``
+        when another farmbot heartbeats as this node."""
+        name, down_after = self._config.name, self._config.down_after
+        row = await self._find()
+        if row is not None and row.health(down_after) is NodeHealth.UP:
+            log.info("node %s was heard from %.1f s ago; waiting to see whether it runs",
+                     name, row.quiet)  # fmt: skip
+            await asyncio.sleep(down_after - row.quiet + self._config.heartbeat)
+            now = await self._find()
+            if now is not None and now.heartbeat_at != row.heartbeat_at and now.stopped_at is None:
+                raise AlreadyRunning(
+                    f"another farmbot runs as node {name} on this database (heard from"
+                    f" {now.quiet:.0f} s ago, {now.url or 'no URL'}); give this one another"
+                    " [node] name"
+                )
         await self._nodes.register_node(
             self._config.name, url=self._url(), version=__version__, projects=self._projects
+        )
+
+    async def _find(self) -> Node | None:
+        return next(
+            (n for n in await self._nodes.list_nodes() if n.name == self._config.name), None
         )
 
     async def beat(self) -> None:

@@ -290,6 +290,7 @@ class CommandWorker:
         self._claim = claim  # this life of the node: an earlier life's claims are stale
         self._wake = asyncio.Event()
         self._running: set[int] = set()
+        self._started = False  # the first claim also takes over an earlier life's claims
         self.ran = 0
         self.interrupted = 0
 
@@ -319,9 +320,11 @@ class CommandWorker:
         if room <= 0:
             return []
         try:
-            return await self._routed.claim_commands(
-                self._config.name, self._claim, self._config.lease, room
+            found = await self._routed.claim_commands(
+                self._config.name, self._claim, self._config.lease, room, orphans=not self._started
             )
+            self._started = True
+            return found
         except StorageError as exc:
             log.warning("routed commands: cannot claim: %s", exc)
             return []

@@ -46,10 +46,11 @@ class RoutedCommandStore(Protocol):
         whatever its state."""
 
     async def claim_commands(
-        self, target: str, claim: str, lease: float, limit: int = 10
+        self, target: str, claim: str, lease: float, limit: int = 10, *, orphans: bool = False
     ) -> list[RoutedCommand]:
-        """Claim ``target``'s commands that are due: pending ones, and claimed ones whose
-        lease ran out or that an earlier life of ``target`` (another ``claim``) held."""
+        """Claim ``target``'s commands that are due: pending ones, claimed ones whose lease
+        ran out, and (``orphans``: once, as the node starts) those an earlier life of the
+        node held (another ``claim``)."""
 
     async def take_over(self, command_id: int, claim: str, lease: float) -> RoutedCommand | None:
         """Claim one command whose lease ran out (its target died holding it), for
@@ -116,17 +117,18 @@ class SqlRoutedCommandStore(RoutedCommandStore):
         return _command(row)
 
     async def claim_commands(
-        self, target: str, claim: str, lease: float, limit: int = 10
+        self, target: str, claim: str, lease: float, limit: int = 10, *, orphans: bool = False
     ) -> list[RoutedCommand]:
         now = self._now
+        orphaned = " OR (claimed_by = ? AND claim != ?)" if orphans else ""
         rows = await self._db.fetchall(
             f"UPDATE routed_commands SET status = 'claimed', claimed_by = ?, claim = ?,"
             f" lease_until = {now} + ?, attempts = attempts + 1"
             " WHERE id IN (SELECT id FROM routed_commands WHERE target = ?"
             f" AND status IN ('pending', 'claimed') AND deadline > {now}"
-            f" AND (status = 'pending' OR lease_until < {now} OR (claimed_by = ? AND claim != ?))"
+            f" AND (status = 'pending' OR lease_until < {now}{orphaned})"
             f" ORDER BY id LIMIT ?{self._skip_locked}) RETURNING *",
-            (target, claim, lease, target, target, claim, limit),
+            (target, claim, lease, target, *((target, claim) if orphans else ()), limit),
         )
         return sorted((_command(r) for r in rows), key=lambda c: c.id)
 

@@ -227,3 +227,16 @@ async def test_updates_are_taken_once_and_handed_over_when_unfinished(
     assert [u.update_id for u in await other.inbound.unfinished("telegram", "7")] == [42, 43]
     await other.inbound.finish_update("telegram", "7", 42, "b/1", NOW)
     assert [u.update_id for u in await other.inbound.unfinished("telegram", "7")] == [43]
+
+
+async def test_an_agent_id_another_node_runs_cannot_be_taken(
+    store: Storage, other: Storage
+) -> None:
+    await store.projects.upsert_project(Project("farm", "/srv/farm"), NOW)
+    assert await store.agents.claim_agent(agent("builder-1", "a", AgentState.STARTING))
+    assert not await other.agents.claim_agent(agent("builder-1", "b", AgentState.STARTING))
+    assert await store.agents.claim_agent(agent("builder-1", "a", AgentState.IDLE))  # a's own
+    assert (await store.agents.get_agent("builder-1")).state is AgentState.IDLE  # type: ignore[union-attr]
+    await store.agents.set_agent_state("builder-1", AgentState.DEAD, "exited", NOW)
+    assert await other.agents.claim_agent(agent("builder-1", "b", AgentState.STARTING))
+    assert (await store.agents.get_agent("builder-1")).node == "b"  # type: ignore[union-attr]

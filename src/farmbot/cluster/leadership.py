@@ -224,6 +224,8 @@ class ElectedLeader:
                         continue
                     await duties.begin()
                 await self._term(duties)
+                if not self._resigning:  # lost: let a node with a healthy session go first
+                    await asyncio.sleep(2 * RETRY)
         finally:
             self._done.set()
 

@@ -21,6 +21,11 @@ class AgentStore(Protocol):
     async def save_agent(self, agent: Agent) -> None:
         """Insert or replace the whole agent row."""
 
+    async def claim_agent(self, agent: Agent) -> bool:
+        """Insert or replace the row unless another node runs an agent of that id (its row
+        names another node and is neither dead nor stopped); False then. Atomic, so two
+        nodes spawning one id at once cannot both have it."""
+
     async def get_agent(self, agent_id: str) -> Agent | None:
         """The agent with that id, or None."""
 
@@ -58,6 +63,15 @@ class SqlAgentStore(AgentStore):
         # An upsert, not INSERT OR REPLACE: REPLACE deletes the row its prompts point at.
         values = asdict(agent)
         await self._db.execute(_SAVE, [values[c] for c in _COLUMNS])
+
+    async def claim_agent(self, agent: Agent) -> bool:
+        values = asdict(agent)
+        changed = await self._db.execute(
+            _SAVE + " WHERE agents.node = excluded.node OR agents.node = ''"
+            " OR agents.state IN ('dead', 'stopped')",
+            [values[c] for c in _COLUMNS],
+        )
+        return changed > 0
 
     async def get_agent(self, agent_id: str) -> Agent | None:
         row = await self._db.fetchone("SELECT * FROM agents WHERE id = ?", (agent_id,))

@@ -214,7 +214,8 @@ class Supervisor:
             state_since=now,
             node=self.node,
         )
-        await self._agents.save_agent(agent)
+        if not await self._agents.claim_agent(agent):  # another node took the id just now
+            raise Conflict(f"{agent_id} was just spawned on another node; choose another number")
         await self._prompts.cancel_prompts(agent_id)
         command = os.environ.get("SHELL", "/bin/sh") if kind is AgentKind.SHELL else profile.command
         if profile.hooks and kind is not AgentKind.SHELL:

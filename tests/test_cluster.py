@@ -2,8 +2,8 @@
 socket, state directory, port and node name, sharing one PostgreSQL database (a
 throwaway cluster), with the real python-telegram-bot against a fake Bot API.
 
-Node a holds project alpha, node b project beta (``nodes = [...]``); both read the same
-list of projects, as machines sharing one config file do. A git hook in beta's repository
+Node a holds project alpha, node b project beta, both hold gamma (``nodes = [...]``);
+both read the same list of projects, as machines sharing one config file do. A git hook in beta's repository
 can make a builder's worktree slow to create (``SLOW``), so that a node can be killed
 while it runs a command it claimed.
 """
@@ -160,6 +160,11 @@ name = "beta"
 path = "{repos["beta"]}"
 nodes = ["b"]
 
+[[projects]]
+name = "gamma"
+path = "{repos["gamma"]}"
+nodes = ["a", "b"]
+
 [agents.demo]
 env = {{ FARMBOT_DEMO_STEP = "0.02" }}
 {telegram}"""
@@ -173,6 +178,7 @@ async def two_nodes(
     repos = {
         "alpha": await git_project(tmp_path / "a" / "alpha"),
         "beta": await git_project(tmp_path / "b" / "beta"),
+        "gamma": await git_project(tmp_path / "gamma"),  # both machines have a checkout
     }
     slow = tmp_path / "slow"
     hook = repos["beta"] / ".git" / "hooks" / "post-checkout"
@@ -255,6 +261,13 @@ async def test_a_spawn_for_a_project_only_b_holds_runs_on_b_and_answers_through_
         assert "spawned builder-8 (demo) in project alpha" in held_elsewhere["text"]
         assert await has_session(sockets["a"], "builder-8")
 
+        # gamma is on both: a spawn goes to the node running fewer agents (a runs 2, b 1),
+        # and to the node asked when they are even.
+        assert (await a.command("/spawn shell 1 gamma"))["ok"]
+        assert await has_session(sockets["b"], "gamma-shell-1")
+        assert (await a.command("/spawn shell 2 gamma"))["ok"]
+        assert await has_session(sockets["a"], "gamma-shell-2")
+
         # A third machine that calls itself a is refused: it would take a's agents for dead.
         twin = tmp_path / "c" / "farmbot.toml"
         text = farm.nodes["a"].config.read_text().replace(sockets["a"], f"{sockets['a']}-c")
@@ -276,6 +289,8 @@ async def test_a_spawn_for_a_project_only_b_holds_runs_on_b_and_answers_through_
         ("/spawn architect", "ada", "ok"),
         ("/spawn builder 7 beta", "ada", "ok"),
         ("/spawn builder 8 alpha", "ada", "ok"),
+        ("/spawn shell 1 gamma", "ada", "ok"),
+        ("/spawn shell 2 gamma", "ada", "ok"),
     ]
 
 

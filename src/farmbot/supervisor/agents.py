@@ -108,7 +108,9 @@ class Supervisor:
         return [p for p in await self._projects.list_projects() if p.name in names]
 
     async def set_active(self, name: str, active: bool) -> Project:
-        self._project_config(name)
+        self._project_config(name, held=False)  # a row in the database: any node may
+        if await self._projects.get_project(name) is None:  # no holder has started yet
+            raise NotFound(f"project {name} is held by no node that has started yet")
         await self._projects.set_project_active(name, active, self._clock())
         await self._bus.publish(
             ProjectActivated(project=name) if active else ProjectDeactivated(project=name)
@@ -117,7 +119,7 @@ class Supervisor:
         assert project is not None
         return project
 
-    def _project_config(self, name: str | None) -> ProjectConfig:
+    def _project_config(self, name: str | None, *, held: bool = True) -> ProjectConfig:
         if not self._config.projects:
             raise CommandError(
                 "no projects are configured: add [[projects]] to farmbot.toml, "
@@ -128,7 +130,7 @@ class Supervisor:
         found = self._config.project(name)
         if found is None:
             raise NotFound(_unknown("project", name, [p.name for p in self._config.projects]))
-        if not found.held:
+        if held and not found.held:
             nodes = f" (it is held by {', '.join(found.nodes)})" if found.nodes else ""
             raise Conflict(f"node {self.node} holds no checkout of project {name}{nodes}")
         return found

@@ -3,9 +3,9 @@ socket, state directory, port and node name, sharing one PostgreSQL database (a
 throwaway cluster), with the real python-telegram-bot against a fake Bot API.
 
 Node a holds project alpha, node b project beta, both hold gamma (``nodes = [...]``);
-both read the same list of projects, as machines sharing one config file do. A git hook in beta's repository
-can make a builder's worktree slow to create (``SLOW``), so that a node can be killed
-while it runs a command it claimed.
+both read the same list of projects, as machines sharing one config file do. A git hook
+in beta's repository can make a builder's worktree slow to create (``SLOW``), so that a
+node can be killed while it runs a command it claimed.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ them one farm (``Cluster``, built in farmbot.build, run by farmbot.daemon):
 - leadership.py: one chat leader (chat interfaces, alert notifier, cron), elected
   through an advisory lock held on a dedicated session; failover within seconds.
 - routing.py: a command runs on the node that holds what it acts on, through rows
-  claimed with ``FOR UPDATE SKIP LOCKED`` and woken by ``LISTEN/NOTIFY``.
+  claimed with ``FOR UPDATE SKIP LOCKED`` and woken by ``LISTEN/NOTIFY``; worker.py is
+  the side of the node that runs them.
 
 With SQLite there is one node: it leads from start to stop, runs every command itself
 and runs no loop of its own (``Cluster.shared`` is False); agents still record its name.
@@ -24,7 +25,8 @@ from farmbot.bot.router import Router
 from farmbot.bus import EventBus
 from farmbot.cluster.leadership import ElectedLeader, LeaderDuties, Loop, SoleLeader
 from farmbot.cluster.nodes import Heartbeat, NodeDirectory, NodeWatcher
-from farmbot.cluster.routing import CommandWorker, Dispatcher, Listener, Replies
+from farmbot.cluster.routing import Dispatcher, Replies
+from farmbot.cluster.worker import CommandWorker, Listener
 from farmbot.config.schema import Config
 from farmbot.messages import Incoming, Reply
 from farmbot.storage import Storage

@@ -345,9 +345,13 @@ async def test_the_leader_killed_with_kill_9_hands_chat_alerts_and_commands_to_t
         await a.proc.wait()
         tg.push_message(ADA, "/status")  # while nobody leads
         tg.release(ALERTS)
-        polls = len([c for c in tg.calls if c[0] == "getUpdates"])
+
+        def polls() -> int:
+            return len([call for call in tg.calls if call[0] == "getUpdates"])
+
+        before = polls()  # a's last poll was among them; a is dead
         assert await retry_until(lambda: leads(b, "b"), timeout=10, message="b to lead")
-        await tg.wait_for("getUpdates", lambda p: len(tg.calls) > polls, timeout=10)
+        await retry_until(lambda: polls() > before, timeout=10, message="b to poll")
         took_over = time.monotonic() - killed
         assert took_over < 10, f"b took {took_over:.1f} s to lead"
 
@@ -409,7 +413,7 @@ async def test_a_node_killed_holding_a_command_is_taken_over_after_its_lease_and
             "node b stopped while running it (its claim expired), so farmbot cannot tell"
             " whether '/spawn builder 5 beta' took effect; it was not run again."
         ), reply
-        assert waited < 3 + 3, f"told after {waited:.1f} s (lease 3 s)"
+        assert waited < 3 + 5, f"told after {waited:.1f} s (lease 3 s, answer_timeout 25 s)"
         farm.slow.unlink()
 
         # b comes back: the command stays answered and does not run again.

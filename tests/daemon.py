@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,11 @@ class Run:
     err: str
 
 
-async def run(*args: str, cwd: Path | None = None) -> Run:
+async def run(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Run:
     proc = await asyncio.create_subprocess_exec(
         *args,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -80,11 +82,17 @@ class Daemon:
 
 @asynccontextmanager
 async def serve(
-    config: Path, url: str, logs: Path, *, open_files: int | None = None
+    config: Path,
+    url: str,
+    logs: Path,
+    *,
+    open_files: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Daemon]:
     """Run `farmbot serve` until it answers /healthz; always kill it afterwards.
 
     ``open_files``: the daemon's limit of open files (RLIMIT_NOFILE), as a small host has.
+    ``env`` is added to the environment (secrets the config names as ``env:NAME``).
     """
     logs.mkdir(parents=True, exist_ok=True)
     stdout, stderr = logs / "stdout", logs / "stderr"
@@ -99,6 +107,7 @@ async def serve(
             sys.executable, "-m", "farmbot", "--config", str(config), "serve",
             stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, cwd=config.parent,
             preexec_fn=limit if open_files is not None else None,
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
     try:
         async with aiohttp.ClientSession(base_url=url) as http:

@@ -111,6 +111,8 @@ BLANK: dict[str, tuple[type[ev.DomainEvent], dict[str, Any]]] = {
     ),
     "config.reloaded": (ev.ConfigReloaded, {"source": "", "changed": ()}),
     "config.refused": (ev.ConfigRefused, {"source": "", "reason": ""}),
+    "node.down": (ev.NodeDown, {"node": "gpu", "quiet": 0.0, "agents": ()}),
+    "node.up": (ev.NodeUp, {"node": "gpu"}),
 }
 # Kinds about a run or a wave, not about one agent.
 PROJECT_LEVEL = {"run.blocked", "wave.done", "run.finished", "deploy.failed", "deploy.passed"}
@@ -235,6 +237,9 @@ def test_every_configurable_kind_has_a_rule_that_survives_empty_fields() -> None
         if kind.startswith("interface."):  # about farmbot itself: the interface is named
             assert d.text.startswith(("telegram ", "slack ")), kind
             continue
+        if kind.startswith("node."):  # a node, not an agent
+            assert "gpu" in d.text, kind
+            continue
         shown = (
             "farmbot" if kind in FARM_LEVEL else "farm" if kind in PROJECT_LEVEL else "builder-1"
         )
@@ -242,6 +247,17 @@ def test_every_configurable_kind_has_a_rule_that_survives_empty_fields() -> None
     [gate] = rules.drafts_for(event("gate.opened", None, None))  # no agent, no project
     assert gate.agent_id is None
     assert commands(gate) == ["/approve 1", "/approve 1 --session", "/reject 1"]
+
+
+def test_a_node_gone_quiet_is_critical_and_names_its_agents() -> None:
+    rules = AlertRules(AlertsConfig())
+    quiet = ev.NodeDown(node="gpu", quiet=12.4, agents=("builder-1", "gpu-architect"))
+    [d] = rules.drafts_for(quiet)
+    assert d.severity is Severity.CRITICAL and d.title == "node gpu went quiet"
+    assert d.text.startswith("node gpu has sent no heartbeat for 12 s; its agents")
+    assert "builder-1, gpu-architect" in d.text and commands(d) == ["/status"]
+    [back] = rules.drafts_for(ev.NodeUp(node="gpu"))
+    assert back.severity is Severity.INFO and back.title == "node gpu is back"
 
 
 def test_other_events_raise_no_alert() -> None:

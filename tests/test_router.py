@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from farmbot.config.schema import (
     SupervisorConfig,
     UserConfig,
 )
-from farmbot.messages import Incoming, Reply
+from farmbot.messages import Button, Decided, Incoming, Reply
 from farmbot.models import AuditEntry, GateStatus, Role
 from tests.farm import Farm, farm_for, make_config, make_repo
 from tests.helpers import FakeClock, retry_until
@@ -270,3 +271,37 @@ async def test_a_button_press_is_audited_as_one(farm: RouterFarm) -> None:
     assert (await farm.router().handle(press)).ok
     entry = await farm.last_audit()
     assert entry.outcome == "ok" and entry.detail.startswith("button")
+
+
+async def test_an_interrupted_command_runs_again_only_if_it_changes_nothing(
+    farm: RouterFarm,
+) -> None:
+    router = farm.router()
+    why = "node gpu stopped while running it"
+    shown = await router.handle(Incoming("telegram", "1001", "c1", "/status", interrupted=why))
+    assert shown.ok and shown.text.startswith("agents:")  # a viewer's command: run again
+    spawn = Incoming("telegram", "1002", "c1", "/spawn builder 9", interrupted=why)
+    told = await router.handle(spawn)
+    assert not told.ok
+    assert told.text == (
+        "node gpu stopped while running it, so farmbot cannot tell whether '/spawn builder 9'"
+        " took effect; it was not run again. Check first (/agents, /tail <agent>), then run it"
+        " again if it is still needed."
+    )
+    assert await farm.supervisor.list_agents() == []
+    entry = await farm.last_audit()
+    assert (entry.user_name, entry.outcome, entry.detail) == ("bob", "interrupted", why)
+    stranger = await router.handle(Incoming("telegram", "9", "c1", "/kill x", interrupted=why))
+    assert "allowlist" in stranger.text  # authorization comes first, as always
+
+
+def test_a_reply_crosses_nodes_intact() -> None:
+    reply = Reply(
+        "approved #7",
+        pre="line\n  two",
+        buttons=((Button("Tail", "/tail b-1"), Button("Kill", "/kill b-1", "danger")),),
+        ok=False,
+        decided=Decided(gate_id=7, approved=True, by="carol", at=1_700_000_000.5),
+    )
+    assert Reply.from_json(json.loads(json.dumps(reply.to_json()))) == reply
+    assert Reply.from_json(Reply("plain").to_json()) == Reply("plain")

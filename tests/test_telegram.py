@@ -172,6 +172,42 @@ async def test_spawn_from_telegram_reaches_tmux_and_a_tail_button_shows_escaped_
     assert [e["type"] for e in screen["entities"]] == ["pre"]
 
 
+async def test_updates_taken_before_a_crash_are_handled_once_and_not_run_twice(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    """The previous farmbot (on this node or another) had taken two updates from Telegram:
+    it was handling one when it died and had not begun the other."""
+    tconf = tg_config(tg)
+    config = replace(config, telegram=tconf)
+    async with farm_for(config, tmp_path, FakeClock()) as farm:
+        inbound, key = farm.storage.inbound, TOKEN.split(":")[0]
+        taken = [tg.push_message(OLGA, "/spawn architect"), tg.push_message(BOB, "/agents")]
+        bodies = [(n, {"update_id": n, "message": m}) for n, m in enumerate(taken, 1)]
+        assert await inbound.take_updates("telegram", key, bodies, 3, 1.0) == [1, 2]
+        assert await inbound.begin_update("telegram", key, 1, "gpu/0ld") is not None
+        telegram = farm.graph.interfaces["telegram"]
+        await telegram.start(farm.router.handle)
+        try:
+            await retry_until(lambda: tg.sent_messages(OLGA) and tg.sent_messages(BOB))
+            [told] = tg.sent_messages(OLGA)
+            assert told["text"].startswith(
+                "the farmbot that was handling it (node gpu) stopped, so farmbot cannot tell"
+                " whether '/spawn architect' took effect; it was not run again."
+            )
+            [listed] = tg.sent_messages(BOB)
+            assert listed["text"].startswith("no agents yet")  # the viewer's command ran
+            poll = await tg.wait_for("getUpdates")
+            assert poll["offset"] == 3  # from the stored position, not Telegram's own
+            assert await farm.supervisor.list_agents() == []
+            assert await inbound.unfinished("telegram", key) == []
+            before = len(tg.sent_messages())
+            tg.push_message(BOB, "/status")  # and new updates as usual
+            await retry_until(lambda: len(tg.sent_messages()) > before)
+            assert await inbound.position("telegram", key) == 4
+        finally:
+            await telegram.stop()
+
+
 async def test_a_stranger_is_refused_politely_audited_and_nothing_runs(
     rig: Rig, tg: FakeTelegram
 ) -> None:

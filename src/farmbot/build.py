@@ -38,11 +38,13 @@ from farmbot.bot.commands import SPECS, Commands, Context, menu
 from farmbot.bot.limits import RateLimiter
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
+from farmbot.cluster import Cluster, NodeDirectory
 from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Hears, Interface, ReportsReadiness, ServesRoutes
 from farmbot.models import Agent, GateStatus
 from farmbot.storage import Storage, open_storage
 from farmbot.storage.retention import Retention, horizon
+from farmbot.storage.db import OpensSessions
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.autopilot import MILESTONE, Autopilot, Control, Milestones
 from farmbot.supervisor.delivery import Delivery
@@ -108,6 +110,7 @@ class Farm:
     router: Router
     limits: RateLimiter
     retention: Retention
+    cluster: Cluster
     hooks: HookEndpoint
     metrics: MetricsEndpoint
     web: WebInterface
@@ -139,6 +142,7 @@ class Farm:
             "router": self.router,
             "limits": self.limits,
             "retention": self.retention,
+            "cluster": self.cluster,
             "hooks": self.hooks,
             "metrics": self.metrics,
             **self.interfaces,
@@ -199,10 +203,15 @@ class Farm:
         """What the status page and ``farmbot status`` show."""
         storage = self.storage
         agents = await self.supervisor.list_agents()
+        cluster = self.cluster
+        nodes = await cluster.directory.states() if cluster.shared else []
         return {
             "version": __version__,
             "now": self.clock(),
             "started_at": self.started_at,
+            "node": cluster.node,
+            "nodes": [n.to_json() for n in nodes],
+            "leader": next((n.name for n in nodes if n.leader), None),
             "projects": [asdict(p) for p in await self.supervisor.projects()],
             "agents": [a.to_json() for a in agents],
             "gates": [g.to_json() for g in await self.gates.pending()],
@@ -307,6 +316,7 @@ async def build(
             monitor=monitor,
             bus=bus,
             clock=clock,
+            node=config.node.name,
         )
         supervisor = Supervisor(
             config,
@@ -344,25 +354,22 @@ async def build(
                 qa.request(agent, trigger)
 
         limits = RateLimiter(config.limits, clock)
-        router = Router(
-            Commands(
-                Context(
-                    supervisor,
-                    gates,
-                    storage.outbox,
-                    alerts.notifier,
-                    clock=clock,
-                    specs=SPECS,
-                    autopilot=control,
-                    hearing=ears.readings,
-                    max_file_bytes=config.supervisor.max_file_bytes,
-                )
-            ),
-            People(config.users),
-            storage.audit,
-            clock,
-            limits=limits,
+        directory = NodeDirectory(config.node, storage.nodes)
+        shared = isinstance(storage.db, OpensSessions)  # several nodes may share it
+        context = Context(
+            supervisor,
+            gates,
+            storage.outbox,
+            alerts.notifier,
+            clock=clock,
+            specs=SPECS,
+            autopilot=control,
+            hearing=ears.readings,
+            max_file_bytes=config.supervisor.max_file_bytes,
+            nodes=directory if shared else None,
         )
+        router = Router(Commands(context), People(config.users), storage.audit, clock, limits=limits)
+        cluster = Cluster(config, storage, router, bus, directory, clock)
         hooks = HookEndpoint(monitor.on_hook, key, task_done=control.agent_done)
         keep_events, keep_audit = _horizons(config)
         retention = Retention(
@@ -404,6 +411,7 @@ async def build(
             router=router,
             limits=limits,
             retention=retention,
+            cluster=cluster,
             hooks=hooks,
             metrics=metrics,
             web=None,  # type: ignore[arg-type]  # set just below: it serves the farm
@@ -426,6 +434,8 @@ async def build(
             threads=storage.threads,
             menu=menu(),
             clock=clock,
+            inbound=storage.inbound,
+            instance=cluster.instance,
         )
         extra = [i(deps) if callable(i) else i for i in interfaces]
         for interface in [*(i for r in registry for i in r.build(config, deps)), *extra]:
@@ -435,6 +445,7 @@ async def build(
                 for route in component.routes():
                     web.add_route(*route)
         await supervisor.sync_projects()
+        await cluster.start()
         await monitor.load()
         await autopilot.load()
         yield farm

@@ -620,15 +620,26 @@ def _print_status(status: dict[str, Any], pid: int | None = None) -> None:
             or "none"
         )
     )
+    nodes = status.get("nodes") or []  # several machines on one database
+    unheard = {n["name"]: n["health"] for n in nodes if n["health"] != "up"}
+    for node in nodes:
+        notes = [
+            n for n in ("leader" if node["leader"] else "", "here" if node["here"] else "") if n
+        ]
+        print(
+            f"node {node['name']}: {node['health']}, {node['agents']} agents"
+            + (f" ({', '.join(notes)})" if notes else "")
+        )
     agents = status.get("agents") or []
     if not agents:
         print("agents: none")
     for agent in agents:
         since = ago(now - agent["state_since"])
-        print(
-            f"  {agent['id']:<24} {agent['state']:<9} {since:>6}  {agent['project']}"
-            f"  {agent['state_reason']}"
-        )
+        state = agent["state"]
+        if agent.get("node") in unheard and state not in ("dead", "stopped"):
+            state = f"node {unheard[agent['node']]}"
+        where = f"{agent['project']}@{agent['node']}" if nodes else agent["project"]
+        print(f"  {agent['id']:<24} {state:<9} {since:>6}  {where}  {agent['state_reason']}")
     gates = status.get("gates") or []
     print(f"pending gates: {len(gates)}")
     for gate in gates:

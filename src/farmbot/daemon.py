@@ -3,20 +3,26 @@
 ``farmbot serve`` is ``serve(config)``. ``async with Daemon(config) as daemon:`` takes the
 state directory's lock (one daemon per state directory: a second one would poll the same
 chat twice), builds the graph (farmbot.build), reconciles with tmux, starts the web
-server and then the chat interfaces. ``daemon.run(stop)`` runs the time-driven work --
-the supervision tick, prompt delivery, alert delivery, QA, the autopilot, cron jobs,
-the hook spool's replay, the chat interfaces' hearing, retention, systemd's watchdog --
+server and then, if this node leads, the chat interfaces. ``daemon.run(stop)`` runs the
+time-driven work -- the supervision tick, prompt delivery, QA, the hook spool's replay,
+systemd's watchdog, and what only the leader runs: alert delivery, the chat interfaces
+and their hearing, cron jobs, the autopilot, retention (farmbot.cluster.leadership) --
 until ``stop`` is set, then stops taking input and flushes what was taken. SIGTERM/SIGINT
 set ``stop``; the agents keep running in tmux and the next start re-adopts them. SIGHUP
 (``farmbot reload``) reloads the configuration (farmbot/reload.py): the graph takes the new
 one, cron jobs and the QA cycle are rescheduled, and agents, chat connections and queued
 work carry on.
+
+With SQLite this node always leads. On a shared PostgreSQL database it leads while it
+holds the leader's lock, and also runs the cluster's loops (heartbeat, routed commands,
+listening for them): farmbot.cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import fcntl
 import logging
 import os
@@ -33,6 +39,8 @@ from typing import Any, Self, TextIO
 from farmbot import __version__, localkey, systemd
 from farmbot.adapters.hooks import replay_spool
 from farmbot.build import Farm, build
+from farmbot.cluster import LeaderDuties
+from farmbot.cluster.leadership import Loop
 from farmbot.config import load_config
 from farmbot.config.schema import Config
 from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
@@ -97,6 +105,7 @@ class Daemon:
         self._tasks: asyncio.TaskGroup | None = None  # run()'s, while it runs
         self.farm: Farm
         self.reloader: Reloader
+        self._duties: LeaderDuties
 
     async def __aenter__(self) -> Self:
         if shutil.which("tmux") is None:
@@ -131,12 +140,22 @@ class Daemon:
             clock=self._clock,
         )
         await farm.monitor.reconcile(startup=True)
-        await farm.web.start(farm.router.handle)
+        await farm.web.start(farm.cluster.handle)
         farm.supervisor.update_agent_env(FARMBOT_URL=self.url)  # the port is known now
+        farm.cluster.url = self.url
         self._stack.push_async_callback(farm.web.stop)
-        for chat in farm.chats:  # after the site: a webhook must be reachable when set
-            await chat.start(farm.router.handle)
-            self._stack.push_async_callback(chat.stop)
+        self._stack.push_async_callback(farm.cluster.stopped)
+        tick = farm.config.supervisor.tick_seconds
+        loops: list[tuple[str, Loop]] = [
+            ("hearing", farm.ears.run),
+            ("autopilot", functools.partial(farm.autopilot.run, tick)),
+            ("retention", farm.retention.run),
+            *farm.cluster.leader_loops(),
+        ]
+        self._duties = LeaderDuties(farm.chats, farm.cluster.handle, farm.alerts, loops)
+        self._stack.push_async_callback(farm.cluster.leader.resign, self._duties)
+        if await farm.cluster.leader.acquire():  # after the site: a webhook must be reachable
+            await self._duties.begin()
 
     @property
     def url(self) -> str:
@@ -148,20 +167,18 @@ class Daemon:
         Each time ``reload`` is set (SIGHUP), the configuration is reloaded.
         """
         farm = self.farm
+        leader = farm.cluster.leader
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            alerts = tasks.create_task(farm.alerts.run(), name="alerts")
+            leading = tasks.create_task(leader.run(self._duties), name="leadership")
             workers = [
-                tasks.create_task(farm.ears.run(), name="hearing"),
                 tasks.create_task(self._supervise(), name="supervise"),
                 tasks.create_task(self._watch_tmux(), name="tmux-hooks"),
                 tasks.create_task(farm.delivery.run(), name="delivery"),
                 tasks.create_task(farm.qa.run(), name="qa"),
-                tasks.create_task(farm.autopilot.run(farm.config.supervisor.tick_seconds),
-                                  name="autopilot"),
                 tasks.create_task(self._replay_spool(), name="spool-replay"),
-                tasks.create_task(farm.retention.run(), name="retention"),
-            ]  # fmt: skip
+            ]
+            workers += [tasks.create_task(loop(), name=name) for name, loop in farm.cluster.loops()]
             self._schedules.apply(tasks, self._scheduled(self.config))
             if reload is not None:
                 workers.append(tasks.create_task(self._reloads(reload), name="reload"))
@@ -176,10 +193,10 @@ class Daemon:
                 worker.cancel()
             self._schedules.cancel()
             self._tasks = None
-            farm.alerts.close()  # finish an in-flight send rather than repeat it later
-            await alerts
-            for chat in farm.chats:
-                await chat.stop()
+            # The notifier finishes an in-flight send rather than repeat it later; then
+            # the chat interfaces stop and the leader's lock is released.
+            await leader.resign(self._duties)
+            leading.cancel()
 
     async def tick(self) -> None:
         """One supervision round: reconcile with tmux, read the panes, decide."""
@@ -224,7 +241,8 @@ class Daemon:
 
     def _cron_work(self, name: str) -> Callable[[], Awaitable[None]]:
         async def work() -> None:
-            await self.run_cron(name)
+            if self.farm.cluster.leader.leading:  # every node keeps time; the leader runs it
+                await self.run_cron(name)
 
         return work
 
@@ -253,7 +271,7 @@ class Daemon:
     async def run_cron(self, name: str) -> Reply:
         """Run a configured cron job's command as its configured user (audited as such)."""
         job = next(j for j in self.config.cron if j.name == name)
-        reply = await self.farm.router.handle(
+        reply = await self.farm.cluster.handle(
             Incoming(platform="scheduler", user_id=job.user, chat=f"cron:{name}", text=job.command)
         )
         level = logging.INFO if reply.ok else logging.WARNING

@@ -10,7 +10,8 @@
     ├── TmuxError                a tmux call failed
     ├── DaemonUnavailable        a CLI client found no running daemon
     ├── StartFailed              `farmbot start`: the daemon died or did not answer in time
-    ├── AlreadyRunning           another `farmbot serve` holds this state directory
+    ├── AlreadyRunning           another `farmbot serve` holds this state directory, or
+    │                            runs as this node on the shared database
     ├── AdapterError             a chat platform failed (translated at the adapter edge)
     │   └── DeliveryError        one outbound message could not be delivered
     │       └── PermanentDeliveryError   ... and retrying will not help
@@ -74,7 +75,7 @@ class StartFailed(FarmbotError):
 
 
 class AlreadyRunning(FarmbotError):
-    """Another farmbot daemon already uses this state directory."""
+    """Another farmbot daemon already uses this state directory (or node name)."""
 
 
 class AdapterError(FarmbotError):

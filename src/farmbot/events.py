@@ -39,6 +39,8 @@ __all__ = [
     "InterfaceDeaf",
     "InterfaceHears",
     "ModeChanged",
+    "NodeDown",
+    "NodeUp",
     "ProjectActivated",
     "ProjectDeactivated",
     "PromptDelivered",
@@ -240,6 +242,24 @@ class QaFinished(DomainEvent):
     @property
     def kind(self) -> str:
         return "qa.passed" if self.passed else "qa.failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeDown(DomainEvent):
+    """A node of the farm stopped heartbeating (the leader reports it, once)."""
+
+    KIND: ClassVar[str] = "node.down"
+    node: str
+    quiet: float  # seconds since its last heartbeat
+    agents: tuple[str, ...]  # its agents that were running
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeUp(DomainEvent):
+    """A node reported down is heard from again."""
+
+    KIND: ClassVar[str] = "node.up"
+    node: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

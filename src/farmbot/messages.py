@@ -5,11 +5,14 @@ This module is the bottom floor: it imports nothing of farmbot's, so the supervi
 bot, storage and every adapter can speak it without importing one another.
 
 - ``Incoming``: one command from a person on some platform (typed, or a button press),
-  with the platform's timestamp of it where there is one (``/ping`` measures from it) and
-  the files that came with it (``ReceivedFile``, fetched only when a command wants them).
+  with the platform's timestamp of it where there is one (``/ping`` measures from it), the
+  files that came with it (``ReceivedFile``, fetched only when a command wants them), the
+  update it came from (``source``) and, when it is handed over again after a crash, what
+  interrupted its first handling (``interrupted``).
 - ``Reply``: what a command answers -- text, a preformatted block, buttons, a file
   (``Attachment``) -- and, when the command decided a gate, the ``Decided`` record, so an
   interface can edit the message that carried the buttons without re-reading the command.
+  ``to_json`` and ``from_json`` carry it between nodes.
 - ``Button``: a label and a command; pressing it runs the command as the presser.
 - ``OutboundMessage``: one alert for one channel, as the notifier hands it over; ``send``
   returns the platform's handle of what it posted (a ``MessageRef``), which the outbox
@@ -125,6 +128,28 @@ class Reply:
             },
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reply:
+        """The reply ``to_json`` wrote."""
+        decided = data.get("decided")
+        return cls(
+            text=str(data["text"]),
+            pre=None if data.get("pre") is None else str(data["pre"]),
+            buttons=tuple(
+                tuple(Button(str(b["label"]), str(b["command"]), b.get("style")) for b in row)
+                for row in data.get("buttons", ())
+            ),
+            ok=bool(data.get("ok", True)),
+            decided=None
+            if decided is None
+            else Decided(
+                gate_id=int(decided["gate_id"]),
+                approved=bool(decided["approved"]),
+                by=str(decided["by"]),
+                at=float(decided["at"]),
+            ),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ReceivedFile:
@@ -158,6 +183,10 @@ class Incoming:
     received_at: float | None = field(default=None, compare=False)  # epoch s, farmbot's
     files: tuple[ReceivedFile, ...] = field(default=(), compare=False)
     precision: float = field(default=0.001, compare=False)  # of ``sent_at``, in seconds
+    source: str = ""  # the platform's update it came from ("telegram:<bot>:<update_id>")
+    # Handed over again because its first handling was cut short: by what ("node gpu
+    # stopped while running it"). The router runs it again only if it changes nothing.
+    interrupted: str = ""
 
 
 OnIncoming = Callable[[Incoming], Awaitable[Reply]]

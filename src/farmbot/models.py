@@ -104,9 +104,98 @@ class Agent:
     updated_at: float
     state_since: float
     paused_until: float | None = None  # usage limit: no prompts before then
+    node: str = ""  # the node that runs it (its tmux); "" in a row from before nodes
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class NodeHealth(enum.StrEnum):
+    """Whether a node is heard from: up, down (quiet too long), or stopped on purpose."""
+
+    UP = "up"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One machine running ``farmbot serve`` on a shared database, as its row says."""
+
+    name: str
+    url: str
+    version: str
+    projects: tuple[str, ...]  # the projects it holds a checkout of
+    leading: bool  # it said so in its last heartbeat
+    started_at: float
+    heartbeat_at: float  # the database's clock
+    stopped_at: float | None  # it stopped cleanly (SIGTERM) at this time
+    down_since: float | None  # the leader reported it quiet at this time
+    quiet: float  # seconds since its last heartbeat, by the database's clock
+
+    def health(self, down_after: float) -> NodeHealth:
+        if self.stopped_at is not None:
+            return NodeHealth.STOPPED
+        return NodeHealth.DOWN if self.quiet > down_after else NodeHealth.UP
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "projects": list(self.projects)}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """A node as the status page and ``/status`` show it: health, load, leadership."""
+
+    node: Node
+    health: NodeHealth
+    agents: int  # live agents it runs (its load)
+    leader: bool  # it leads now (it says so and is up)
+    here: bool  # the node answering
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.node.to_json(),
+            "health": self.health.value,
+            "agents": self.agents,
+            "leader": self.leader,
+            "here": self.here,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedCommand:
+    """A command taken on one node (``origin``) that another (``target``) runs."""
+
+    id: int
+    origin: str
+    target: str
+    platform: str
+    user_id: str
+    chat: str
+    display_name: str
+    text: str
+    button: bool
+    source: str | None  # the inbound update it came from, if any
+    status: str  # pending, claimed, done, cancelled
+    attempts: int  # claims so far; more than one means a claim's lease expired
+    claimed_by: str | None
+    reply: dict[str, Any] | None  # messages.Reply.to_json() once done
+    created_at: float
+    deadline: float  # the origin waits until then, by its own clock
+
+
+@dataclass(frozen=True, slots=True)
+class InboundUpdate:
+    """An update taken from a chat platform, with where its handling stands."""
+
+    update_id: int
+    body: dict[str, Any]
+    status: str  # new, handling, done
+    handler: str | None  # who is handling it (node:incarnation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,7 @@ class FakeTelegram:
         self._conflict = False
         self._stalled = False
         self._files: dict[str, bytes] = {}
+        self._held: dict[int, int] = {}  # chat id -> retry_after of the 429 it answers
         self._poll_generation = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -410,6 +411,14 @@ class FakeTelegram:
         error = ApiError(status, description or HTTPStatus(status).phrase, params)
         self._faults.setdefault(method.lower(), deque()).extend([error] * count)
 
+    def hold(self, chat_id: int, retry_after: int) -> None:
+        """Answer every message to ``chat_id`` with 429 (``retry_after``) until released."""
+        self._held[chat_id] = retry_after
+
+    def release(self, chat_id: int) -> None:
+        """Take messages to ``chat_id`` again."""
+        self._held.pop(chat_id, None)
+
     @property
     def conflict(self) -> bool:
         """While true, getUpdates answers 409 Conflict (another instance is polling)."""
@@ -608,6 +617,9 @@ class FakeTelegram:
 
     def _send(self, params: Params, **fields: Any) -> Params:
         chat = self._chat(params)
+        if chat["id"] in self._held:
+            wait = self._held[chat["id"]]
+            raise ApiError(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
         markup = _inline_markup(params.get("reply_markup"))
         thread_id = params.get("message_thread_id")
         message = self._store(

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from farmbot.storage.actions import ActionStore
+from farmbot.storage.inbound import InboundStore
 from farmbot.storage.threads import ThreadStore
 
 ACTION = "a:"  # a button payload naming a stored command: "a:17"
@@ -33,6 +34,8 @@ class InterfaceDeps:
     menu: Menu = ()
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    inbound: InboundStore | None = None  # positions and taken updates (None: in memory)
+    instance: str = "local"  # who handles inbound updates: "<node>/<this process>"
 
 
 def background(coro: Awaitable[None], name: str, log: logging.Logger) -> asyncio.Task[None]:

@@ -11,9 +11,10 @@ way nothing lives in memory, so a button pressed after a restart still works. Th
 runs as the person who pressed it (a client may forge callback data, which is harmless
 for that reason).
 
-Every update is handled in its own task (``block=False``), so a button press is answered
-at once however many long commands of the same chat are still running; ``stop()`` gives
-those a few seconds and cancels the rest.
+Every update is handled in its own task, so a button press is answered at once however
+many long commands of the same chat are still running (a press never waits for the
+poller's limit of updates in flight); ``stop()`` gives those a few seconds and cancels
+the rest.
 
 A document or photo whose caption is a command (``/send builder-42``) carries its file
 to the router as a ``ReceivedFile``, downloaded (``getFile``) only when the command
@@ -26,8 +27,10 @@ count ``getWebhookInfo`` reports (``refresh_hearing``, every minute): updates wa
 Telegram while none arrives mean nobody here gets them; in webhook mode Telegram's last
 delivery error says why.
 
-Updates arrive by long polling (``getUpdates``) or, in webhook mode, on farmbot's own web
-server at ``routes()``, checked against the secret-token header. Failures are reported,
+Updates arrive by long polling (``getUpdates``, telegram_poll.py: the offset and the
+updates taken but not yet handled are kept in the database, so a new chat leader loses
+none and handles none twice) or, in webhook mode, on farmbot's own web server at
+``routes()``, checked against the secret-token header. Failures are reported,
 never fatal: ``problem`` says what is wrong (an invalid token, a 409 Conflict because
 another instance polls with the same token, Telegram unreachable) for ``/readyz`` and
 the status page. An invalid token at start marks the interface failed and the daemon
@@ -39,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dtm
 import hashlib
 import hmac
 import logging
@@ -79,6 +81,7 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from farmbot.adapters.shared import InterfaceDeps, background, decode_action, encode_action
+from farmbot.adapters.telegram_poll import HANDLING, Poller
 from farmbot.adapters.telegram_render import (
     TOAST_CHARS,
     Rendered,
@@ -111,6 +114,7 @@ from farmbot.messages import (
     severity_mark,
 )
 from farmbot.redact import Redactor
+from farmbot.storage.inbound import MemoryInboundStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -151,6 +155,10 @@ class TelegramInterface:
     ) -> None:
         self._config = config
         self._actions = deps.actions
+        self._inbound = deps.inbound or MemoryInboundStore()
+        self._instance = deps.instance
+        self._poller: Poller | None = None
+        self._polling: asyncio.Task[None] | None = None
         self._menu = deps.menu
         self._clock = deps.clock
         self._sleep = deps.sleep
@@ -228,22 +236,21 @@ class TelegramInterface:
                 with contextlib.suppress(asyncio.CancelledError, Exception):  # already logged
                     await task
         self._connector = self._watcher = None
-        if self._inflight:  # before the app stops: it would wait for them without end
+        polling, self._polling = self._polling, None
+        if polling is not None:  # first: never two pollers (a new leader may poll now)
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # already logged
+                await polling
+        poller, self._poller = self._poller, None
+        if poller is not None:  # before the app stops: it would wait for them without end
+            await poller.stop()
+        if self._inflight:  # webhook updates, handled outside the poller's tasks
             _, late = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
             for task in late:
                 task.cancel()
         app, self._app = self._app, None
         self._connected = False
         if app is not None:
-            updater = app.updater
-            if updater is not None and updater.running:
-                try:  # PTB's retry loop sleeps up to 30 s after errors, uninterruptibly
-                    async with asyncio.timeout(STOP_GRACE):
-                        await updater.stop()
-                except TimeoutError:
-                    log.warning("telegram: the poller did not stop within %.0fs", STOP_GRACE)
-                except TelegramError as exc:  # the poller had died of it (a revoked token)
-                    log.info("telegram: the poller had stopped: %s", self._text(exc))
             if app.running:
                 await app.stop()
             await app.shutdown()
@@ -268,19 +275,19 @@ class TelegramInterface:
             .get_updates_request(poll)
             .job_queue(None)
             .concurrent_updates(8)
+            .updater(None)  # farmbot polls itself (telegram_poll.py)
         )
-        if config.mode == "webhook":
-            builder = builder.updater(None)
         app: TgApp = builder.build()
         app.add_handler(TypeHandler(Update, self._heard), group=-1)  # every update, first
-        # block=False: each update in a task of its own, so no command waits for another
-        # (concurrent_updates alone would let 8 long commands hold up a button press).
+        # The poller hands each update to process_update in a task of its own and marks it
+        # handled once that returns, so the handlers block (they run in that task); button
+        # presses skip the poller's limit of updates in flight, so none waits for another.
         message = filters.UpdateType.MESSAGE
         upload = message & filters.CAPTION & (filters.Document.ALL | filters.PHOTO)
-        app.add_handler(MessageHandler(message & filters.COMMAND, self._on_command, block=False))
-        app.add_handler(MessageHandler(upload, self._on_upload, block=False))
-        app.add_handler(MessageHandler(message & filters.TEXT, self._on_text, block=False))
-        app.add_handler(CallbackQueryHandler(self._on_button, block=False))
+        app.add_handler(MessageHandler(message & filters.COMMAND, self._on_command))
+        app.add_handler(MessageHandler(upload, self._on_upload))
+        app.add_handler(MessageHandler(message & filters.TEXT, self._on_text))
+        app.add_handler(CallbackQueryHandler(self._on_button))
         app.add_error_handler(self._on_error)
         return app
 
@@ -308,14 +315,19 @@ class TelegramInterface:
                 )
             if not app.running:
                 await app.start()
-            if app.updater is not None and not app.updater.running:
+            self._poller = Poller(
+                app.bot,
+                self._inbound,
+                key=self._config.token.split(":", 1)[0],
+                instance=self._instance,
+                process=app.process_update,
+                poll_timeout=self._config.poll_timeout,
+                on_failure=self._polling_failed,
+                on_bad_token=self._token_refused,
+            )
+            if self._config.mode == "polling" and self._polling is None:
                 self._polling_since = self._clock()
-                await app.updater.start_polling(  # deletes a webhook first
-                    poll_interval=0.0,
-                    timeout=dtm.timedelta(seconds=self._config.poll_timeout),
-                    allowed_updates=ALLOWED_UPDATES,
-                    error_callback=self._polling_failed,
-                )
+                self._polling = background(self._poller.run(), "telegram: polling", log)
         except InvalidToken:
             self._token_rejected = True
             self._set_problem(BAD_TOKEN, logging.ERROR)
@@ -324,7 +336,8 @@ class TelegramInterface:
             self._set_problem(f"cannot reach Telegram ({self._text(exc)}); retrying")
             return False
         self._set_problem(None)
-        how = "polls for updates" if app.updater else f"takes updates at {self.webhook_path}"
+        polls = self._config.mode == "polling"
+        how = "polls for updates" if polls else f"takes updates at {self.webhook_path}"
         log.info("telegram: @%s %s", self.username, how)
         if self._watcher is None:
             self._watcher = background(self._watch_backlog(), "telegram: hearing", log)
@@ -416,6 +429,10 @@ class TelegramInterface:
     async def _heard(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self._last_update = self._clock()
 
+    def _token_refused(self) -> None:
+        self._token_rejected = True
+        self._set_problem(BAD_TOKEN, logging.ERROR)
+
     def _polled(self, status: int) -> None:
         """Telegram answered a poll: polling works, unless a conflict is too recent."""
         if 200 <= status < 300:
@@ -474,6 +491,7 @@ class TelegramInterface:
         if text is None or self._on_incoming is None:
             return  # addressed to another bot in the group
         self.received += 1
+        handling = HANDLING.get()
         incoming = Incoming(
             "telegram",
             str(user.id),
@@ -484,6 +502,8 @@ class TelegramInterface:
             received_at=self._clock(),
             files=files,
             precision=1.0,  # Telegram's dates are whole seconds
+            source=handling.source if handling else "",
+            interrupted=handling.interrupted if handling else "",
         )
         await self._respond(message.chat_id, thread_of(message), await self._on_incoming(incoming))
 
@@ -532,6 +552,7 @@ class TelegramInterface:
             await self._answer(query, "This button no longer works; run the command instead.")
             return
         chat = str(origin.chat.id) if origin is not None else ""
+        handling = HANDLING.get()
         reply = await self._on_incoming(
             Incoming(
                 "telegram",
@@ -541,6 +562,8 @@ class TelegramInterface:
                 name_of(presser),
                 button=True,
                 received_at=self._clock(),
+                source=handling.source if handling else "",
+                interrupted=handling.interrupted if handling else "",
             )
         )
         await self._answer(query, "" if reply.ok else reply.text)
@@ -605,14 +628,15 @@ class TelegramInterface:
         given = request.headers.get(SECRET_HEADER, "").encode(errors="replace")
         if not secret or not hmac.compare_digest(given, secret):
             return web.json_response({"error": f"missing or wrong {SECRET_HEADER}"}, status=401)
-        app = self._app
-        if app is None or not app.running:  # Telegram tries again later
+        app, poller = self._app, self._poller
+        if app is None or not app.running or poller is None:  # Telegram tries again later
             return web.json_response({"error": "the telegram interface is not running"}, status=503)
         try:
             update = Update.de_json(await request.json(), app.bot)
         except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
             return web.json_response({"error": "the body is not a Telegram Update"}, status=400)
-        await app.update_queue.put(update)
+        if not await poller.take([update], update.update_id + 1):
+            return web.json_response({"error": "farmbot's database failed"}, status=503)
         return web.json_response({})
 
     # -- outbound ------------------------------------------------------------------------

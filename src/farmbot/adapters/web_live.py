@@ -35,6 +35,7 @@ StatusSource = Callable[[], Awaitable[dict[str, Any]]]
 
 # The lists the page shows, and the field that identifies an item in each.
 KEYED = {
+    "nodes": "name",
     "agents": "id",
     "gates": "id",
     "alerts": "id",

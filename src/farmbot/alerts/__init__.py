@@ -74,6 +74,9 @@ class Alerts:
     def close(self) -> None:
         self.notifier.close()
 
+    def reopen(self) -> None:
+        """Deliver again after ``close()`` (a new term as chat leader)."""
+        self.notifier.reopen()
 
 def gate_edit(event: DomainEvent, at: float) -> AlertEdit | None:
     """How a gate's alert changes once the gate is decided or stale; None for other events."""

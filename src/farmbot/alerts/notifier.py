@@ -129,6 +129,12 @@ class Notifier:
         self._closed = True
         self._wake.set()
 
+    def reopen(self) -> None:
+        """Before ``run()`` again (a node leads anew): recover what a crash left in
+        ``sending`` first, then deliver until ``close()``."""
+        self._closed = False
+        self._recovered = False
+
     async def run(self) -> None:
         """Deliver until ``close()`` (or cancellation), each channel on its own."""
         await self._recover()

@@ -364,6 +364,33 @@ def _refused(event: ev.ConfigRefused, agent: str, project: str) -> Body:
     )
 
 
+def _node_down(event: ev.NodeDown, agent: str, project: str) -> Body:
+    node = event.node
+    running = (
+        f'; its agents ({", ".join(event.agents[:10])}) show as "node down" until it is back'
+        if event.agents
+        else ""
+    )
+    return (
+        f"node {node} went quiet",
+        f"node {node} has sent no heartbeat for {round(event.quiet)} s{running}."
+        " Commands for it wait for it, or time out.",
+        None,
+        ((Button("Status", "/status"),),),
+        f"node.down:{node}",
+    )
+
+
+def _node_up(event: ev.NodeUp, agent: str, project: str) -> Body:
+    return (
+        f"node {event.node} is back",
+        f"node {event.node} is heard from again.",
+        None,
+        ((Button("Status", "/status"),),),
+        f"node.up:{event.node}",
+    )
+
+
 _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.AgentDead: _dead,
     ev.AgentStuck: _stuck,
@@ -385,6 +412,8 @@ _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.ConfigRefused: _refused,
     ev.InterfaceDeaf: _deaf,
     ev.InterfaceHears: _hears,
+    ev.NodeDown: _node_down,
+    ev.NodeUp: _node_up,
 }
 
 

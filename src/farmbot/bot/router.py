@@ -3,6 +3,12 @@ errors.
 
 Every command, allowed or refused, leaves one audit row: who, where, what, the outcome.
 Outcomes are counted (``outcomes``) for the metrics.
+
+A command handed over again because its first handling was cut short (``interrupted``:
+a node died while running it, the chat leader died while handling the update) runs
+again only if it needs no more than the viewer role, since nothing a viewer may do
+changes anything. Any other is answered with what happened and not run, because it may
+have taken effect already: nothing runs twice.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from farmbot.errors import (
     StorageError,
     UsageError,
 )
-from farmbot.messages import Incoming, Reply
+from farmbot.messages import Incoming, Reply, clip
+from farmbot.models import Role
 from farmbot.storage.audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -52,9 +59,19 @@ class Router:
         self.handled = 0
         self.refused = 0
         self.outcomes: Counter[str] = Counter()  # every command's outcome, as audited
+        self.interrupted = 0
 
     def __repr__(self) -> str:
-        return f"<Router handled={self.handled} refused={self.refused}>"
+        return (
+            f"<Router handled={self.handled} refused={self.refused} interrupted={self.interrupted}>"
+        )
+
+    async def answer(self, msg: Incoming, reply: Reply, outcome: str) -> Reply:
+        """Audit a command answered without running it here (it could not be routed to
+        the node that runs it, say) and return ``reply``."""
+        person = self._people.identify(msg.platform, msg.user_id)
+        await self._audit(msg, person, outcome, reply.text[:200])
+        return reply
 
     def reconfigure(self, people: People) -> None:
         """Take a new allowlist (a reloaded config) from the next command on."""
@@ -89,6 +106,10 @@ class Router:
                     f"{person.name} is {article} {person.role}; "
                     f"/{spec.name} needs {spec.role} or above"
                 )
+            if msg.interrupted and spec.role > Role.VIEWER:
+                self.interrupted += 1
+                await self._audit(msg, person, "interrupted", msg.interrupted)
+                return Reply(interrupted_notice(msg), ok=False)
             reply = await self._commands.run(command, person)
         except CommandError as exc:
             outcome = _outcome(exc)
@@ -126,6 +147,15 @@ class Router:
             )
         except StorageError as exc:
             log.error("audit row lost (%r -> %s %s): %s", msg, outcome, detail, exc)
+
+
+def interrupted_notice(msg: Incoming) -> str:
+    """What a person is told about a command that was cut short and is not run again."""
+    return (
+        f"{msg.interrupted}, so farmbot cannot tell whether {clip(msg.text.strip(), 200)!r}"
+        " took effect; it was not run again. Check first (/agents, /tail <agent>), then"
+        " run it again if it is still needed."
+    )
 
 
 def _outcome(exc: CommandError) -> str:

@@ -63,6 +63,8 @@ ALERT_KINDS: Mapping[str, Severity] = {
     # the interfaces
     "interface.deaf": Severity.CRITICAL,
     "interface.hears": Severity.WARNING,  # so it reaches wherever the deaf alert went
+    "node.down": Severity.CRITICAL,
+    "node.up": Severity.INFO,
 }
 BUILTIN_INTERFACES = ("web", "telegram", "slack", "discord")
 HEARING_INTERFACES = ("telegram", "slack", "discord")  # the ones that can go deaf

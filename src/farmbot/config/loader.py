@@ -20,6 +20,7 @@ from pathlib import Path
 from farmbot.config.alerts import AlertRoute, parse_alerts, parse_webhooks
 from farmbot.config.discord import discord_routes, parse_discord
 from farmbot.config.limits import parse_limits
+from farmbot.config.node import node_name, parse_node
 from farmbot.config.reader import (
     ENV_NAME,
     TASK_PROMPT_FIELDS,
@@ -226,7 +227,12 @@ def _env_table(t: Table) -> dict[str, str]:
     return env
 
 
-def _projects(tables: list[Table], agents: Mapping[str, AgentProfile]) -> list[ProjectConfig]:
+def _projects(
+    tables: list[Table], agents: Mapping[str, AgentProfile], node: str, shared: bool
+) -> list[ProjectConfig]:
+    """``[[projects]]``. On a shared database (``shared``) a project is held by the nodes
+    it names, or else by every node where its path exists; its path must exist only where
+    it is held. With SQLite the one node holds every project."""
     projects: list[ProjectConfig] = []
     first: dict[str, str] = {}
     for t in tables:
@@ -243,9 +249,20 @@ def _projects(tables: list[Table], agents: Mapping[str, AgentProfile]) -> list[P
                 "land", f'is "{land}", but land_command is set: use "command" or drop one'
             )
         modes = tuple(m.value for m in AutopilotMode)
+        nodes: tuple[str, ...] = t.get("nodes", strings, ())
+        for index, each in enumerate(nodes):
+            problem = node_name(each, f"'{each}'")
+            if problem:
+                raise ConfigError(f"{t.key('nodes')}[{index}]", problem)
+        if nodes and not shared:
+            raise t.error("nodes", "is used only with a shared database (storage.url)")
+        if nodes:
+            held = node in nodes
+        else:
+            held = not shared or t.peek("path", fs_path(), Path()).is_dir()
         project = ProjectConfig(
             name=name,
-            path=t.need("path", fs_path(directory=True)),
+            path=t.need("path", fs_path(directory=held)),
             verify=t.get("verify", text()) or None,
             agent=t.get("agent", text(profile_ref(agents))),
             max_builders=t.get("max_builders", integer(1)),
@@ -255,6 +272,8 @@ def _projects(tables: list[Table], agents: Mapping[str, AgentProfile]) -> list[P
             deploy_staging=t.get("deploy_staging", text(nonempty)),
             deploy_prod=t.get("deploy_prod", text(nonempty)),
             autopilot=AutopilotMode(t.get("autopilot", text(one_of(modes)), "off")),
+            nodes=nodes,
+            held=held,
         )
         t.finish()
         projects.append(project)
@@ -318,10 +337,13 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     server = _server(root.table("server"))
     root.vault = _vault_lookup(server.state_dir, environ)
     storage = parse_storage(root.table("storage"))
+    node = parse_node(root.table("node"))
     tmux = _tmux(root.table("tmux"))
     agents = _agents(root.table("agents"))
     supervisor = _supervisor(root.table("supervisor"), agents)
-    projects = _projects(root.get("projects", as_tables, []), agents)
+    projects = _projects(
+        root.get("projects", as_tables, []), agents, node.name, storage.url is not None
+    )
     users = _users(root.table("users"))
     qa = _qa(root.table("qa"))
     cron = _cron(root.get("cron", as_tables, []), users)
@@ -361,6 +383,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         discord=discord,
         storage=storage,
         limits=limits,
+        node=node,
         source=source,
     )
 

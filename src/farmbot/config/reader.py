@@ -80,6 +80,12 @@ class Table:
             raise self.error(name, f"missing{why}")
         return conv(self, self.key(name), self._data.pop(name))
 
+    def peek(self, name: str, conv: Conv[T], default: T) -> T:
+        """``name`` through ``conv`` without taking it (``get`` or ``need`` still must)."""
+        if name not in self._data:
+            return default
+        return conv(self, self.key(name), self._data[name])
+
     def table(self, name: str) -> Table:
         """Pop a sub-table; an empty one when absent."""
         empty = Table({}, self.key(name), self.environ, self.base, self.vault)

@@ -13,6 +13,7 @@ from pathlib import Path
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
 from farmbot.config.discord import DiscordConfig
 from farmbot.config.limits import LimitsConfig
+from farmbot.config.node import NodeConfig
 from farmbot.config.slack import SlackConfig
 from farmbot.config.storage import StorageConfig
 from farmbot.config.telegram import TelegramConfig
@@ -90,6 +91,8 @@ class ProjectConfig:
     deploy_staging: str | None = None  # run after each wave in auto_staging / auto_prod
     deploy_prod: str | None = None  # run once a wave's gate is approved, in auto_prod
     autopilot: AutopilotMode = AutopilotMode.OFF  # the mode until a person sets another
+    nodes: tuple[str, ...] = ()  # the nodes holding a checkout; empty: where the path exists
+    held: bool = True  # this node holds a checkout (and may run the project's agents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,7 @@ class Config:
     discord: DiscordConfig | None = None
     storage: StorageConfig = field(default_factory=StorageConfig)  # default: SQLite
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # per person, per minute
+    node: NodeConfig = field(default_factory=NodeConfig)
     source: Path | None = None  # the file it was read from; None when on defaults
 
     def profile(self, name: str) -> AgentProfile:

@@ -1,11 +1,12 @@
 """Persistent state: one repository per record type over a small unit of work.
 
 Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
-threads, qa_runs, tracks, tasks, runs, retention) holds its SQL and a small Protocol that its
-consumers take, so a component depends on the records it uses and nothing else.
-``Storage`` bundles them over one ``Database`` (storage/db.py): SQLite (storage/sqlite.py,
-the default) or PostgreSQL (storage/postgres.py, with ``[storage] url``); ``open_storage``
-picks the configured one. Every SQL statement in farmbot lives under this package.
+threads, qa_runs, tracks, tasks, runs, retention, nodes, routed, inbound) holds its SQL and
+a small Protocol that its consumers take, so a component depends on the records it uses
+and nothing else. ``Storage`` bundles them over one ``Database`` (storage/db.py): SQLite
+(storage/sqlite.py, the default) or PostgreSQL (storage/postgres.py, with ``[storage]
+url``); ``open_storage`` picks the configured one. Every SQL statement in farmbot lives
+under this package.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from farmbot.storage.audit import AuditLog, SqlAuditLog
 from farmbot.storage.db import Database
 from farmbot.storage.events import EventStore, SqlEventStore
 from farmbot.storage.gates import GateStore, SqlGateStore
+from farmbot.storage.inbound import InboundStore, SqlInboundStore
 from farmbot.storage.migrate import Migration
+from farmbot.storage.nodes import NodeStore, SqlNodeStore
 from farmbot.storage.outbox import OutboxStore, SqlOutboxStore
 from farmbot.storage.projects import ProjectStore, SqlProjectStore
 from farmbot.storage.prompts import PromptStore, SqlPromptStore
 from farmbot.storage.qa_runs import QaRunStore, SqlQaRunStore
 from farmbot.storage.retention import RetentionStore, SqlRetentionStore
 from farmbot.storage.runs import RunStore, SqlRunStore
+from farmbot.storage.routed import RoutedCommandStore, SqlRoutedCommandStore
 from farmbot.storage.sqlite import SqliteDatabase
 from farmbot.storage.tasks import SqlTaskStore, TaskStore
 from farmbot.storage.threads import SqlThreadStore, ThreadStore
@@ -45,12 +49,15 @@ __all__ = [
     "Database",
     "EventStore",
     "GateStore",
+    "InboundStore",
+    "NodeStore",
     "OutboxStore",
     "ProjectStore",
     "PromptStore",
     "QaRunStore",
     "RetentionStore",
     "RunStore",
+    "RoutedCommandStore",
     "Storage",
     "StorageSettings",
     "TaskStore",
@@ -80,6 +87,9 @@ class Storage:
     tasks: TaskStore
     runs: RunStore
     retention: RetentionStore
+    nodes: NodeStore
+    routed: RoutedCommandStore
+    inbound: InboundStore
 
     @classmethod
     def over(cls, db: Database) -> Storage:
@@ -100,6 +110,9 @@ class Storage:
             tasks=SqlTaskStore(db),
             runs=SqlRunStore(db),
             retention=SqlRetentionStore(db),
+            nodes=SqlNodeStore(db),
+            routed=SqlRoutedCommandStore(db),
+            inbound=SqlInboundStore(db),
         )
 
     async def ready(self) -> str | None:

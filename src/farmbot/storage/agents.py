@@ -21,6 +21,11 @@ class AgentStore(Protocol):
     async def save_agent(self, agent: Agent) -> None:
         """Insert or replace the whole agent row."""
 
+    async def claim_agent(self, agent: Agent) -> bool:
+        """Insert or replace the row unless another node runs an agent of that id (its row
+        names another node and is neither dead nor stopped); False then. Atomic, so two
+        nodes spawning one id at once cannot both have it."""
+
     async def get_agent(self, agent_id: str) -> Agent | None:
         """The agent with that id, or None."""
 
@@ -45,6 +50,10 @@ class AgentStore(Protocol):
     ) -> Agent | None:
         """Record a usage-limit pause until ``until`` (None lifts it); the updated agent."""
 
+    async def claim_agents(self, node: str, *, every: bool) -> int:
+        """Make ``node`` the node of the agents that have none (rows from before nodes),
+        or of every agent (``every``: the only node, as with SQLite); how many changed."""
+
 
 class SqlAgentStore(AgentStore):
     def __init__(self, db: Database) -> None:
@@ -54,6 +63,15 @@ class SqlAgentStore(AgentStore):
         # An upsert, not INSERT OR REPLACE: REPLACE deletes the row its prompts point at.
         values = asdict(agent)
         await self._db.execute(_SAVE, [values[c] for c in _COLUMNS])
+
+    async def claim_agent(self, agent: Agent) -> bool:
+        values = asdict(agent)
+        changed = await self._db.execute(
+            _SAVE + " WHERE agents.node = excluded.node OR agents.node = ''"
+            " OR agents.state IN ('dead', 'stopped')",
+            [values[c] for c in _COLUMNS],
+        )
+        return changed > 0
 
     async def get_agent(self, agent_id: str) -> Agent | None:
         row = await self._db.fetchone("SELECT * FROM agents WHERE id = ?", (agent_id,))
@@ -97,6 +115,13 @@ class SqlAgentStore(AgentStore):
             (until, now, agent_id),
         )
         return None if row is None else _agent(row)
+
+    async def claim_agents(self, node: str, *, every: bool) -> int:
+        if every:
+            return await self._db.execute(
+                "UPDATE agents SET node = ? WHERE node != ?", (node, node)
+            )
+        return await self._db.execute("UPDATE agents SET node = ? WHERE node = ''", (node,))
 
 
 def _agent(r: Row) -> Agent:

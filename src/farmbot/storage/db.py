@@ -9,14 +9,19 @@ columns read by name.
 - ``db.fetchone/fetchall/execute`` run one statement, which commits on its own.
 - ``async with db.transaction() as tx:`` runs several statements atomically; leaving the
   block commits, an exception rolls back and propagates.
+- ``now_sql(db.backend)`` is the database's own clock in SQL, for times several machines
+  compare (heartbeats, leases), so that clock skew between them does not matter.
+- A backend that ``OpensSessions`` (PostgreSQL) also gives dedicated connections outside
+  the pool, for what must outlive one statement: a session advisory lock (the leader's)
+  and ``LISTEN``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Row = Mapping[str, Any]  # a result row, read by column name
 
@@ -70,3 +75,38 @@ class Database(Protocol):
 
     async def aclose(self) -> None:
         """Close the connection(s) once the operation in progress ends."""
+
+
+def now_sql(backend: str) -> str:
+    """The database's clock, as UTC seconds since the epoch, in the backend's SQL."""
+    if backend == "postgresql":
+        return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+class Session(Protocol):
+    """A dedicated connection of its own, outside the pool; ``StorageError`` when it fails."""
+
+    async def try_lock(self, key: int) -> bool:
+        """Take a session advisory lock if it is free; it is held until the session ends."""
+
+    async def check(self, within: float) -> None:
+        """Answer a trivial query within ``within`` seconds, else fail (and close)."""
+
+    async def listen(self, *channels: str) -> None:
+        """Subscribe to ``NOTIFY`` on ``channels``."""
+
+    def notifications(self, idle: float) -> AsyncIterator[tuple[str, str]]:
+        """(channel, payload) as they arrive; the connection is checked every ``idle``
+        seconds without one."""
+
+    async def aclose(self) -> None:
+        """End the session (which releases its locks)."""
+
+
+@runtime_checkable
+class OpensSessions(Protocol):
+    """A backend that can open a ``Session`` (PostgreSQL)."""
+
+    async def session(self, purpose: str) -> Session:
+        """Connect a dedicated session; ``purpose`` names it to the server."""

@@ -23,8 +23,12 @@ writer. It implements ``farmbot.storage.db.Database`` with the SQLite backend's 
 - Opening migrates first (storage/migrate.py), on a connection of its own that holds
   ``MIGRATION_LOCK`` while it does, then fills the pool.
 
+- ``session(purpose)`` opens a dedicated connection outside the pool
+  (storage/pgsession.py): the chat leader's lock and ``LISTEN`` need one.
+
 Advisory lock keys farmbot uses (64-bit, ``b"farmbot"`` then a number): 1 migrating
-(``migrate.MIGRATION_LOCK``), 2 the write lock. 3 is reserved for electing a leader.
+(``migrate.MIGRATION_LOCK``), 2 the write lock, 3 the chat leader
+(``pgsession.LEADER_LOCK``, a session lock held by the leader's dedicated connection).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from farmbot.storage.migrate import (
     load_migrations,
     postgres_version,
 )
+from farmbot.storage.pgsession import PostgresSession, connect_session
 
 __all__ = ["WRITE_LOCK", "PostgresDatabase", "pyformat"]
 
@@ -321,6 +326,12 @@ class PostgresDatabase:
     async def schema_version(self) -> int:
         async with self._connection() as conn:
             return await postgres_version(conn)
+
+    async def session(self, purpose: str) -> PostgresSession:
+        """A dedicated connection outside the pool (``OpensSessions``); close it after."""
+        if self._pool is None:
+            raise StorageError(f"{self.where}: store is not open")
+        return await connect_session(self._url, self._kwargs, purpose, self.where, self._error)
 
 
 def _describe(exc: BaseException) -> str:

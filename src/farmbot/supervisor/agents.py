@@ -5,6 +5,10 @@ human asked for is recorded before tmux is touched, so a deliberate stop is neve
 mistaken for a crash. Prompts go through ``Delivery``; states change only through the
 monitor's state machine; a daemon restart finds every agent again (the monitor's
 reconciliation).
+
+On a farm of several machines each node runs the agents of the projects it holds
+(``ProjectConfig.held``) and records itself as their node; the agent ids are shared by
+the whole farm, so an id another node runs is refused.
 """
 
 from __future__ import annotations
@@ -92,9 +96,16 @@ class Supervisor:
         return {"spawned": self.spawned, "busy": len(self._busy)}
 
     # projects -------------------------------------------------------------------------
+    @property
+    def node(self) -> str:
+        """The node this supervisor runs agents on."""
+        return self._config.node.name
+
     async def sync_projects(self) -> None:
-        """Register the configured projects in storage."""
+        """Register the configured projects this node holds in storage."""
         for pc in self._config.projects:
+            if not pc.held:
+                continue
             is_git = await is_git_repo(pc.path)
             project = Project(pc.name, str(pc.path), active=True, verify=pc.verify, is_git=is_git)
             await self._projects.upsert_project(project, self._clock())
@@ -104,7 +115,9 @@ class Supervisor:
         return [p for p in await self._projects.list_projects() if p.name in names]
 
     async def set_active(self, name: str, active: bool) -> Project:
-        self._project_config(name)
+        self._project_config(name, held=False)  # a row in the database: any node may
+        if await self._projects.get_project(name) is None:  # no holder has started yet
+            raise NotFound(f"project {name} is held by no node that has started yet")
         await self._projects.set_project_active(name, active, self._clock())
         await self._bus.publish(
             ProjectActivated(project=name) if active else ProjectDeactivated(project=name)
@@ -113,7 +126,7 @@ class Supervisor:
         assert project is not None
         return project
 
-    def _project_config(self, name: str | None) -> ProjectConfig:
+    def _project_config(self, name: str | None, *, held: bool = True) -> ProjectConfig:
         if not self._config.projects:
             raise CommandError(
                 "no projects are configured: add [[projects]] to farmbot.toml, "
@@ -124,6 +137,9 @@ class Supervisor:
         found = self._config.project(name)
         if found is None:
             raise NotFound(_unknown("project", name, [p.name for p in self._config.projects]))
+        if held and not found.held:
+            nodes = f" (it is held by {', '.join(found.nodes)})" if found.nodes else ""
+            raise Conflict(f"node {self.node} holds no checkout of project {name}{nodes}")
         return found
 
     def _profile_for(self, project: ProjectConfig) -> AgentProfile:
@@ -186,6 +202,12 @@ class Supervisor:
         builder_prompt: bool,
     ) -> Agent:
         existing = await self._agents.get_agent(agent_id)
+        if existing is not None and existing.node not in ("", self.node):
+            if existing.project != pc.name or existing.state.is_live:
+                raise Conflict(
+                    f"{agent_id} is an agent of node {existing.node} (project"
+                    f" {existing.project}, {existing.state.value}); choose another number"
+                )
         pane = await self._tmux.pane(agent_id)
         if pane is not None and not pane.dead:
             state = existing.state.value if existing else "not tracked"
@@ -210,8 +232,10 @@ class Supervisor:
             created_at=existing.created_at if existing else now,
             updated_at=now,
             state_since=now,
+            node=self.node,
         )
-        await self._agents.save_agent(agent)
+        if not await self._agents.claim_agent(agent):  # another node took the id just now
+            raise Conflict(f"{agent_id} was just spawned on another node; choose another number")
         await self._prompts.cancel_prompts(agent_id)
         command = os.environ.get("SHELL", "/bin/sh") if kind is AgentKind.SHELL else profile.command
         if profile.hooks and kind is not AgentKind.SHELL:

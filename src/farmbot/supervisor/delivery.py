@@ -8,6 +8,8 @@ Every prompt goes in under the pane's lock, after the screen was read: nothing i
 into a pane showing a question. That typing begins is recorded first: a prompt still
 pending with it recorded was cut short (farmbot stopped between the paste and its
 Enter), and is finished -- Enter, if the pane shows it -- rather than typed twice.
+With ``node`` given, only that node's agents are typed into (another node's agents
+are in another machine's tmux).
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ class Delivery:
         bus: EventBus,
         clock: Callable[[], float] = time.time,
         poll: float = 1.0,
+        node: str | None = None,
     ) -> None:
         self._config = config
+        self._node = node
         self._agents = agents
         self._prompts = prompts
         self._keyboard = keyboard
@@ -176,6 +180,8 @@ class Delivery:
 
     async def _deliver_first(self, prompt: Prompt) -> bool:
         agent = await self._agents.get_agent(prompt.agent_id)
+        if agent is not None and self._node is not None and agent.node != self._node:
+            return False  # its node delivers it
         if agent is None or agent.desired is DesiredState.STOPPED:
             await self._prompts.mark_prompt(prompt.id, PromptStatus.CANCELLED, self._clock())
             return False

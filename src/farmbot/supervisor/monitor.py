@@ -8,7 +8,9 @@ QA requests. What the machine tracks about each agent is kept in storage, so a r
 does not reset stuck detection.
 
 Reconciliation is part of the tick: an agent whose pane died or vanished is dead (unless a
-human stopped it), and a session farmbot started but has no row for is adopted.
+human stopped it), and a session farmbot started but has no row for is adopted. On a
+shared database a node observes and reconciles only its own agents (``Agent.node``):
+another node's agent is in another tmux.
 
 The monitor is also the resolver of permission gates. A CLI that asks through a hook
 (Claude Code's ``PermissionRequest``) has that request held open while the gate is pending
@@ -93,6 +95,7 @@ class Monitor:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
+        self._node = config.node.name  # observes the agents of this node only
         self._agents = agents
         self._prompts = prompts
         self._track_store = tracks
@@ -333,7 +336,8 @@ class Monitor:
         self.ticks += 1
         panes = await self._tmux.panes()
         self._pending = None
-        agents = await self._agents.list_agents()
+        every = await self._agents.list_agents()
+        agents = [agent for agent in every if agent.node == self._node]
         self._cache = {agent.id: agent for agent in agents}
         for agent in agents:
             if self._busy(agent.id):
@@ -344,7 +348,7 @@ class Monitor:
                 continue
             async with self._lock(agent.id):
                 await self._observe(agent, observation, gate)
-        known = {agent.id for agent in agents}
+        known = {agent.id for agent in every}
         for name in panes.keys() - known:
             await self._adopt(name, panes[name])
         await self.save_tracks()
@@ -426,7 +430,7 @@ class Monitor:
         panes = await self._tmux.panes()
         agents = {a.id: a for a in await self._agents.list_agents()}
         if startup:
-            for agent in agents.values():
+            for agent in (a for a in agents.values() if a.node == self._node):
                 pane = panes.get(agent.id)
                 live = agent.desired is DesiredState.RUNNING and agent.state.is_live
                 if live and pane is not None and not pane.dead:
@@ -466,6 +470,7 @@ class Monitor:
             created_at=pane.created or now,
             updated_at=now,
             state_since=now,
+            node=self._node,
         )
         await self._agents.save_agent(agent)
         await self._bus.publish(AgentAdopted(agent_id=name, project=pc.name, pid=pane.pid))

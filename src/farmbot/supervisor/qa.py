@@ -81,6 +81,8 @@ class QaRunner:
     async def run_cycle(self) -> None:
         """The scheduled cycle: queue every running builder whose project has a verify command."""
         for agent in await self._agents.list_agents():
+            if agent.node != self._config.node.name:
+                continue  # another node's worktree, on another machine
             if agent.desired is DesiredState.RUNNING and agent.state.is_live:
                 self.request(agent, "schedule")
 

@@ -142,12 +142,15 @@ async def _do_agents(command: Agents, person: Person, ctx: Context) -> Reply:
     agents = await ctx.supervisor.list_agents()
     if not agents:
         return Reply("no agents yet; /spawn builder <issue> starts one")
+    unheard = await ctx.unheard_nodes()
     lines = [
-        f"{a.id} [{a.project}] {ctx.state_of(a)}"
+        f"{a.id} [{a.project}{f' @{a.node}' if ctx.nodes else ''}] {ctx.state_of(a, unheard)}"
         + (f" — {a.state_reason}" if a.state in (AgentState.DEAD, AgentState.STUCK) else "")
         for a in agents
     ]
-    buttons = tuple(agent_buttons(a.id) for a in agents if a.state.is_live)[:8]
+    buttons = tuple(
+        agent_buttons(a.id) for a in agents if a.state.is_live and a.node not in unheard
+    )[:8]
     return Reply("\n".join(lines), buttons=buttons)
 
 

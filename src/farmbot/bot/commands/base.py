@@ -17,11 +17,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from farmbot.errors import CommandError, UsageError
 from farmbot.messages import Hearing, Incoming, Reply, ago
-from farmbot.models import Agent, Role
+from farmbot.models import Agent, NodeHealth, NodeState, Role
 
 if TYPE_CHECKING:
     from farmbot.alerts import Notifier
@@ -39,6 +39,13 @@ def _no_hearing() -> Mapping[str, Hearing]:
     return {}
 
 
+class NodeView(Protocol):
+    """The nodes of a farm on a shared database, as ``/status`` and ``/agents`` show them."""
+
+    async def states(self) -> list[NodeState]:
+        """Every node: health, load, who leads."""
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What command handlers act on."""
@@ -52,6 +59,7 @@ class Context:
     autopilot: Control | None = None
     hearing: Callable[[], Mapping[str, Hearing]] = _no_hearing  # each chat interface's, now
     max_file_bytes: int = MAX_FILE_BYTES  # what /file sends and /send saves, at most
+    nodes: NodeView | None = None  # several machines (PostgreSQL); None with one
 
     @property
     def pilot(self) -> Control:
@@ -60,9 +68,19 @@ class Context:
             raise CommandError("the autopilot is not set up in this farmbot")
         return self.autopilot
 
-    def state_of(self, agent: Agent) -> str:
-        """ "busy for 3m": the agent's state and how long it has been in it."""
+    def state_of(self, agent: Agent, unheard: Mapping[str, NodeState] | None = None) -> str:
+        """ "busy for 3m": the agent's state and how long it has been in it; "node down"
+        for a live agent whose node is in ``unheard`` (down or stopped)."""
+        node = (unheard or {}).get(agent.node)
+        if node is not None and agent.state.is_live:
+            return f"node {node.health.value} ({agent.node} quiet for {ago(node.node.quiet)})"
         return f"{agent.state.value} for {ago(self.clock() - agent.state_since)}"
+
+    async def unheard_nodes(self) -> dict[str, NodeState]:
+        """The nodes not heard from (down, or stopped on purpose), by name."""
+        if self.nodes is None:
+            return {}
+        return {n.name: n for n in await self.nodes.states() if n.health is not NodeHealth.UP}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from farmbot.bot.authz import Person
 from farmbot.bot.commands.base import Context, Spec, no_args, one_name, words
 from farmbot.bot.commands.gates import gate_buttons
 from farmbot.messages import Incoming, Reply, ago
-from farmbot.models import AgentState, Role
+from farmbot.models import AgentState, NodeHealth, NodeState, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +62,23 @@ async def _show_help(command: Help, person: Person, ctx: Context) -> Reply:
 
 async def _status(command: Status, person: Person, ctx: Context) -> Reply:
     agents = await ctx.supervisor.list_agents()
-    live = [a for a in agents if a.state.is_live]
+    nodes = await ctx.nodes.states() if ctx.nodes is not None else []
+    unheard = {n.name: n for n in nodes if n.health is not NodeHealth.UP}
+    live = [a for a in agents if a.state.is_live and a.node not in unheard]
     gates = await ctx.gates.pending()
     counts: dict[str, int] = {}
     for agent in live:
         counts[agent.state.value] = counts.get(agent.state.value, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none running"
     lines = [f"agents: {summary}", f"pending gates: {len(gates)}"]
+    if nodes:
+        lines.insert(0, "nodes: " + ", ".join(_node_line(n) for n in nodes))
     attention = [a for a in live if a.state in (AgentState.WAITING, AgentState.STUCK)]
     attention += [a for a in agents if a.state is AgentState.DEAD]
+    attention += [a for a in agents if a.state.is_live and a.node in unheard]
     for agent in attention:
-        lines.append(f"• {agent.id}: {ctx.state_of(agent)} — {agent.state_reason}")
+        reason = "" if agent.node in unheard else f" — {agent.state_reason}"
+        lines.append(f"• {agent.id}: {ctx.state_of(agent, unheard)}{reason}")
     return Reply("\n".join(lines), buttons=tuple(gate_buttons(g) for g in gates[:5]))
 
 
@@ -98,6 +104,19 @@ async def _ping(command: Ping, person: Person, ctx: Context) -> Reply:
 def _ms(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else ago(seconds)
+
+
+def _node_line(state: NodeState) -> str:
+    """ "gpu (leader, 2 agents)", "laptop (node down, quiet 40s, 3 agents)"."""
+    notes = []
+    if state.leader:
+        notes.append("leader")
+    if state.here:
+        notes.append("here")
+    if state.health is not NodeHealth.UP:
+        notes.append(f"node {state.health.value}, quiet {ago(state.node.quiet)}")
+    notes.append(f"{state.agents} agent{'' if state.agents == 1 else 's'}")
+    return f"{state.name} ({', '.join(notes)})"
 
 
 async def _projects(command: Projects, person: Person, ctx: Context) -> Reply:

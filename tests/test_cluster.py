@@ -1,0 +1,429 @@
+"""Several machines, one farm: two real `farmbot serve` processes, each with its own tmux
+socket, state directory, port and node name, sharing one PostgreSQL database (a
+throwaway cluster), with the real python-telegram-bot against a fake Bot API.
+
+Node a holds project alpha, node b project beta, both hold gamma (``nodes = [...]``);
+both read the same list of projects, as machines sharing one config file do. A git hook
+in beta's repository can make a builder's worktree slow to create (``SLOW``), so that a
+node can be killed while it runs a command it claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libtmux
+import psycopg
+import pytest
+
+from tests.backends import PostgresBackend
+from tests.daemon import Daemon, free_port, git_project, run, serve
+from tests.fakes.telegram_api import FakeTelegram, Params
+from tests.helpers import retry_until
+
+TOKEN = "777001:CLUSTER-token"
+ADA = 1001  # the admin, in Telegram and the web console
+ALERTS = -100777  # the chat alerts go to
+SLOW_HOOK = 6  # seconds beta's post-checkout hook sleeps while the SLOW file exists
+
+
+@pytest.fixture
+def sockets() -> Iterator[dict[str, str]]:
+    """A tmux socket per node; their servers are killed after the test."""
+    names = {node: f"farmbot-test-{node}-{uuid.uuid4().hex[:8]}" for node in "ab"}
+    yield names
+    socket_dir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+    for name in names.values():
+        server = libtmux.Server(socket_name=name)
+        if server.is_alive():
+            server.kill()
+        (socket_dir / name).unlink(missing_ok=True)
+
+
+@dataclass
+class Node:
+    name: str
+    config: Path
+    url: str
+    socket: str
+
+
+@dataclass
+class Farm:
+    """Two nodes' configs on one database; ``start`` runs a node's `farmbot serve`."""
+
+    tmp: Path
+    db: PostgresBackend
+    nodes: dict[str, Node]
+    slow: Path  # while it exists, creating a beta worktree takes SLOW_HOOK seconds
+    env: dict[str, str]
+    stack: AsyncExitStack
+    lives: int = 0
+
+    async def start(self, name: str) -> Daemon:
+        """Start node ``name`` (until the test ends, or it is killed)."""
+        node = self.nodes[name]
+        self.lives += 1
+        logs = self.tmp / "logs" / f"{name}-{self.lives}"
+        return await self.stack.enter_async_context(serve(node.config, node.url, logs, self.env))
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.db.url, autocommit=True) as conn:
+            return list(conn.execute(query, params).fetchall())
+
+
+async def status(daemon: Daemon) -> dict[str, Any]:
+    async with daemon.http.get(
+        "/api/status", headers={"Authorization": f"Bearer {daemon.key}"}
+    ) as r:
+        assert r.status == 200, await r.text()
+        found: dict[str, Any] = await r.json()
+        return found
+
+
+async def leader(daemon: Daemon) -> str | None:
+    found = (await status(daemon))["leader"]
+    return None if found is None else str(found)
+
+
+async def leads(daemon: Daemon, name: str) -> bool:
+    return await leader(daemon) == name
+
+
+async def has_session(socket: str, name: str) -> bool:
+    return (await run("tmux", "-L", socket, "has-session", "-t", f"={name}")).code == 0
+
+
+def write_config(
+    path: Path, node: str, port: int, socket: str, repos: dict[str, Path], tg: FakeTelegram | None
+) -> None:
+    telegram = (
+        f"""
+[telegram]
+token = "env:FARMBOT_TEST_TELEGRAM_TOKEN"
+base_url = "{tg.base_url}"
+base_file_url = "{tg.base_file_url}"
+alert_chats = [{ALERTS}]
+poll_timeout = 1
+"""
+        if tg is not None
+        else ""
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+state_dir = "state"
+
+[node]
+name = "{node}"
+heartbeat = 0.5
+lease = 3
+answer_timeout = 25
+
+[storage]
+url = "env:FARMBOT_TEST_DATABASE_URL"
+pool_max = 4
+
+[tmux]
+socket = "{socket}"
+
+[supervisor]
+tick_seconds = 0.2
+
+[qa]
+interval_minutes = 0
+
+[users.ada]
+role = "admin"
+web = true
+telegram = {ADA}
+
+[[projects]]
+name = "alpha"
+path = "{repos["alpha"]}"
+nodes = ["a"]
+
+[[projects]]
+name = "beta"
+path = "{repos["beta"]}"
+nodes = ["b"]
+
+[[projects]]
+name = "gamma"
+path = "{repos["gamma"]}"
+nodes = ["a", "b"]
+
+[agents.demo]
+env = {{ FARMBOT_DEMO_STEP = "0.02" }}
+{telegram}"""
+    )
+
+
+@asynccontextmanager
+async def two_nodes(
+    tmp_path: Path, db: PostgresBackend, sockets: dict[str, str], tg: FakeTelegram | None = None
+) -> AsyncIterator[Farm]:
+    repos = {
+        "alpha": await git_project(tmp_path / "a" / "alpha"),
+        "beta": await git_project(tmp_path / "b" / "beta"),
+        "gamma": await git_project(tmp_path / "gamma"),  # both machines have a checkout
+    }
+    slow = tmp_path / "slow"
+    hook = repos["beta"] / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\nif [ -f '{slow}' ]; then sleep {SLOW_HOOK}; fi\n")
+    hook.chmod(0o755)
+    nodes = {}
+    for name in "ab":
+        port = free_port()
+        config = tmp_path / name / "farmbot.toml"
+        write_config(config, name, port, sockets[name], repos, tg)
+        nodes[name] = Node(name, config, f"http://127.0.0.1:{port}", sockets[name])
+    env = {"FARMBOT_TEST_DATABASE_URL": db.url, "FARMBOT_TEST_TELEGRAM_TOKEN": TOKEN}
+    async with AsyncExitStack() as stack:
+        yield Farm(tmp_path, db, nodes, slow, env, stack)
+
+
+async def start_a_then_b(farm: Farm) -> tuple[Daemon, Daemon]:
+    """Node a first, so that it leads; then node b."""
+    a = await farm.start("a")
+    assert await retry_until(lambda: leads(a, "a"), timeout=10, message="node a to lead")
+    b = await farm.start("b")
+
+    async def both_up() -> bool:
+        nodes = (await status(a))["nodes"]
+        return sorted((n["name"], n["health"]) for n in nodes) == [("a", "up"), ("b", "up")]
+
+    assert await retry_until(both_up, timeout=10, message="both nodes heartbeating")
+    return a, b
+
+
+async def claimed(farm: Farm, text: str) -> bool:
+    rows = farm.sql("SELECT status FROM routed_commands WHERE text = %s", text)
+    return rows == [("claimed",)]
+
+
+# -- routing ---------------------------------------------------------------------------------
+
+
+async def test_a_spawn_for_a_project_only_b_holds_runs_on_b_and_answers_through_a(
+    tmp_path: Path, pg_backend: PostgresBackend, sockets: dict[str, str]
+) -> None:
+    async with two_nodes(tmp_path, pg_backend, sockets) as farm:
+        a, b = await start_a_then_b(farm)
+
+        spawned = await a.command("/spawn builder 7 beta")
+        assert spawned["ok"] is True, spawned
+        worktree = tmp_path / "b" / "state" / "worktrees" / "beta" / "beta-builder-7"
+        assert (
+            f"spawned beta-builder-7 (demo) in project beta: worktree {worktree}"
+            in (spawned["text"])
+        )
+        assert await has_session(sockets["b"], "beta-builder-7")
+        assert not await has_session(sockets["a"], "beta-builder-7")
+        assert [row[0] for row in farm.sql("SELECT node FROM agents")] == ["b"]
+
+        async def screen_shows(text: str) -> str | None:
+            tail = await a.command("/tail beta-builder-7 60")  # b's screen, through a
+            assert tail["ok"], tail
+            return tail["pre"] if text in tail["pre"] else None
+
+        await retry_until(
+            lambda: screen_shows("✓ done: You are builder 7 on project beta"),
+            timeout=15,
+            message="b's builder to work on its prompt",
+        )
+        sent = await a.command("/send beta-builder-7 add a login page")
+        assert sent["ok"] is True and sent["text"].startswith("sent to beta-builder-7"), sent
+        await retry_until(lambda: screen_shows("✓ done: add a login page"), timeout=15)
+
+        local = await a.command("/spawn architect")  # alpha: a holds it, a runs it
+        assert local["ok"] is True, local
+        assert await has_session(sockets["a"], "architect")
+
+        shown = await b.command("/status")
+        assert shown["text"].splitlines()[0] == "nodes: a (leader, 1 agent), b (here, 1 agent)"
+        agents = (await a.command("/agents"))["text"]
+        assert "beta-builder-7 [beta @b] " in agents and "architect [alpha @a] " in agents
+        held_elsewhere = await b.command("/spawn builder 8 alpha")  # routed the other way
+        assert held_elsewhere["ok"] is True
+        assert "spawned builder-8 (demo) in project alpha" in held_elsewhere["text"]
+        assert await has_session(sockets["a"], "builder-8")
+
+        # gamma is on both: a spawn goes to the node running fewer agents (a runs 2, b 1),
+        # and to the node asked when they are even.
+        assert (await a.command("/spawn shell 1 gamma"))["ok"]
+        assert await has_session(sockets["b"], "gamma-shell-1")
+        assert (await a.command("/spawn shell 2 gamma"))["ok"]
+        assert await has_session(sockets["a"], "gamma-shell-2")
+
+        # A third machine that calls itself a is refused: it would take a's agents for dead.
+        twin = tmp_path / "c" / "farmbot.toml"
+        text = farm.nodes["a"].config.read_text().replace(sockets["a"], f"{sockets['a']}-c")
+        twin.parent.mkdir()
+        port_a = farm.nodes["a"].url.rsplit(":", 1)[1]
+        twin.write_text(text.replace(f"port = {port_a}\n", f"port = {free_port()}\n"))
+        refused = await run(
+            sys.executable, "-m", "farmbot", "--config", str(twin), "serve", cwd=twin.parent,
+            env=farm.env,
+        )  # fmt: skip
+        assert refused.code != 0
+        assert "another farmbot runs as node a on this database" in refused.err, refused.err
+
+    # Each command ran once, audited once as ada, wherever it ran.
+    audit = farm.sql(
+        "SELECT command, user_name, outcome FROM audit WHERE command LIKE %s", "/spawn%"
+    )
+    assert sorted(audit) == [
+        ("/spawn architect", "ada", "ok"),
+        ("/spawn builder 7 beta", "ada", "ok"),
+        ("/spawn builder 8 alpha", "ada", "ok"),
+        ("/spawn shell 1 gamma", "ada", "ok"),
+        ("/spawn shell 2 gamma", "ada", "ok"),
+    ]
+
+
+# -- failover ------------------------------------------------------------------------------
+
+
+def replies(tg: FakeTelegram, chat: int, has: str) -> list[Params]:
+    return [m for m in tg.sent_messages(chat) if has in m.get("text", "")]
+
+
+async def test_the_leader_killed_with_kill_9_hands_chat_alerts_and_commands_to_the_other(
+    tmp_path: Path, pg_backend: PostgresBackend, sockets: dict[str, str]
+) -> None:
+    async with (
+        FakeTelegram(token=TOKEN) as tg,
+        two_nodes(tmp_path, pg_backend, sockets, tg) as farm,
+    ):
+        tg.add_chat(ALERTS, type="supergroup", title="farm alerts")
+        tg.add_chat(ADA)
+        a, b = await start_a_then_b(farm)
+        await tg.wait_for("getUpdates", timeout=10)  # a polls
+        assert (await a.command("/spawn architect"))["ok"]  # an agent of a, for "node down"
+
+        # Alerts in flight: two of b's agents die while Telegram answers their chat 429.
+        tg.hold(ALERTS, retry_after=3)
+        for n in (1, 2):
+            assert (await b.command(f"/spawn shell {n} beta"))["ok"]
+            await run("tmux", "-L", sockets["b"], "kill-session", "-t", f"=beta-shell-{n}")
+
+        def held_back() -> bool:  # both stored and tried; none being sent, none due soon
+            rows = farm.sql(
+                "SELECT o.status, o.attempts, o.next_attempt_at FROM outbox o"
+                " JOIN alerts al ON al.id = o.alert_id"
+                " WHERE o.interface = 'telegram' AND al.kind = 'agent.dead'"
+            )
+            soon = time.time() + 1.0
+            return (
+                len(rows) == 2
+                and all(status == "pending" for status, _, _ in rows)
+                and any(tries > 0 for _, tries, _ in rows)
+                and all(due > soon for _, tries, due in rows if tries > 0)
+            )
+
+        # A command in flight: a took it from Telegram and routed it; b is running it.
+        farm.slow.touch()
+        tg.push_message(ADA, "/spawn builder 3 beta")
+        await retry_until(lambda: claimed(farm, "/spawn builder 3 beta"), timeout=10)
+        await retry_until(held_back, timeout=10, message="the alerts held back by 429s")
+
+        a.proc.kill()  # kill -9, with a long poll, a routed command and alerts in flight
+        killed = time.monotonic()
+        await a.proc.wait()
+        tg.push_message(ADA, "/status")  # while nobody leads
+        tg.release(ALERTS)
+
+        def polls() -> int:
+            return len([call for call in tg.calls if call[0] == "getUpdates"])
+
+        before = polls()  # a's last poll was among them; a is dead
+        assert await retry_until(lambda: leads(b, "b"), timeout=10, message="b to lead")
+        await retry_until(lambda: polls() > before, timeout=10, message="b to poll")
+        took_over = time.monotonic() - killed
+        assert took_over < 10, f"b took {took_over:.1f} s to lead"
+
+        await retry_until(
+            lambda: replies(tg, ADA, "spawned beta-builder-3") and replies(tg, ADA, "nodes:"),
+            timeout=SLOW_HOOK + 15,
+            message="both commands answered",
+        )
+        titles = ("beta-shell-1 died", "beta-shell-2 died", "node a went quiet")
+        await retry_until(
+            lambda: all(replies(tg, ALERTS, title) for title in titles),
+            timeout=15,
+            message="every alert delivered",
+        )
+        await asyncio.sleep(2)  # time enough for a duplicate to show
+        for title in titles:
+            assert len(replies(tg, ALERTS, title)) == 1, (title, tg.sent_messages(ALERTS))
+        for answer in ("spawned beta-builder-3", "nodes:"):
+            assert len(replies(tg, ADA, answer)) == 1, (answer, tg.sent_messages(ADA))
+        assert not replies(tg, ADA, "cannot tell whether")  # it was answered, not guessed
+
+        async def a_shown_down() -> str | None:
+            shown = (await b.command("/status"))["text"]
+            return shown if "a (node down" in shown else None
+
+        shown = await retry_until(a_shown_down, timeout=5, message="a shown as node down")
+        assert "b (leader, here, 1 agent)" in shown and "• architect: node down" in shown
+        agents = (await b.command("/agents"))["text"]
+        assert "architect [alpha @a] node down (a quiet for" in agents, agents
+        assert await has_session(sockets["b"], "beta-builder-3")
+        # a had taken the spawn's update (and routed it); b handed it over and answered it.
+        handled = farm.sql("SELECT update_id, status, handler FROM inbound_updates ORDER BY 1")
+        assert [(n, done, who.split("/")[0]) for n, done, who in handled] == [
+            (1, "done", "b"),
+            (2, "done", "b"),
+        ]
+        # The spawn ran once, on b.
+        spawns = farm.sql("SELECT outcome FROM audit WHERE command = '/spawn builder 3 beta'")
+        assert spawns == [("ok",)]
+
+
+# -- a node killed holding a claim ---------------------------------------------------------
+
+
+async def test_a_node_killed_holding_a_command_is_taken_over_after_its_lease_and_told(
+    tmp_path: Path, pg_backend: PostgresBackend, sockets: dict[str, str]
+) -> None:
+    async with two_nodes(tmp_path, pg_backend, sockets) as farm:
+        a, b = await start_a_then_b(farm)
+        farm.slow.touch()
+        asked = asyncio.create_task(a.command("/spawn builder 5 beta"))
+        await retry_until(lambda: claimed(farm, "/spawn builder 5 beta"), timeout=10)
+        b.proc.kill()  # kill -9 while b runs it
+        killed = time.monotonic()
+        reply = await asyncio.wait_for(asked, 20)
+        waited = time.monotonic() - killed
+        assert reply["ok"] is False
+        assert reply["text"].startswith(
+            "node b stopped while running it (its claim expired), so farmbot cannot tell"
+            " whether '/spawn builder 5 beta' took effect; it was not run again."
+        ), reply
+        assert waited < 3 + 5, f"told after {waited:.1f} s (lease 3 s, answer_timeout 25 s)"
+        farm.slow.unlink()
+
+        # b comes back: the command stays answered and does not run again.
+        back = await farm.start("b")
+        await retry_until(lambda: leads(back, "a"), timeout=10)
+        await asyncio.sleep(1.5)
+        assert not await has_session(sockets["b"], "beta-builder-5")
+        rows = farm.sql("SELECT status, attempts FROM routed_commands")
+        assert rows == [("done", 2)]
+        audit = farm.sql("SELECT outcome FROM audit WHERE command = '/spawn builder 5 beta'")
+        assert audit == [("interrupted",)]
+        listed = (await back.command("/agents"))["text"]
+        assert "beta-builder-5" not in listed

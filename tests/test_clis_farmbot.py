@@ -305,7 +305,8 @@ async def test_codex_approvals_through_its_dialog(tmp_path: Path, tmux_socket: s
             fake.script(openai.exec_command("touch b.txt", "Create b.txt?"), openai.Text("Made."))
             await run.ok(f"/send {AGENT} create b.txt")
             gate = await run.gate()
-            assert "sent p to builder-1" in await run.ok(f"/approve {gate['id']} --session")
+            approved = await run.ok(f"/approve {gate['id']} --session")
+            assert "sent p to builder-1 (Codex keeps this as a rule for every later" in approved
             assert "exited with code 0" in (await fake.wait_for(4)).function_outputs()[-1]
             await run.state("idle")
             (run.workdir / "b.txt").unlink()

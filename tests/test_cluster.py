@@ -74,7 +74,9 @@ class Farm:
         node = self.nodes[name]
         self.lives += 1
         logs = self.tmp / "logs" / f"{name}-{self.lives}"
-        return await self.stack.enter_async_context(serve(node.config, node.url, logs, self.env))
+        return await self.stack.enter_async_context(
+            serve(node.config, node.url, logs, env=self.env)
+        )
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.db.url, autocommit=True) as conn:

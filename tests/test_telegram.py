@@ -20,6 +20,7 @@ import pytest
 from farmbot import events as ev
 from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.telegram import BAD_TOKEN, CONFLICT, TelegramInterface
+from farmbot.adapters.telegram_poll import AT_ONCE
 from farmbot.adapters.telegram_render import MAX_TEXT, blocks, plain, render, split, utf16_len
 from farmbot.alerts import Notifier
 from farmbot.bot.commands import menu
@@ -687,7 +688,7 @@ async def test_a_press_is_answered_while_ten_long_commands_of_the_same_chat_run(
     async def handle(msg: Incoming) -> Reply:
         seen.append(msg.text)
         if not msg.button:
-            await release.wait()  # a long command, typed: more of them than PTB's 8 slots
+            await release.wait()  # a long command, typed: more of them than the poller's slots
             return Reply("the long one is done")
         return Reply(f"pressed {msg.text}")
 
@@ -702,7 +703,7 @@ async def test_a_press_is_answered_while_ten_long_commands_of_the_same_chat_run(
             message = tg.sent_messages(ALICE)[-1]
             for _ in range(10):
                 tg.push_message(ALICE, "/agents")
-            await retry_until(lambda: seen.count("/agents") == 10, message="ten long commands")
+            await retry_until(lambda: seen.count("/agents") == AT_ONCE, message="every slot taken")
             answer = await press(tg, ALICE, message, "/status")
             assert "text" not in answer
             await retry_until(

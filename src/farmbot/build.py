@@ -43,8 +43,8 @@ from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Hears, Interface, ReportsReadiness, ServesRoutes
 from farmbot.models import Agent, GateStatus
 from farmbot.storage import Storage, open_storage
-from farmbot.storage.retention import Retention, horizon
 from farmbot.storage.db import OpensSessions
+from farmbot.storage.retention import Retention, horizon
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.autopilot import MILESTONE, Autopilot, Control, Milestones
 from farmbot.supervisor.delivery import Delivery
@@ -368,7 +368,9 @@ async def build(
             max_file_bytes=config.supervisor.max_file_bytes,
             nodes=directory if shared else None,
         )
-        router = Router(Commands(context), People(config.users), storage.audit, clock, limits=limits)
+        router = Router(
+            Commands(context), People(config.users), storage.audit, clock, limits=limits
+        )
         cluster = Cluster(config, storage, router, bus, directory, clock)
         hooks = HookEndpoint(monitor.on_hook, key, task_done=control.agent_done)
         keep_events, keep_audit = _horizons(config)

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import fcntl
+import functools
 import logging
 import os
 import shutil

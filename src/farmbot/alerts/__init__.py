@@ -78,6 +78,7 @@ class Alerts:
         """Deliver again after ``close()`` (a new term as chat leader)."""
         self.notifier.reopen()
 
+
 def gate_edit(event: DomainEvent, at: float) -> AlertEdit | None:
     """How a gate's alert changes once the gate is decided or stale; None for other events."""
     if not isinstance(event, GateDecided | GateStale):

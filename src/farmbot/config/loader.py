@@ -172,6 +172,7 @@ def _profile(name: str, t: Table, base: AgentProfile | None) -> AgentProfile:
         hooks=t.get("hooks", boolean, base.hooks),
         approve_keys=t.get("approve_keys", strings, base.approve_keys),
         session_keys=t.get("session_keys", strings, base.session_keys),
+        session_note=t.get("session_note", text(), base.session_note),
         deny_keys=t.get("deny_keys", strings, base.deny_keys),
         error_pattern=t.get("error_pattern", text(regex), base.error_pattern),
         help_pattern=t.get("help_pattern", text(regex), base.help_pattern),

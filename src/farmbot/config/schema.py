@@ -118,6 +118,7 @@ class AgentProfile:
     hooks: bool = False  # the CLI sends Claude Code hook events (installed at spawn)
     approve_keys: tuple[str, ...] = ("1",)  # answer "yes" to a permission question
     session_keys: tuple[str, ...] = ()  # "yes, and don't ask again"; none: not offered
+    session_note: str = ""  # what "for the session" really means for this CLI, when it differs
     deny_keys: tuple[str, ...] = ("Escape",)  # answer "no" (a reason follows as a prompt)
     error_pattern: str = r"(?i)^\s*(error|fatal|traceback|exception)\b|\berror:"
     help_pattern: str = (
@@ -233,6 +234,10 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             turn_end_pattern=r"Worked for [<\d]|^\s*■|^\s*✗",
             approve_keys=("y",),
             session_keys=("p",),
+            session_note=(
+                "Codex keeps this as a rule for every later session too "
+                "($CODEX_HOME/rules/default.rules)"
+            ),
         ),
         # aider 0.86.2 (tests/screens/aider): one-line questions ending "[Yes]: ", answered
         # in place; a bare `>` prompt under a rule when idle.

@@ -32,8 +32,8 @@ from farmbot.storage.projects import ProjectStore, SqlProjectStore
 from farmbot.storage.prompts import PromptStore, SqlPromptStore
 from farmbot.storage.qa_runs import QaRunStore, SqlQaRunStore
 from farmbot.storage.retention import RetentionStore, SqlRetentionStore
-from farmbot.storage.runs import RunStore, SqlRunStore
 from farmbot.storage.routed import RoutedCommandStore, SqlRoutedCommandStore
+from farmbot.storage.runs import RunStore, SqlRunStore
 from farmbot.storage.sqlite import SqliteDatabase
 from farmbot.storage.tasks import SqlTaskStore, TaskStore
 from farmbot.storage.threads import SqlThreadStore, ThreadStore
@@ -56,8 +56,8 @@ __all__ = [
     "PromptStore",
     "QaRunStore",
     "RetentionStore",
-    "RunStore",
     "RoutedCommandStore",
+    "RunStore",
     "Storage",
     "StorageSettings",
     "TaskStore",

@@ -534,6 +534,8 @@ class Monitor:
         async with self._lock(agent.id):
             await self._observe(agent, sm.Answered(decision.approved), None)
         done = f"sent {' '.join(keys)} to {agent.id}"
+        if decision.approved and decision.session and profile is not None and profile.session_note:
+            done += f" ({profile.session_note})"
         if not await self._question_gone(agent, gate):
             done += f"; the question still shows on its screen (/tail {agent.id})"
         if not decision.approved and decision.reason:

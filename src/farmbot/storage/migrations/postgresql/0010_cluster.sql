@@ -1,4 +1,4 @@
--- farmbot schema 6: several machines on one database. Which node runs each agent, the
+-- farmbot schema 10: several machines on one database. Which node runs each agent, the
 -- nodes and their heartbeats, commands routed to the node that must run them, and where
 -- each chat's inbound updates stand (Telegram's offset) with the updates taken but not
 -- yet handled. As migrations/sqlite/0006_cluster.sql.

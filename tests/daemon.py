@@ -80,11 +80,17 @@ class Daemon:
 
 @asynccontextmanager
 async def serve(
-    config: Path, url: str, logs: Path, *, open_files: int | None = None
+    config: Path,
+    url: str,
+    logs: Path,
+    *,
+    open_files: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Daemon]:
     """Run `farmbot serve` until it answers /healthz; always kill it afterwards.
 
-    ``open_files``: the daemon's limit of open files (RLIMIT_NOFILE), as a small host has.
+    ``open_files``: the daemon's limit of open files (RLIMIT_NOFILE), as a small host has;
+    ``env``: its environment (default: the test's own).
     """
     logs.mkdir(parents=True, exist_ok=True)
     stdout, stderr = logs / "stdout", logs / "stderr"
@@ -98,7 +104,7 @@ async def serve(
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "farmbot", "--config", str(config), "serve",
             stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, cwd=config.parent,
-            preexec_fn=limit if open_files is not None else None,
+            preexec_fn=limit if open_files is not None else None, env=env,
         )  # fmt: skip
     try:
         async with aiohttp.ClientSession(base_url=url) as http:

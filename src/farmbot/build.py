@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -206,19 +207,22 @@ async def build(
     interfaces: Sequence[Interface | Callable[[InterfaceDeps], Interface]] = (),
     registry: Sequence[Registration] = INTERFACES,
     rand: Callable[[], float] = random.random,
+    environ: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Farm]:
     """Build the graph from ``config``.
 
     ``interfaces`` are added to the configured ones (an interface, or a function that
     builds one from the deps every interface gets); ``rand`` is the alert notifier's
-    jitter (tests make it a constant).
+    jitter (tests make it a constant); ``environ`` is farmbot's own environment (default
+    ``os.environ``), of which agents and the tmux server get only the allowlisted part.
     """
+    environ = dict(os.environ if environ is None else environ)
     state_dir = config.server.state_dir
     await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         key = localkey.ensure(state_dir)
         storage = await stack.enter_async_context(open_storage(config.storage, state_dir))
-        tmux = Tmux(config.tmux.socket)
+        tmux = Tmux(config.tmux.socket, environ)
         stack.callback(tmux.close)
         found: dict[str, Interface] = {}
         alerts = Alerts(config.alerts, storage.outbox, found, clock, rand=rand)
@@ -273,6 +277,7 @@ async def build(
             agent_env={"FARMBOT_URL": config.server.url},
             hook_token=lambda agent_id: hook_token(key, agent_id),
             busy=busy,
+            environ=environ,
         )
         autopilot = Autopilot(
             config,

@@ -506,7 +506,7 @@ def _hooks_install(
     from farmbot import localkey
     from farmbot.adapters.hooks import hook_token
     from farmbot.errors import CommandError
-    from farmbot.hooks_install import default_hook_command, install_hooks
+    from farmbot.hooks_install import default_hook_command, install_hooks, write_token_file
 
     workdir = path.expanduser().resolve()
     agent = agent or workdir.name
@@ -519,13 +519,23 @@ def _hooks_install(
     token = hook_token(key, agent)
     url = config.server.url
     if http:
+        # Claude Code makes the request itself: the token is in the settings file (0600),
+        # on no command line.
         written = install_hooks(
             workdir, agent=agent, http_url=f"{url}/hooks/claude/{agent}?token={token}"
         )
     else:
         # Self-contained: an agent farmbot did not spawn has none of the FARMBOT_* variables.
-        state_dir = str(config.server.state_dir)
-        options = {"--agent": agent, "--url": url, "--token": token, "--state-dir": state_dir}
+        # The token goes in a file of its own (0600, kept out of git): a command line is
+        # readable by every user of the machine (/proc/<pid>/cmdline).
+        token_file = write_token_file(workdir, token)
+        spool_dir = str(config.server.state_dir / "spool")
+        options = {
+            "--agent": agent,
+            "--url": url,
+            "--token-file": str(token_file),
+            "--spool-dir": spool_dir,
+        }
         command = default_hook_command() + "".join(
             f" {name} {shlex.quote(value)}" for name, value in options.items()
         )

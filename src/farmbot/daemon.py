@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Self, TextIO
 
 from farmbot import __version__, localkey, systemd
-from farmbot.adapters.hooks import replay_spool
+from farmbot.adapters.hooks import hook_token, replay_spool
 from farmbot.build import Farm, build
 from farmbot.config.schema import Config, CronJob
 from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
@@ -222,7 +222,10 @@ class Daemon:
         async def replay(agent: str, event: dict[str, Any]) -> None:
             await monitor.on_hook(agent, event, hold=False)  # no CLI waits for its answer
 
-        replayed = await replay_spool(self.farm.state_dir / "spool", replay)
+        key = self.farm.key
+        replayed = await replay_spool(
+            self.farm.state_dir / "spool", replay, lambda agent: hook_token(key, agent)
+        )
         if replayed:
             log.info("replayed %d spooled hook events", replayed)
 

@@ -11,8 +11,11 @@ with ``{"note": "..."}`` (what ``farmbot task done`` sends). It can only ever fi
 task of the agent the token belongs to.
 
 Events that could not be delivered wait in ``<state_dir>/spool/`` as one JSON file each,
-``{"agent": ..., "received_at": <unix>, "event": {...}}`` named ``<time_ns>-<pid>.json``;
-``replay_spool`` feeds them to ``ingest`` on the next start.
+``{"event": {...}, "received_at": <unix>, "agent": ..., "mac": ...}`` named
+``<time_ns>-<pid>.json``; ``replay_spool`` feeds them to ``ingest`` on the next start --
+only those whose MAC verifies with the named agent's hook token: the spool is a directory,
+and a file someone dropped there while farmbot was down must not be applied. The others
+are moved to ``spool/bad/`` and logged.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,8 @@ TaskDone = Callable[[str, str], Awaitable[str]]  # (agent, note) -> what happene
 TOKEN_HEADER = "X-Farmbot-Hook-Token"
 BAD_DIR = "bad"
 _EMPTY = b"{}"  # Claude Code reads an http hook's answer as hook output: {} decides nothing
+_MAC_TAIL = re.compile(rb', "mac": "([0-9a-f]{64})"\}\s*\Z')  # how farmbot.hook ends a file
+TokenFor = Callable[[str], str]  # agent id -> its hook token
 
 
 def hook_token(key: str, agent_id: str) -> str:
@@ -152,11 +158,12 @@ class HookEndpoint:
         return web.json_response({"error": error}, status=status)
 
 
-async def replay_spool(spool_dir: Path, ingest: Ingest) -> int:
+async def replay_spool(spool_dir: Path, ingest: Ingest, token_for: TokenFor) -> int:
     """Ingest spooled events oldest first, deleting each once ingested; return how many.
 
-    A file that cannot be read or is not a spooled event moves to ``spool_dir/bad/``.
-    An exception from ``ingest`` stops the replay and leaves that file for next time.
+    A file that cannot be read, is not a spooled event, or whose MAC does not verify with
+    the hook token of the agent it names (``token_for``) moves to ``spool_dir/bad/``. An
+    exception from ``ingest`` stops the replay and leaves that file for next time.
     """
     try:
         names = sorted(
@@ -170,7 +177,7 @@ async def replay_spool(spool_dir: Path, ingest: Ingest) -> int:
     for name in names:
         path = spool_dir / name
         try:
-            agent, event = _read_spooled(path)
+            agent, event = _read_spooled(path, token_for)
         except FileNotFoundError:  # replayed meanwhile by someone else
             continue
         except (OSError, ValueError, RecursionError) as exc:
@@ -188,8 +195,9 @@ async def replay_spool(spool_dir: Path, ingest: Ingest) -> int:
     return replayed
 
 
-def _read_spooled(path: Path) -> tuple[str, dict[str, Any]]:
-    record = json.loads(path.read_bytes())
+def _read_spooled(path: Path, token_for: TokenFor) -> tuple[str, dict[str, Any]]:
+    raw = path.read_bytes()
+    record = json.loads(raw)
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     agent, event = record.get("agent"), record.get("event")
@@ -197,6 +205,12 @@ def _read_spooled(path: Path) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"no valid agent id (got {agent!r})")
     if not isinstance(event, dict) or not isinstance(event.get("hook_event_name"), str):
         raise ValueError("'event' is not a hook event with a string 'hook_event_name'")
+    tail = _MAC_TAIL.search(raw)
+    if tail is None or record.get("mac") != tail.group(1).decode():
+        raise ValueError("it carries no MAC (not written by `farmbot hook` with a token)")
+    expected = hmac.new(token_for(agent).encode(), raw[: tail.start()], hashlib.sha256)
+    if not hmac.compare_digest(expected.hexdigest().encode(), tail.group(1)):
+        raise ValueError(f"its MAC does not verify with {agent}'s hook token (forged?)")
     return agent, event
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from farmbot.bus import EventBus
@@ -28,6 +27,7 @@ from farmbot.storage.projects import ProjectStore
 from farmbot.storage.prompts import PromptStore
 from farmbot.supervisor import state as sm
 from farmbot.supervisor.delivery import Delivery, Sent
+from farmbot.supervisor.environment import agent_environment
 from farmbot.supervisor.monitor import Monitor
 from farmbot.supervisor.tmux import Tmux
 from farmbot.supervisor.worktree import ensure_worktree, is_git_repo, remove_worktree
@@ -57,6 +57,7 @@ class Supervisor:
         agent_env: dict[str, str] | None = None,
         hook_token: Callable[[str], str] | None = None,
         busy: set[str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._config = config
         self._projects = projects
@@ -68,6 +69,8 @@ class Supervisor:
         self._delivery = delivery
         self._clock = clock
         self._agent_env = dict(agent_env or {})
+        # farmbot's own environment: agents get only what environment.py allows of it.
+        self._environ: Mapping[str, str] = dict(environ or {})
         self._hook_token = hook_token
         self._lock = asyncio.Lock()  # one spawn or kill at a time
         # Agents being spawned or stopped right now: the monitor leaves them alone.
@@ -206,7 +209,8 @@ class Supervisor:
         )
         await self._agents.save_agent(agent)
         await self._prompts.cancel_prompts(agent_id)
-        command = os.environ.get("SHELL", "/bin/sh") if kind is AgentKind.SHELL else profile.command
+        shell = self._environ.get("SHELL", "/bin/sh")
+        command = shell if kind is AgentKind.SHELL else profile.command
         if profile.hooks and kind is not AgentKind.SHELL:
             await asyncio.to_thread(install_hooks, workdir, agent=agent_id)
         try:
@@ -264,8 +268,9 @@ class Supervisor:
         return path, None
 
     def _env_for(self, agent: Agent, profile: AgentProfile) -> dict[str, str]:
-        env = dict(self._agent_env)
-        env.update(
+        """The agent's whole environment, built on purpose (supervisor/environment.py)."""
+        farmbot = dict(self._agent_env)  # FARMBOT_URL
+        farmbot.update(
             FARMBOT_AGENT=agent.id,
             FARMBOT_PROJECT=agent.project,
             FARMBOT_KIND=agent.kind.value,
@@ -273,11 +278,16 @@ class Supervisor:
             FARMBOT_PROFILE=agent.profile,
             FARMBOT_BRANCH=agent.branch or "",
             FARMBOT_WORKDIR=agent.workdir,
+            FARMBOT_SPOOL_DIR=str(self._config.server.state_dir / "spool"),
         )
         if self._hook_token is not None:
-            env["FARMBOT_HOOK_TOKEN"] = self._hook_token(agent.id)
-        env.update(profile.env)
-        return env
+            farmbot["FARMBOT_HOOK_TOKEN"] = self._hook_token(agent.id)
+        return agent_environment(
+            self._environ,
+            pass_env=self._config.supervisor.pass_env,
+            farmbot=farmbot,
+            profile=profile.env,
+        )
 
     async def send(self, agent_id: str, text: str, by: str) -> Sent:
         """Type ``text`` into the agent now, or queue it until the agent is ready."""

@@ -271,7 +271,7 @@ async def test_a_prompt_interrupted_by_a_restart_is_delivered_after_it(farm: Far
     await farm.until_idle("architect")
     # As if the daemon died between storing a prompt and typing it.
     await farm.storage.prompts.add_prompt(
-        "architect", "survive the crash", "alice", 0.0, wait_ready=False
+        "architect", "survive the crash", "alice", farm.graph.clock(), wait_ready=False
     )
 
     await farm.until_idle("architect")

@@ -22,6 +22,7 @@ class PanePatterns:
     idle: re.Pattern[str] | None
     busy: re.Pattern[str] | None
     waiting: re.Pattern[str] | None
+    input: re.Pattern[str] | None = None  # the input line; group 1: what is typed on it
 
     @classmethod
     def of(cls, profile: AgentProfile) -> PanePatterns:
@@ -32,6 +33,7 @@ class PanePatterns:
             compile_(profile.idle_pattern),
             compile_(profile.busy_pattern),
             compile_(profile.waiting_pattern),
+            compile_(profile.input_pattern),
         )
 
 
@@ -74,3 +76,20 @@ def waiting_question(lines: list[str], patterns: PanePatterns) -> str:
     if index < 0:
         return ""
     return "\n".join(tail[max(0, index - 4) :])
+
+
+def input_line(lines: list[str], patterns: PanePatterns) -> str | None:
+    """What is typed on the CLI's input line ("" when nothing), or None when the screen
+    shows no input line (or the profile has no ``input_pattern``).
+
+    The last line that matches near the bottom is the input line (a TUI's box has hints
+    under it); a multi-line draft's first line is what it shows.
+    """
+    if patterns.input is None:
+        return None
+    for line in reversed(bottom(lines)):
+        found = patterns.input.search(line)
+        if found is not None:
+            typed = found.group(1) if found.re.groups else None
+            return (typed or "").strip()
+    return None

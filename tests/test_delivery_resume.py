@@ -107,6 +107,30 @@ async def test_text_left_on_the_input_line_is_cleared_before_the_prompt_is_typed
     assert await _status(farm, prompt_id) is PromptStatus.DELIVERED
 
 
+async def test_a_cut_short_prompt_to_a_busy_agent_is_typed_ahead_not_failed(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path, tmux_socket)
+    slow = {**config.agents["demo"].env, "FARMBOT_DEMO_STEP": "0.5", "FARMBOT_DEMO_STEPS": "6"}
+    demo = replace(config.agents["demo"], env=slow)
+    config = replace(config, agents={**config.agents, "demo": demo})
+    async with farm_for(config, tmp_path, clock) as farm:
+        await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+        await farm.until_idle("architect")
+        await farm.supervisor.send("architect", "work slowly", "alice")  # its echo stays
+        await farm.until_screen("architect", "step 1/")
+        prompt_id = await _cut_short(farm, "after the work")
+
+        async def typed() -> bool:
+            await farm.tick()
+            return await _status(farm, prompt_id) is PromptStatus.DELIVERED
+
+        await retry_until(typed, message="the prompt to be typed ahead")
+        assert "✓ done: work slowly" not in await farm.screen("architect")  # still busy
+        assert await _delivered(farm, tmp_path, "after the work") == ["after the work"]
+        assert received_prompts(tmp_path) == ["work slowly", "after the work"]
+
+
 async def test_a_line_that_cannot_be_cleared_fails_the_prompt_with_a_reason(
     tmp_path: Path, tmux_socket: str, clock: FakeClock
 ) -> None:

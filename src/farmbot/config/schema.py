@@ -217,7 +217,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             command="claude",
             hooks=True,
             idle_pattern=r"^\s*[>❯]\s*$",
-            input_pattern=r"^\s*[>❯](?:\s(?:Resend your message to try again|(.*)))?$",
+            input_pattern=r"^\s*[>❯](?:\s(?:Resend your message to try again|(?!\d+\.\s)(.*)))?$",
             busy_pattern=r"esc to interrupt",
             waiting_pattern=(
                 r"Do you want to (proceed|create|make this edit)|"

@@ -86,11 +86,18 @@ class Keyboard:
         return any(text in line for line in await self._tmux.capture(agent_id, READ_LINES))
 
     async def input_text(self, agent: Agent) -> str | None:
-        """What is typed on the agent's input line ("" if nothing; None: cannot tell)."""
+        """What is typed on the agent's input line ("" if nothing; None: cannot tell).
+
+        Only a pane that shows no work and no question has an input line to read: a
+        REPL's last echoed prompt stays in sight while it works.
+        """
         rules = self._rules_for(agent)
         if rules is None:
             return None
-        return input_line(await self._tmux.capture(agent.id, READ_LINES), rules.patterns)
+        lines = await self._tmux.capture(agent.id, READ_LINES)
+        if classify(lines, rules.patterns) in (AgentState.BUSY, AgentState.WAITING):
+            return None
+        return input_line(lines, rules.patterns)
 
     async def clear_input(self, agent: Agent) -> bool:
         """Empty the input line with the profile's ``clear_keys`` (hold the pane first).

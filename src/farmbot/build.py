@@ -236,7 +236,7 @@ async def build(
         )
         bus.subscribe(alerts.on_event)
         rules = {name: Rules.of(profile) for name, profile in config.agents.items()}
-        gates = Gates(storage.gates, bus, clock)
+        gates = Gates(storage.gates, bus, clock, config.gates)
         keyboard = Keyboard(tmux, lambda agent: rules.get(agent.profile))
         qa = QaRunner(config, agents=storage.agents, runs=storage.qa_runs, bus=bus, clock=clock)
         busy: set[str] = set()

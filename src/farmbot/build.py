@@ -104,6 +104,7 @@ class Farm:
     web: WebInterface
     interfaces: dict[str, Interface]  # by name: the web console, chats, webhooks
     started_at: float = field(default=0.0)
+    key_created: bool = False  # this start made the local key (a first start)
 
     @property
     def state_dir(self) -> Path:
@@ -220,7 +221,7 @@ async def build(
     state_dir = config.server.state_dir
     await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
-        key = localkey.ensure(state_dir)
+        key, key_created = localkey.ensure_new(state_dir)
         storage = await stack.enter_async_context(open_storage(config.storage, state_dir))
         tmux = Tmux(config.tmux.socket, environ)
         stack.callback(tmux.close)
@@ -338,6 +339,7 @@ async def build(
             web=None,  # type: ignore[arg-type]  # set just below: it serves the farm
             interfaces=found,
             started_at=clock(),
+            key_created=key_created,
         )
         web = WebInterface(
             config.server.host,

@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("path", nargs="?", help="file or directory (default: ~/.config/farmbot/)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     add(sub, "status", "show agents, gates and projects of the running daemon")
+    add(sub, "login-link", "print the link that logs a browser in to the console (holds the key)")
     cmd = add(sub, "cmd", 'run a chat command, e.g. farmbot cmd "/spawn builder 42"')
     cmd.add_argument("text", nargs="+", help="the command text")
     attach = add(sub, "attach", "attach your terminal to an agent's tmux session")
@@ -222,6 +223,8 @@ def _run(args: argparse.Namespace) -> int:
         return _attach(config, args.agent, _farmbot(args))
     if command == "hooks":
         return _hooks_install(config, Path(args.path), args.agent, http=args.http, args=args)
+    if command == "login-link":
+        return _login_link(config, args)
     from farmbot.client import Client
 
     client = Client.for_config(config, start_hint=f"{_farmbot(args)} start")
@@ -234,6 +237,22 @@ def _run(args: argparse.Namespace) -> int:
     reply = client.command(" ".join(args.text))
     _print_reply(reply)
     return 0 if reply.get("ok") else 1
+
+
+def _login_link(config: Config, args: argparse.Namespace) -> int:
+    """The console's login link, on request only (`farmbot serve` prints it once, at the
+    first start: a link in every start's output would put the key in the journal)."""
+    from farmbot import localkey
+    from farmbot.errors import FarmbotError
+
+    key = localkey.read(config.server.state_dir)
+    if key is None:
+        raise FarmbotError(
+            f"no local key at {localkey.path(config.server.state_dir)}; "
+            f"run `{_farmbot(args)} start` once to create it"
+        )
+    print(localkey.login_link(config.server.url, key))
+    return 0
 
 
 def _task_done(note: str) -> int:
@@ -326,6 +345,7 @@ def _start(config: Config, args: argparse.Namespace, *, restart: bool) -> int:
     if restart:
         _report_stop(lifecycle.stop(state_dir, timeout=args.timeout), state_dir)
     log = lifecycle.log_path(state_dir)
+    first = localkey.read(state_dir) is None  # this start makes the local key
     command = lifecycle.serve_command(config.source, _serve_args(args), log)
     started = lifecycle.start(
         state_dir,
@@ -340,9 +360,11 @@ def _start(config: Config, args: argparse.Namespace, *, restart: bool) -> int:
         print(f"farmbot is already running (pid {started.pid or '?'}) at {url}")
         return 0
     key = localkey.read(state_dir)
+    # The link holds the key: shown when this start made it, else only on request.
+    where = localkey.login_link(url, key) if first and key else f"{url}/ (`{farmbot} login-link`)"
     print(
         f"farmbot started (pid {started.pid}).\n"
-        f"  status page and console: {url}/#key={key}\n"
+        f"  status page and console: {where}\n"
         f"  log: {log} (`{farmbot} logs -f`)\n"
         f"  stop it with `{farmbot} stop`; the agents keep running in tmux."
     )

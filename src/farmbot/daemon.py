@@ -267,10 +267,20 @@ def announce(daemon: Daemon, out: TextIO) -> None:
         if config.source
         else f"none (embedded defaults; `{farmbot} init` writes one)"
     )
+    if daemon.farm.key_created:  # once: every start's output ends up in the journal
+        login = (
+            f"  status page and console: {localkey.login_link(daemon.url, daemon.farm.key)}\n"
+            f"    (that link logs the browser in; it is shown this once: the key is in\n"
+            f"    {key_file}, and `{farmbot} login-link` prints the link again)\n"
+        )
+    else:
+        login = (
+            f"  status page and console: {daemon.url}/\n"
+            f"    (`{farmbot} login-link` prints the link that logs a browser in)\n"
+        )
     print(
         f"farmbot {__version__} is running.\n"
-        f"  status page and console: {daemon.url}/#key={daemon.farm.key}\n"
-        f"    (that link logs the browser in; the key is in {key_file})\n"
+        f"{login}"
         f"  config: {source}\n"
         f"  projects: {projects}\n"
         f"  agents: default profile '{config.supervisor.default_agent}'; "

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from farmbot.errors import CommandError, StorageError
 from farmbot.hook import spool_event, valid_agent_id  # they live in the light client module
-from farmbot.messages import WebRoute
+from farmbot.messages import WebRoute, holdable
 
 __all__ = [
     "HookEndpoint",
@@ -119,7 +119,8 @@ class HookEndpoint:
         if not isinstance(body, dict) or not isinstance(body.get("note", ""), str):
             return self._reject(400, 'the body must be JSON like {"note": "what I did"}')
         try:
-            said = await self._task_done(request.match_info["agent"], body.get("note", ""))
+            note = holdable(body.get("note", ""))
+            said = await self._task_done(request.match_info["agent"], note)
         except CommandError as exc:
             return self._reject(409, str(exc))
         except StorageError as exc:
@@ -133,7 +134,8 @@ class HookEndpoint:
             return refused
         agent = request.match_info["agent"]
         try:
-            payload = json.loads(await request.read())
+            # holdable: a lone surrogate (a "\\udXXX" escape) would fail every write of it.
+            payload = holdable(json.loads(await request.read()))
         except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("hook_event_name"), str):
@@ -211,7 +213,7 @@ def _read_spooled(path: Path, token_for: TokenFor) -> tuple[str, dict[str, Any]]
     expected = hmac.new(token_for(agent).encode(), raw[: tail.start()], hashlib.sha256)
     if not hmac.compare_digest(expected.hexdigest().encode(), tail.group(1)):
         raise ValueError(f"its MAC does not verify with {agent}'s hook token (forged?)")
-    return agent, event
+    return agent, holdable(event)
 
 
 def _quarantine(path: Path, reason: Exception) -> None:

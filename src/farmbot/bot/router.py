@@ -1,6 +1,10 @@
 """The router: identify the person, parse, authorize, run, audit. One funnel for errors.
 
-Every command, allowed or refused, leaves one audit row: who, where, what, the outcome.
+Every command, allowed or refused, leaves one audit row: who, where, what, the outcome --
+whatever its bytes. Text no database or terminal can hold (a lone UTF-16 surrogate, which
+JSON's ``\\ud800`` to ``\\udfff`` escapes and chat platforms can deliver; a NUL) is
+replaced with U+FFFD on the way in, so the command, its reply and its audit row all carry
+the same readable text.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from farmbot.bot.authz import People, Person
 from farmbot.bot.commands import Commands, parse, parse_data, spec_of
@@ -21,7 +26,7 @@ from farmbot.errors import (
     StorageError,
     UsageError,
 )
-from farmbot.messages import Incoming, Reply
+from farmbot.messages import Incoming, Reply, holdable
 from farmbot.storage.audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,11 @@ class Router:
 
     async def handle(self, msg: Incoming) -> Reply:
         """Run one command for one person and return the reply to show them."""
+        msg = _holdable(msg)
+        reply = await self._handle(msg)
+        return replace(reply, text=holdable(reply.text), pre=holdable(reply.pre))
+
+    async def _handle(self, msg: Incoming) -> Reply:
         person = self._people.identify(msg.platform, msg.user_id)
         if person is None:
             self.refused += 1
@@ -104,6 +114,17 @@ class Router:
             )
         except StorageError as exc:
             log.error("audit row lost (%r -> %s %s): %s", msg, outcome, detail, exc)
+
+
+def _holdable(msg: Incoming) -> Incoming:
+    return replace(
+        msg,
+        user_id=holdable(msg.user_id),
+        chat=holdable(msg.chat),
+        text=holdable(msg.text),
+        display_name=holdable(msg.display_name),
+        data=None if msg.data is None else holdable(msg.data),
+    )
 
 
 def _outcome(exc: CommandError) -> str:

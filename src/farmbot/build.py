@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from farmbot import __version__, localkey
+from farmbot import __version__, localkey, statedir
 from farmbot.adapters.hooks import HookEndpoint, hook_token
 from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.web import WebInterface
@@ -200,6 +200,11 @@ class Farm:
         }
 
 
+def runs_as(config: Config) -> bool:
+    """Whether some agent profile runs as another Unix user (README: "Security")."""
+    return any(profile.run_as for profile in config.agents.values())
+
+
 @asynccontextmanager
 async def build(
     config: Config,
@@ -219,7 +224,7 @@ async def build(
     """
     environ = dict(os.environ if environ is None else environ)
     state_dir = config.server.state_dir
-    await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+    await asyncio.to_thread(statedir.prepare, state_dir, traversable=runs_as(config))
     async with AsyncExitStack() as stack:
         key, key_created = localkey.ensure_new(state_dir)
         storage = await stack.enter_async_context(open_storage(config.storage, state_dir))

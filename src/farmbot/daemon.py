@@ -28,9 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TextIO
 
-from farmbot import __version__, localkey, systemd
+from farmbot import __version__, localkey, statedir, systemd
 from farmbot.adapters.hooks import hook_token, replay_spool
-from farmbot.build import Farm, build
+from farmbot.build import Farm, build, runs_as
 from farmbot.config.schema import Config, CronJob
 from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
 from farmbot.messages import Incoming, Reply
@@ -84,7 +84,7 @@ class Daemon:
         if shutil.which("tmux") is None:
             raise FarmbotError("tmux is not installed; install it (apt-get install tmux) and retry")
         state_dir = self.config.server.state_dir
-        await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+        await asyncio.to_thread(statedir.prepare, state_dir, traversable=runs_as(self.config))
         self._lock.acquire()
         self._stack.callback(self._lock.release)
         try:

@@ -14,11 +14,12 @@ import difflib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from farmbot.bus import EventBus
 from farmbot.config.schema import AgentProfile, Config, ProjectConfig
-from farmbot.errors import CommandError, Conflict, NotFound, TmuxError
+from farmbot.errors import CommandError, Conflict, NotFound, TmuxError, UnsavedWork
 from farmbot.events import AgentSpawned, AgentStopped, ProjectActivated, ProjectDeactivated
 from farmbot.hooks_install import install_hooks
 from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Project
@@ -30,13 +31,28 @@ from farmbot.supervisor.delivery import Delivery, Sent
 from farmbot.supervisor.environment import agent_environment
 from farmbot.supervisor.monitor import Monitor
 from farmbot.supervisor.tmux import Tmux
-from farmbot.supervisor.worktree import ensure_worktree, is_git_repo, remove_worktree
+from farmbot.supervisor.worktree import (
+    ensure_worktree,
+    is_git_repo,
+    remove_worktree,
+    worktree_losses,
+)
 
-__all__ = ["Sent", "Supervisor"]
+__all__ = ["Killed", "Sent", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
 MAX_TAIL = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Killed:
+    """An agent stopped on purpose: it, the queued prompts dropped, and what a removed
+    worktree took with it (only with ``force``)."""
+
+    agent: Agent
+    dropped: int
+    lost: tuple[str, ...] = ()
 
 
 class Supervisor:
@@ -309,21 +325,36 @@ class Supervisor:
                 f"{agent.state_reason})"
             ) from exc
 
-    async def kill(self, agent_id: str, by: str, *, remove: bool = False) -> tuple[Agent, int]:
-        """Stop an agent on purpose; returns it and how many queued prompts were dropped.
+    async def kill(
+        self, agent_id: str, by: str, *, remove: bool = False, force: bool = False
+    ) -> Killed:
+        """Stop an agent on purpose.
 
-        ``remove``: also remove a builder's worktree (its branch is kept).
+        ``remove``: also remove a builder's worktree (its branch is kept) -- refused, with
+        nothing done, when that would lose uncommitted work, unless ``force``.
         """
         async with self._lock:
             agent = await self.get(agent_id)
             if agent.desired is DesiredState.STOPPED and agent.state is AgentState.STOPPED:
                 if not remove:
                     raise Conflict(f"{agent_id} is already stopped")
+            losses: list[str] = []
+            if remove and agent.kind is AgentKind.BUILDER:
+                losses = await worktree_losses(Path(agent.workdir))
+                if losses and not force:
+                    raise UnsavedWork(
+                        f"{agent_id}'s worktree {agent.workdir} has work that is not on its "
+                        f"branch{f' {agent.branch}' if agent.branch else ''}: "
+                        f"{'; '.join(losses)}. Nothing was done. Commit it first, or "
+                        f"/kill {agent_id} --remove-worktree --force to remove it anyway and "
+                        f"lose that (/kill {agent_id} keeps the worktree)"
+                    )
             self._busy.add(agent_id)
             try:
-                return await self._kill(agent, by, remove)
+                stopped, dropped = await self._kill(agent, by, remove)
             finally:
                 self._busy.discard(agent_id)
+            return Killed(stopped, dropped, tuple(losses) if remove else ())
 
     async def _kill(self, agent: Agent, by: str, remove: bool) -> tuple[Agent, int]:
         agent_id = agent.id

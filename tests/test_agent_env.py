@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from farmbot.models import AgentKind
+from farmbot.supervisor import isolation
 from tests.daemon import free_port, git_project, run, serve
 from tests.farm import farm_for, make_config
 from tests.helpers import retry_until
@@ -142,3 +143,16 @@ async def test_a_tmux_server_started_with_secrets_is_scrubbed_for_new_agents(
         agent = await retry_until(lambda: environ_of(pid), message="the agent's environment")
         assert "OLD_SECRET" not in agent
         assert "OLD_SECRET" not in await tmux(tmux_socket, "show-environment", "-g")
+
+
+def test_run_as_wraps_the_command_for_runuser_or_sudo() -> None:
+    runner = isolation.RunAs("farmbot-agent", 990, 990, "/home/farmbot-agent")
+    keep = ["ANTHROPIC_API_KEY", "FARMBOT_HOOK_TOKEN", "HOME", "PATH"]
+    assert isolation.wrap("claude --x 'y'", runner, keep, root=True) == (
+        "exec runuser -u farmbot-agent -- /bin/sh -c 'umask 007; claude --x '\"'\"'y'\"'\"''"
+    )
+    # Not root: sudo, with a rule that allows it (README: Security); only names on the line.
+    assert isolation.wrap("claude", runner, keep, root=False) == (
+        "exec sudo -n -H -u farmbot-agent --preserve-env=ANTHROPIC_API_KEY,FARMBOT_HOOK_TOKEN,"
+        "PATH -- /bin/sh -c 'umask 007; claude'"
+    )

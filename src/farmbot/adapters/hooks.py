@@ -20,6 +20,7 @@ are moved to ``spool/bad/`` and logged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -32,7 +33,11 @@ from typing import Any
 from aiohttp import web
 
 from farmbot.errors import CommandError, StorageError
-from farmbot.hook import spool_event, valid_agent_id  # they live in the light client module
+from farmbot.hook import (  # they live in the light client module
+    REFUSED_DIR,
+    spool_event,
+    valid_agent_id,
+)
 from farmbot.messages import WebRoute, holdable
 
 __all__ = [
@@ -167,23 +172,15 @@ async def replay_spool(spool_dir: Path, ingest: Ingest, token_for: TokenFor) -> 
     the hook token of the agent it names (``token_for``) moves to ``spool_dir/bad/``. An
     exception from ``ingest`` stops the replay and leaves that file for next time.
     """
-    try:
-        names = sorted(
-            entry.name
-            for entry in spool_dir.iterdir()
-            if entry.name.endswith(".json") and entry.is_file()
-        )
-    except FileNotFoundError:
-        return 0
+    paths = _spooled_files(spool_dir)
     replayed = 0
-    for name in names:
-        path = spool_dir / name
+    for path in paths:
         try:
             agent, event = _read_spooled(path, token_for)
         except FileNotFoundError:  # replayed meanwhile by someone else
             continue
         except (OSError, ValueError, RecursionError) as exc:
-            _quarantine(path, exc)
+            _quarantine(path, spool_dir / BAD_DIR, exc)
             continue
         try:
             await ingest(agent, event)
@@ -195,6 +192,23 @@ async def replay_spool(spool_dir: Path, ingest: Ingest, token_for: TokenFor) -> 
     if replayed:
         log.info("replayed %d spooled hook events from %s", replayed, spool_dir)
     return replayed
+
+
+def _spooled_files(spool_dir: Path) -> list[Path]:
+    """The spooled events, oldest first: in the spool, and in an agent's own directory of
+    it (agents running as another Unix user spool to ``spool/<agent>/``)."""
+    found: list[Path] = []
+    try:
+        entries = list(spool_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if entry.is_file() and entry.name.endswith(".json"):
+            found.append(entry)
+        elif entry.is_dir() and entry.name not in (BAD_DIR, REFUSED_DIR):
+            with contextlib.suppress(OSError):
+                found += [f for f in entry.iterdir() if f.is_file() and f.name.endswith(".json")]
+    return sorted(found, key=lambda f: f.name)
 
 
 def _read_spooled(path: Path, token_for: TokenFor) -> tuple[str, dict[str, Any]]:
@@ -216,8 +230,7 @@ def _read_spooled(path: Path, token_for: TokenFor) -> tuple[str, dict[str, Any]]
     return agent, holdable(event)
 
 
-def _quarantine(path: Path, reason: Exception) -> None:
-    bad = path.parent / BAD_DIR
+def _quarantine(path: Path, bad: Path, reason: Exception) -> None:
     bad.mkdir(mode=0o700, exist_ok=True)
     path.replace(bad / path.name)
     log.warning("spooled hook event %s is unusable (%s); moved to %s", path.name, reason, bad)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Project
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.projects import ProjectStore
 from farmbot.storage.prompts import PromptStore
+from farmbot.supervisor import isolation
 from farmbot.supervisor import state as sm
 from farmbot.supervisor.delivery import Delivery, Sent
 from farmbot.supervisor.environment import agent_environment
@@ -229,8 +231,13 @@ class Supervisor:
         command = shell if kind is AgentKind.SHELL else profile.command
         if profile.hooks and kind is not AgentKind.SHELL:
             await asyncio.to_thread(install_hooks, workdir, agent=agent_id)
+        env = self._env_for(agent, profile)
+        if profile.run_as:  # another Unix user: its files, spool and process (isolation.py)
+            runner = isolation.lookup(profile.run_as)
+            env.update(await asyncio.to_thread(self._isolate, runner, agent, workdir))
+            command = isolation.wrap(command, runner, sorted(env), root=os.geteuid() == 0)
         try:
-            await self._tmux.new_session(agent_id, command, workdir, self._env_for(agent, profile))
+            await self._tmux.new_session(agent_id, command, workdir, env)
         except TmuxError as exc:
             await self._monitor.observe(agent, sm.StartFailed(str(exc)))
             raise CommandError(f"could not start {agent_id}: {exc}") from exc
@@ -282,6 +289,16 @@ class Supervisor:
             return path, branch
         await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         return path, None
+
+    def _isolate(self, runner: isolation.RunAs, agent: Agent, workdir: Path) -> dict[str, str]:
+        """Share what the agent works in with its user's group; what its env needs."""
+        state_dir = self._config.server.state_dir
+        isolation.share(workdir, runner.gid)
+        isolation.share_repository(workdir, runner.gid)
+        if agent.kind is AgentKind.BUILDER:
+            isolation.traversable(state_dir / "worktrees", state_dir / "worktrees" / agent.project)
+        spool = isolation.spool_dir(state_dir / "spool", agent.id, runner.gid)
+        return {"FARMBOT_SPOOL_DIR": str(spool), **isolation.git_environment(workdir)}
 
     def _env_for(self, agent: Agent, profile: AgentProfile) -> dict[str, str]:
         """The agent's whole environment, built on purpose (supervisor/environment.py)."""

@@ -772,3 +772,13 @@ async def test_a_storage_failure_fails_that_batch_and_the_bus_goes_on(events: Ev
         assert bus.failed == 5
         await events.db.open()
         assert (await bus.publish(hook_events(1)[0])).id == 1
+
+
+@pytest.mark.parametrize("key", [b"", b"abc123", b"k" * 64, b"x" * 100])
+def test_the_spool_mac_is_standard_hmac_sha256(key: bytes) -> None:
+    import hmac
+
+    from farmbot.hook import _hmac_sha256
+
+    body = b'{"event": {"hook_event_name": "Stop"}, "received_at": 1.0, "agent": "a"'
+    assert _hmac_sha256(key, body) == hmac.new(key, body, "sha256").hexdigest()

@@ -15,7 +15,7 @@ from farmbot.models import AgentKind
 from farmbot.supervisor import isolation
 from tests.daemon import free_port, git_project, run, serve
 from tests.farm import farm_for, make_config
-from tests.helpers import retry_until
+from tests.helpers import environ_of, retry_until
 
 SECRETS = {
     "FARMBOT_TELEGRAM_TOKEN": "424242:telegram-secret-0001",
@@ -23,12 +23,6 @@ SECRETS = {
     "SLACK_APP_TOKEN": "xapp-slack-secret-0003",
     "OPS_AUTH": "Bearer webhook-secret-0004",
 }
-
-
-def environ_of(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(): v.decode() for k, v in pairs}
 
 
 async def tmux(sock: str, *args: str) -> str:

@@ -18,8 +18,8 @@ from farmbot.config.schema import Config, GatesConfig, UserConfig
 from farmbot.messages import Incoming
 from farmbot.models import GateStatus, Role
 from tests.farm import farm_for, make_config
-from tests.helpers import FakeClock, retry_until
-from tests.test_agent_env import environ_of, tmux
+from tests.helpers import FakeClock, environ_of, retry_until
+from tests.test_agent_env import tmux
 from tests.web import Web, running
 
 

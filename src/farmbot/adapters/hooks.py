@@ -61,6 +61,8 @@ BAD_DIR = "bad"
 _EMPTY = b"{}"  # Claude Code reads an http hook's answer as hook output: {} decides nothing
 _MAC_TAIL = re.compile(rb', "mac": "([0-9a-f]{64})"\}\s*\Z')  # how farmbot.hook ends a file
 TokenFor = Callable[[str], str]  # agent id -> its hook token
+# How a lone surrogate or a NUL can be in JSON that is valid UTF-8: as an escape.
+_ESCAPED_UNHOLDABLE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def hook_token(key: str, agent_id: str) -> str:
@@ -139,10 +141,12 @@ class HookEndpoint:
             return refused
         agent = request.match_info["agent"]
         try:
-            # holdable: a lone surrogate (a "\\udXXX" escape) would fail every write of it.
-            payload = holdable(json.loads(await request.read()))
+            body = await request.read()
+            payload = json.loads(body)
         except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             payload = None
+        if _ESCAPED_UNHOLDABLE.search(body):  # a lone surrogate would fail every write of it
+            payload = holdable(payload)
         if not isinstance(payload, dict) or not isinstance(payload.get("hook_event_name"), str):
             return self._reject(
                 400,

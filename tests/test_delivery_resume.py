@@ -196,3 +196,33 @@ async def test_a_prompt_the_agent_never_gets_ready_for_fails_and_the_queue_goes_
     assert await _delivered(farm, tmp_path, "second, queued later")
     await farm.until_idle("architect")
     assert "first, queued" not in received_prompts(tmp_path)
+
+
+async def test_a_cut_short_prompt_is_resolved_from_its_pane_however_late(
+    architect: Farm, tmp_path: Path
+) -> None:
+    farm, clock = architect, architect.graph.clock
+    assert isinstance(clock, FakeClock)
+    prompt_id = await _cut_short(farm, "submitted long ago")
+    await farm.graph.keyboard.type_text("architect", "submitted long ago", prompt_id)
+    await farm.until_screen("architect", "✓ done: submitted long ago")
+    clock.advance(7200)  # far past prompt_timeout: still not "failed", and not typed again
+    await farm.until_idle("architect")
+    assert await _status(farm, prompt_id) is PromptStatus.DELIVERED
+    assert received_prompts(tmp_path) == ["submitted long ago"]
+
+
+async def test_time_farmbot_was_down_does_not_count_against_a_queued_prompt(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = make_config(tmp_path, tmux_socket)
+    async with farm_for(config, tmp_path, clock) as farm:
+        await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+        await farm.until_idle("architect")
+        queued = await farm.storage.prompts.add_prompt(
+            "architect", "queued before a long outage", "alice", clock(), wait_ready=True
+        )
+    clock.advance(7200)  # farmbot was down for two hours
+    async with farm_for(config, tmp_path, clock) as farm:
+        assert await _delivered(farm, tmp_path, "queued before a long outage")
+        assert await _status(farm, queued.id) is PromptStatus.DELIVERED

@@ -19,8 +19,9 @@ older farmbot pasted), and the prompt is typed once. A line that cannot be empti
 the prompt rather than typing onto it.
 
 **Nothing waits forever.** A prompt not delivered within ``prompt_timeout`` of being
-queued (the agent never became ready for it) fails with the reason, and an alert, and the
-prompts behind it go on.
+queued (the agent never became ready for it; time farmbot was down does not count) fails
+with the reason, and an alert, and the prompts behind it go on. A cut-short prompt is
+resolved from its pane instead, while its agent lives.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Delivery:
         self._clock = clock
         self._poll = poll
         self._wake = asyncio.Event()
+        self._started = clock()
         self.delivered = 0
         self.failed = 0
 
@@ -222,13 +224,17 @@ class Delivery:
         now = self._clock()
         kept: list[Prompt] = []
         for prompt in pending:
-            since = max(prompt.created_at, prompt.not_before or 0.0, prompt.typing_at or 0.0)
+            # Time farmbot was down does not count: it could not deliver then.
+            since = max(prompt.created_at, prompt.not_before or 0.0, self._started)
             if now - since < timeout:
                 kept.append(prompt)
                 continue
             agent = await self._agents.get_agent(prompt.agent_id)
             if agent is None:
                 await self._prompts.mark_prompt(prompt.id, PromptStatus.CANCELLED, now)
+                continue
+            if prompt.typing_at is not None and agent.state.is_live:
+                kept.append(prompt)  # cut short: its pane says how far it got (_resume)
                 continue
             async with self._keyboard.holding(agent.id):  # not while it is being typed
                 fresh = await self._prompts.get_prompt(prompt.id)

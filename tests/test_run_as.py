@@ -8,6 +8,7 @@ test's own tmp_path (in root's 0700 pytest directory) is out of its reach.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -102,6 +103,7 @@ async def test_a_builder_run_as_another_user_works_and_commits_in_its_worktree(
         command="/bin/bash --norc --noprofile",
         idle_pattern=r"\$ ?$",
         run_as=AGENT_USER,
+        hooks=True,
         builder_prompt=(
             "echo work > made-here && git add made-here && "
             "git -c user.name=agent -c user.email=agent@example.com commit -qm 'by the agent' "
@@ -123,3 +125,10 @@ async def test_a_builder_run_as_another_user_works_and_commits_in_its_worktree(
         log = await run("git", "-C", str(repo), "log", "--format=%s", "farmbot/builder-7")
         assert log.out.splitlines()[0] == "by the agent"
         assert stat.S_IMODE(worktree.stat().st_mode) & 0o007 == 0  # nothing for others
+        # Its hooks are http hooks (it may not be able to run this farmbot), and the file
+        # with its token is for its group only.
+        settings = worktree / ".claude" / "settings.local.json"
+        [group] = json.loads(settings.read_text())["hooks"]["Stop"]
+        assert group["hooks"][0]["type"] == "http"
+        assert hook_token(farm.graph.key, "builder-7") in group["hooks"][0]["url"]
+        assert stat.S_IMODE(settings.stat().st_mode) & 0o007 == 0

@@ -230,7 +230,7 @@ class Supervisor:
         shell = self._environ.get("SHELL", "/bin/sh")
         command = shell if kind is AgentKind.SHELL else profile.command
         if profile.hooks and kind is not AgentKind.SHELL:
-            await asyncio.to_thread(install_hooks, workdir, agent=agent_id)
+            await asyncio.to_thread(self._install_hooks, workdir, agent_id, profile)
         env = self._env_for(agent, profile)
         if profile.run_as:  # another Unix user: its files, spool and process (isolation.py)
             runner = isolation.lookup(profile.run_as)
@@ -289,6 +289,16 @@ class Supervisor:
             return path, branch
         await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         return path, None
+
+    def _install_hooks(self, workdir: Path, agent_id: str, profile: AgentProfile) -> None:
+        """``farmbot hook`` commands; for an agent of another Unix user, which may not be
+        able to run this farmbot, http hooks (the CLI posts them itself)."""
+        url, token = self._agent_env.get("FARMBOT_URL"), self._hook_token
+        if profile.run_as and url and token is not None:
+            http = f"{url}/hooks/claude/{agent_id}?token={token(agent_id)}"
+            install_hooks(workdir, agent=agent_id, http_url=http)
+        else:
+            install_hooks(workdir, agent=agent_id)
 
     def _isolate(self, runner: isolation.RunAs, agent: Agent, workdir: Path) -> dict[str, str]:
         """Share what the agent works in with its user's group; what its env needs."""

@@ -6,7 +6,7 @@ import json
 import random
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -172,12 +172,16 @@ async def farm_for(
     *,
     interfaces: Sequence[Interface | Callable[[InterfaceDeps], Interface]] = (),
     rand: Callable[[], float] = random.random,
+    environ: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Farm]:
     """The daemon's own graph over real SQLite and real tmux; no loops run: tests tick.
 
-    ``rand``: the notifier's jitter (``lambda: 1.0`` makes backoff exact).
+    ``rand``: the notifier's jitter (``lambda: 1.0`` makes backoff exact); ``environ``:
+    farmbot's own environment (default: the test's).
     """
-    async with build(config, clock=clock, interfaces=interfaces, rand=rand) as graph:
+    async with build(
+        config, clock=clock, interfaces=interfaces, rand=rand, environ=environ
+    ) as graph:
         farm = Farm(graph, tmp_path)
         graph.bus.subscribe(lambda record, event, alerts: farm.seen.append(record))
         yield farm

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from farmbot.adapters.shared import InterfaceDeps
@@ -58,6 +59,13 @@ async def retry_until(
                 f"timed out after {timeout}s waiting for {message}; last: {result!r}"
             )
         await asyncio.sleep(interval)
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    """A process's environment as it was started (``/proc/<pid>/environ``)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(): v.decode() for k, v in pairs}
 
 
 class FakeClock:

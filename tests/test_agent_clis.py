@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from farmbot.config.schema import builtin_profiles
+from farmbot.supervisor.panes import PanePatterns, input_line
 from tests import agent_clis as clis
 from tests.fakes import anthropic_api as anthropic
 from tests.fakes import claude_hooks as hooks
@@ -158,6 +159,43 @@ async def test_claude_draws_its_dialog_while_the_hook_is_pending_and_a_late_allo
         await pane.wait_for(r"Created\.", timeout=15)
         assert (setup.workdir / "a.txt").exists()
         assert "Allowed by PermissionRequest hook" in pane.capture()
+
+
+# -- a draft left on the input line (what a crash mid-prompt leaves) ---------------------
+
+
+async def _draft_is_read_and_cleared(pane: clis.CliPane, profile: str) -> None:
+    """The profile's input_pattern reads a draft off the screen; its clear_keys empty it."""
+    patterns = PanePatterns.of(builtin_profiles()[profile])
+    assert input_line(pane.capture().splitlines(), patterns) == ""
+    pane.type("relsec-p00045-builder-2relsec-p00045-builder-2")
+    await pane.wait_for("relsec-p00045-builder-2relsec")
+    draft = input_line(pane.capture().splitlines(), patterns)
+    assert draft == "relsec-p00045-builder-2relsec-p00045-builder-2"
+    pane.keys(*builtin_profiles()[profile].clear_keys)
+    await pane.wait_for("relsec-p00045", absent=True)
+    assert input_line(pane.capture().splitlines(), patterns) == ""
+    assert not pane.dead
+
+
+@pytest.mark.clis
+async def test_claude_draft_is_read_and_cleared_by_its_profile(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    async with anthropic.FakeAnthropic() as fake:
+        _, pane = await start_claude(tmp_path, tmux_socket, fake)
+        await _draft_is_read_and_cleared(pane, "claude")
+        assert fake.requests == []  # nothing was submitted
+
+
+@pytest.mark.clis
+async def test_codex_draft_is_read_and_cleared_by_its_profile(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    async with openai.FakeOpenAI() as fake:
+        _, pane = await start_codex(tmp_path, tmux_socket, fake)
+        await _draft_is_read_and_cleared(pane, "codex")
+        assert fake.requests == []
 
 
 # -- Codex ------------------------------------------------------------------------------
@@ -345,3 +383,14 @@ def test_corpus_file_is_named_for_its_classification(path: Path) -> None:
     expected, separator, what = path.stem.partition("--")
     assert expected in EXPECTED and separator and re.fullmatch(r"[a-z0-9-]+", what), path.name
     assert path.read_text().strip(), f"{path.name} is empty"
+
+
+IDLE = [p for p in CORPUS if p.stem.startswith("idle--") and p.parts[-3] in builtin_profiles()]
+
+
+@pytest.mark.parametrize("path", IDLE, ids=[str(p.relative_to(SCREENS)) for p in IDLE])
+def test_the_input_line_of_every_idle_screen_reads_empty_but_a_draft(path: Path) -> None:
+    """What `farmbot` reads before typing a prompt again after a crash (delivery.py)."""
+    patterns = PanePatterns.of(builtin_profiles()[path.parts[-3]])
+    typed = input_line(path.read_text().splitlines(), patterns)
+    assert typed == ("a draft nobody submitted" if "draft" in path.stem else "")

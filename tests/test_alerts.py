@@ -61,6 +61,7 @@ BLANK: dict[str, tuple[type[ev.DomainEvent], dict[str, Any]]] = {
         {"until": 1_700_000_000.0, "reason": "", "guessed": False, "will_continue": True},
     ),
     "agent.resumed": (ev.AgentResumed, {}),
+    "prompt.failed": (ev.PromptFailed, {"prompt_id": 5, "source": "", "reason": "", "head": ""}),
     "task.retried": (
         ev.TaskRetried,
         {"task_id": 7, "title": "", "reason": "", "attempt": 2, "max_attempts": 3},
@@ -226,6 +227,20 @@ def test_pause_and_resume_are_info() -> None:
     assert (paused.severity, resumed.severity) == (Severity.INFO, Severity.INFO)
     assert "2023-11-14 23:13 UTC" in paused.title and "resets 3pm" in paused.text
     assert "resumed" in resumed.text
+
+
+def test_a_prompt_that_failed_says_why_and_offers_the_screen() -> None:
+    d = draft(
+        "prompt.failed",
+        prompt_id=12,
+        source="alice",
+        reason="builder-42 was not ready for it within 60 min (it is busy: working)",
+        head="add a login page",
+    )
+    assert d.severity is Severity.WARNING
+    assert d.title == "prompt #12 to builder-42 not delivered"
+    assert "not ready for it within 60 min" in d.text and "add a login page" in d.text
+    assert commands(d) == ["/tail builder-42"]
 
 
 def test_every_configurable_kind_has_a_rule_that_survives_empty_fields() -> None:

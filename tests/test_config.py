@@ -471,3 +471,65 @@ def test_an_alert_route_to_an_unconfigured_chat_is_refused_at_start(tmp_path: Pa
     assert failure(tmp_path, route.format("discord")) == (
         "config: alerts.routes[0].interface: 'discord' is not configured; add a [discord] section"
     )
+
+
+# -- security: agents' environment, run_as, gates --------------------------------------
+
+
+def test_security_keys_are_read(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+[supervisor]
+pass_env = ["ANTHROPIC_API_KEY", "HTTPS_PROXY"]
+prompt_timeout = 600
+
+[agents.demo]
+clear_keys = []
+input_pattern = '^> (.*)$'
+run_as = "root"
+
+[users.alice]
+role = "admin"
+
+[gates]
+approvers = ["alice", "local"]
+interfaces = ["telegram", "scheduler"]
+""",
+    )
+    assert config.supervisor.pass_env == ("ANTHROPIC_API_KEY", "HTTPS_PROXY")
+    assert config.supervisor.prompt_timeout == 600
+    demo = config.agents["demo"]
+    assert (demo.clear_keys, demo.input_pattern, demo.run_as) == ((), "^> (.*)$", "root")
+    assert config.gates.approvers == ("alice", "local")
+    assert config.gates.interfaces == ("telegram", "scheduler")
+    assert load(tmp_path, "").agents["claude"].clear_keys == ("C-u",)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[supervisor]\npass_env = ["NOT-A-NAME"]',
+            "config: supervisor.pass_env: 'NOT-A-NAME' is not a valid environment variable name",
+        ),
+        (
+            '[agents.demo]\nrun_as = "no-such-user-here"',
+            "config: agents.demo.run_as: no Unix user 'no-such-user-here' on this machine "
+            "(create it first: see the README)",
+        ),
+        (
+            '[users.alice]\nrole = "admin"\n[gates]\napprovers = ["alcie"]',
+            "config: gates.approvers: unknown user 'alcie'; did you mean 'alice'?",
+        ),
+        (
+            '[gates]\ninterfaces = ["telegrm"]',
+            "config: gates.interfaces: unknown interface 'telegrm' "
+            "(one of: web, cli, telegram, slack, discord, scheduler)",
+        ),
+        ("[agents.demo]\nclear_keys = [1]", "config: agents.demo.clear_keys: expected an array"),
+    ],
+    ids=["pass-env", "run-as", "approver", "interface", "clear-keys"],
+)
+def test_security_keys_name_what_is_wrong(tmp_path: Path, toml: str, message: str) -> None:
+    assert failure(tmp_path, toml).startswith(message)

@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from farmbot import localkey
+from farmbot.adapters.hooks import hook_token
 from tests.daemon import Daemon, free_port, git_project, serve
 from tests.farm import received_prompts
 from tests.helpers import retry_until
@@ -192,12 +194,14 @@ async def test_hook_events_spooled_while_down_are_replayed(
     port, ops_port = free_port(), free_port()
     config = write_config(tmp_path, tmux_socket, port, ops_port)
     state = tmp_path / "state"
+    state.mkdir()
+    key = localkey.ensure(state)  # as a first start made it; the daemon is down now
     env = dict(
         os.environ,
         FARMBOT_AGENT="builder-7",
         FARMBOT_URL=f"http://127.0.0.1:{port}",
-        FARMBOT_STATE_DIR=str(state),
-        FARMBOT_HOOK_TOKEN="not-checked-while-down",
+        FARMBOT_SPOOL_DIR=str(state / "spool"),
+        FARMBOT_HOOK_TOKEN=hook_token(key, "builder-7"),
     )
     body = json.dumps(payload("SessionStart")).encode()
     for _ in range(3):

@@ -77,6 +77,11 @@ env = {{ FARMBOT_DEMO_STEP = "0.02" }}
     assert await tmux_has_session(tmux_socket, "builder-42"), "SIGTERM took the agent down"
 
     async with serve(config, url, tmp_path / "second") as daemon:
+        # The login link holds the key: printed at the first start only (the journal keeps
+        # every start's output), and by `farmbot login-link` on request.
+        assert daemon.key not in daemon.stdout.read_text()
+        assert "login-link" in daemon.stdout.read_text()
+        assert (await farmbot(config, "login-link")).out == f"{url}/#key={daemon.key}\n"
         agents = await daemon.command("/agents")
         [line] = [x for x in agents["text"].splitlines() if x.startswith("builder-42 ")]
         assert line.startswith("builder-42 [farm] ")

@@ -37,6 +37,13 @@ from tests.backends import AnyDatabase, Backend
 from tests.hook_payloads import PAYLOADS, payload
 
 KEY = "test-local-key-0123456789abcdef"
+
+
+def tokens(agent: str) -> str:
+    """Every agent's hook token (what the daemon checks spooled events with)."""
+    return hook_token(KEY, agent)
+
+
 AGENT = "builder-42"
 SCRIPT = Path(sys.executable).with_name("farmbot")
 HOOK_COMMANDS = {
@@ -373,7 +380,7 @@ async def test_an_event_the_daemon_refuses_is_kept_but_never_replayed(
     async def ingest(agent: str, event: dict[str, Any]) -> None:
         replayed.append((agent, event))
 
-    assert await replay_spool(state / "spool", ingest) == 0 and replayed == []
+    assert await replay_spool(state / "spool", ingest, tokens) == 0 and replayed == []
 
 
 def test_a_spooled_body_cannot_speak_for_another_agent(tmp_path: Path) -> None:
@@ -395,7 +402,7 @@ async def test_absurdly_nested_json_is_a_bad_body_not_a_crash(
     async def ingest(agent: str, event: dict[str, Any]) -> None:
         raise AssertionError("nothing should be ingested")
 
-    assert await replay_spool(tmp_path / "spool", ingest) == 0
+    assert await replay_spool(tmp_path / "spool", ingest, tokens) == 0
     assert (tmp_path / "spool" / "bad" / "1-1.json").exists()
 
 
@@ -414,12 +421,13 @@ async def test_replay_ingests_oldest_first_removes_and_quarantines(tmp_path: Pat
     events = [("builder-1", "SessionStart"), ("builder-1", "PreToolUse"), ("shell-2", "Stop")]
     names = []
     for agent, event in events:
-        names.append(Path(spool_event(spool, agent, json.dumps(payload(event)).encode())).name)
+        body = json.dumps(payload(event)).encode()
+        names.append(Path(spool_event(spool, agent, body, token=tokens(agent))).name)
         await asyncio.sleep(0.002)
     assert names == sorted(names)
     corrupt = spool / f"{names[1][:-5]}0-1.json"  # sorts between the 2nd and 3rd
     corrupt.write_text('{"agent": "builder-1", "event": {"hook_event_name": ')
-    no_agent = Path(spool_event(spool, None, b'{"hook_event_name": "Stop"}'))
+    no_agent = Path(spool_event(spool, None, b'{"hook_event_name": "Stop"}', token="x"))
     (spool / "123-4.json.tmp").write_text("{}")  # still being written by a client
 
     received: list[tuple[str, dict[str, Any]]] = []
@@ -427,25 +435,69 @@ async def test_replay_ingests_oldest_first_removes_and_quarantines(tmp_path: Pat
     async def ingest(agent: str, event: dict[str, Any]) -> None:
         received.append((agent, event))
 
-    assert await replay_spool(spool, ingest) == 3
+    assert await replay_spool(spool, ingest, tokens) == 3
     assert received == [(agent, payload(event)) for agent, event in events]
     assert sorted(p.name for p in spool.iterdir()) == ["123-4.json.tmp", "bad"]
     assert sorted(p.name for p in (spool / "bad").iterdir()) == sorted(
         [corrupt.name, no_agent.name]
     )
-    assert await replay_spool(spool, ingest) == 0
-    assert await replay_spool(tmp_path / "never-created", ingest) == 0
+    assert await replay_spool(spool, ingest, tokens) == 0
+    assert await replay_spool(tmp_path / "never-created", ingest, tokens) == 0
+
+
+async def test_only_events_signed_with_the_agents_own_token_are_replayed(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "spool"
+    stop = json.dumps(payload("Stop")).encode()
+    good = Path(spool_event(spool, AGENT, stop, token=tokens(AGENT)))
+    # Dropped into the spool by someone without the token: unsigned, signed with a made-up
+    # token, signed by another agent but naming this one, or edited after signing.
+    unsigned = Path(spool_event(spool, AGENT, stop))
+    made_up = Path(spool_event(spool, AGENT, stop, token="guessed0token"))
+    other = Path(spool_event(spool, AGENT, stop, token=tokens("shell-1")))
+    edited = Path(spool_event(spool, AGENT, stop, token=tokens(AGENT)))
+    edited.write_bytes(edited.read_bytes().replace(b'"Stop"', b'"PermissionRequest"'))
+    legacy = spool / "1-1.json"  # what an older farmbot spooled: no MAC at all
+    legacy.write_text(json.dumps({"event": payload("Stop"), "received_at": 1.0, "agent": AGENT}))
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    async def ingest(agent: str, event: dict[str, Any]) -> None:
+        received.append((agent, event))
+
+    assert await replay_spool(spool, ingest, tokens) == 1
+    assert received == [(AGENT, payload("Stop"))]
+    assert not good.exists()
+    quarantined = {p.name for p in (spool / "bad").iterdir()}
+    assert quarantined == {p.name for p in (unsigned, made_up, other, edited, legacy)}
+
+
+async def test_farmbot_hook_spools_to_the_spool_dir_it_is_given_signed(tmp_path: Path) -> None:
+    spool = tmp_path / "agent-spool"
+    env = agent_env(
+        tmp_path, agent=AGENT, url=f"http://127.0.0.1:{free_port()}",
+        hook_token=tokens(AGENT), spool_dir=str(spool),
+    )  # fmt: skip
+    ran = await run_hook(HOOK_COMMANDS["script"], json.dumps(payload("Stop")).encode(), env)
+    assert (ran.code, ran.stdout, ran.stderr) == (0, b"", b"")
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    async def ingest(agent: str, event: dict[str, Any]) -> None:
+        received.append((agent, event))
+
+    assert await replay_spool(spool, ingest, tokens) == 1
+    assert received == [(AGENT, payload("Stop"))]
 
 
 async def test_a_failing_ingest_stops_the_replay_and_keeps_the_file(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    spool_event(spool, AGENT, b'{"hook_event_name": "Stop"}')
+    spool_event(spool, AGENT, b'{"hook_event_name": "Stop"}', token=tokens(AGENT))
 
     async def ingest(agent: str, event: dict[str, Any]) -> None:
         raise StorageError("database is locked")
 
     # The daemon starts anyway (the error does not escape); the event waits for next time.
-    assert await replay_spool(spool, ingest) == 0
+    assert await replay_spool(spool, ingest, tokens) == 0
     assert len(list(spool.glob("*.json"))) == 1
 
 
@@ -596,7 +648,12 @@ async def test_cli_installs_self_contained_hooks_that_reach_the_daemon(
     [(matcher, hook)] = farmbot_hooks(settings)["PreToolUse"]
     assert matcher == "*"
     token = hook_token(KEY, "my-agent")
-    assert f"--agent my-agent --url {hooks.url} --token {token}" in hook["command"]
+    # The token is on no command line (every local user can read those): in a 0600 file.
+    assert token not in hook["command"] and "--token " not in hook["command"]
+    token_file = workdir / ".claude" / "farmbot-hook-token"
+    assert f"--agent my-agent --url {hooks.url} --token-file {token_file}" in hook["command"]
+    assert token_file.read_text() == token + "\n"
+    assert token_file.stat().st_mode & 0o777 == 0o600
     # The command works in a shell without any FARMBOT_* variable.
     shell = await run_hook(["sh", "-c", hook["command"]], b'{"hook_event_name": "Stop"}', env)
     assert (shell.code, shell.stdout) == (0, b"")
@@ -715,3 +772,13 @@ async def test_a_storage_failure_fails_that_batch_and_the_bus_goes_on(events: Ev
         assert bus.failed == 5
         await events.db.open()
         assert (await bus.publish(hook_events(1)[0])).id == 1
+
+
+@pytest.mark.parametrize("key", [b"", b"abc123", b"k" * 64, b"x" * 100])
+def test_the_spool_mac_is_standard_hmac_sha256(key: bytes) -> None:
+    import hmac
+
+    from farmbot.hook import _hmac_sha256
+
+    body = b'{"event": {"hook_event_name": "Stop"}, "received_at": 1.0, "agent": "a"'
+    assert _hmac_sha256(key, body) == hmac.new(key, body, "sha256").hexdigest()

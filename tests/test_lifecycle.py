@@ -88,6 +88,11 @@ def test_start_status_restart_logs_stop(farm: tuple[Path, int]) -> None:
     lines = restarted.stdout.splitlines()
     assert lines[0] == f"stopped farmbot (pid {first}); the agents keep running in tmux"
     second = _pid(lines[1])
+    # The key was made by the first start: the link that holds it is not shown again.
+    assert lines[2] == f"  status page and console: {url}/ (`{hint} login-link`)"
+    assert key not in restarted.stdout and key not in (state / "farmbot.log").read_text()
+    link = cli_run(config, "login-link")
+    assert (link.returncode, link.stdout) == (0, f"{url}/#key={key}\n")
     assert second != first and healthy(port)
 
     stopped = cli_run(config, "stop")

@@ -14,6 +14,7 @@ from farmbot.daemon import Daemon
 from farmbot.errors import ConfigError
 from farmbot.models import AgentKind, Role
 from tests.farm import farm_for, make_config
+from tests.helpers import environ_of
 from tests.test_config import load
 
 
@@ -72,8 +73,13 @@ async def test_hook_capable_agents_get_hooks_and_their_token(
         command = entry["hooks"][0]["command"]
         assert " hook" in command and "--agent builder-3" in command
         assert set(settings["hooks"]) >= {"SessionStart", "PermissionRequest", "Stop"}
-        env = await farm.tmux.session_env("builder-3")
+        # The token is in the agent's process only, not in its tmux session (which other
+        # panes could read).
+        pane = await farm.tmux.pane("builder-3")
+        assert pane is not None and pane.pid is not None
+        env = environ_of(pane.pid)
         assert env["FARMBOT_HOOK_TOKEN"] == hook_token(farm.graph.key, "builder-3")
+        assert "FARMBOT_HOOK_TOKEN" not in await farm.tmux.session_env("builder-3")
         # The settings file never ends up in a commit.
         exclude = Path(config.projects[0].path, ".git/info/exclude").read_text()
         assert ".claude/settings.local.json" in exclude

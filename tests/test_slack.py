@@ -403,6 +403,26 @@ async def _post(url: str, body: bytes, headers: dict[str, str], kind: str) -> tu
             return r.status, await r.text()
 
 
+async def test_http_mode_serves_a_signed_request_once_and_refuses_its_replays(
+    http: tuple[Stack, str],
+) -> None:
+    s, url = http
+    body = slash_command_body(OPERATOR, "status", response_url=s.fake.base_url + "response/x")
+    signed = sign_request(body, SIGNING_SECRET)
+    assert await _post(url, body, signed, "form") == (200, "")
+    await s.reply("pending gates: 0")
+    for _ in range(2):  # the same signed request again, well within Slack's 5 minutes
+        status, text = await _post(url, body, signed, "form")
+        assert status == 401 and "a replay of a request already served" in text
+    # Signed before this farmbot started: an earlier run may have served it.
+    early = sign_request(body, SIGNING_SECRET, timestamp=int(time.time()) - 60)
+    status, text = await _post(url, body, early, "form")
+    assert status == 401 and "signed before farmbot started" in text
+    await asyncio.sleep(0.2)
+    assert s.router.handled == 1 and len(await s.farm.storage.audit.recent_audit()) == 1
+    assert len(s.fake.messages()) == 1  # one reply: the command ran once
+
+
 async def test_http_mode_serves_signed_requests_and_refuses_forged_ones(
     http: tuple[Stack, str],
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from farmbot.config.schema import ProjectConfig, SupervisorConfig
 from farmbot.errors import CommandError, Conflict, NotFound
+from farmbot.messages import Incoming, Reply
 from farmbot.models import AgentKind, AgentState, DesiredState
 from tests.farm import Farm, farm_for, make_config, received_prompts
 from tests.helpers import retry_until
@@ -169,7 +170,8 @@ async def test_kill_is_recorded_as_deliberate_and_keeps_the_worktree(farm: Farm)
     agent = await farm.supervisor.spawn(AgentKind.BUILDER, 5, None, "alice")
     await farm.supervisor.send("builder-5", "queued work", "bob")
 
-    stopped, dropped = await farm.supervisor.kill("builder-5", "carol")
+    killed = await farm.supervisor.kill("builder-5", "carol")
+    stopped, dropped = killed.agent, killed.dropped
 
     assert stopped.desired is DesiredState.STOPPED and stopped.state is AgentState.STOPPED
     assert stopped.state_reason == "stopped by carol"
@@ -197,6 +199,52 @@ async def test_kill_can_remove_the_worktree_but_keeps_the_branch(farm: Farm) -> 
     # Spawned again, it continues on its branch.
     again = await farm.supervisor.spawn(AgentKind.BUILDER, 6, None, "alice")
     assert git(again.workdir, "branch", "--show-current") == "farmbot/builder-6"
+
+
+async def test_removing_a_worktree_that_holds_uncommitted_work_needs_force(farm: Farm) -> None:
+    agent = await farm.supervisor.spawn(AgentKind.BUILDER, 44, None, "alice")
+    worktree = Path(agent.workdir)
+    (worktree / "notes.txt").write_text("an idea nobody committed\n")
+
+    async def kill(text: str) -> Reply:
+        return await farm.router.handle(Incoming("web", "local", "console", text))
+
+    refused = await kill("/kill builder-44 --remove-worktree")
+    assert not refused.ok
+    assert refused.text == (
+        f"builder-44's worktree {worktree} has work that is not on its branch "
+        "farmbot/builder-44: 1 untracked file (notes.txt). Nothing was done. Commit it "
+        "first, or /kill builder-44 --remove-worktree --force to remove it anyway and lose "
+        "that (/kill builder-44 keeps the worktree)"
+    )
+    assert (worktree / "notes.txt").exists()
+    assert (await farm.agent("builder-44")).desired is DesiredState.RUNNING  # not even stopped
+
+    forced = await kill("/kill builder-44 --remove-worktree --force")
+    assert forced.ok, forced.text
+    assert forced.text == (
+        "stopped builder-44 on purpose; worktree removed with what was not on its branch "
+        "farmbot/builder-44 (lost: 1 untracked file (notes.txt)); dropped 1 queued prompts"
+    )
+    assert not worktree.exists()
+
+
+async def test_a_worktree_whose_work_is_all_committed_is_removed_and_says_so(
+    farm: Farm,
+) -> None:
+    agent = await farm.supervisor.spawn(AgentKind.BUILDER, 45, None, "alice")
+    worktree = Path(agent.workdir)
+    (worktree / "done.txt").write_text("work\n")
+    git(worktree, "add", "done.txt")
+    git(worktree, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "done")
+    (worktree / "changed.txt").write_text("x\n")
+    git(worktree, "add", "changed.txt")  # staged, not committed
+    refused = await farm.router.handle(Incoming("web", "local", "console", "/kill builder-45 --rm"))
+    assert "1 uncommitted change (changed.txt)" in refused.text
+    git(worktree, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "more")
+    removed = await farm.router.handle(Incoming("web", "local", "console", "/kill builder-45 --rm"))
+    assert removed.ok and "worktree removed; everything in it is on its branch" in removed.text
+    assert "done.txt" in git(farm.config.projects[0].path, "ls-tree", "-r", "farmbot/builder-45")
 
 
 async def test_an_agent_that_exits_is_dead_not_restarted(farm: Farm) -> None:
@@ -290,7 +338,7 @@ async def test_a_prompt_interrupted_by_a_restart_is_delivered_after_it(farm: Far
     await farm.until_idle("architect")
     # As if the daemon died between storing a prompt and typing it.
     await farm.storage.prompts.add_prompt(
-        "architect", "survive the crash", "alice", 0.0, wait_ready=False
+        "architect", "survive the crash", "alice", farm.graph.clock(), wait_ready=False
     )
 
     await farm.until_idle("architect")

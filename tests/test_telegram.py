@@ -220,6 +220,19 @@ async def test_a_stranger_is_refused_politely_audited_and_nothing_runs(
     assert await rig.farm.storage.agents.list_agents() == []
 
 
+async def test_a_stranger_sending_a_lone_surrogate_is_answered_and_audited(
+    rig: Rig, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = await reply_to(tg, STRANGER, "/spawn builder \udc80 now")
+    assert "not on this farmbot's allowlist" in refused["text"]
+    [entry] = await rig.farm.storage.audit.recent_audit()
+    assert (entry.command, entry.outcome) == ("/spawn builder \ufffd now", "denied")
+    answered = await reply_to(tg, ALICE, "/tail \ud800")  # and a known person, the same
+    assert "\ufffd" in answered["text"]
+    assert len(await rig.farm.storage.audit.recent_audit()) == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
 async def test_commands_for_another_bot_are_ignored_and_plain_text_gets_a_hint(
     rig: Rig, tg: FakeTelegram
 ) -> None:

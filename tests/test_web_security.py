@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import re
 import resource
@@ -22,8 +23,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from farmbot.adapters.hooks import hook_token
 from farmbot.adapters.web import WebInterface
 from farmbot.adapters.web_guard import Limits, exposure
+from farmbot.config.schema import SupervisorConfig
 from farmbot.messages import Incoming, Reply
 from tests.daemon import free_port, git_project, serve
 from tests.farm import make_config
@@ -182,6 +185,57 @@ async def test_odd_commands_get_an_answer_never_a_5xx(
         assert b'"text": ' in answer and b'"ok": ' in answer
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert not tracebacks, tracebacks
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\ud800", "/help \udc80", "/send builder-1 a\udc00b", "/task add proj t\udfff", "/status\x00"],
+    ids=["alone", "argument", "prompt", "task", "nul"],
+)
+async def test_any_command_text_gets_an_answer_and_an_audit_row(
+    web: Web, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = json.dumps({"text": text}).encode()  # "\\udXXX" escapes, as a fuzzer sends them
+    status, answer = await raw(
+        web.app.farm.web.port,
+        post("/api/command", body, b"Authorization: Bearer " + web.key.encode()),
+    )
+    assert status == 200, answer[:300]
+    reply = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert reply["text"], reply
+    [row] = await web.app.farm.storage.audit.recent_audit(5)
+    assert row.command == re.sub("[\ud800-\udfff\x00]", "\ufffd", text)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+@pytest.mark.parametrize("hold", [0.0])  # no CLI waits for this request's answer
+async def test_a_hook_event_with_a_lone_surrogate_is_stored_and_opens_its_gate(
+    tmp_path: Path, tmux_socket: str, hold: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    supervisor = SupervisorConfig(tick_seconds=0.1, ready_timeout=30, permission_hold=hold)
+    async with running(make_config(tmp_path, tmux_socket, supervisor=supervisor)) as web:
+        await _surrogate_hook(web, caplog)
+
+
+async def _surrogate_hook(web: Web, caplog: pytest.LogCaptureFixture) -> None:
+    assert (await web.command("/spawn architect"))["ok"]
+    token = hook_token(web.key, "architect")
+    event = {
+        "hook_event_name": "PermissionRequest",
+        "tool_name": "Bash",
+        "tool_input": {"command": "rm -rf build-\udc80", "description": "clean \ud800"},
+    }
+    farm = web.app.farm
+    status, answer = await raw(
+        farm.web.port,
+        post(f"/hooks/claude/architect?token={token}", json.dumps(event).encode()),
+    )
+    assert status == 200, answer[:300]
+    [gate] = await farm.gates.pending()
+    assert "rm -rf build-\ufffd" in gate.title + gate.detail
+    stored = [e for e in await farm.storage.events.recent_events(10) if e.kind.startswith("hook.")]
+    assert stored and stored[0].data["tool_input"]["command"] == "rm -rf build-\ufffd"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 async def test_odd_requests_elsewhere_get_an_answer_never_a_5xx(web: Web) -> None:

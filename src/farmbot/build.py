@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from farmbot import __version__, localkey
+from farmbot import __version__, localkey, statedir
 from farmbot.adapters.hooks import HookEndpoint, hook_token
 from farmbot.adapters.metrics import MetricsEndpoint, Sources
 from farmbot.adapters.shared import InterfaceDeps
@@ -116,6 +117,7 @@ class Farm:
     web: WebInterface
     interfaces: dict[str, Interface]  # by name: the web console, chats, webhooks
     started_at: float = field(default=0.0)
+    key_created: bool = False  # this start made the local key (a first start)
 
     @property
     def state_dir(self) -> Path:
@@ -254,6 +256,11 @@ def _horizons(config: Config) -> tuple[float | None, float | None]:
     return events, horizon(config.storage.keep_audit_days)
 
 
+def runs_as(config: Config) -> bool:
+    """Whether some agent profile runs as another Unix user (README: "Security")."""
+    return any(profile.run_as for profile in config.agents.values())
+
+
 @asynccontextmanager
 async def build(
     config: Config,
@@ -262,19 +269,22 @@ async def build(
     interfaces: Sequence[Interface | Callable[[InterfaceDeps], Interface]] = (),
     registry: Sequence[Registration] = INTERFACES,
     rand: Callable[[], float] = random.random,
+    environ: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Farm]:
     """Build the graph from ``config``.
 
     ``interfaces`` are added to the configured ones (an interface, or a function that
     builds one from the deps every interface gets); ``rand`` is the alert notifier's
-    jitter (tests make it a constant).
+    jitter (tests make it a constant); ``environ`` is farmbot's own environment (default
+    ``os.environ``), of which agents and the tmux server get only the allowlisted part.
     """
+    environ = dict(os.environ if environ is None else environ)
     state_dir = config.server.state_dir
-    await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+    await asyncio.to_thread(statedir.prepare, state_dir, traversable=runs_as(config))
     async with AsyncExitStack() as stack:
-        key = localkey.ensure(state_dir)
+        key, key_created = localkey.ensure_new(state_dir)
         storage = await stack.enter_async_context(open_storage(config.storage, state_dir))
-        tmux = Tmux(config.tmux.socket)
+        tmux = Tmux(config.tmux.socket, environ)
         stack.callback(tmux.close)
         found: dict[str, Interface] = {}
         alerts = Alerts(config.alerts, storage.outbox, found, clock, rand=rand)
@@ -289,7 +299,7 @@ async def build(
         bus.subscribe(alerts.on_event)
         ears = Ears(found, bus.publish, config.alerts.deaf_after_of, clock)
         rules = {name: Rules.of(profile) for name, profile in config.agents.items()}
-        gates = Gates(storage.gates, bus, clock)
+        gates = Gates(storage.gates, bus, clock, config.gates)
         keyboard = Keyboard(tmux, lambda agent: rules.get(agent.profile))
         qa = QaRunner(config, agents=storage.agents, runs=storage.qa_runs, bus=bus, clock=clock)
         busy: set[str] = set()
@@ -331,6 +341,7 @@ async def build(
             agent_env={"FARMBOT_URL": config.server.url},
             hook_token=lambda agent_id: hook_token(key, agent_id),
             busy=busy,
+            environ=environ,
         )
         autopilot = Autopilot(
             config,
@@ -419,6 +430,7 @@ async def build(
             web=None,  # type: ignore[arg-type]  # set just below: it serves the farm
             interfaces=found,
             started_at=clock(),
+            key_created=key_created,
         )
         web = WebInterface(
             config.server.host,

@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("path", nargs="?", help="file or directory (default: ~/.config/farmbot/)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     add(sub, "status", "show agents, gates and projects of the running daemon")
+    add(sub, "login-link", "print the link that logs a browser in to the console (holds the key)")
     cmd = add(sub, "cmd", 'run a chat command, e.g. farmbot cmd "/spawn builder 42"')
     cmd.add_argument("text", nargs="+", help="the command text")
     attach = add(sub, "attach", "attach your terminal to an agent's tmux session")
@@ -226,6 +227,8 @@ def _run(args: argparse.Namespace) -> int:
         return _attach(config, args.agent, _farmbot(args))
     if command == "hooks":
         return _hooks_install(config, Path(args.path), args.agent, http=args.http, args=args)
+    if command == "login-link":
+        return _login_link(config, args)
     from farmbot.client import Client
 
     client = Client.for_config(config, start_hint=f"{_farmbot(args)} start")
@@ -238,6 +241,22 @@ def _run(args: argparse.Namespace) -> int:
     reply = client.command(" ".join(args.text))
     _print_reply(reply)
     return 0 if reply.get("ok") else 1
+
+
+def _login_link(config: Config, args: argparse.Namespace) -> int:
+    """The console's login link, on request only (`farmbot serve` prints it once, at the
+    first start: a link in every start's output would put the key in the journal)."""
+    from farmbot import localkey
+    from farmbot.errors import FarmbotError
+
+    key = localkey.read(config.server.state_dir)
+    if key is None:
+        raise FarmbotError(
+            f"no local key at {localkey.path(config.server.state_dir)}; "
+            f"run `{_farmbot(args)} start` once to create it"
+        )
+    print(localkey.login_link(config.server.url, key))
+    return 0
 
 
 def _task_done(note: str) -> int:
@@ -334,6 +353,7 @@ def _start(config: Config, args: argparse.Namespace, *, restart: bool) -> int:
     if restart:
         _report_stop(lifecycle.stop(state_dir, timeout=args.timeout), state_dir)
     log = lifecycle.log_path(state_dir)
+    first = localkey.read(state_dir) is None  # this start makes the local key
     command = lifecycle.serve_command(config.source, _serve_args(args), log)
     started = lifecycle.start(
         state_dir,
@@ -348,9 +368,11 @@ def _start(config: Config, args: argparse.Namespace, *, restart: bool) -> int:
         print(f"farmbot is already running (pid {started.pid or '?'}) at {url}")
         return 0
     key = localkey.read(state_dir)
+    # The link holds the key: shown when this start made it, else only on request.
+    where = localkey.login_link(url, key) if first and key else f"{url}/ (`{farmbot} login-link`)"
     print(
         f"farmbot started (pid {started.pid}).\n"
-        f"  status page and console: {url}/#key={key}\n"
+        f"  status page and console: {where}\n"
         f"  log: {log} (`{farmbot} logs -f`)\n"
         f"  stop it with `{farmbot} stop`; the agents keep running in tmux."
     )
@@ -536,7 +558,7 @@ def _hooks_install(
     from farmbot import localkey
     from farmbot.adapters.hooks import hook_token
     from farmbot.errors import CommandError
-    from farmbot.hooks_install import default_hook_command, install_hooks
+    from farmbot.hooks_install import default_hook_command, install_hooks, write_token_file
 
     workdir = path.expanduser().resolve()
     agent = agent or workdir.name
@@ -549,13 +571,23 @@ def _hooks_install(
     token = hook_token(key, agent)
     url = config.server.url
     if http:
+        # Claude Code makes the request itself: the token is in the settings file (0600),
+        # on no command line.
         written = install_hooks(
             workdir, agent=agent, http_url=f"{url}/hooks/claude/{agent}?token={token}"
         )
     else:
         # Self-contained: an agent farmbot did not spawn has none of the FARMBOT_* variables.
-        state_dir = str(config.server.state_dir)
-        options = {"--agent": agent, "--url": url, "--token": token, "--state-dir": state_dir}
+        # The token goes in a file of its own (0600, kept out of git): a command line is
+        # readable by every user of the machine (/proc/<pid>/cmdline).
+        token_file = write_token_file(workdir, token)
+        spool_dir = str(config.server.state_dir / "spool")
+        options = {
+            "--agent": agent,
+            "--url": url,
+            "--token-file": str(token_file),
+            "--spool-dir": spool_dir,
+        }
         command = default_hook_command() + "".join(
             f" {name} {shlex.quote(value)}" for name, value in options.items()
         )

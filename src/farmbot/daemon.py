@@ -36,9 +36,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TextIO
 
-from farmbot import __version__, localkey, systemd
-from farmbot.adapters.hooks import replay_spool
-from farmbot.build import Farm, build
+from farmbot import __version__, localkey, statedir, systemd
+from farmbot.adapters.hooks import hook_token, replay_spool
+from farmbot.build import Farm, build, runs_as
 from farmbot.cluster import LeaderDuties
 from farmbot.cluster.leadership import Loop
 from farmbot.config import load_config
@@ -111,7 +111,7 @@ class Daemon:
         if shutil.which("tmux") is None:
             raise FarmbotError("tmux is not installed; install it (apt-get install tmux) and retry")
         state_dir = self.config.server.state_dir
-        await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+        await asyncio.to_thread(statedir.prepare, state_dir, traversable=runs_as(self.config))
         self._lock.acquire()
         self._stack.callback(self._lock.release)
         try:
@@ -285,7 +285,10 @@ class Daemon:
         async def replay(agent: str, event: dict[str, Any]) -> None:
             await monitor.on_hook(agent, event, hold=False)  # no CLI waits for its answer
 
-        replayed = await replay_spool(self.farm.state_dir / "spool", replay)
+        key = self.farm.key
+        replayed = await replay_spool(
+            self.farm.state_dir / "spool", replay, lambda agent: hook_token(key, agent)
+        )
         if replayed:
             log.info("replayed %d spooled hook events", replayed)
 
@@ -327,10 +330,20 @@ def announce(daemon: Daemon, out: TextIO) -> None:
         if config.source
         else f"none (embedded defaults; `{farmbot} init` writes one)"
     )
+    if daemon.farm.key_created:  # once: every start's output ends up in the journal
+        login = (
+            f"  status page and console: {localkey.login_link(daemon.url, daemon.farm.key)}\n"
+            f"    (that link logs the browser in; it is shown this once: the key is in\n"
+            f"    {key_file}, and `{farmbot} login-link` prints the link again)\n"
+        )
+    else:
+        login = (
+            f"  status page and console: {daemon.url}/\n"
+            f"    (`{farmbot} login-link` prints the link that logs a browser in)\n"
+        )
     print(
         f"farmbot {__version__} is running.\n"
-        f"  status page and console: {daemon.url}/#key={daemon.farm.key}\n"
-        f"    (that link logs the browser in; the key is in {key_file})\n"
+        f"{login}"
         f"  config: {source}\n"
         f"  projects: {projects}\n"
         f"  agents: default profile '{config.supervisor.default_agent}'; "

@@ -80,7 +80,7 @@ class Interrupted(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """char/paste (with ``text``), enter, backspace, escape, ctrl-c, ctrl-d or eof."""
+    """char/paste (with ``text``), enter, backspace, escape, ctrl-c, ctrl-d, ctrl-u or eof."""
 
     kind: str
     text: str = ""
@@ -117,7 +117,13 @@ def parse_key(buf: bytes | bytearray) -> tuple[Key | None, int]:
         return None, 2  # Alt+key
     if first in (0x0D, 0x0A):
         return Key("enter"), 2 if buf[:2] == b"\r\n" else 1
-    controls = {0x03: "ctrl-c", 0x04: "ctrl-d", 0x7F: "backspace", 0x08: "backspace"}
+    controls = {
+        0x03: "ctrl-c",
+        0x04: "ctrl-d",
+        0x15: "ctrl-u",
+        0x7F: "backspace",
+        0x08: "backspace",
+    }
     if first in controls:
         return Key(controls[first]), 1
     if first < 0x20:
@@ -200,7 +206,7 @@ class TerminalConsole:
             elif key.kind == "enter":
                 write("\n")
                 return text
-            elif key.kind == "ctrl-c":
+            elif key.kind in ("ctrl-c", "ctrl-u"):  # the whole draft goes, every line of it
                 write("\r\x1b[K\x1b[A" * text.count("\n") + "\r\x1b[K" + PROMPT)
                 text = ""
             elif (key.kind == "ctrl-d" and not text) or key.kind == "eof":

@@ -19,6 +19,7 @@
         ├── UsageError           the command text did not parse; carries the usage line
         ├── NotFound             an agent, project or gate that does not exist
         ├── Conflict             already running, over a limit, stale gate, ...
+        │   └── UnsavedWork      removing a worktree would lose work not on its branch
         ├── AccessDenied         the person's role does not allow the command
         └── RateLimited          the person ran too many commands of a kind this minute
 
@@ -115,6 +116,11 @@ class NotFound(CommandError):
 
 class Conflict(CommandError):
     """The command cannot run in the current state."""
+
+
+class UnsavedWork(Conflict):
+    """A worktree holds work that is not on its branch (uncommitted, untracked, a detached
+    HEAD's commits): it is not removed unless the person says so (``--force``)."""
 
 
 class AccessDenied(CommandError):

@@ -44,6 +44,7 @@ __all__ = [
     "ProjectActivated",
     "ProjectDeactivated",
     "PromptDelivered",
+    "PromptFailed",
     "QaFinished",
     "RunBlocked",
     "RunFinished",
@@ -182,6 +183,17 @@ class PromptDelivered(AgentEvent):
     prompt_id: int
     source: str
     chars: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptFailed(AgentEvent):
+    """A prompt that will not be typed: it timed out, or the pane could not take it."""
+
+    KIND: ClassVar[str] = "prompt.failed"
+    prompt_id: int
+    source: str
+    reason: str
+    head: str  # the prompt's first line, shortened
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

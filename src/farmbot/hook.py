@@ -2,8 +2,8 @@
 
 It runs on every tool call of every agent, so it imports almost nothing (no argparse,
 urllib, json or aiohttp: one hand-written HTTP/1.1 request on a raw socket) and it never
-breaks the agent: whatever goes wrong, the event is spooled to ``<state_dir>/spool/``
-(the daemon replays the spool on its next start) and the exit status is 0.
+breaks the agent: whatever goes wrong, the event is spooled (the daemon replays the spool
+on its next start) and the exit status is 0.
 
 Stdout is the hook's answer to the CLI. For a ``PermissionRequest`` the daemon holds the
 request until a person decides (up to its ``permission_hold``) and answers with the
@@ -13,10 +13,15 @@ dialog shows). Never exit 2: Codex reads that as "deny".
 
 Settings come from options, else the environment the supervisor gives every agent::
 
-    --agent      FARMBOT_AGENT        the agent id the event belongs to
-    --url        FARMBOT_URL          the daemon, e.g. http://127.0.0.1:8765
-    --token      FARMBOT_HOOK_TOKEN   the agent's hook token
-    --state-dir  FARMBOT_STATE_DIR    where the spool lives (~/.local/state/farmbot)
+    --agent       FARMBOT_AGENT            the agent id the event belongs to
+    --url         FARMBOT_URL              the daemon, e.g. http://127.0.0.1:8765
+    --token       FARMBOT_HOOK_TOKEN       the agent's hook token
+    --token-file  FARMBOT_HOOK_TOKEN_FILE  ... or a file holding it (kept off command lines)
+    --spool-dir   FARMBOT_SPOOL_DIR        where events wait while the daemon is down
+    --state-dir   FARMBOT_STATE_DIR        (older hooks) the spool is <state dir>/spool
+
+A spooled event carries a MAC made with the agent's hook token, so the daemon replays
+only events that agent really sent (see ``spool_event``).
 """
 
 import os
@@ -34,12 +39,16 @@ _OPTIONS = {
     "--agent": "FARMBOT_AGENT",
     "--url": "FARMBOT_URL",
     "--token": "FARMBOT_HOOK_TOKEN",
+    "--token-file": "FARMBOT_HOOK_TOKEN_FILE",
+    "--spool-dir": "FARMBOT_SPOOL_DIR",
     "--state-dir": "FARMBOT_STATE_DIR",
 }
 _USAGE = (
-    "usage: farmbot hook [--agent ID] [--url URL] [--token TOKEN] [--state-dir DIR] < event.json\n"
+    "usage: farmbot hook [--agent ID] [--url URL] [--token TOKEN | --token-file PATH]\n"
+    "                    [--spool-dir DIR] < event.json\n"
     "Forwards one Claude Code hook event to farmbot; spools it when farmbot is down.\n"
 )
+MAC_HEX = 64  # HMAC-SHA256, hex
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
@@ -62,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     opts = _options(args)
     agent = opts["--agent"]
+    token = opts["--token"] or _read_token(opts["--token-file"])
     # Broad on purpose: this runs inside the agent's tool loop, and a failing hook must
     # never disturb it. The event is not lost: it goes to the spool.
     status, answer = 0, b""
@@ -69,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if agent:
             limit = HOLD_TIMEOUT if holding else TOTAL_TIMEOUT
-            status, answer = post(opts["--url"], agent, opts["--token"], body, total_timeout=limit)
+            status, answer = post(opts["--url"], agent, token, body, total_timeout=limit)
     except Exception:
         pass
     if 200 <= status < 300:
@@ -80,17 +90,28 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError):  # the CLI went away: nothing to answer
                 pass
         return 0
-    state_dir = opts["--state-dir"] or os.path.expanduser(DEFAULT_STATE_DIR)
-    spool = os.path.join(state_dir, SPOOL_DIR)
+    spool = opts["--spool-dir"] or os.path.join(
+        opts["--state-dir"] or os.path.expanduser(DEFAULT_STATE_DIR), SPOOL_DIR
+    )
     if 400 <= status < 500:
         # The daemon refused it (wrong token, bad body): kept for a human to look at, never
         # replayed -- replaying would skip the token check.
         spool = os.path.join(spool, REFUSED_DIR)
     try:
-        spool_event(spool, agent or None, body)
+        spool_event(spool, agent or None, body, token=token or None)
     except Exception:
         pass
     return 0
+
+
+def _read_token(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read().strip()
+    except (OSError, ValueError):
+        return ""
 
 
 def _options(argv: list[str]) -> dict[str, str]:
@@ -162,12 +183,17 @@ def post(
     return 0, b""
 
 
-def spool_event(spool_dir: str | os.PathLike[str], agent: str | None, body: bytes) -> str:
+def spool_event(
+    spool_dir: str | os.PathLike[str], agent: str | None, body: bytes, *, token: str | None = None
+) -> str:
     """Write the event atomically to ``spool_dir/<time_ns>-<pid>.json``; return its path.
 
-    The file is ``{"event": <body>, "received_at": <unix>, "agent": ...}`` with the body
-    copied verbatim, so spooling needs no JSON parser; a body that is not JSON makes a
-    file the replay quarantines.
+    The file is ``{"event": <body>, "received_at": <unix>, "agent": ..., "mac": ...}`` with
+    the body copied verbatim, so spooling needs no JSON parser; a body that is not JSON
+    makes a file the replay quarantines. ``mac`` is HMAC-SHA256 with the agent's hook
+    ``token`` over every byte before ``, "mac"``: the replay checks it, so a file dropped
+    into the spool by anyone without that token is never applied. Without a token (or an
+    agent) there is no ``mac``, and the replay quarantines the file.
     """
     now = time.time_ns()
     os.makedirs(spool_dir, mode=0o700, exist_ok=True)
@@ -176,11 +202,14 @@ def spool_event(spool_dir: str | os.PathLike[str], agent: str | None, body: byte
     name = f'"{agent}"' if agent is not None and valid_agent_id(agent) else "null"
     # The body goes first and "agent" last: with duplicate keys JSON's last one wins, so
     # nothing inside the body can speak for another agent.
-    record = b'{"event": %s, "received_at": %.6f, "agent": %s}\n' % (
+    record = b'{"event": %s, "received_at": %.6f, "agent": %s' % (
         body.strip(),
         now / 1e9,
         name.encode(),
     )
+    if token and name != "null":
+        record += b', "mac": "%s"' % _hmac_sha256(token.encode(), record).encode()
+    record += b"}\n"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(record)
@@ -190,6 +219,20 @@ def spool_event(spool_dir: str | os.PathLike[str], agent: str | None, body: byte
         os.close(fd)
     os.rename(temporary, final)
     return final
+
+
+def _hmac_sha256(key: bytes, message: bytes) -> str:
+    """HMAC-SHA256 (RFC 2104) in hex, on the small ``_sha256`` module: ``hmac`` would
+    load OpenSSL, several times slower to import, on the path where the daemon is down."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:  # a Python built without it
+        from hashlib import sha256
+    if len(key) > 64:
+        key = sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner = sha256(bytes(k ^ 0x36 for k in key) + message).digest()
+    return str(sha256(bytes(k ^ 0x5C for k in key) + inner).hexdigest())
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from farmbot.errors import CommandError
 from farmbot.hook import valid_agent_id
 
 SETTINGS = Path(".claude") / "settings.local.json"
+TOKEN_FILE = Path(".claude") / "farmbot-hook-token"  # for hooks farmbot did not spawn
 HOOK_EVENTS = (
     "SessionStart",
     "UserPromptSubmit",
@@ -94,6 +95,21 @@ def install_hooks(
     return path
 
 
+def write_token_file(workdir: Path, token: str) -> Path:
+    """Write the agent's hook token to ``workdir/.claude/farmbot-hook-token`` (0600).
+
+    ``farmbot hook --token-file`` reads it, so the token is on no command line. The file
+    is kept out of git like the settings.
+    """
+    if not workdir.is_dir():
+        raise CommandError(f"{workdir}: no such directory")
+    path = workdir / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, token + "\n", mode=0o600)
+    exclude_from_git(workdir, TOKEN_FILE.as_posix())
+    return path
+
+
 def merge_hooks(settings: dict[str, Any], hook: dict[str, Any], path: Path) -> None:
     """Drop earlier farmbot hooks from ``settings`` and add ``hook`` for every event."""
     hooks = settings.setdefault("hooks", {})
@@ -145,15 +161,17 @@ def _read_settings(path: Path) -> tuple[str | None, dict[str, Any]]:
     return text, settings
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, mode: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600  # it may carry a hook token
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o600  # it may carry a hook token
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)  # whatever the umask
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(temporary, path)
@@ -194,5 +212,5 @@ def exclude_from_git(workdir: Path, relative: str) -> Path | None:
     exclude_file.parent.mkdir(parents=True, exist_ok=True)
     separator = "" if not existing or existing.endswith("\n") else "\n"
     with exclude_file.open("a", encoding="utf-8") as fh:
-        fh.write(f"{separator}# farmbot: hook settings may carry a token\n{pattern}\n")
+        fh.write(f"{separator}# farmbot: hook files may carry a token\n{pattern}\n")
     return exclude_file

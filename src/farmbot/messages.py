@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -335,3 +336,22 @@ def severity_mark(severity: Severity) -> str:
 def decided_line(approved: bool, text: str) -> str:
     """The line a decided Approve/Reject message gets: "✅ <reply>" or "❌ <reply>"."""
     return f"{'✅' if approved else '❌'} {text}"
+
+
+_UNHOLDABLE = re.compile("[\ud800-\udfff\x00]")  # lone UTF-16 surrogates, NUL
+
+
+def holdable(value: Any) -> Any:
+    """``value`` (a string, or JSON-like lists and dicts of them) with every lone surrogate
+    and NUL replaced by U+FFFD: text a database, a terminal and a chat platform can hold.
+
+    JSON's ``\\ud800``-``\\udfff`` escapes and some chat clients deliver such text; left in,
+    it fails wherever it is encoded (an audit row, a log line, a reply).
+    """
+    if isinstance(value, str):
+        return _UNHOLDABLE.sub("\ufffd", value) if _UNHOLDABLE.search(value) else value
+    if isinstance(value, dict):
+        return {holdable(str(k)): holdable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [holdable(v) for v in value]
+    return value

@@ -11,16 +11,21 @@ with ``{"note": "..."}`` (what ``farmbot task done`` sends). It can only ever fi
 task of the agent the token belongs to.
 
 Events that could not be delivered wait in ``<state_dir>/spool/`` as one JSON file each,
-``{"agent": ..., "received_at": <unix>, "event": {...}}`` named ``<time_ns>-<pid>.json``;
-``replay_spool`` feeds them to ``ingest`` on the next start.
+``{"event": {...}, "received_at": <unix>, "agent": ..., "mac": ...}`` named
+``<time_ns>-<pid>.json``; ``replay_spool`` feeds them to ``ingest`` on the next start --
+only those whose MAC verifies with the named agent's hook token: the spool is a directory,
+and a file someone dropped there while farmbot was down must not be applied. The others
+are moved to ``spool/bad/`` and logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,12 @@ from typing import Any
 from aiohttp import web
 
 from farmbot.errors import CommandError, StorageError
-from farmbot.hook import spool_event, valid_agent_id  # they live in the light client module
-from farmbot.messages import WebRoute
+from farmbot.hook import (  # they live in the light client module
+    REFUSED_DIR,
+    spool_event,
+    valid_agent_id,
+)
+from farmbot.messages import WebRoute, holdable
 
 __all__ = [
     "HookEndpoint",
@@ -50,6 +59,10 @@ TaskDone = Callable[[str, str], Awaitable[str]]  # (agent, note) -> what happene
 TOKEN_HEADER = "X-Farmbot-Hook-Token"
 BAD_DIR = "bad"
 _EMPTY = b"{}"  # Claude Code reads an http hook's answer as hook output: {} decides nothing
+_MAC_TAIL = re.compile(rb', "mac": "([0-9a-f]{64})"\}\s*\Z')  # how farmbot.hook ends a file
+TokenFor = Callable[[str], str]  # agent id -> its hook token
+# How a lone surrogate or a NUL can be in JSON that is valid UTF-8: as an escape.
+_ESCAPED_UNHOLDABLE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def hook_token(key: str, agent_id: str) -> str:
@@ -113,7 +126,8 @@ class HookEndpoint:
         if not isinstance(body, dict) or not isinstance(body.get("note", ""), str):
             return self._reject(400, 'the body must be JSON like {"note": "what I did"}')
         try:
-            said = await self._task_done(request.match_info["agent"], body.get("note", ""))
+            note = holdable(body.get("note", ""))
+            said = await self._task_done(request.match_info["agent"], note)
         except CommandError as exc:
             return self._reject(409, str(exc))
         except StorageError as exc:
@@ -127,9 +141,12 @@ class HookEndpoint:
             return refused
         agent = request.match_info["agent"]
         try:
-            payload = json.loads(await request.read())
+            body = await request.read()
+            payload = json.loads(body)
         except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
             payload = None
+        if _ESCAPED_UNHOLDABLE.search(body):  # a lone surrogate would fail every write of it
+            payload = holdable(payload)
         if not isinstance(payload, dict) or not isinstance(payload.get("hook_event_name"), str):
             return self._reject(
                 400,
@@ -152,29 +169,22 @@ class HookEndpoint:
         return web.json_response({"error": error}, status=status)
 
 
-async def replay_spool(spool_dir: Path, ingest: Ingest) -> int:
+async def replay_spool(spool_dir: Path, ingest: Ingest, token_for: TokenFor) -> int:
     """Ingest spooled events oldest first, deleting each once ingested; return how many.
 
-    A file that cannot be read or is not a spooled event moves to ``spool_dir/bad/``.
-    An exception from ``ingest`` stops the replay and leaves that file for next time.
+    A file that cannot be read, is not a spooled event, or whose MAC does not verify with
+    the hook token of the agent it names (``token_for``) moves to ``spool_dir/bad/``. An
+    exception from ``ingest`` stops the replay and leaves that file for next time.
     """
-    try:
-        names = sorted(
-            entry.name
-            for entry in spool_dir.iterdir()
-            if entry.name.endswith(".json") and entry.is_file()
-        )
-    except FileNotFoundError:
-        return 0
+    paths = _spooled_files(spool_dir)
     replayed = 0
-    for name in names:
-        path = spool_dir / name
+    for path in paths:
         try:
-            agent, event = _read_spooled(path)
+            agent, event = _read_spooled(path, token_for)
         except FileNotFoundError:  # replayed meanwhile by someone else
             continue
         except (OSError, ValueError, RecursionError) as exc:
-            _quarantine(path, exc)
+            _quarantine(path, spool_dir / BAD_DIR, exc)
             continue
         try:
             await ingest(agent, event)
@@ -188,8 +198,26 @@ async def replay_spool(spool_dir: Path, ingest: Ingest) -> int:
     return replayed
 
 
-def _read_spooled(path: Path) -> tuple[str, dict[str, Any]]:
-    record = json.loads(path.read_bytes())
+def _spooled_files(spool_dir: Path) -> list[Path]:
+    """The spooled events, oldest first: in the spool, and in an agent's own directory of
+    it (agents running as another Unix user spool to ``spool/<agent>/``)."""
+    found: list[Path] = []
+    try:
+        entries = list(spool_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if entry.is_file() and entry.name.endswith(".json"):
+            found.append(entry)
+        elif entry.is_dir() and entry.name not in (BAD_DIR, REFUSED_DIR):
+            with contextlib.suppress(OSError):
+                found += [f for f in entry.iterdir() if f.is_file() and f.name.endswith(".json")]
+    return sorted(found, key=lambda f: f.name)
+
+
+def _read_spooled(path: Path, token_for: TokenFor) -> tuple[str, dict[str, Any]]:
+    raw = path.read_bytes()
+    record = json.loads(raw)
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     agent, event = record.get("agent"), record.get("event")
@@ -197,11 +225,16 @@ def _read_spooled(path: Path) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"no valid agent id (got {agent!r})")
     if not isinstance(event, dict) or not isinstance(event.get("hook_event_name"), str):
         raise ValueError("'event' is not a hook event with a string 'hook_event_name'")
-    return agent, event
+    tail = _MAC_TAIL.search(raw)
+    if tail is None or record.get("mac") != tail.group(1).decode():
+        raise ValueError("it carries no MAC (not written by `farmbot hook` with a token)")
+    expected = hmac.new(token_for(agent).encode(), raw[: tail.start()], hashlib.sha256)
+    if not hmac.compare_digest(expected.hexdigest().encode(), tail.group(1)):
+        raise ValueError(f"its MAC does not verify with {agent}'s hook token (forged?)")
+    return agent, holdable(event)
 
 
-def _quarantine(path: Path, reason: Exception) -> None:
-    bad = path.parent / BAD_DIR
+def _quarantine(path: Path, bad: Path, reason: Exception) -> None:
     bad.mkdir(mode=0o700, exist_ok=True)
     path.replace(bad / path.name)
     log.warning("spooled hook event %s is unusable (%s); moved to %s", path.name, reason, bad)

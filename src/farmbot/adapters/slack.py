@@ -33,7 +33,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -43,6 +43,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from farmbot.adapters.shared import (
@@ -100,6 +101,7 @@ AUTH_ERRORS = frozenset(
 )
 NOT_POSTABLE = frozenset({"not_in_channel", "channel_not_found"})
 FAILURES = (SlackApiError, aiohttp.ClientError, TimeoutError)  # what one API call may raise
+SIGNATURE_WINDOW = 300  # seconds a signed request is good for (slack_sdk's check)
 HINTS = {  # what a person does about an ok:false answer to an alert
     "not_in_channel": "invite the bot: /invite {bot} in {name}",
     "channel_not_found": "no such channel, or a private one without the bot: check [slack] "
@@ -108,6 +110,52 @@ HINTS = {  # what a person does about an ok:false answer to an alert
     "missing_scope": "the app lacks the scope {needed}: add it and reinstall the app",
     **dict.fromkeys(AUTH_ERRORS, "Slack refused slack.bot_token: check it and reinstall the app"),
 }
+
+
+class _Clock(Clock):
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now()
+
+
+class Replays:
+    """Refuses a signed request seen before: HTTP mode's replay cache.
+
+    Slack signs each request (its timestamp and body) and bolt accepts a valid signature
+    for five minutes, keeping no record -- so one request caught on the way could be sent
+    again and again. A signature that verified is remembered for that window and refused
+    the second time. What an earlier run of farmbot saw is not known: a request signed
+    before the second this one started is refused too (Slack sends an event again, with a
+    new signature; a slash command in flight across a restart fails once).
+    """
+
+    def __init__(self, secret: str, clock: Callable[[], float]) -> None:
+        self._verifier = SignatureVerifier(secret or "-", _Clock(clock))
+        self._clock = clock
+        self._started = int(clock())
+        self._seen: dict[str, int] = {}  # signature -> until when it could be replayed
+        self.refused = 0
+
+    def refusal(self, body: bytes, timestamp: str | None, signature: str | None) -> str | None:
+        """Why this request is refused as a replay (None: it is new, or not validly signed,
+        which bolt answers itself)."""
+        if not timestamp or not signature or not timestamp.isdecimal():
+            return None
+        if not self._verifier.is_valid(body, timestamp, signature):
+            return None
+        now = int(self._clock())
+        self._seen = {sig: until for sig, until in self._seen.items() if until >= now}
+        if int(timestamp) < self._started:
+            why = "signed before farmbot started, so it may have been served already"
+        elif signature in self._seen:
+            why = "a replay of a request already served"
+        else:
+            self._seen[signature] = int(timestamp) + SIGNATURE_WINDOW
+            return None
+        self.refused += 1
+        return why
 
 
 class SlackInterface:
@@ -132,6 +180,7 @@ class SlackInterface:
         self._client = self._web_client([AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
         self._alerts = self._web_client([])
         self._redactor = Redactor(config.secrets)
+        self._replays = Replays(config.signing_secret or "", deps.clock)
         self._on_incoming: OnIncoming | None = None
         self._app: AsyncApp | None = None
         self._handler: AsyncSocketModeHandler | None = None
@@ -317,10 +366,20 @@ class SlackInterface:
         return True
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
-        """Serve one request of Slack's (bolt checks its signature: 401 if wrong)."""
+        """Serve one request of Slack's (bolt checks its signature: 401 if wrong; a
+        validly signed one seen before is refused here, 401 too)."""
         app = self._app
         if app is None:
             return web.json_response({"error": "farmbot's Slack interface is stopped"}, status=503)
+        headers = request.headers
+        replayed = self._replays.refusal(
+            await request.read(),
+            headers.get("X-Slack-Request-Timestamp"),
+            headers.get("X-Slack-Signature"),
+        )
+        if replayed is not None:
+            log.info("slack: refused a request from %s: %s", request.remote, replayed)
+            return web.json_response({"error": f"refused: {replayed}"}, status=401)
         self._last_envelope = self._clock()
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
 

@@ -391,6 +391,17 @@ def _node_up(event: ev.NodeUp, agent: str, project: str) -> Body:
     )
 
 
+def _prompt_failed(event: ev.PromptFailed, agent: str, project: str) -> Body:
+    return (
+        f"prompt #{event.prompt_id} to {agent} not delivered",
+        f"The prompt from {event.source} to {agent} in project {project} was not typed: "
+        f"{event.reason}\nIt began: {event.head}\nSend it again once {agent} can take it.",
+        None,
+        ((Button("Tail", f"/tail {agent}"),),),
+        f"prompt.failed:{event.prompt_id}",
+    )
+
+
 _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.AgentDead: _dead,
     ev.AgentStuck: _stuck,
@@ -400,6 +411,7 @@ _RULES: dict[type[ev.DomainEvent], Rule] = {
     ev.QaFinished: _qa_finished,
     ev.AgentPaused: _paused,
     ev.AgentResumed: _resumed,
+    ev.PromptFailed: _prompt_failed,
     ev.TaskRetried: _task_retried,
     ev.TaskFailed: _task_failed,
     ev.TaskNotLanded: _task_not_landed,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from farmbot.config.schema import UserConfig
 from farmbot.models import Role
@@ -14,6 +14,7 @@ LOCAL_PLATFORMS = ("web", "cli")  # reached only with the local key
 class Person:
     name: str
     role: Role
+    via: str = ""  # the interface they came through: "web", "cli", "telegram", ...
 
     def __str__(self) -> str:
         return self.name
@@ -40,13 +41,15 @@ class People:
         """
         if platform in LOCAL_PLATFORMS:
             web_user = next((u for u in self._users if u.web), None)
-            return Person(web_user.name, web_user.role) if web_user else LOCAL_KEY_HOLDER
+            if web_user is None:
+                return replace(LOCAL_KEY_HOLDER, via=platform)
+            return Person(web_user.name, web_user.role, platform)
         if platform == "scheduler":
             user = next((u for u in self._users if u.name == user_id), None)
-            return Person(user.name, user.role) if user else None
+            return Person(user.name, user.role, platform) if user else None
         for user in self._users:
             if _matches(user, platform, user_id):
-                return Person(user.name, user.role)
+                return Person(user.name, user.role, platform)
         return None
 
 

@@ -9,6 +9,11 @@ a node died while running it, the chat leader died while handling the update) ru
 again only if it needs no more than the viewer role, since nothing a viewer may do
 changes anything. Any other is answered with what happened and not run, because it may
 have taken effect already: nothing runs twice.
+
+An audit row holds the command whatever its bytes: text no database or terminal can hold
+(a lone UTF-16 surrogate, which JSON's ``\\ud800`` to ``\\udfff`` escapes and chat
+platforms can deliver; a NUL) is replaced with U+FFFD on the way in, so the command, its
+reply and its audit row all carry the same readable text.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from farmbot.bot.authz import People, Person
 from farmbot.bot.commands import Commands, parse, parse_data, spec_of, with_origin
@@ -33,7 +39,7 @@ from farmbot.errors import (
     StorageError,
     UsageError,
 )
-from farmbot.messages import Incoming, Reply, clip
+from farmbot.messages import Incoming, Reply, clip, holdable
 from farmbot.models import Role
 from farmbot.storage.audit import AuditLog
 
@@ -79,6 +85,11 @@ class Router:
 
     async def handle(self, msg: Incoming) -> Reply:
         """Run one command for one person and return the reply to show them."""
+        msg = _holdable(msg)
+        reply = await self._handle(msg)
+        return replace(reply, text=holdable(reply.text), pre=holdable(reply.pre))
+
+    async def _handle(self, msg: Incoming) -> Reply:
         if msg.received_at is None:
             msg = dataclasses.replace(msg, received_at=self._clock())
         person = self._people.identify(msg.platform, msg.user_id)
@@ -155,6 +166,17 @@ def interrupted_notice(msg: Incoming) -> str:
         f"{msg.interrupted}, so farmbot cannot tell whether {clip(msg.text.strip(), 200)!r}"
         " took effect; it was not run again. Check first (/agents, /tail <agent>), then"
         " run it again if it is still needed."
+    )
+
+
+def _holdable(msg: Incoming) -> Incoming:
+    return replace(
+        msg,
+        user_id=holdable(msg.user_id),
+        chat=holdable(msg.chat),
+        text=holdable(msg.text),
+        display_name=holdable(msg.display_name),
+        data=None if msg.data is None else holdable(msg.data),
     )
 
 

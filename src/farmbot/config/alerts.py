@@ -47,6 +47,7 @@ ALERT_KINDS: Mapping[str, Severity] = {
     "qa.failed": Severity.WARNING,
     "agent.paused": Severity.INFO,
     "agent.resumed": Severity.INFO,
+    "prompt.failed": Severity.WARNING,
     # the autopilot
     "task.retried": Severity.WARNING,
     "task.failed": Severity.WARNING,

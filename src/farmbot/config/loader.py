@@ -29,6 +29,7 @@ from farmbot.config.reader import (
     as_tables,
     boolean,
     branch_name,
+    closest,
     cron_expression,
     fs_path,
     integer,
@@ -47,6 +48,7 @@ from farmbot.config.reader import (
     strings,
     template_with,
     text,
+    type_error,
     zero_or_more,
 )
 from farmbot.config.schema import (
@@ -54,6 +56,7 @@ from farmbot.config.schema import (
     AgentProfile,
     Config,
     CronJob,
+    GatesConfig,
     ProjectConfig,
     QaConfig,
     ServerConfig,
@@ -137,9 +140,38 @@ def _supervisor(t: Table, agents: Mapping[str, AgentProfile]) -> SupervisorConfi
         task_timeout=t.get("task_timeout", number, d.task_timeout),
         max_attempts=t.get("max_attempts", integer(1), d.max_attempts),
         max_file_bytes=t.get("max_file_bytes", integer(1), d.max_file_bytes),
+        pass_env=t.get("pass_env", _env_names, d.pass_env),
+        prompt_timeout=t.get("prompt_timeout", number, d.prompt_timeout),
     )
     t.finish()
     return supervisor
+
+
+def _env_names(t: Table, key: str, raw: object) -> tuple[str, ...]:
+    names = strings(t, key, raw)
+    for name in names:
+        if not ENV_NAME.fullmatch(name):
+            raise ConfigError(key, f"{name!r} is not a valid environment variable name")
+    return names
+
+
+def _keys(t: Table, key: str, raw: object) -> tuple[str, ...]:
+    """An array of tmux key names; empty is allowed (nothing to press)."""
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise type_error(key, "an array of tmux key names", raw)
+    return tuple(raw)
+
+
+def _unix_user(value: str, shown: str) -> str | None:
+    import pwd
+
+    if not ENV_NAME.fullmatch(value.replace("-", "_")):
+        return f"expected a Unix user name, got {shown}"
+    try:
+        pwd.getpwnam(value)
+    except KeyError:
+        return f"no Unix user {shown} on this machine (create it first: see the README)"
+    return None
 
 
 def _agents(t: Table) -> dict[str, AgentProfile]:
@@ -168,7 +200,10 @@ def _profile(name: str, t: Table, base: AgentProfile | None) -> AgentProfile:
         waiting_pattern=t.get("waiting_pattern", text(regex), base.waiting_pattern) or None,
         echo_pattern=t.get("echo_pattern", text(regex), base.echo_pattern) or None,
         turn_end_pattern=t.get("turn_end_pattern", text(regex), base.turn_end_pattern) or None,
+        input_pattern=t.get("input_pattern", text(regex), base.input_pattern) or None,
+        clear_keys=t.get("clear_keys", _keys, base.clear_keys),
         env=base.env if env is None else _env_table(env),
+        run_as=t.get("run_as", text(_unix_user), base.run_as),
         hooks=t.get("hooks", boolean, base.hooks),
         approve_keys=t.get("approve_keys", strings, base.approve_keys),
         session_keys=t.get("session_keys", strings, base.session_keys),
@@ -281,6 +316,43 @@ def _projects(
     return projects
 
 
+GATE_INTERFACES = ("web", "cli", "telegram", "slack", "discord", "scheduler")
+
+
+def _gates(t: Table, users: list[UserConfig]) -> GatesConfig:
+    names = [u.name for u in users] + ["local"]
+
+    def approver(value: str, shown: str) -> str | None:
+        if value in names:
+            return None
+        close = closest(value, names)
+        hint = f"; did you mean '{close}'?" if close else f" (known: {', '.join(names)})"
+        return f"unknown user {shown}{hint}"
+
+    def interface(value: str, shown: str) -> str | None:
+        if value in GATE_INTERFACES:
+            return None
+        return f"unknown interface {shown} (one of: {', '.join(GATE_INTERFACES)})"
+
+    def checked(check: Callable[[str, str], str | None]) -> Callable[..., tuple[str, ...]]:
+        def conv(tt: Table, key: str, raw: object) -> tuple[str, ...]:
+            values = strings(tt, key, raw)
+            for value in values:
+                problem = check(value, f"'{value}'")
+                if problem:
+                    raise ConfigError(key, problem)
+            return values
+
+        return conv
+
+    gates = GatesConfig(
+        approvers=t.get("approvers", checked(approver), ()),
+        interfaces=t.get("interfaces", checked(interface), ()),
+    )
+    t.finish()
+    return gates
+
+
 def _users(t: Table) -> list[UserConfig]:
     users: list[UserConfig] = []
     claimed: dict[tuple[str, object], str] = {}  # (platform, identity) -> user key
@@ -347,6 +419,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     )
     users = _users(root.table("users"))
     qa = _qa(root.table("qa"))
+    gates = _gates(root.table("gates"), users)
     cron = _cron(root.get("cron", as_tables, []), users)
     limits = parse_limits(root.table("limits"))
     webhooks = parse_webhooks(root.get("webhooks", as_tables, []))
@@ -376,6 +449,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         agents=agents,
         users=tuple(users),
         qa=qa,
+        gates=gates,
         cron=tuple(cron),
         alerts=alerts,
         webhooks=webhooks,

@@ -76,6 +76,12 @@ class SupervisorConfig:
     task_timeout: float = 7200.0  # seconds an attempt at a task may take (120 min)
     max_attempts: int = 3  # attempts at a task before it fails
     max_file_bytes: int = 8 * 1024 * 1024  # a file /file sends or /send saves, at most
+    # Variables of farmbot's own environment that agents get too (e.g. an API key); by
+    # default they get only farmbot.supervisor.environment.BASE (see the README).
+    pass_env: tuple[str, ...] = ()
+    # A prompt not delivered this long after it was queued (the agent never became ready
+    # for it) fails, with an alert, instead of holding up the prompts behind it.
+    prompt_timeout: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +120,14 @@ class AgentProfile:
     # it, and a line that ends its turn; an echo with no end after it is busy.
     echo_pattern: str | None = None
     turn_end_pattern: str | None = None
+    # The CLI's input line; group 1 is what is typed on it (no match of the group, or an
+    # empty one: nothing). Read to find text left there when farmbot stopped mid-prompt.
+    input_pattern: str | None = None
+    clear_keys: tuple[str, ...] = ("C-u",)  # empty the input line (before typing again)
     env: dict[str, str] = field(default_factory=dict)
+    # Run the agent as this Unix user (sudo, or runuser when farmbot runs as root), so it
+    # cannot read farmbot's files or reach its tmux server. See the README (security).
+    run_as: str | None = None
     hooks: bool = False  # the CLI sends Claude Code hook events (installed at spawn)
     approve_keys: tuple[str, ...] = ("1",)  # answer "yes" to a permission question
     session_keys: tuple[str, ...] = ()  # "yes, and don't ask again"; none: not offered
@@ -153,6 +166,14 @@ class CronJob:
 
 
 @dataclass(frozen=True, slots=True)
+class GatesConfig:
+    """Who may decide gates, beyond the admin role ``/approve`` needs."""
+
+    approvers: tuple[str, ...] = ()  # [users.<name>] names ("local": the local key); all
+    interfaces: tuple[str, ...] = ()  # where decisions may come from ("telegram", ...); all
+
+
+@dataclass(frozen=True, slots=True)
 class UserConfig:
     name: str
     role: Role
@@ -171,6 +192,7 @@ class Config:
     agents: dict[str, AgentProfile] = field(default_factory=dict)
     users: tuple[UserConfig, ...] = ()
     qa: QaConfig = field(default_factory=QaConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
     cron: tuple[CronJob, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
@@ -197,6 +219,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             name="demo",
             command=f"{python} -m farmbot demo-agent",
             idle_pattern=r"^demo> ?$",
+            input_pattern=r"^demo>(?: (.*))?$",
             busy_pattern=r"working\.\.\.|⠋|⠙|⠹|⠸",
             waiting_pattern=r"Do you want to proceed\?",
             session_keys=("2",),
@@ -209,6 +232,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             command="claude",
             hooks=True,
             idle_pattern=r"^\s*[>❯](\s|$)",
+            input_pattern=r"^\s*[>❯](?:\s(?:Resend your message to try again|(?!\d+\.\s)(.*)))?$",
             busy_pattern=r"esc to interrupt",
             waiting_pattern=(
                 r"Do you want to (proceed|create|make this edit|use this API key)|"
@@ -224,6 +248,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             name="codex",
             command="codex --no-daemon",
             idle_pattern=r"^\s*›\s(?!\d+\.\s)",
+            input_pattern=r"^\s*›(?:\s(?:Ask Codex to do anything|(?!\d+\.\s)(.*)))?$",
             busy_pattern=r"esc to interrupt",
             waiting_pattern=(
                 r"Would you like to (run the following command|make the following edits)\?|"
@@ -249,6 +274,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
             waiting_pattern=r"\(Y\)es/\(N\)o.*\]:\s*$",
             echo_pattern=r"^> \S",
             turn_end_pattern=r"^Tokens: .* sent",
+            input_pattern=r"^\S*>(?: (.*))?$",
             approve_keys=("y", "Enter"),
             deny_keys=("n", "Enter"),
         ),

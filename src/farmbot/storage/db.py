@@ -19,13 +19,22 @@ columns read by name.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
 Row = Mapping[str, Any]  # a result row, read by column name
 
-encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encode_json(value: Any) -> str:
+    """Compact JSON text for a column; a lone surrogate (which no database stores, and an
+    agent's hook event may well carry) becomes U+FFFD instead of failing the write."""
+    text = _encode(value)
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 class Tx(Protocol):

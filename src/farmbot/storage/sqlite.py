@@ -29,6 +29,16 @@ from farmbot.storage.migrate import Migration, apply_migrations, load_migrations
 __all__ = ["SqliteDatabase"]
 
 BUSY_TIMEOUT_MS = 5000
+SIDE = ("-wal", "-shm", "-journal")  # the files SQLite keeps next to a database
+
+
+def _owner_only(path: Path) -> None:
+    """chmod 0600 unless it is already (a missing file is fine)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except FileNotFoundError:
+        pass
 
 
 class SqliteTx:
@@ -144,8 +154,11 @@ class SqliteDatabase:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # The database holds prompts, audit rows and chat ids: owner-only, like its WAL
-            # and shared-memory files, which SQLite creates with the database's mode.
+            # and shared-memory files, which SQLite creates with the database's mode. Files
+            # an older farmbot made with the umask's mode (0644) are tightened.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            for file in (self.path, *(self.path.with_name(self.path.name + s) for s in SIDE)):
+                _owner_only(file)
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot create the database: {exc}") from exc
         try:

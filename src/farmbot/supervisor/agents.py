@@ -18,30 +18,48 @@ import difflib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from farmbot.bus import EventBus
 from farmbot.config.schema import AgentProfile, Config, ProjectConfig
-from farmbot.errors import CommandError, Conflict, NotFound, TmuxError
+from farmbot.errors import CommandError, Conflict, NotFound, TmuxError, UnsavedWork
 from farmbot.events import AgentSpawned, AgentStopped, ProjectActivated, ProjectDeactivated
 from farmbot.hooks_install import install_hooks
 from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Project
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.projects import ProjectStore
 from farmbot.storage.prompts import PromptStore
+from farmbot.supervisor import isolation
 from farmbot.supervisor import state as sm
 from farmbot.supervisor.delivery import Delivery, Sent
+from farmbot.supervisor.environment import agent_environment
 from farmbot.supervisor.files import WorktreeFile, read_file, save_upload
 from farmbot.supervisor.monitor import Monitor
 from farmbot.supervisor.tmux import Tmux
-from farmbot.supervisor.worktree import ensure_worktree, is_git_repo, remove_worktree
+from farmbot.supervisor.worktree import (
+    ensure_worktree,
+    is_git_repo,
+    remove_worktree,
+    worktree_losses,
+)
 
-__all__ = ["Sent", "Supervisor"]
+__all__ = ["Killed", "Sent", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
 MAX_TAIL = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Killed:
+    """An agent stopped on purpose: it, the queued prompts dropped, and what a removed
+    worktree took with it (only with ``force``)."""
+
+    agent: Agent
+    dropped: int
+    lost: tuple[str, ...] = ()
 
 
 class Supervisor:
@@ -62,6 +80,7 @@ class Supervisor:
         agent_env: dict[str, str] | None = None,
         hook_token: Callable[[str], str] | None = None,
         busy: set[str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._config = config
         self._projects = projects
@@ -73,6 +92,8 @@ class Supervisor:
         self._delivery = delivery
         self._clock = clock
         self._agent_env = dict(agent_env or {})
+        # farmbot's own environment: agents get only what environment.py allows of it.
+        self._environ: Mapping[str, str] = dict(environ or {})
         self._hook_token = hook_token
         self._lock = asyncio.Lock()  # one spawn or kill at a time
         # Agents being spawned or stopped right now: the monitor leaves them alone.
@@ -237,11 +258,17 @@ class Supervisor:
         if not await self._agents.claim_agent(agent):  # another node took the id just now
             raise Conflict(f"{agent_id} was just spawned on another node; choose another number")
         await self._prompts.cancel_prompts(agent_id)
-        command = os.environ.get("SHELL", "/bin/sh") if kind is AgentKind.SHELL else profile.command
+        shell = self._environ.get("SHELL", "/bin/sh")
+        command = shell if kind is AgentKind.SHELL else profile.command
         if profile.hooks and kind is not AgentKind.SHELL:
-            await asyncio.to_thread(install_hooks, workdir, agent=agent_id)
+            await asyncio.to_thread(self._install_hooks, workdir, agent_id, profile)
+        env = self._env_for(agent, profile)
+        if profile.run_as:  # another Unix user: its files, spool and process (isolation.py)
+            runner = isolation.lookup(profile.run_as)
+            env.update(await asyncio.to_thread(self._isolate, runner, agent, workdir))
+            command = isolation.wrap(command, runner, sorted(env), root=os.geteuid() == 0)
         try:
-            await self._tmux.new_session(agent_id, command, workdir, self._env_for(agent, profile))
+            await self._tmux.new_session(agent_id, command, workdir, env)
         except TmuxError as exc:
             await self._monitor.observe(agent, sm.StartFailed(str(exc)))
             raise CommandError(f"could not start {agent_id}: {exc}") from exc
@@ -294,9 +321,30 @@ class Supervisor:
         await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         return path, None
 
+    def _install_hooks(self, workdir: Path, agent_id: str, profile: AgentProfile) -> None:
+        """``farmbot hook`` commands; for an agent of another Unix user, which may not be
+        able to run this farmbot, http hooks (the CLI posts them itself)."""
+        url, token = self._agent_env.get("FARMBOT_URL"), self._hook_token
+        if profile.run_as and url and token is not None:
+            http = f"{url}/hooks/claude/{agent_id}?token={token(agent_id)}"
+            install_hooks(workdir, agent=agent_id, http_url=http)
+        else:
+            install_hooks(workdir, agent=agent_id)
+
+    def _isolate(self, runner: isolation.RunAs, agent: Agent, workdir: Path) -> dict[str, str]:
+        """Share what the agent works in with its user's group; what its env needs."""
+        state_dir = self._config.server.state_dir
+        isolation.share(workdir, runner.gid)
+        isolation.share_repository(workdir, runner.gid)
+        if agent.kind is AgentKind.BUILDER:
+            isolation.traversable(state_dir / "worktrees", state_dir / "worktrees" / agent.project)
+        spool = isolation.spool_dir(state_dir / "spool", agent.id, runner.gid)
+        return {"FARMBOT_SPOOL_DIR": str(spool), **isolation.git_environment(workdir)}
+
     def _env_for(self, agent: Agent, profile: AgentProfile) -> dict[str, str]:
-        env = dict(self._agent_env)
-        env.update(
+        """The agent's whole environment, built on purpose (supervisor/environment.py)."""
+        farmbot = dict(self._agent_env)  # FARMBOT_URL
+        farmbot.update(
             FARMBOT_AGENT=agent.id,
             FARMBOT_PROJECT=agent.project,
             FARMBOT_KIND=agent.kind.value,
@@ -304,11 +352,16 @@ class Supervisor:
             FARMBOT_PROFILE=agent.profile,
             FARMBOT_BRANCH=agent.branch or "",
             FARMBOT_WORKDIR=agent.workdir,
+            FARMBOT_SPOOL_DIR=str(self._config.server.state_dir / "spool"),
         )
         if self._hook_token is not None:
-            env["FARMBOT_HOOK_TOKEN"] = self._hook_token(agent.id)
-        env.update(profile.env)
-        return env
+            farmbot["FARMBOT_HOOK_TOKEN"] = self._hook_token(agent.id)
+        return agent_environment(
+            self._environ,
+            pass_env=self._config.supervisor.pass_env,
+            farmbot=farmbot,
+            profile=profile.env,
+        )
 
     async def send(self, agent_id: str, text: str, by: str) -> Sent:
         """Type ``text`` into the agent now, or queue it until the agent is ready."""
@@ -342,21 +395,36 @@ class Supervisor:
                 f"{agent.state_reason})"
             ) from exc
 
-    async def kill(self, agent_id: str, by: str, *, remove: bool = False) -> tuple[Agent, int]:
-        """Stop an agent on purpose; returns it and how many queued prompts were dropped.
+    async def kill(
+        self, agent_id: str, by: str, *, remove: bool = False, force: bool = False
+    ) -> Killed:
+        """Stop an agent on purpose.
 
-        ``remove``: also remove a builder's worktree (its branch is kept).
+        ``remove``: also remove a builder's worktree (its branch is kept) -- refused, with
+        nothing done, when that would lose uncommitted work, unless ``force``.
         """
         async with self._lock:
             agent = await self.get(agent_id)
             if agent.desired is DesiredState.STOPPED and agent.state is AgentState.STOPPED:
                 if not remove:
                     raise Conflict(f"{agent_id} is already stopped")
+            losses: list[str] = []
+            if remove and agent.kind is AgentKind.BUILDER:
+                losses = await worktree_losses(Path(agent.workdir))
+                if losses and not force:
+                    raise UnsavedWork(
+                        f"{agent_id}'s worktree {agent.workdir} has work that is not on its "
+                        f"branch{f' {agent.branch}' if agent.branch else ''}: "
+                        f"{'; '.join(losses)}. Nothing was done. Commit it first, or "
+                        f"/kill {agent_id} --remove-worktree --force to remove it anyway and "
+                        f"lose that (/kill {agent_id} keeps the worktree)"
+                    )
             self._busy.add(agent_id)
             try:
-                return await self._kill(agent, by, remove)
+                stopped, dropped = await self._kill(agent, by, remove)
             finally:
                 self._busy.discard(agent_id)
+            return Killed(stopped, dropped, tuple(losses) if remove else ())
 
     async def _kill(self, agent: Agent, by: str, remove: bool) -> tuple[Agent, int]:
         agent_id = agent.id

@@ -5,11 +5,25 @@ starting, paused by a usage limit, or has prompts waiting already). ``run()`` de
 queue -- at most one prompt per agent at a time, several agents at once -- on its own
 task, never inside the monitor's tick, so a burst of spawns never delays death detection.
 Every prompt goes in under the pane's lock, after the screen was read: nothing is typed
-into a pane showing a question. That typing begins is recorded first: a prompt still
-pending with it recorded was cut short (farmbot stopped between the paste and its
-Enter), and is finished -- Enter, if the pane shows it -- rather than typed twice.
-With ``node`` given, only that node's agents are typed into (another node's agents
-are in another machine's tmux).
+into a pane showing a question (a pending permission gate counts: a CLI's hook asks
+before its dialog is drawn). With ``node`` given, only that node's agents are typed into
+(another node's agents are in another machine's tmux).
+
+**Exactly once, across crashes.** Typing a prompt is four steps, each recorded before the
+next: ``typing_at`` is stored (1), the paste goes in and marks the pane ``<id> pasted``
+(2, one tmux command), Enter goes in and marks it ``<id> sent`` (3, one tmux command),
+the prompt is stored delivered (4). A prompt still pending with ``typing_at`` set was cut
+short, and the pane's mark says where (``_resume``): ``sent`` -- it was submitted: stored
+delivered, never typed again; ``pasted`` -- its text is on the input line: Enter only;
+anything else -- the paste never happened: the input line is read, emptied with the
+profile's ``clear_keys`` if something is left on it (a half-typed draft, a repeat an
+older farmbot pasted), and the prompt is typed once. A line that cannot be emptied fails
+the prompt rather than typing onto it.
+
+**Nothing waits forever.** A prompt not delivered within ``prompt_timeout`` of being
+queued (the agent never became ready for it; time farmbot was down does not count) fails
+with the reason, and an alert, and the prompts behind it go on. A cut-short prompt is
+resolved from its pane instead, while its agent lives.
 """
 
 from __future__ import annotations
@@ -20,11 +34,12 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Literal
 
 from farmbot.bus import EventBus
 from farmbot.config.schema import SupervisorConfig
 from farmbot.errors import CommandError, Conflict, TmuxError
-from farmbot.events import PromptDelivered
+from farmbot.events import PromptDelivered, PromptFailed
 from farmbot.models import Agent, AgentState, DesiredState, Prompt, PromptStatus
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.prompts import PromptStore
@@ -36,6 +51,13 @@ from farmbot.supervisor.prompts import clean_prompt
 log = logging.getLogger(__name__)
 
 AT_ONCE = 8  # agents typed into concurrently
+
+
+Resumed = Literal["submitted", "entered", "type"]
+
+
+class Undeliverable(CommandError):
+    """The pane cannot take the prompt (the prompt fails, with this as its reason)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +91,19 @@ class Delivery:
         self._clock = clock
         self._poll = poll
         self._wake = asyncio.Event()
+        self._started = clock()
         self.delivered = 0
+        self.failed = 0
 
     def reconfigure(self, config: SupervisorConfig) -> None:
         """New prompt size and ready timeout, for the next prompts."""
         self._config = config
 
     def __repr__(self) -> str:
-        return f"<Delivery delivered={self.delivered}>"
+        return f"<Delivery delivered={self.delivered} failed={self.failed}>"
 
     def statistics(self) -> dict[str, int | float | str]:
-        return {"delivered": self.delivered}
+        return {"delivered": self.delivered, "failed": self.failed}
 
     def wake(self) -> None:
         """Look at the queue now (a prompt was queued, an agent became ready)."""
@@ -134,23 +158,60 @@ class Delivery:
     async def _deliver(self, agent: Agent, prompt: Prompt) -> None:
         await self._monitor.observe(agent, sm.Typing(prompt.text))
         try:
-            if prompt.typing_at is not None and await self._keyboard.shows(
-                agent.id, sm.prompt_head(prompt.text) or prompt.text
-            ):
-                log.info(
-                    "%s: prompt %s was pasted before farmbot stopped; Enter", agent.id, prompt.id
-                )
-                await self._keyboard.submit(agent.id)
-            else:
+            step = "type" if prompt.typing_at is None else await self._resume(agent, prompt)
+            if step == "type":
                 await self._prompts.mark_typing(prompt.id, self._clock())
-                await self._keyboard.type_text(agent.id, prompt.text)
+                await self._keyboard.type_text(agent.id, prompt.text, prompt.id)
         except TmuxError as exc:
-            await self._prompts.mark_prompt(prompt.id, PromptStatus.FAILED, self._clock(), str(exc))
+            await self._fail(agent, prompt, f"could not type into {agent.id}: {exc}")
             raise CommandError(f"could not type into {agent.id}: {exc}") from exc
+        except Undeliverable as exc:
+            await self._fail(agent, prompt, str(exc))
+            raise
+        # A prompt submitted before farmbot stopped may well be done by now: the screen
+        # says what the agent does, not an assumption that it just began.
+        await self._delivered(agent, prompt, working=step != "submitted")
+
+    async def _resume(self, agent: Agent, prompt: Prompt) -> Resumed:
+        """Finish a prompt whose typing a crash cut short (hold the pane first).
+
+        "submitted": it went in before farmbot stopped; "entered": it had been pasted, and
+        Enter submitted it now; "type": it was never pasted and the input line is empty
+        (emptied if need be), so it is to be typed now.
+        """
+        mark = await self._keyboard.typing_mark(agent.id)
+        if mark == (prompt.id, "sent"):
+            log.info("%s: prompt %s was submitted before farmbot stopped", agent.id, prompt.id)
+            return "submitted"
+        if mark == (prompt.id, "pasted"):
+            log.info("%s: prompt %s was pasted before farmbot stopped; Enter", agent.id, prompt.id)
+            await self._keyboard.submit(agent.id, prompt.id)
+            return "entered"
+        left = await self._keyboard.input_text(agent)
+        if mark is None and left and left == _first_line(prompt.text):
+            # Pasted by a farmbot that did not mark panes yet, and not submitted: Enter.
+            log.info("%s: prompt %s is on its input line; Enter", agent.id, prompt.id)
+            await self._keyboard.submit(agent.id, prompt.id)
+            return "entered"
+        if left:
+            log.info(
+                "%s: clearing its input line before typing prompt %s (it shows %r)",
+                agent.id,
+                prompt.id,
+                left[:60],
+            )
+            if not await self._keyboard.clear_input(agent):
+                raise Undeliverable(
+                    f"{agent.id}'s input line shows text farmbot could not clear "
+                    f"({left[:60]!r}); typing there would mix the two"
+                )
+        return "type"
+
+    async def _delivered(self, agent: Agent, prompt: Prompt, *, working: bool) -> None:
         await self._prompts.mark_prompt(prompt.id, PromptStatus.DELIVERED, self._clock())
         self.delivered += 1
-        # It has work now; the pane (or a hook) says when it is idle again.
-        await self._monitor.observe(agent, sm.Delivered(prompt.text, prompt.source))
+        if working:  # it has work now; the pane (or a hook) says when it is idle again
+            await self._monitor.observe(agent, sm.Delivered(prompt.text, prompt.source))
         await self._bus.publish(
             PromptDelivered(
                 agent_id=agent.id,
@@ -161,10 +222,54 @@ class Delivery:
             )
         )
 
+    async def _fail(self, agent: Agent, prompt: Prompt, reason: str) -> None:
+        """Mark the prompt failed, and tell people (an alert)."""
+        await self._prompts.mark_prompt(prompt.id, PromptStatus.FAILED, self._clock(), reason)
+        self.failed += 1
+        log.warning("prompt %s to %s failed: %s", prompt.id, agent.id, reason)
+        await self._bus.publish(
+            PromptFailed(
+                agent_id=agent.id,
+                project=agent.project,
+                prompt_id=prompt.id,
+                source=prompt.source,
+                reason=reason,
+                head=sm.prompt_head(prompt.text),
+            )
+        )
+
+    async def _expire(self, pending: list[Prompt]) -> list[Prompt]:
+        """Fail the prompts pending longer than ``prompt_timeout``; return the others."""
+        timeout = self._config.prompt_timeout
+        now = self._clock()
+        kept: list[Prompt] = []
+        for prompt in pending:
+            # Time farmbot was down does not count: it could not deliver then.
+            since = max(prompt.created_at, prompt.not_before or 0.0, self._started)
+            if now - since < timeout:
+                kept.append(prompt)
+                continue
+            agent = await self._agents.get_agent(prompt.agent_id)
+            if agent is None:
+                await self._prompts.mark_prompt(prompt.id, PromptStatus.CANCELLED, now)
+                continue
+            if prompt.typing_at is not None and agent.state.is_live:
+                kept.append(prompt)  # cut short: its pane says how far it got (_resume)
+                continue
+            async with self._keyboard.holding(agent.id):  # not while it is being typed
+                fresh = await self._prompts.get_prompt(prompt.id)
+                if fresh is None or fresh.status is not PromptStatus.PENDING:
+                    continue
+                why = f"{agent.id} was not ready for it within {sm.minutes(timeout)}"
+                await self._fail(
+                    agent, fresh, f"{why} (it is {agent.state.value}: {agent.state_reason})"
+                )
+        return kept
+
     async def deliver_pending(self) -> int:
         """Deliver queued prompts, at most one per agent, to agents ready for them."""
         firsts: dict[str, Prompt] = {}
-        for prompt in await self._prompts.pending_prompts():
+        for prompt in await self._expire(await self._prompts.pending_prompts()):
             firsts.setdefault(prompt.agent_id, prompt)
         if not firsts:
             return 0
@@ -198,8 +303,8 @@ class Delivery:
                 return False
             try:
                 await self._refuse_if_asking(fresh)
-                await self._deliver(fresh, prompt)
-            except (Conflict, TmuxError):
+                await self._deliver(fresh, queue[0])
+            except (Conflict, TmuxError, Undeliverable):  # Undeliverable: failed, and said so
                 return False
             except CommandError as exc:
                 log.warning("prompt %s to %s not delivered: %s", prompt.id, agent.id, exc)
@@ -221,3 +326,7 @@ class Delivery:
         # A prompt meant to be typed at once (its delivery was interrupted) goes to a busy
         # agent too, as a person typing ahead would; queued ones wait for idle.
         return not prompt.wait_ready and agent.state in (AgentState.BUSY, AgentState.STUCK)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -5,6 +5,13 @@ approved for the rest of the agent's session, or rejected with an optional reaso
 decision is applied by the resolver registered for its kind -- e.g. permission gates
 answer through the agent CLI's own hook, or type the answer into its pane. A gate whose
 question is gone is stale.
+
+Only people decide gates. The one way in is ``decide``, called by the ``/approve`` and
+``/reject`` commands after the router identified and authorized a person (an agent's
+hook token reaches the hook endpoint only, which never decides anything). ``[gates]``
+narrows it further: ``approvers`` names who may decide, ``interfaces`` where from -- e.g.
+not the web console and CLI, whose local key an agent running as farmbot's own Unix user
+can read.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from farmbot.bus import EventBus
-from farmbot.errors import Conflict, NotFound
+from farmbot.config.schema import GatesConfig
+from farmbot.errors import AccessDenied, Conflict, NotFound
 from farmbot.events import GateDecided, GateOpened, GateStale
 from farmbot.models import Decision, Gate, GateStatus
 from farmbot.storage.gates import GateStore
@@ -39,11 +47,16 @@ class GateResolver(Protocol):
 
 class Gates:
     def __init__(
-        self, store: GateStore, bus: EventBus, clock: Callable[[], float] = time.time
+        self,
+        store: GateStore,
+        bus: EventBus,
+        clock: Callable[[], float] = time.time,
+        policy: GatesConfig | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
         self._clock = clock
+        self._policy = policy or GatesConfig()
         self._resolvers: dict[str, GateResolver] = {}
 
     def register(self, kind: str, resolver: GateResolver) -> None:
@@ -88,8 +101,25 @@ class Gates:
     async def pending(self) -> list[Gate]:
         return await self._store.list_gates(GateStatus.PENDING)
 
-    async def decide(self, gate_id: int, decision: Decision, by: str) -> tuple[Gate, str]:
-        """Decide a pending gate; returns it and what was done about it."""
+    def refuse_decider(self, by: str, via: str) -> None:
+        """Raise ``AccessDenied`` unless ``by``, coming through ``via``, may decide gates."""
+        policy = self._policy
+        if policy.approvers and by not in policy.approvers:
+            raise AccessDenied(
+                f"{by} may not decide gates: [gates] approvers are {', '.join(policy.approvers)}"
+            )
+        if policy.interfaces and via not in policy.interfaces:
+            raise AccessDenied(
+                f"gates cannot be decided through {via or 'this interface'}: "
+                f"[gates] interfaces are {', '.join(policy.interfaces)}"
+            )
+
+    async def decide(
+        self, gate_id: int, decision: Decision, by: str, *, via: str = ""
+    ) -> tuple[Gate, str]:
+        """Decide a pending gate as person ``by`` (through interface ``via``); returns it and
+        what was done about it."""
+        self.refuse_decider(by, via)
         gate = await self.get(gate_id)
         if gate.status is not GateStatus.PENDING:
             raise Conflict(_already(gate))

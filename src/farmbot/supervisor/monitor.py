@@ -427,6 +427,18 @@ class Monitor:
         """Adopt sessions farmbot started but has no row for; at start, say who is back."""
         if startup:
             await self._tmux.ensure_hooks()
+            removed = await self._tmux.scrub_environment()
+            if removed:
+                log.warning(
+                    "the tmux server on socket %r was started with farmbot's whole environment "
+                    "(by an older farmbot); removed %s from what new agents inherit. The "
+                    "agents already running, and the tmux server process itself, still hold "
+                    "those values: restart them (stop every agent, then `tmux -L %s "
+                    "kill-server`) to be rid of them",
+                    self._tmux.socket,
+                    ", ".join(removed),
+                    self._tmux.socket,
+                )
         panes = await self._tmux.panes()
         agents = {a.id: a for a in await self._agents.list_agents()}
         if startup:

@@ -38,6 +38,7 @@ class PanePatterns:
     waiting: re.Pattern[str] | None
     echo: re.Pattern[str] | None = None  # a prompt as the CLI shows it in its history
     turn_end: re.Pattern[str] | None = None  # a line that ends the CLI's turn
+    input: re.Pattern[str] | None = None  # the input line; group 1: what is typed on it
 
     @classmethod
     def of(cls, profile: AgentProfile) -> PanePatterns:
@@ -50,6 +51,7 @@ class PanePatterns:
             compile_(profile.waiting_pattern),
             compile_(profile.echo_pattern),
             compile_(profile.turn_end_pattern),
+            compile_(profile.input_pattern),
         )
 
 
@@ -114,3 +116,20 @@ def waiting_question(lines: list[str], patterns: PanePatterns) -> str:
     # The dialog's own lines: the matches within ten lines of its last one.
     first = next(i for i in matches if i >= matches[-1] - 10)
     return "\n".join(tail[max(0, first - 4) :])
+
+
+def input_line(lines: list[str], patterns: PanePatterns) -> str | None:
+    """What is typed on the CLI's input line ("" when nothing), or None when the screen
+    shows no input line (or the profile has no ``input_pattern``).
+
+    The last line that matches near the bottom is the input line (a TUI's box has hints
+    under it); a multi-line draft's first line is what it shows.
+    """
+    if patterns.input is None:
+        return None
+    for line in reversed(bottom(lines)):
+        found = patterns.input.search(line)
+        if found is not None:
+            typed = found.group(1) if found.re.groups else None
+            return (typed or "").strip()
+    return None

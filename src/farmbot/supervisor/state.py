@@ -163,6 +163,7 @@ class Rules:
     stuck_repeated_error: int
     waiting_warn: float
     waiting_critical: float
+    clear_keys: tuple[str, ...] = ()  # what empties the input line
 
     @classmethod
     def of(cls, profile: AgentProfile) -> Rules:
@@ -177,6 +178,7 @@ class Rules:
             stuck_repeated_error=profile.stuck_repeated_error,
             waiting_warn=profile.waiting_warn,
             waiting_critical=profile.waiting_critical,
+            clear_keys=profile.clear_keys,
         )
 
 

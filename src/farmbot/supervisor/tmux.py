@@ -8,6 +8,21 @@ with its exit status and last output, from one that was never there.
 
 Session targets always use tmux's exact-match form ``=name:`` -- a plain ``builder-4``
 would also match ``builder-42``.
+
+**Environments are built, never inherited.** A tmux server keeps the environment of the
+client that started it, and gives it to every pane. libtmux runs its clients with the
+daemon's own environment (and its secrets), so the two calls that can start a server or a
+pane run ``tmux`` directly with an environment built on purpose (``_clean``): the server
+is started with the allowlist only (``environment.server_environment``); a session is
+created by a client whose environment is the agent's, copied into the new session through
+``update-environment`` (so no value is ever on a command line, which every local user can
+read in ``/proc``) and then removed from the session's own environment, except for the
+agent's identity. The pane's process keeps what it was started with.
+
+**Typing leaves a mark in the pane.** ``paste`` and ``send_keys`` can set the pane option
+``@farmbot-typing`` in the same tmux command as the keys themselves. tmux runs one
+command list at once or stops at its first error, so the mark says exactly what reached
+the pane -- a crash of farmbot between two calls cannot leave it wrong.
 """
 
 from __future__ import annotations
@@ -17,8 +32,11 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +45,7 @@ import libtmux
 from libtmux import exc as tmux_exc
 
 from farmbot.errors import TmuxError
+from farmbot.supervisor.environment import IDENTITY, server_environment
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +54,8 @@ CHANGED = "farmbot-changed"  # a wait-for channel tmux signals when a pane dies 
 PANE_WIDTH = 200
 PANE_HEIGHT = 50
 ENV_PREFIX = "FARMBOT_"
+TYPING = "@farmbot-typing"  # pane option: "<prompt id> pasted|sent" (see the docstring)
+CLEAN_TIMEOUT = 30.0  # seconds for a tmux call made outside libtmux
 
 _PANE_FIELDS = (
     "session_name",
@@ -70,9 +91,12 @@ class Tmux:
     burst of spawns or typing -- on the default executor -- never delays the monitor.
     """
 
-    def __init__(self, socket: str) -> None:
+    def __init__(self, socket: str, environ: Mapping[str, str] | None = None) -> None:
         self.socket = socket
         self._server = libtmux.Server(socket_name=socket, config_file="/dev/null")
+        # What the server is started with (the daemon's environment when none is given).
+        self._base = server_environment(os.environ if environ is None else environ)
+        self._binary = shutil.which("tmux", path=self._base.get("PATH")) or "tmux"
         self._observer = ThreadPoolExecutor(1, thread_name_prefix=f"tmux-{socket}")
         self._waiter = ThreadPoolExecutor(1, thread_name_prefix=f"tmux-{socket}-wait")
         self._closed = False
@@ -114,6 +138,68 @@ class Tmux:
             raise TmuxError(f"tmux {args[0]}: {' '.join(result.stderr).strip()}")
         return list(result.stdout)
 
+    def _clean(self, args: list[str], env: Mapping[str, str]) -> list[str]:
+        """Run one tmux client with exactly ``env`` (libtmux would pass the daemon's own)."""
+        argv = [self._binary, "-L", self.socket, "-f", "/dev/null", *args]
+        try:
+            done = subprocess.run(
+                argv,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=CLEAN_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TmuxError(f"tmux {args[0]}: {exc}") from exc
+        err = done.stderr.decode("utf-8", "replace").strip()
+        if done.returncode != 0 or err:
+            raise TmuxError(f"tmux {args[0]}: {err or f'exit status {done.returncode}'}")
+        return done.stdout.decode("utf-8", "replace").splitlines()
+
+    def _start_server(self) -> None:
+        """Start the server with the allowlisted environment, unless one runs already.
+
+        It stays up (``exit-empty off``) until ``new_session`` has made a session.
+        """
+        try:
+            self._cmd("list-sessions", "-F", "#{session_name}")
+            return
+        except TmuxError as exc:
+            if not _no_server(exc):
+                raise
+        self._clean(["start-server", ";", "set-option", "-g", "exit-empty", "off"], self._base)
+
+    def _global_env(self) -> dict[str, str]:
+        """The server's global environment (without the names tmux marks as removed)."""
+        env: dict[str, str] = {}
+        for line in self._cmd("show-environment", "-g"):
+            key, sep, value = line.partition("=")
+            if sep:
+                env[key] = value
+        return env
+
+    async def scrub_environment(self) -> list[str]:
+        """Remove from the server's global environment what is not allowlisted.
+
+        Returns the names removed: a server started by an older farmbot holds the
+        daemon's whole environment (new panes would inherit it; the server process keeps
+        it until it is restarted). No server running is fine.
+        """
+        try:
+            found = await asyncio.to_thread(self._global_env)
+        except TmuxError as exc:
+            if _no_server(exc):
+                return []
+            raise
+        extra = sorted(name for name in found if name not in self._base)
+        args: list[str] = []
+        for name in extra:
+            args += [*([";"] if args else []), "set-environment", "-g", "-u", name]
+        if args:
+            await self._run(*args)
+        return extra
+
     async def ping(self) -> None:
         """Raise TmuxError unless tmux answers. No server running yet is fine."""
         try:
@@ -143,9 +229,25 @@ class Tmux:
                 raise
 
     async def new_session(
-        self, name: str, command: str, cwd: Path, env: dict[str, str]
+        self, name: str, command: str, cwd: Path, env: Mapping[str, str]
     ) -> PaneInfo:
-        """Start session ``name`` running ``command`` in ``cwd`` with ``env`` set."""
+        """Start session ``name`` running ``command`` in ``cwd``.
+
+        The pane's process gets the server's allowlisted environment plus ``env`` and
+        nothing else; the session's own environment keeps only the ``IDENTITY`` names.
+        """
+        await asyncio.to_thread(self._new_session, name, command, cwd, env)
+        info = await self.pane(name)
+        if info is None:
+            raise TmuxError(f"tmux session {name!r} vanished right after it was created")
+        return info
+
+    def _new_session(self, name: str, command: str, cwd: Path, env: Mapping[str, str]) -> None:
+        self._start_server()
+        pane_env = {**self._base, **env}
+        # Every name the pane could inherit is copied from this client (or, when the
+        # client has no such variable, removed): the pane gets exactly ``pane_env``.
+        names = sorted(set(pane_env) | set(self._global_env()))
         # One tmux invocation: the options are in force before the pane exists, so a
         # command that exits at once still leaves its pane (and exit status) behind.
         args = ["set-option", "-g", "remain-on-exit", "on"]
@@ -153,16 +255,19 @@ class Tmux:
         args += [";", "set-option", "-g", "status", "off"]
         for hook in ("pane-died", "session-closed"):  # wake the monitor at once
             args += [";", "set-hook", "-g", hook, f"wait-for -S {CHANGED}"]
+        args += [";", "set-option", "-g", "update-environment", " ".join(names)]
         args += [";", "new-session", "-d", "-s", name, "-c", str(cwd)]
         args += ["-x", str(PANE_WIDTH), "-y", str(PANE_HEIGHT)]
-        for key, value in env.items():
-            args += ["-e", f"{key}={value}"]
+        for key in IDENTITY:
+            if key in env:
+                args += ["-e", f"{key}={env[key]}"]
         args.append(command)
-        await self._run(*args)
-        info = await self.pane(name)
-        if info is None:
-            raise TmuxError(f"tmux session {name!r} vanished right after it was created")
-        return info
+        for key in names:
+            if key not in IDENTITY:
+                args += [";", "set-environment", "-t", f"={name}", "-u", key]
+        args += [";", "set-option", "-gu", "update-environment"]
+        args += [";", "set-option", "-gu", "exit-empty"]
+        self._clean(args, pane_env)
 
     async def panes(self) -> dict[str, PaneInfo]:
         """Every session on the server, by name, with its (first) pane."""
@@ -234,24 +339,39 @@ class Tmux:
             out.pop()  # blank rows, and the notice tmux prints under an exited program
         return out[-lines:]
 
-    async def paste(self, name: str, text: str) -> None:
-        """Paste ``text`` literally (bracketed paste when the program asked for it)."""
-        await asyncio.to_thread(self._paste, name, text)
+    async def paste(self, name: str, text: str, *, mark: str | None = None) -> None:
+        """Paste ``text`` literally (bracketed paste when the program asked for it).
 
-    def _paste(self, name: str, text: str) -> None:
+        ``mark``: set the pane's ``@farmbot-typing`` to it in the same tmux command, so
+        it is set if and only if the paste happened.
+        """
+        await asyncio.to_thread(self._paste, name, text, mark)
+
+    def _paste(self, name: str, text: str, mark: str | None) -> None:
         buffer = f"farmbot-{name}-{os.getpid()}"
         fd, path = tempfile.mkstemp(prefix="farmbot-paste-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
-            self._cmd("load-buffer", "-b", buffer, path)
-            self._cmd("paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", f"={name}:")
+            target = f"={name}:"
+            args = ["load-buffer", "-b", buffer, path]
+            args += [";", "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", target]
+            self._cmd(*args, *_marking(target, mark))
         finally:
             os.unlink(path)
 
-    async def send_keys(self, name: str, *keys: str) -> None:
-        """Send tmux key names (``Enter``, ``Escape``, ``1``) to the pane."""
-        await self._run("send-keys", "-t", f"={name}:", *keys)
+    async def send_keys(self, name: str, *keys: str, mark: str | None = None) -> None:
+        """Send tmux key names (``Enter``, ``Escape``, ``1``) to the pane.
+
+        ``mark``: set the pane's ``@farmbot-typing`` to it in the same tmux command.
+        """
+        target = f"={name}:"
+        await self._run("send-keys", "-t", target, *keys, *_marking(target, mark))
+
+    async def typing_mark(self, name: str) -> str:
+        """The pane's ``@farmbot-typing`` ("" when never set)."""
+        lines = await self._run("show-options", "-p", "-q", "-v", "-t", f"={name}:", TYPING)
+        return lines[0].strip() if lines else ""
 
     async def kill_server(self) -> None:
         """Stop the whole tmux server (tests only)."""
@@ -260,6 +380,10 @@ class Tmux:
     def _kill_server(self) -> None:
         if self._server.is_alive():
             self._server.kill()
+
+
+def _marking(target: str, mark: str | None) -> list[str]:
+    return [] if mark is None else [";", "set-option", "-p", "-t", target, TYPING, mark]
 
 
 def _pane_info(line: str) -> PaneInfo | None:

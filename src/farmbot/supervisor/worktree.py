@@ -53,8 +53,52 @@ async def ensure_worktree(repo: Path, path: Path, branch: str) -> None:
         raise CommandError(f"could not create the worktree {path} on branch {branch}: {out}")
 
 
+async def worktree_losses(path: Path) -> list[str]:
+    """What removing the worktree at ``path`` would lose, for people ("2 untracked files
+    (notes.txt, b.py)"); empty when everything in it is committed on a branch.
+
+    Its branch stays, so committed work is safe; uncommitted changes (staged, modified,
+    untracked -- ignored files aside) and commits on a detached HEAD that no branch holds
+    are not. A plain directory (a project that is not a git repository) loses all of it.
+    """
+    if not path.exists():
+        return []
+    if not (path / ".git").exists():
+        files = await asyncio.to_thread(_files_in, path)
+        return [f"{_count(len(files), 'file')} not in git ({_some(files)})"] if files else []
+    code, out = await _git(path, "status", "--porcelain=v1", "--untracked-files=all")
+    if code != 0:
+        return [f"it could not be checked ({out[:200]})"]
+    changed: list[str] = []
+    untracked: list[str] = []
+    for line in out.splitlines():
+        (untracked if line.startswith("??") else changed).append(line[3:])
+    losses = []
+    if changed:
+        losses.append(f"{_count(len(changed), 'uncommitted change')} ({_some(changed)})")
+    if untracked:
+        losses.append(f"{_count(len(untracked), 'untracked file')} ({_some(untracked)})")
+    code, out = await _git(path, "rev-list", "--count", "HEAD", "--not", "--branches")
+    if code == 0 and out.strip().isdigit() and int(out.strip()):
+        losses.append(f"{_count(int(out.strip()), 'commit')} on no branch (a detached HEAD)")
+    return losses
+
+
+def _files_in(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir())
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 async def remove_worktree(repo: Path, path: Path) -> None:
-    """Remove a builder's worktree (its branch stays, so no commit is lost)."""
+    """Remove a builder's worktree (its branch stays; check ``worktree_losses`` first)."""
     if not path.exists():
         return
     if (path / ".git").is_file():

@@ -52,6 +52,7 @@ class File:
 class Kill:
     agent: str
     remove_worktree: bool = False
+    force: bool = False  # remove it even if that loses uncommitted work
 
 
 def agent_buttons(agent_id: str) -> tuple[Button, ...]:
@@ -105,13 +106,18 @@ def _tail(args: str, usage: str) -> Tail:
 
 
 def _kill(args: str, usage: str) -> Kill:
-    found = words(args, usage, 1, 2)
-    remove = False
-    if len(found) == 2:
-        if found[1] not in ("--remove-worktree", "--rm"):
-            raise UsageError(f"unknown option {found[1]!r}", usage)
-        remove = True
-    return Kill(name(found[0], "agent", usage), remove)
+    found = words(args, usage, 1, 3)
+    remove = force = False
+    for option in found[1:]:
+        if option in ("--remove-worktree", "--rm"):
+            remove = True
+        elif option == "--force":
+            force = True
+        else:
+            raise UsageError(f"unknown option {option!r}", usage)
+    if force and not remove:
+        raise UsageError("--force goes with --remove-worktree", usage)
+    return Kill(name(found[0], "agent", usage), remove, force)
 
 
 def _agents(args: str, usage: str) -> Agents:
@@ -225,14 +231,22 @@ async def _do_tail(command: Tail, person: Person, ctx: Context) -> Reply:
 
 async def _do_kill(command: Kill, person: Person, ctx: Context) -> Reply:
     remove = command.remove_worktree
-    stopped, dropped = await ctx.supervisor.kill(command.agent, person.name, remove=remove)
+    killed = await ctx.supervisor.kill(
+        command.agent, person.name, remove=remove, force=command.force
+    )
+    stopped, dropped = killed.agent, killed.dropped
     notes = []
     if stopped.kind is AgentKind.BUILDER:
-        notes.append(
-            "worktree removed (its branch is kept)"
-            if remove
-            else f"worktree kept at {stopped.workdir}"
-        )
+        branch = f" {stopped.branch}" if stopped.branch else ""
+        if not remove:
+            notes.append(f"worktree kept at {stopped.workdir}")
+        elif killed.lost:
+            notes.append(
+                f"worktree removed with what was not on its branch{branch} "
+                f"(lost: {'; '.join(killed.lost)})"
+            )
+        else:
+            notes.append(f"worktree removed; everything in it is on its branch{branch}")
     if dropped:
         notes.append(f"dropped {dropped} queued prompts")
     extra = f"; {'; '.join(notes)}" if notes else ""
@@ -282,7 +296,7 @@ SPECS: tuple[Spec[Any], ...] = (
     ),
     Spec(
         "kill",
-        "/kill <agent> [--remove-worktree]",
+        "/kill <agent> [--remove-worktree [--force]]",
         "stop an agent on purpose (its worktree is kept unless asked)",
         Role.OPERATOR,
         Kill,

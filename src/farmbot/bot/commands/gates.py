@@ -72,7 +72,7 @@ async def _list(command: Gates, person: Person, ctx: Context) -> Reply:
 
 
 async def decide(gate_id: int, decision: Decision, person: Person, ctx: Context) -> Reply:
-    gate, done = await ctx.gates.decide(gate_id, decision, person.name)
+    gate, done = await ctx.gates.decide(gate_id, decision, person.name, via=person.via)
     reason = decision.reason
     because = f" ({reason})" if reason else ""
     then = f"; {done}" if done else ""

@@ -34,7 +34,7 @@ from typing import Any
 
 from farmbot.bus import EventBus
 from farmbot.config.schema import DEFAULT_TASK_PROMPT, Config, ProjectConfig
-from farmbot.errors import CommandError, NotFound, StorageError, TmuxError
+from farmbot.errors import CommandError, NotFound, StorageError, TmuxError, UnsavedWork
 from farmbot.events import TaskNotLanded
 from farmbot.models import (
     Agent,
@@ -298,7 +298,11 @@ class Autopilot:
         if agent_id not in self.mine or await self.agents.get_agent(agent_id) is None:
             return  # a person's builder is theirs to stop
         try:
-            await self.supervisor.kill(agent_id, "autopilot", remove=True)
+            try:
+                await self.supervisor.kill(agent_id, "autopilot", remove=True)
+            except UnsavedWork as exc:  # stopped all the same; the worktree waits for a person
+                log.warning("%s: stopping it, keeping its worktree: %s", agent_id, exc)
+                await self.supervisor.kill(agent_id, "autopilot")
         except CommandError as exc:
             log.warning("could not retire %s: %s", agent_id, exc)
 

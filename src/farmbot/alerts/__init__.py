@@ -11,9 +11,10 @@ rules of their own.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from farmbot.alerts.edits import GateEdits, decided_edit, gate_edit
 from farmbot.alerts.hearing import Ears
@@ -51,11 +52,18 @@ class Alerts:
         clock: Callable[[], float] = time.time,
         *,
         rand: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config
         self.rules = AlertRules(config)
         self.notifier = Notifier(
-            outbox, interfaces, config, clock=clock, rand=rand, owed=GateEdits(outbox)
+            outbox,
+            interfaces,
+            config,
+            clock=clock,
+            sleep=sleep,
+            rand=rand,
+            owed=GateEdits(outbox),
         )
 
     def __repr__(self) -> str:

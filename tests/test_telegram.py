@@ -32,7 +32,7 @@ from farmbot.config.schema import Config, UserConfig
 from farmbot.config.telegram import TelegramConfig, parse_telegram, telegram_routes
 from farmbot.errors import ConfigError, PermanentDeliveryError, StorageError
 from farmbot.messages import Button, Incoming, OnIncoming, OutboundMessage, Reply, Severity
-from farmbot.models import GateStatus, Role
+from farmbot.models import Decision, GateStatus, Role
 from farmbot.storage import open_sqlite
 from farmbot.supervisor.gates import Gates
 from tests.fakes.telegram_api import FakeTelegram, Params, parse_html
@@ -977,3 +977,38 @@ async def test_a_decided_gate_loses_its_buttons_on_every_copy_and_an_unedited_co
         assert (await r.gates.get(1)).status is GateStatus.APPROVED
         stats = r.notifier.statistics()
         assert (stats["edited"], stats["edits_failed"]) == (2, 1)
+
+
+async def test_a_gate_decided_just_before_a_stop_loses_its_buttons_once_after_the_restart(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    other = -1009999
+    tg.add_chat(other, type="supergroup", title="farm leads")
+    tconf = tg_config(tg, alert_chats=(FORUM, other))
+    clock = FakeClock()
+    async with running(config, tmp_path, tconf, clock) as r:
+        await r.gates.open("manual", "deploy", project="proj")
+        assert await r.drain() == 2
+        await r.gates.decide(1, Decision(approved=False, reason="not today"), "alice")
+        # farmbot stops here: the edits were queued, never made
+    copies = [tg.sent_messages(chat)[-1] for chat in (FORUM, other)]
+    assert all(keyboard(m) for m in copies) and not _edits(tg)
+
+    async with running(config, tmp_path, tconf, clock) as r:  # a new graph, same database
+        assert await r.drain() == 0
+        assert await r.notifier.edit_queued() == 2
+        for chat, sent in zip((FORUM, other), copies, strict=True):
+            [edited] = [m for m in tg.sent_messages(chat) if m["message_id"] == sent["message_id"]]
+            assert "reply_markup" not in edited
+            assert edited["text"].endswith("\n\n❌ rejected by alice at 22:13 UTC (not today)")
+        items = await r.farm.storage.outbox.items_with_key("gate.opened:1")
+        assert [i.edited_at for i in items if i.interface == "telegram"] == [clock(), clock()]
+
+    async with running(config, tmp_path, tconf, clock) as r:  # and never again
+        await r.drain()
+        assert await r.notifier.edit_queued() == 0
+    assert len(_edits(tg)) == 2
+
+
+def _edits(tg: FakeTelegram) -> list[Params]:
+    return [params for name, params in tg.calls if name == "editMessageText"]

@@ -372,6 +372,7 @@ class OutboxItem:
     last_at: float  # when the newest repeat was folded in
     delivered_at: float | None
     message_ref: str | None = None  # the platform's handle of the message sent, if any
+    edited_at: float | None = None  # when the delivered message was edited (a gate decided)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "alert": self.alert.to_json()}

@@ -3,27 +3,42 @@ outbox holds it durably (storage/outbox.py, written with its event by the bus), 
 notifier delivers it through the interfaces exactly once (notifier.py).
 
 A decided or stale gate's alert is edited wherever it was delivered: the bus listener
-only queues the edit (``gate_edit``), the notifier's task carries it out. Whether the
-chat interfaces still hear is watched by ``Ears`` (hearing.py), whose events have rules
-of their own.
+only queues the edit (``gate_edit``), the notifier's task carries it out, and the edits
+a restart or an outage left owed come from the outbox (``GateEdits``, edits.py). Whether
+the chat interfaces still hear is watched by ``Ears`` (hearing.py), whose events have
+rules of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from farmbot.alerts.edits import GateEdits, decided_edit, gate_edit
 from farmbot.alerts.hearing import Ears
-from farmbot.alerts.notifier import AlertEdit, Notifier, outbound
-from farmbot.alerts.rules import WEB_CONSOLE, AlertRules, gate_key
+from farmbot.alerts.notifier import AlertEdit, EditsOwed, Notifier, outbound
+from farmbot.alerts.rules import WEB_CONSOLE, AlertRules
 from farmbot.config.alerts import AlertsConfig
-from farmbot.events import DomainEvent, GateDecided, GateStale
+from farmbot.events import DomainEvent
 from farmbot.messages import Interface
 from farmbot.models import Alert, AlertDraft, Event
 from farmbot.storage.outbox import OutboxStore
 
-__all__ = ["WEB_CONSOLE", "AlertEdit", "AlertRules", "Alerts", "Ears", "Notifier", "outbound"]
+__all__ = [
+    "WEB_CONSOLE",
+    "AlertEdit",
+    "AlertRules",
+    "Alerts",
+    "Ears",
+    "EditsOwed",
+    "GateEdits",
+    "Notifier",
+    "decided_edit",
+    "gate_edit",
+    "outbound",
+]
 
 
 class Alerts:
@@ -37,10 +52,19 @@ class Alerts:
         clock: Callable[[], float] = time.time,
         *,
         rand: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config
         self.rules = AlertRules(config)
-        self.notifier = Notifier(outbox, interfaces, config, clock=clock, rand=rand)
+        self.notifier = Notifier(
+            outbox,
+            interfaces,
+            config,
+            clock=clock,
+            sleep=sleep,
+            rand=rand,
+            owed=GateEdits(outbox),
+        )
 
     def __repr__(self) -> str:
         return f"<Alerts {self.rules!r} {self.notifier!r}>"
@@ -77,21 +101,3 @@ class Alerts:
     def reopen(self) -> None:
         """Deliver again after ``close()`` (a new term as chat leader)."""
         self.notifier.reopen()
-
-
-def gate_edit(event: DomainEvent, at: float) -> AlertEdit | None:
-    """How a gate's alert changes once the gate is decided or stale; None for other events."""
-    if not isinstance(event, GateDecided | GateStale):
-        return None
-    gate = event.gate_id
-    drop = (f"/approve {gate}", f"/reject {gate}")
-    if isinstance(event, GateStale):
-        return AlertEdit(gate_key(gate), drop, f"gate is stale: {event.reason}")
-    when = time.strftime("%H:%M UTC", time.gmtime(at))
-    how = " for the session" if event.scope == "session" else ""
-    if event.approved:
-        note = f"✅ approved{how} by {event.by} at {when}"
-    else:
-        because = f" ({event.reason})" if event.reason else ""
-        note = f"❌ rejected by {event.by} at {when}{because}"
-    return AlertEdit(gate_key(gate), drop, note)

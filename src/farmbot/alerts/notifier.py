@@ -14,11 +14,16 @@ again only if a crash left it in ``sending`` between ``send`` and ``mark_deliver
 
 ``send`` returns the platform's handle of the message, kept with the item
 (``message_ref``). A queued ``AlertEdit`` (``queue_edit``: a decided or stale gate) is
-carried out on the notifier's own task, best effort: every delivered copy of the alert
-on an interface that ``EditsAlerts`` is rewritten without the gate's buttons and with a
-note saying who decided; copies not yet delivered, and edits that fail for a reason a
-retry may help, are tried again a few times. A copy that stays unedited still works: its
-button answers "already approved by ...".
+carried out on the notifier's own task: every delivered copy of the alert on an
+interface that ``EditsAlerts`` is rewritten without the gate's buttons and with a note
+saying who decided; copies not yet delivered, and edits that fail for a reason a retry
+may help, are tried again a few times. Each copy is marked once edited, or once it can
+never be (``mark_edited``), and is not edited again. What is still owed comes from an
+injected ``EditsOwed`` (alerts/edits.py): at start and every ``OWED_EVERY`` seconds the
+edits a stop, a crash or an outage left undone (one after the other, not all at once),
+and right after a delivery the edit that copy owes already (its gate was decided while
+it waited). A copy that stays unedited still works: its button answers "already
+approved by ...".
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, ParamSpec
+from typing import Literal, ParamSpec, Protocol
 
 from farmbot.config.alerts import AlertsConfig
 from farmbot.durations import DELIVERY_BUCKETS, Durations
@@ -49,6 +54,7 @@ BATCH = 100  # channels served per pass
 MAX_RETRY_AFTER = 86400.0  # a platform's wait hint is honoured up to a day
 EDIT_ATTEMPTS = 4  # rounds of edits of one alert's copies before the rest are left alone
 EDIT_PAUSE = 1.0  # seconds before the second round; doubles per round
+OWED_EVERY = 600.0  # seconds between looks for edits left undone (and at start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,16 @@ class AlertEdit:
         return not any(command == d or command.startswith(d + " ") for d in self.drop)
 
 
+class EditsOwed(Protocol):
+    """Which edits delivered copies still owe, beyond those queued (alerts/edits.py)."""
+
+    async def owed(self) -> list[AlertEdit]:
+        """Every edit a delivered copy still owes, one per alert."""
+
+    async def owed_by(self, item: OutboxItem) -> AlertEdit | None:
+        """The edit a copy just delivered owes already, if any."""
+
+
 class Notifier:
     """Delivers due outbox items; ``run()`` is a long-lived task of the app's TaskGroup."""
 
@@ -74,6 +90,8 @@ class Notifier:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        *,
+        owed: EditsOwed | None = None,
     ) -> None:
         self._store = outbox
         self._interfaces = interfaces
@@ -81,6 +99,7 @@ class Notifier:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self._owed = owed
         self._wake = asyncio.Event()
         self._busy: set[Destination] = set()  # channels with a delivery in flight
         self._unsettled: list[Callable[[], Awaitable[bool]]] = []  # marks the db refused
@@ -88,6 +107,11 @@ class Notifier:
         self._closed = False
         self._last_storage_error = ""
         self._edits: deque[AlertEdit] = deque()
+        self._backlog: list[AlertEdit] = []  # owed edits found, to make one after the other
+        self._sweeping = False  # the backlog is being worked through
+        self._next_look = -math.inf  # when to look for owed edits again
+        self._editing: set[str] = set()  # dedupe keys with an edit in flight
+        self._again: dict[str, AlertEdit] = {}  # ... and the edit to make after it
         self.delivered = 0
         self.retried = 0
         self.dead = 0
@@ -143,8 +167,13 @@ class Notifier:
             try:
                 while not self._closed:
                     self._wake.clear()
+                    await self._look_for_owed()
                     while self._edits:
-                        tasks.create_task(self._edit_copies(self._edits.popleft()))
+                        tasks.create_task(self._edit_alert(self._edits.popleft()))
+                    if self._backlog and not self._sweeping:
+                        self._sweeping = True
+                        backlog, self._backlog = self._backlog, []
+                        tasks.create_task(self._edit_in_turn(backlog))
                     for item in await self._due():
                         route = (item.interface, item.channel)
                         if route not in self._busy:
@@ -163,10 +192,14 @@ class Notifier:
         return sum(task.result() for task in done)
 
     async def edit_queued(self) -> int:
-        """Carry out the queued edits now (tests, ``run()`` does it itself); how many copies."""
+        """Carry out the queued and owed edits now (tests, ``run()`` does it itself); how
+        many copies were edited."""
+        await self._recover()
+        await self._look_for_owed()
         done = 0
-        while self._edits:
-            done += await self._edit_copies(self._edits.popleft())
+        while self._backlog or self._edits:
+            edit = self._backlog.pop(0) if self._backlog else self._edits.popleft()
+            done += await self._edit_alert(edit)
         return done
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
@@ -195,6 +228,26 @@ class Notifier:
                 "outbox: %d alerts were being sent when farmbot stopped; sending them again",
                 requeued,
             )
+        await self._look_for_owed()
+        if self._backlog:
+            log.warning(
+                "outbox: %d alerts have copies still owed an edit; editing them",
+                len(self._backlog),
+            )
+
+    async def _look_for_owed(self) -> None:
+        """At start and every OWED_EVERY seconds: the edits still owed, into the backlog
+        (unless the last ones are still being made)."""
+        if self._owed is None or self._sweeping or self._clock() < self._next_look:
+            return
+        try:
+            owed = await self._owed.owed()
+        except StorageError as exc:
+            self._storage_failed(exc)  # and again on the next pass
+            return
+        self._next_look = self._clock() + OWED_EVERY
+        queued = {e.dedupe_key for e in self._edits}
+        self._backlog = [e for e in owed if e.dedupe_key not in queued]
 
     async def _due(self) -> list[OutboxItem]:
         try:
@@ -251,12 +304,54 @@ class Notifier:
         now = self._clock()
         self.latency.observe(now - max(item.created_at, item.not_before or 0.0))
         await self._settle(self._store.mark_delivered, item.id, now, ref)
+        if ref is not None:
+            await self._edit_if_owed(item)
         return True
 
-    async def _edit_copies(self, edit: AlertEdit) -> int:
-        """Edit every copy of the alert; undelivered ones and retryable failures again later.
+    async def _edit_if_owed(self, item: OutboxItem) -> None:
+        """A copy just delivered: edited at once if it is outdated already (its gate was
+        decided while it waited), not at the next look for owed edits."""
+        if self._owed is None:
+            return
+        try:
+            edit = await self._owed.owed_by(item)
+        except StorageError as exc:
+            self._storage_failed(exc)  # the next look for owed edits finds it
+            return
+        if edit is not None:
+            self.queue_edit(edit)
 
-        Best effort: returns how many copies were edited, and raises only on cancellation.
+    async def _edit_in_turn(self, edits: Sequence[AlertEdit]) -> None:
+        # One alert after the other: a backlog of edits must not flood a platform.
+        try:
+            for edit in edits:
+                await self._edit_alert(edit)
+        finally:
+            self._sweeping = False
+
+    async def _edit_alert(self, edit: AlertEdit) -> int:
+        """Edit an alert's copies, one edit of an alert at a time: a second one waits for
+        the first and then reads the copies again, so no copy is edited twice."""
+        key = edit.dedupe_key
+        if key in self._editing:
+            self._again[key] = edit
+            return 0
+        self._editing.add(key)
+        try:
+            done = await self._edit_copies(edit)
+            while (again := self._again.pop(key, None)) is not None:
+                done += await self._edit_copies(again)
+            return done
+        finally:
+            self._editing.discard(key)
+            self._again.pop(key, None)
+
+    async def _edit_copies(self, edit: AlertEdit) -> int:
+        """Edit every copy of the alert not edited yet; undelivered ones and retryable
+        failures again a few times. Each copy edited, or found impossible to edit, is
+        marked so (a copy whose interface cannot edit has nothing to wait for either).
+
+        Returns how many copies were edited, and raises only on cancellation.
         """
         done: set[int] = set()  # edited, or given up on
         edited = 0
@@ -272,20 +367,26 @@ class Notifier:
             for item in items:
                 if item.id in done or item.status is OutboxStatus.DEAD:
                     continue
+                if item.edited_at is not None:
+                    continue  # edited before (another round, or before a restart)
                 interface = self._interfaces.get(item.interface)
-                if not isinstance(interface, EditsAlerts):
-                    continue  # the web console, webhooks: nothing to edit
+                if interface is None:
+                    continue  # not running now: the copy stays owed its edit
                 if item.status is not OutboxStatus.DELIVERED:
-                    waiting += 1  # not out yet: perhaps by the next round
+                    if isinstance(interface, EditsAlerts):
+                        waiting += 1  # not out yet: perhaps by the next round
                     continue
                 if item.message_ref is None:
-                    continue  # sent before farmbot kept handles
-                outcome = await self._edit_one(interface, item, item.message_ref, edit)
+                    continue  # no handle kept (the web console, webhooks): nothing to edit
+                outcome: Literal["edited", "gone", "retry"] = "gone"
+                if isinstance(interface, EditsAlerts):
+                    outcome = await self._edit_one(interface, item, item.message_ref, edit)
                 if outcome == "retry":
                     waiting += 1
                     continue
                 done.add(item.id)
                 edited += outcome == "edited"
+                await self._settle(self._store.mark_edited, item.id, self._clock())
             if not waiting:
                 break
         else:

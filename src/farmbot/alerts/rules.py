@@ -161,9 +161,12 @@ def _gate_opened(event: ev.GateOpened, agent: str, project: str) -> Body:
     )
 
 
+GATE_KEY = "gate.opened:"  # storage/outbox.py's OUTDATED spells it out too
+
+
 def gate_key(gate_id: int) -> str:
     """The dedupe key of a gate's alert: its copies are found by it once it is decided."""
-    return f"gate.opened:{gate_id}"
+    return f"{GATE_KEY}{gate_id}"
 
 
 def _deaf(event: ev.InterfaceDeaf, agent: str, project: str) -> Body:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Protocol
 
@@ -65,11 +66,11 @@ class SqlGateStore(GateStore):
             (kind, agent_id, project, title, detail, now, encode_json(payload)),
         )
         assert row is not None
-        return _gate(row)
+        return gate_of(row)
 
     async def get_gate(self, gate_id: int) -> Gate | None:
         row = await self._db.fetchone("SELECT * FROM gates WHERE id = ?", (gate_id,))
-        return None if row is None else _gate(row)
+        return None if row is None else gate_of(row)
 
     async def list_gates(self, status: GateStatus | None = GateStatus.PENDING) -> list[Gate]:
         # Two statements, not "? IS NULL OR status = ?", which no index can serve.
@@ -79,7 +80,7 @@ class SqlGateStore(GateStore):
             found = await self._db.fetchall(
                 "SELECT * FROM gates WHERE status = ? ORDER BY id", (status.value,)
             )
-        return [_gate(r) for r in found]
+        return [gate_of(r) for r in found]
 
     async def decide_gate(
         self,
@@ -98,10 +99,16 @@ class SqlGateStore(GateStore):
             " WHERE id = ? AND status = 'pending' RETURNING *",
             (status.value, by, now, reason, scope, gate_id),
         )
-        return None if row is None else _gate(row)
+        return None if row is None else gate_of(row)
 
 
-def _gate(r: Row) -> Gate:
+_COLUMNS = tuple(f.name for f in dataclasses.fields(Gate))
+
+
+def gate_of(r: Row) -> Gate:
+    """A gate from its columns; a join's other columns are left out (and a column an
+    older schema lacks takes its default)."""
+    values = {name: r[name] for name in _COLUMNS if name in r.keys()}
     return Gate(
-        **{**dict(r), "status": GateStatus(r["status"]), "payload": json.loads(r["payload"])}
+        **{**values, "status": GateStatus(r["status"]), "payload": json.loads(r["payload"])}
     )

@@ -11,17 +11,23 @@ it in ``sending``; ``requeue_sending`` at the next start sends it again (at leas
 that window, exactly once everywhere else). Rows are written with their alerts by
 ``EventStore.add_events`` (storage/events.py).
 
+A delivered copy of a gate's alert owes an edit once its gate is decided or stale (its
+buttons come off); ``mark_edited`` records that the edit was made, or can never be, so
+``outdated_gate_copies`` finds, after a restart too, exactly the copies still owed one.
+
 The queries the outbox's indexes exist for are module constants, so a test can check
 their query plans.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
-from farmbot.models import Alert, OutboxItem, OutboxStatus
+from farmbot.models import Alert, Gate, OutboxItem, OutboxStatus
 from farmbot.storage.db import Database, Row, Tx
 from farmbot.storage.events import alert_of
+from farmbot.storage.gates import gate_of
 
 _ALERT_COLUMNS = (
     "id",
@@ -54,6 +60,28 @@ DEAD_LETTERS = SELECT_ITEMS + " WHERE o.status = 'dead' ORDER BY o.id DESC LIMIT
 # Every row of a dedupe key, oldest first (key), via outbox_copies (schema 8): the copies of
 # a gate's alert, to take its buttons off once decided.
 BY_KEY = SELECT_ITEMS + " WHERE o.dedupe_key = ? AND o.dedupe_key != '' ORDER BY o.id"
+# Delivered, unedited copies of the alerts of gates no longer pending, with their gate,
+# oldest first; via outbox_unedited (schema 11, whose condition these terms repeat word
+# for word, so both databases can use it) and the gates' primary key. Only a delivered
+# row has a message_ref; a gate's alert has the dedupe key "gate.opened:<gate id>"
+# (alerts/rules.py, gate_key).
+_OUTDATED = (
+    "SELECT o.id AS copy_id, g.* FROM outbox o"
+    " JOIN gates g ON g.id = CAST(substr(o.dedupe_key, 13) AS BIGINT)"
+    " WHERE o.edited_at IS NULL AND o.message_ref IS NOT NULL"
+    " AND substr(o.dedupe_key, 1, 12) = 'gate.opened:' AND g.status != 'pending'"
+)
+OUTDATED = _OUTDATED + " ORDER BY o.id"
+# The same for one copy (outbox id): one just delivered.
+OUTDATED_ONE = _OUTDATED + " AND o.id = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class GateCopy:
+    """A delivered copy of a gate's alert (outbox id), and the gate as it is now."""
+
+    outbox_id: int
+    gate: Gate
 
 
 class OutboxStore(Protocol):
@@ -78,6 +106,17 @@ class OutboxStore(Protocol):
 
     async def items_with_key(self, dedupe_key: str) -> list[OutboxItem]:
         """Every item of an alert's dedupe key, in any state, oldest first."""
+
+    async def mark_edited(self, outbox_id: int, now: float) -> bool:
+        """Record that a delivered copy was edited (or never can be); False if it was
+        already, or is not delivered."""
+
+    async def outdated_gate_copies(self) -> list[GateCopy]:
+        """Delivered copies of gates' alerts that still show buttons of a gate no longer
+        pending (a handle kept, not yet edited), with their gate, oldest first."""
+
+    async def outdated_gate_copy(self, outbox_id: int) -> GateCopy | None:
+        """That copy, if it is one of ``outdated_gate_copies``."""
 
     async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> bool:
         """Count a failed attempt; the item is pending again from ``next_attempt_at``."""
@@ -134,6 +173,22 @@ class SqlOutboxStore(OutboxStore):
 
     async def items_with_key(self, dedupe_key: str) -> list[OutboxItem]:
         return [_item(r) for r in await self._db.fetchall(BY_KEY, (dedupe_key,))]
+
+    async def mark_edited(self, outbox_id: int, now: float) -> bool:
+        return await _move(
+            self._db,
+            outbox_id,
+            "status = 'delivered' AND edited_at IS NULL",
+            "edited_at = ?",
+            now,
+        )
+
+    async def outdated_gate_copies(self) -> list[GateCopy]:
+        return [_copy(r) for r in await self._db.fetchall(OUTDATED)]
+
+    async def outdated_gate_copy(self, outbox_id: int) -> GateCopy | None:
+        row = await self._db.fetchone(OUTDATED_ONE, (outbox_id,))
+        return None if row is None else _copy(row)
 
     async def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> bool:
         return await _move(
@@ -216,4 +271,9 @@ def _item(r: Row) -> OutboxItem:
         last_at=r["last_at"],
         delivered_at=r["delivered_at"],
         message_ref=r["message_ref"] if "message_ref" in r.keys() else None,  # schema 7 on
+        edited_at=r["edited_at"] if "edited_at" in r.keys() else None,  # schema 11 on
     )
+
+
+def _copy(r: Row) -> GateCopy:
+    return GateCopy(outbox_id=r["copy_id"], gate=gate_of(r))

@@ -314,6 +314,10 @@ async def test_the_leader_killed_with_kill_9_hands_chat_alerts_and_commands_to_t
         tg.add_chat(ADA)
         a, b = await start_a_then_b(farm)
         await tg.wait_for("getUpdates", timeout=10)  # a polls
+        # b's Telegram is idle while a leads: not deaf, and b is ready.
+        assert "telegram" not in (await status(b))["problems"]
+        async with b.http.get("/readyz", headers={"Authorization": f"Bearer {b.key}"}) as ready:
+            assert ready.status == 200, await ready.text()
         assert (await a.command("/spawn architect"))["ok"]  # an agent of a, for "node down"
 
         # Alerts in flight: two of b's agents die while Telegram answers their chat 429.

@@ -173,7 +173,11 @@ class Farm:
     async def problems(self) -> dict[str, str]:
         """What keeps a component from working, by name (empty when all is well)."""
         found: dict[str, str] = {}
+        # Chat interfaces run on the leader only: on another node they are idle, not deaf.
+        idle = set() if self.cluster.leader.leading else {n for n in self.interfaces if n != "web"}
         for name, component in self.components().items():
+            if name in idle:
+                continue
             if name != "web" and isinstance(component, ReportsReadiness):
                 problem = await component.ready()
                 if problem is not None:

@@ -108,7 +108,7 @@ class SoleLeader:
     """One node (SQLite): it leads from start to stop."""
 
     def __init__(self) -> None:
-        self.leading = False
+        self.leading = True  # from the start: there is no other node to lead
         self._running = False
         self._done = asyncio.Event()
 

@@ -23,6 +23,29 @@ from tests.pgcluster import Cluster, find_bindir, start_cluster
 BACKENDS = ["sqlite", "postgresql"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``$SHELL`` (what a shell agent runs) is bash without the machine's rc files.
+
+    A user's ``~/.bashrc`` is theirs to run, not the tests': one that hangs (pyenv's
+    rehash waits a minute on a lock a killed shell left behind) or prints would make a
+    shell agent's prompt arrive late or look different, and tests flaky on one machine.
+    """
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.fail("bash is not installed")
+    wrapper = tmp_path_factory.mktemp("shell") / "bash"
+    wrapper.write_text(f'#!/bin/sh\nexec {bash} --norc --noprofile "$@"\n')
+    wrapper.chmod(0o755)
+    before = os.environ.get("SHELL")
+    os.environ["SHELL"] = str(wrapper)
+    yield str(wrapper)
+    if before is None:
+        os.environ.pop("SHELL", None)
+    else:
+        os.environ["SHELL"] = before
+
+
 @pytest.fixture
 def tmux_socket() -> Iterator[str]:
     """A fresh tmux socket name; whatever server runs on it is killed after the test."""

@@ -4,8 +4,9 @@ Each node has its own tmux socket, state directory, port and node name; both rea
 same list of projects, as machines sharing one config file do. Node a holds project
 alpha, node b project beta, both hold gamma (``nodes = [...]``): alpha and beta are
 repositories of their own under a/ and b/, gamma one repository both machines reach.
-A git hook in beta's repository can make a builder's worktree slow to create (``SLOW``),
-so that a node can be killed while it runs a command it claimed. ``autopilot=True``
+A git hook in beta's repository can make a builder's worktree slow to create (``slow``:
+for ``SLOW_HOOK`` seconds; ``hold``: until the test removes the file), so that a node can
+be killed while it runs a command it claimed. ``autopilot=True``
 gives every project a verify command and the observe mode, and logs every prompt the
 demo agents receive.
 """
@@ -29,7 +30,8 @@ from tests.helpers import retry_until
 TOKEN = "777001:CLUSTER-token"
 ADA = 1001  # the admin, in Telegram and the web console
 ALERTS = -100777  # the chat alerts go to
-SLOW_HOOK = 6  # seconds beta's post-checkout hook sleeps while the SLOW file exists
+SLOW_HOOK = 6  # seconds beta's post-checkout hook sleeps while the slow file exists
+HOLD_MAX = 30  # seconds it waits at most for the hold file to go
 VERIFY = f"{sys.executable} -m farmbot demo-agent --verify"
 PROMPTS = "prompts.jsonl"  # in the test's directory: what the demo agents were typed
 
@@ -50,6 +52,7 @@ class Farm:
     db: PostgresBackend
     nodes: dict[str, Node]
     slow: Path  # while it exists, creating a beta worktree takes SLOW_HOOK seconds
+    hold: Path  # while it exists, a beta checkout waits (HOLD_MAX seconds at most)
     env: dict[str, str]
     stack: AsyncExitStack
     lives: int = 0
@@ -181,9 +184,13 @@ async def two_nodes(
         "beta": await git_project(tmp_path / "b" / "beta"),
         "gamma": await git_project(tmp_path / "gamma"),  # both machines have a checkout
     }
-    slow = tmp_path / "slow"
+    slow, hold = tmp_path / "slow", tmp_path / "hold"
     hook = repos["beta"] / ".git" / "hooks" / "post-checkout"
-    hook.write_text(f"#!/bin/sh\nif [ -f '{slow}' ]; then sleep {SLOW_HOOK}; fi\n")
+    hook.write_text(
+        f"#!/bin/sh\nif [ -f '{slow}' ]; then sleep {SLOW_HOOK}; fi\n"
+        f"n=0; while [ -f '{hold}' ] && [ $n -lt {HOLD_MAX * 10} ]; do\n"
+        "  sleep 0.1; n=$((n+1))\ndone\n"
+    )
     hook.chmod(0o755)
     nodes = {}
     for name in "ab":
@@ -193,7 +200,7 @@ async def two_nodes(
         nodes[name] = Node(name, config, f"http://127.0.0.1:{port}", sockets[name])
     env = {"FARMBOT_TEST_DATABASE_URL": db.url, "FARMBOT_TEST_TELEGRAM_TOKEN": TOKEN}
     async with AsyncExitStack() as stack:
-        yield Farm(tmp_path, db, nodes, slow, env, stack)
+        yield Farm(tmp_path, db, nodes, slow, hold, env, stack)
 
 
 async def start_a_then_b(farm: Farm) -> tuple[Daemon, Daemon]:

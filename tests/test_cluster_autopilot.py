@@ -15,7 +15,7 @@ from tests.backends import PostgresBackend
 from tests.daemon import Daemon
 from tests.farm import received_prompts
 from tests.helpers import retry_until
-from tests.nodes import Farm, has_session, start_a_then_b, status, two_nodes
+from tests.nodes import Farm, has_session, leads, start_a_then_b, status, two_nodes
 from tests.pilot import git
 
 
@@ -143,3 +143,38 @@ async def test_a_project_both_nodes_hold_spreads_its_tasks_over_both_and_lands_e
             "SELECT user_name, outcome FROM audit WHERE command LIKE %s", "/approve%"
         )
         assert approvals == [("ada", "ok"), ("ada", "ok")]  # each once, on the leader
+
+
+async def test_a_new_leader_takes_up_the_step_the_old_one_routed_and_does_it_once(
+    tmp_path: Path, pg_backend: PostgresBackend, sockets: dict[str, str]
+) -> None:
+    async with two_nodes(tmp_path, pg_backend, sockets, autopilot=True) as farm:
+        a, b = await start_a_then_b(farm)
+        farm.hold.touch()  # b makes the builder's worktree, and waits for the file to go
+        assert (await a.command("/task add beta Add the schema"))["ok"]
+        assert (await a.command("/run start beta"))["ok"]
+
+        async def starting() -> bool:
+            return steps(farm) == [("b", "start", "claimed")]
+
+        await retry_until(starting, timeout=10, message="b to start the builder")
+        a.proc.kill()  # kill -9 the leader while it waits for b's answer
+        await a.proc.wait()
+        assert await retry_until(lambda: leads(b, "b"), timeout=10, message="b to lead")
+        assert steps(farm) == [("b", "start", "claimed")]  # still being carried out
+        farm.hold.unlink()
+
+        gate = await gate_of(b, 1)  # b's autopilot took the start up where a left it
+        approved = await b.command(f"/approve {gate['id']}")
+        assert approved["ok"] and "task 1 landed" in approved["text"], approved
+
+    assert steps(farm) == [("b", "start", "done"), ("b", "verify", "done"), ("b", "land", "done")]
+    assert farm.sql("SELECT generation FROM routed_commands WHERE text LIKE %s", '%"start"%') == [
+        (1,)
+    ]
+    assert sum(p.startswith("Task 1:") for p in received_prompts(tmp_path)) == 1
+    started = farm.sql("SELECT outcome FROM audit WHERE command LIKE %s", "autopilot: start%")
+    assert started == [("ok",)]
+    assert git(tmp_path / "b" / "beta", "branch", "--list", "farmbot/beta-builder-*").split() == [
+        "farmbot/beta-builder-1"
+    ]

@@ -145,6 +145,28 @@ async def test_a_project_both_nodes_hold_spreads_its_tasks_over_both_and_lands_e
         assert approvals == [("ada", "ok"), ("ada", "ok")]  # each once, on the leader
 
 
+async def test_a_builder_that_dies_on_its_node_is_seen_and_its_task_retried_there(
+    tmp_path: Path, pg_backend: PostgresBackend, sockets: dict[str, str]
+) -> None:
+    async with two_nodes(tmp_path, pg_backend, sockets, autopilot=True) as farm:
+        a, _ = await start_a_then_b(farm)
+        assert (await a.command("/task add beta Add the schema demo:crash-once"))["ok"]
+        assert (await a.command("/run start beta"))["ok"]
+
+        await gate_of(a, 1)  # b's monitor saw the first builder die; a's autopilot retried
+        history = (await a.command("/task show 1"))["pre"]
+        assert "beta-builder-1 died" in history and "attempt 2 of 3" in history, history
+        assert "assigned to beta-builder-2 (attempt 2 of 3)" in history, history
+        agents = dict(farm.sql("SELECT id, node FROM agents"))
+        assert agents == {"beta-builder-1": "b", "beta-builder-2": "b"}
+        assert not await has_session(sockets["b"], "beta-builder-1")  # retired on b
+        assert await has_session(sockets["b"], "beta-builder-2")
+        # The retry took up the branch the first builder committed to (on b).
+        tasks_file = git(tmp_path / "b" / "beta", "show", "farmbot/task-1:demo-tasks/task-1.md")
+        assert "crashed: yes" in tasks_file and "revision: 2" in tasks_file, tasks_file
+    assert [kind for _, kind, _ in steps(farm)] == ["start", "retire", "start", "verify"]
+
+
 async def test_a_new_leader_takes_up_the_step_the_old_one_routed_and_does_it_once(
     tmp_path: Path, pg_backend: PostgresBackend, sockets: dict[str, str]
 ) -> None:

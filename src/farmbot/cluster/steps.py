@@ -109,6 +109,10 @@ class RoutedBuilders(Builders):
             raise NodeUnreachable(unheld(project, states))
         return self.here if self.here in up else up[0]
 
+    async def up(self) -> frozenset[str] | None:
+        states = await self._states()
+        return frozenset(n for n, s in states.items() if s.health is NodeHealth.UP)
+
     async def run(
         self, node: str, step: Step[R], key: str | None = None, *, again: bool = False
     ) -> R:

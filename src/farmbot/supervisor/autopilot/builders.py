@@ -63,6 +63,9 @@ class Builders(Protocol):
     async def holder(self, project: str) -> str:
         """A node holding ``project`` that is up, this one first (for its checkout)."""
 
+    async def up(self) -> frozenset[str] | None:
+        """The nodes heard from now (None: there is one node, this one)."""
+
     async def run(
         self, node: str, step: Step[R], key: str | None = None, *, again: bool = False
     ) -> R:
@@ -115,6 +118,9 @@ class LocalBuilders(Builders):
 
     async def holder(self, project: str) -> str:
         return self.here
+
+    async def up(self) -> frozenset[str] | None:
+        return None
 
     async def run(
         self, node: str, step: Step[R], key: str | None = None, *, again: bool = False

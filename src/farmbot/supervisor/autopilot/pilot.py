@@ -153,10 +153,12 @@ class RunPilot:
         holding = {t.agent_id for t in view.tasks.values() if t.state.holds_agent}
         now = ap.clock()
         agents = list(view.agents.values())
+        up = await ap.builders.up()  # a builder on a node not heard from takes nothing
         free = [
             assigner.Builder(a.id, a.project, a.profile)
             for a in agents
             if a.id in ap.mine
+            and (up is None or a.node in up)
             and a.project == pc.name
             and a.desired is DesiredState.RUNNING
             and a.state is AgentState.IDLE

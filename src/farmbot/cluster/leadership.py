@@ -40,7 +40,6 @@ from farmbot.errors import StorageError
 from farmbot.messages import Interface, OnIncoming
 from farmbot.storage.db import OpensSessions, Session
 from farmbot.storage.nodes import NodeStore
-from farmbot.storage.pgsession import LEADER_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +47,7 @@ RETRY = 1.0  # seconds between a follower's tries for the lock
 CHECK_EVERY = 1.0  # seconds between a leader's checks of its session
 CHECK_TIMEOUT = 2.0  # seconds a check may take before the leader steps down
 TAKEOVER_GRACE = CHECK_EVERY + CHECK_TIMEOUT  # an old leader has stopped by then
+LEADER_LOCK = 0x6661726D626F7403  # b"farmbot" + 3: the advisory lock the leader's session holds
 
 Loop = Callable[[], Coroutine[Any, Any, None]]
 

@@ -2,8 +2,8 @@
 
 A pooled connection is handed back after each operation, so what must outlive one
 statement gets a connection of its own: the chat leader's session advisory lock
-(``LEADER_LOCK``), held for as long as the session lives, and ``LISTEN``, whose
-notifications arrive on the connection that asked for them.
+(``LEADER_LOCK`` in farmbot.cluster.leadership), held for as long as the session lives,
+and ``LISTEN``, whose notifications arrive on the connection that asked for them.
 
 A session must notice quickly when the network or the server is gone, in both
 directions. The client side checks the connection with a query under a timeout
@@ -23,9 +23,8 @@ import psycopg
 
 from farmbot.errors import StorageError
 
-__all__ = ["LEADER_LOCK", "PostgresSession", "connect_session"]
+__all__ = ["PostgresSession", "connect_session"]
 
-LEADER_LOCK = 0x6661726D626F7403  # b"farmbot" + 3: held by the chat leader's session
 # The server drops a session whose client stopped answering after about this long
 # (idle 2 s, then 3 probes 1 s apart; unacknowledged data after 5 s).
 _SERVER_SIDE = (

@@ -28,7 +28,7 @@ writer. It implements ``farmbot.storage.db.Database`` with the SQLite backend's 
 
 Advisory lock keys farmbot uses (64-bit, ``b"farmbot"`` then a number): 1 migrating
 (``migrate.MIGRATION_LOCK``), 2 the write lock, 3 the chat leader
-(``pgsession.LEADER_LOCK``, a session lock held by the leader's dedicated connection).
+(``cluster.leadership.LEADER_LOCK``, a session lock held by the leader's dedicated connection).
 """
 
 from __future__ import annotations

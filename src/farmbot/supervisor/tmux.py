@@ -139,12 +139,16 @@ class Tmux:
         return list(result.stdout)
 
     def _clean(self, args: list[str], env: Mapping[str, str]) -> list[str]:
-        """Run one tmux client with exactly ``env`` (libtmux would pass the daemon's own)."""
+        """Run one tmux client with exactly ``env`` (libtmux would pass the daemon's own),
+        except where the server's socket is: where libtmux's clients look for it too."""
         argv = [self._binary, "-L", self.socket, "-f", "/dev/null", *args]
+        client = {k: v for k, v in env.items() if k != "TMUX_TMPDIR"}
+        if os.environ.get("TMUX_TMPDIR"):
+            client["TMUX_TMPDIR"] = os.environ["TMUX_TMPDIR"]
         try:
             done = subprocess.run(
                 argv,
-                env=dict(env),
+                env=client,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=CLEAN_TIMEOUT,

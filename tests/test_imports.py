@@ -1,0 +1,61 @@
+"""What `farmbot serve` loads on embedded defaults: no library of a part that is not used.
+
+Each chat library, the PostgreSQL driver, the vault's cryptography, the metrics client and
+the cron scheduler cost start time and memory (bench/bench_start.py measures them); they
+load only when configured or first used. A graph is built in a fresh interpreter, as the
+daemon builds it, and its modules are listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+UNUSED = (
+    "telegram",
+    "slack_bolt",
+    "slack_sdk",
+    "discord",
+    "httpx",
+    "psycopg",
+    "psycopg_pool",
+    "cryptography",
+    "prometheus_client",
+    "apscheduler",
+    "selenium",
+)
+
+PROGRAM = """
+import asyncio, json, os, sys
+from pathlib import Path
+import farmbot.cli, farmbot.daemon, farmbot.entry
+from farmbot.build import build
+from farmbot.config import load_config
+
+async def main():
+    config = load_config(Path(sys.argv[1]), os.environ, Path.cwd())
+    async with build(config):
+        pass
+
+asyncio.run(main())
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_embedded_defaults_load_no_library_they_do_not_use(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    config = tmp_path / "farmbot.toml"
+    config.write_text(f'[server]\nstate_dir = "state"\n\n[tmux]\nsocket = "{tmux_socket}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARMBOT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM, str(config)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "farmbot" in loaded and "aiohttp" in loaded
+    assert sorted(loaded & set(UNUSED)) == []

@@ -62,6 +62,20 @@ def tmux_socket() -> Iterator[str]:
 
 
 @pytest.fixture
+def sockets() -> Iterator[dict[str, str]]:
+    """A tmux socket per node of a two-node farm (tests/nodes.py); their servers are
+    killed after the test."""
+    names = {node: f"farmbot-test-{node}-{uuid.uuid4().hex[:8]}" for node in "ab"}
+    yield names
+    socket_dir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+    for name in names.values():
+        server = libtmux.Server(socket_name=name)
+        if server.is_alive():
+            server.kill()
+        (socket_dir / name).unlink(missing_ok=True)
+
+
+@pytest.fixture
 def tmux_server(tmux_socket: str) -> libtmux.Server:
     """A libtmux Server on the test's private socket."""
     return libtmux.Server(socket_name=tmux_socket)

@@ -20,7 +20,7 @@ from farmbot.models import (
     WaveState,
 )
 from farmbot.storage import Storage, open_sqlite
-from farmbot.storage.tasks import NewTask, PromptDraft
+from farmbot.storage.tasks import NewTask, PromptDraft, Reservation
 
 NOW = 1_700_000_000.0
 
@@ -155,9 +155,9 @@ async def test_modes_and_the_autopilots_builders(storage: Storage) -> None:
         "bob",
         NOW + 1,
     )
-    await storage.tasks.reserve_agent("builder-3", "web", 3, NOW)
-    await storage.tasks.reserve_agent("builder-3", "web", 3, NOW + 1)  # idempotent
-    assert await storage.tasks.autopilot_agents() == {"builder-3": ("web", 3)}
+    await storage.tasks.reserve_agent("builder-3", "web", 3, NOW, node="gpu")
+    await storage.tasks.reserve_agent("builder-3", "web", 3, NOW + 1, node="cpu")  # idempotent
+    assert await storage.tasks.autopilot_agents() == {"builder-3": Reservation("web", 3, "gpu")}
 
 
 async def _agent(storage: Storage, agent_id: str) -> str:

@@ -190,6 +190,43 @@ async def test_an_update_routes_one_command_and_a_late_one_is_withdrawn(store: S
     assert await store.routed.get_command(first) is None
 
 
+async def step(store: Storage, key: str | None, **changes: object) -> int:
+    fields: dict[str, object] = {
+        "origin": "a", "target": "b", "key": key, "text": '{"step": "verify"}', "wait": 30.0,
+        "now": NOW,
+    }  # fmt: skip
+    fields.update(changes)
+    found = await store.routed.submit_step(**fields)  # type: ignore[arg-type]
+    assert (found.kind, found.step_key, found.platform) == ("step", key, "autopilot")
+    return found.id
+
+
+async def test_a_keyed_step_is_queued_once_and_run_again_only_on_purpose(store: Storage) -> None:
+    first = await step(store, "autopilot:task-1:verify:7")
+    assert await step(store, "autopilot:task-1:verify:7", target="c") == first  # a new leader
+    assert await step(store, "autopilot:task-1:verify:7", again=True) == first  # not done yet
+    [claimed] = await store.routed.claim_commands("b", "b/life", lease=30)
+    assert claimed.id == first and claimed.generation == 1
+    assert await store.routed.answer_command(first, "b/life", {"interrupted": "b died"}, NOW)
+    assert await step(store, "autopilot:task-1:verify:7") == first  # its answer stands
+    second = await step(store, "autopilot:task-1:verify:7", again=True)  # resolved: run afresh
+    assert second != first
+    latest = await store.routed.step_for("autopilot:task-1:verify:7")
+    assert latest is not None and (latest.id, latest.generation) == (second, 2)
+    assert await store.routed.step_for("autopilot:task-2:verify:9") is None
+
+    # One nobody took is withdrawn, and queued again (it never ran) when asked for again.
+    withdrawn = await step(store, "autopilot:task-3:land:4")
+    assert await store.routed.cancel_command(withdrawn)
+    again = await store.routed.submit_step(
+        origin="b", target="c", key="autopilot:task-3:land:4", text="{}", wait=30.0, now=NOW
+    )
+    assert (again.id, again.status, again.target, again.attempts) == (withdrawn, "pending", "c", 0)
+    # Steps without a key (reading a checkout) are rows of their own each time.
+    assert await step(store, None) != await step(store, None)
+    assert {c.kind for c in await store.routed.claim_commands("c", "c/x", lease=30)} == {"step"}
+
+
 # -- chat positions and taken updates ---------------------------------------------------------
 
 

@@ -39,7 +39,14 @@ from farmbot.bot.commands import SPECS, Commands, Context, menu
 from farmbot.bot.limits import RateLimiter
 from farmbot.bot.router import Router
 from farmbot.bus import EventBus
-from farmbot.cluster import Cluster, NodeDirectory
+from farmbot.cluster import (
+    Cluster,
+    NodeDirectory,
+    Replies,
+    RoutedBuilders,
+    StepRunner,
+    life_of,
+)
 from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Hears, Interface, ReportsReadiness, ServesRoutes
 from farmbot.models import Agent, GateStatus
@@ -48,6 +55,7 @@ from farmbot.storage.db import OpensSessions
 from farmbot.storage.retention import Retention, horizon
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.autopilot import MILESTONE, Autopilot, Control, Milestones
+from farmbot.supervisor.autopilot.builders import Builders, LocalBuilders
 from farmbot.supervisor.delivery import Delivery
 from farmbot.supervisor.gates import Gates
 from farmbot.supervisor.keyboard import Keyboard
@@ -106,6 +114,8 @@ class Farm:
     delivery: Delivery
     supervisor: Supervisor
     qa: QaRunner
+    builders: Builders  # where the autopilot's builders run: here, or routed to their nodes
+    workshop: LocalBuilders  # what carries out the autopilot's steps on this node
     autopilot: Autopilot
     control: Control
     router: Router
@@ -140,6 +150,7 @@ class Farm:
             "delivery": self.delivery,
             "supervisor": self.supervisor,
             "qa": self.qa,
+            "builders": self.builders,
             "autopilot": self.autopilot,
             "router": self.router,
             "limits": self.limits,
@@ -162,6 +173,7 @@ class Farm:
         self.monitor.reconfigure(config)
         self.delivery.reconfigure(config.supervisor)
         self.qa.reconfigure(config)
+        self.workshop.reconfigure(config)
         self.autopilot.reconfigure(config)
         self.router.reconfigure(People(config.users))
         self.limits.reconfigure(config.limits)
@@ -347,6 +359,23 @@ async def build(
             busy=busy,
             environ=environ,
         )
+        directory = NodeDirectory(config.node, storage.nodes)
+        shared = isinstance(storage.db, OpensSessions)  # several nodes may share it
+        instance = life_of(config.node.name)
+        replies = Replies(storage)
+        workshop = LocalBuilders(
+            config,
+            supervisor=supervisor,
+            agents=storage.agents,
+            tasks=storage.tasks,
+            qa=qa,
+            adopt=lambda agent_id: autopilot.adopt(agent_id),
+        )
+        builders: Builders = workshop
+        if shared:  # the autopilot (on the leader) has each step done on its node
+            builders = RoutedBuilders(
+                config.node, workshop, storage, directory, replies, instance, clock
+            )
         autopilot = Autopilot(
             config,
             tasks=storage.tasks,
@@ -355,10 +384,11 @@ async def build(
             prompts=storage.prompts,
             qa_runs=storage.qa_runs,
             supervisor=supervisor,
+            builders=builders,
             gates=gates,
-            qa=qa,
             bus=bus,
             wake_delivery=delivery.wake,
+            leading=lambda: cluster.leader.leading,
             clock=clock,
         )
         gates.register(MILESTONE, Milestones(autopilot))
@@ -369,8 +399,6 @@ async def build(
                 qa.request(agent, trigger)
 
         limits = RateLimiter(config.limits, clock)
-        directory = NodeDirectory(config.node, storage.nodes)
-        shared = isinstance(storage.db, OpensSessions)  # several nodes may share it
         context = Context(
             supervisor,
             gates,
@@ -386,7 +414,17 @@ async def build(
         router = Router(
             Commands(context), People(config.users), storage.audit, clock, limits=limits
         )
-        cluster = Cluster(config, storage, router, bus, directory, clock)
+        cluster = Cluster(
+            config,
+            storage,
+            router,
+            bus,
+            directory,
+            clock,
+            instance=instance,
+            replies=replies,
+            steps=StepRunner(config.node.name, workshop, storage, clock),
+        )
         hooks = HookEndpoint(monitor.on_hook, key, task_done=control.agent_done)
         keep_events, keep_audit = _horizons(config)
         retention = Retention(
@@ -423,6 +461,8 @@ async def build(
             delivery=delivery,
             supervisor=supervisor,
             qa=qa,
+            builders=builders,
+            workshop=workshop,
             autopilot=autopilot,
             control=control,
             router=router,

@@ -21,7 +21,9 @@
         ├── Conflict             already running, over a limit, stale gate, ...
         │   └── UnsavedWork      removing a worktree would lose work not on its branch
         ├── AccessDenied         the person's role does not allow the command
-        └── RateLimited          the person ran too many commands of a kind this minute
+        ├── RateLimited          the person ran too many commands of a kind this minute
+        ├── NodeUnreachable      no node that can do it is heard from; nothing was done
+        └── StepInterrupted      a node died running an autopilot step; it may have acted
 
 A ``CommandError`` is the only exception whose text reaches a person. Everything else
 is logged with its traceback at one funnel (``bot.router``) and the person gets a short
@@ -133,3 +135,13 @@ class RateLimited(CommandError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NodeUnreachable(CommandError):
+    """The node that must do something (or every node that could) is not heard from, or
+    did not take it in time; nothing was done."""
+
+
+class StepInterrupted(CommandError):
+    """A node stopped while it carried out an autopilot step (its claim expired): the step
+    may have had effects, so it is resolved rather than repeated blindly."""

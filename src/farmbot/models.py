@@ -186,6 +186,9 @@ class RoutedCommand:
     reply: dict[str, Any] | None  # messages.Reply.to_json() once done
     created_at: float
     deadline: float  # the origin waits until then, by its own clock
+    kind: str = "command"  # "command": a person's text; "step": an autopilot step (JSON)
+    step_key: str | None = None  # the autopilot's record of the step it carries out
+    generation: int = 0  # of a step run again after it was cut short
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,6 +531,7 @@ class Wave:
     staging: str = ""  # how deploy_staging ended, for people
     prod: str = ""
     closed_at: float | None = None
+    deploys: int = 0  # deploys started (recorded before each starts)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,6 +10,8 @@ them one farm (``Cluster``, built in farmbot.build, run by farmbot.daemon):
 - routing.py: a command runs on the node that holds what it acts on, through rows
   claimed with ``FOR UPDATE SKIP LOCKED`` and woken by ``LISTEN/NOTIFY``; worker.py is
   the side of the node that runs them.
+- steps.py: the autopilot (on the leader) has its steps carried out on the nodes of its
+  builders and projects through the same rows (``RoutedBuilders``, ``StepRunner``).
 
 With SQLite there is one node: it leads from start to stop, runs every command itself
 and runs no loop of its own (``Cluster.shared`` is False); agents still record its name.
@@ -26,13 +28,27 @@ from farmbot.bus import EventBus
 from farmbot.cluster.leadership import ElectedLeader, LeaderDuties, Loop, SoleLeader
 from farmbot.cluster.nodes import Heartbeat, NodeDirectory, NodeWatcher
 from farmbot.cluster.routing import Dispatcher, Replies
+from farmbot.cluster.steps import RoutedBuilders, StepRunner
 from farmbot.cluster.worker import CommandWorker, Listener
 from farmbot.config.schema import Config
 from farmbot.messages import Incoming, Reply
 from farmbot.storage import Storage
 from farmbot.storage.db import OpensSessions
 
-__all__ = ["Cluster", "LeaderDuties", "NodeDirectory"]
+__all__ = [
+    "Cluster",
+    "LeaderDuties",
+    "NodeDirectory",
+    "Replies",
+    "RoutedBuilders",
+    "StepRunner",
+    "life_of",
+]
+
+
+def life_of(node: str) -> str:
+    """A name for this life of the node: its claims, distinct from an earlier life's."""
+    return f"{node}/{secrets.token_hex(4)}"
 
 
 class Cluster:
@@ -46,9 +62,15 @@ class Cluster:
         bus: EventBus,
         directory: NodeDirectory,
         clock: Callable[[], float] = time.time,
+        *,
+        instance: str | None = None,
+        replies: Replies | None = None,
+        steps: StepRunner | None = None,
     ) -> None:
+        """``instance`` and ``replies`` are shared with the autopilot's ``RoutedBuilders``
+        (built before this); ``steps`` carries out the autopilot steps routed here."""
         self.node = config.node.name
-        self.instance = f"{self.node}/{secrets.token_hex(4)}"  # this life of the node
+        self.instance = instance or life_of(self.node)  # this life of the node
         self.url = config.server.url  # the daemon sets the bound one
         self.directory = directory
         self._config = config
@@ -64,11 +86,11 @@ class Cluster:
             self.leader = SoleLeader()
             return
         self.leader = ElectedLeader(db, storage.nodes, self.node, config.node.down_after)
-        replies = Replies(storage)
+        replies = replies or Replies(storage)
         self._dispatcher = Dispatcher(
             config, router, storage, directory, replies, self.instance, clock
         )
-        self.worker = CommandWorker(config.node, router, storage, self.instance)
+        self.worker = CommandWorker(config.node, router, storage, self.instance, steps)
         held = [p.name for p in config.projects if p.held]
         self.heartbeat = Heartbeat(
             config.node,

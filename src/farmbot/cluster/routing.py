@@ -8,6 +8,9 @@ runs, ``Dispatcher.handle`` decides where from the parsed command, in one place:
   is answered in that agent's pane) or one holding the gate's project;
 - ``/spawn`` runs on the least-loaded node (fewest live agents) holding the project,
   this node when it is among the least loaded;
+- the autopilot decides on the leader, so ``/approve`` and ``/reject`` of a milestone
+  gate and ``/task assign`` run there (its steps reach the builders' nodes through
+  cluster/steps.py);
 - everything else runs here.
 
 Another node's command becomes a row (storage/routed.py) carrying the person's platform,
@@ -33,9 +36,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from farmbot.bot.commands import Approve, Reject, Spawn, parse
+from farmbot.bot.commands import Approve, AssignTask, Reject, Spawn, parse
 from farmbot.bot.router import Router, interrupted_notice
 from farmbot.cluster.nodes import NodeDirectory
 from farmbot.config.node import NodeConfig
@@ -44,10 +47,46 @@ from farmbot.errors import CommandError, StorageError
 from farmbot.messages import Incoming, Reply, ago
 from farmbot.models import NodeHealth, NodeState, RoutedCommand
 from farmbot.storage import Storage
+from farmbot.supervisor.autopilot import MILESTONE
 
 log = logging.getLogger(__name__)
 
 POLL = 1.0  # seconds between looks at the rows when no notification came (a safety net)
+
+
+def holders(project: str, states: Mapping[str, NodeState]) -> list[str]:
+    """The nodes holding ``project`` (live ones first), by the rows they heartbeat."""
+    found = [s for s in states.values() if project in s.node.projects]
+    found.sort(key=lambda s: (s.health is not NodeHealth.UP, s.name))
+    return [s.name for s in found]
+
+
+def least_loaded(project: str, states: Mapping[str, NodeState], here: str) -> str | None:
+    """Where a new agent of ``project`` goes: the node holding it that is up and runs the
+    fewest live agents -- ``here`` when it is among them, else the first by name; None
+    when no node holding it is up. ``/spawn`` and the autopilot's builders both go so."""
+    up = [n for n in holders(project, states) if states[n].health is NodeHealth.UP]
+    if not up:
+        return None
+    return min(up, key=lambda n: (states[n].agents, n != here, n))
+
+
+def quiet(state: NodeState) -> str:
+    """Why a node is not heard from, in words."""
+    if state.health is NodeHealth.STOPPED:
+        return "it was stopped"
+    return f"node down, quiet for {ago(state.node.quiet)}"
+
+
+def unheld(project: str, states: Mapping[str, NodeState]) -> str:
+    """Why no node can take work of ``project`` now."""
+    held = holders(project, states)
+    if not held:
+        return f"no node holds project {project}"
+    return (
+        f"project {project} is held only by node {', '.join(held)}, which is not heard"
+        f" from ({quiet(states[held[0]])})"
+    )
 
 
 class Replies:
@@ -142,12 +181,16 @@ class Dispatcher:
         states = {s.name: s for s in await self._directory.states()}
         if isinstance(command, Spawn):
             return await self._for_spawn(command, msg.text, states)
+        if isinstance(command, AssignTask):
+            return self._to_leader(msg.text, states)
         agent_id = getattr(command, "agent", None)
         project: str | None = None
         if isinstance(command, Approve | Reject):
             gate = await self._storage.gates.get_gate(command.gate)
             if gate is None:
                 return None
+            if gate.kind == MILESTONE:
+                return self._to_leader(msg.text, states)
             agent_id, project = gate.agent_id, gate.project
         if isinstance(agent_id, str):
             agent = await self._storage.agents.get_agent(agent_id)
@@ -155,9 +198,9 @@ class Dispatcher:
                 return self._reachable(agent.node, msg.text, states, f"{agent.id} runs on")
             return None
         if project is not None:
-            holders = self._holders(project, states)
-            if holders and self._node.name not in holders:
-                return self._reachable(holders[0], msg.text, states, f"project {project} is on")
+            held = holders(project, states)
+            if held and self._node.name not in held:
+                return self._reachable(held[0], msg.text, states, f"project {project} is on")
         return None
 
     async def _for_spawn(
@@ -168,18 +211,11 @@ class Dispatcher:
         )
         if project is None:
             return None
-        holders = self._holders(project, states)
-        up = [name for name in holders if states[name].health is NodeHealth.UP]
-        if not up:
-            if holders:
-                names = ", ".join(holders)
-                return Reply(
-                    f"project {project} is held only by node {names}, which is not heard"
-                    f" from ({self._quiet(states[holders[0]])}); try again when it is back",
-                    ok=False,
-                )
+        chosen = least_loaded(project, states, self._node.name)
+        if chosen is None:
+            if holders(project, states):
+                return Reply(f"{unheld(project, states)}; try again when it is back", ok=False)
             return None  # nobody holds it: the supervisor here says what is wrong
-        chosen = min(up, key=lambda n: (states[n].agents, n != self._node.name, n))
         if chosen == self._node.name:
             return None
         if command.project is None:  # the default project here may not be the default there
@@ -187,11 +223,14 @@ class Dispatcher:
             text = f"/spawn {command.kind.value}{number} {project}"
         return chosen, text
 
-    def _holders(self, project: str, states: dict[str, NodeState]) -> list[str]:
-        """The nodes holding ``project`` (live ones first), by the rows they heartbeat."""
-        found = [s for s in states.values() if project in s.node.projects]
-        found.sort(key=lambda s: (s.health is not NodeHealth.UP, s.name))
-        return [s.name for s in found]
+    def _to_leader(self, text: str, states: dict[str, NodeState]) -> tuple[str, str] | None:
+        """The leader's autopilot carries out milestone decisions and assignments (one
+        decider); here while no other node leads (a change of leader: whoever leads next
+        carries out what is recorded)."""
+        leader = next((s.name for s in states.values() if s.leader), None)
+        if leader is None or leader == self._node.name:
+            return None
+        return leader, text
 
     def _reachable(
         self, node: str, text: str, states: dict[str, NodeState], what: str
@@ -199,17 +238,11 @@ class Dispatcher:
         state = states.get(node)
         if state is not None and state.health is not NodeHealth.UP:
             return Reply(
-                f"{what} node {node}, which is not heard from ({self._quiet(state)});"
+                f"{what} node {node}, which is not heard from ({quiet(state)});"
                 " try again when it is back",
                 ok=False,
             )
         return node, text
-
-    @staticmethod
-    def _quiet(state: NodeState) -> str:
-        if state.health is NodeHealth.STOPPED:
-            return "it was stopped"
-        return f"node down, quiet for {ago(state.node.quiet)}"
 
     # waiting --------------------------------------------------------------------------
     async def _remote(self, target: str, msg: Incoming, text: str) -> Reply:

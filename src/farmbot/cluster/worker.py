@@ -5,7 +5,8 @@ a lease it renews while a command runs), runs each through this node's ``Router`
 person who sent it, and stores the reply for the node that waits. A row claimed again
 (``attempts`` > 1: this node died running it, or its lease ran out) is handed to the
 router as interrupted, which answers what happened instead of running it twice. As the
-node starts it also takes over what its earlier life had claimed.
+node starts it also takes over what its earlier life had claimed. The autopilot's steps
+come the same way and go to ``steps`` (cluster/steps.py) instead of the router.
 
 ``Listener`` holds a dedicated session that ``LISTEN``s for routed commands and their
 replies, and wakes the worker and the waiting commands (cluster/routing.py).
@@ -17,6 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from farmbot.bot.router import Router
 from farmbot.cluster.routing import POLL, Replies
@@ -33,13 +36,23 @@ log = logging.getLogger(__name__)
 AT_ONCE = 8  # routed commands a node runs concurrently
 PRUNE_AFTER = 86400.0  # seconds finished rows are kept
 
+Steps = Callable[[RoutedCommand], Awaitable[dict[str, Any]]]  # a claimed step -> its reply
+
 
 class CommandWorker:
     """This node's side of routing: claims its rows, runs them, stores the replies."""
 
-    def __init__(self, config: NodeConfig, router: Router, storage: Storage, claim: str) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        router: Router,
+        storage: Storage,
+        claim: str,
+        steps: Steps | None = None,
+    ) -> None:
         self._config = config
         self._router = router
+        self._steps = steps
         self._routed = storage.routed
         self._claim = claim  # this life of the node: an earlier life's claims are stale
         self._wake = asyncio.Event()
@@ -84,6 +97,9 @@ class CommandWorker:
             return []
 
     async def _run(self, command: RoutedCommand) -> None:
+        if command.kind == "step":
+            await self._step(command)
+            return
         try:
             interrupted = ""
             if command.attempts > 1:
@@ -113,6 +129,24 @@ class CommandWorker:
         finally:
             self._running.discard(command.id)
             self._wake.set()  # room for another
+
+    async def _step(self, command: RoutedCommand) -> None:
+        """An autopilot step: its runner answers an interrupted one itself."""
+        try:
+            if self._steps is None:
+                reply: dict[str, Any] = {
+                    "error": f"node {self._config.name} carries out no autopilot steps"
+                }
+            else:
+                reply = await self._steps(command)
+            self.ran += 1
+            if not await self._routed.answer_command(command.id, self._claim, reply, time.time()):
+                log.warning("routed step %d: the claim was lost; reply dropped", command.id)
+        except StorageError as exc:
+            log.error("routed step %d: the reply could not be stored: %s", command.id, exc)
+        finally:
+            self._running.discard(command.id)
+            self._wake.set()
 
     async def _renew(self) -> None:
         while True:

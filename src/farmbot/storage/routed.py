@@ -11,6 +11,12 @@ wait for or take the same row. ``NOTIFY`` wakes the nodes concerned in the same
 transaction as the write, so no one polls in the normal case: ``farmbot_commands``
 carries the target's name, ``farmbot_replies`` ``origin:id``. Leases and deadlines are
 the database's clock (``db.now_sql``).
+
+The autopilot's steps travel the same way (``kind`` 'step', the step as JSON in ``text``,
+sent as the person "autopilot"). A step carrying out a recorded state has that record's
+``step_key``: queueing it again finds the row already queued (a new leader takes up the
+step its predecessor queued instead of queueing it twice); a step cut short and run again
+on purpose gets the next ``generation``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from farmbot.storage.db import Database, Row, Tx, encode_json, now_sql
 
 COMMANDS_CHANNEL = "farmbot_commands"
 REPLIES_CHANNEL = "farmbot_replies"
+AUTOPILOT = "autopilot"  # the platform, user and name an autopilot step is sent as
+_LATEST_STEP = "SELECT * FROM routed_commands WHERE step_key = ? ORDER BY generation DESC LIMIT 1"
 
 
 class RoutedCommandStore(Protocol):
@@ -44,6 +52,25 @@ class RoutedCommandStore(Protocol):
         """Queue a command for ``target`` (waking it) that its origin waits ``wait``
         seconds for; the row already queued for the same ``source`` when there is one,
         whatever its state."""
+
+    async def submit_step(
+        self,
+        *,
+        origin: str,
+        target: str,
+        key: str | None,
+        text: str,
+        wait: float,
+        now: float,
+        again: bool = False,
+    ) -> RoutedCommand:
+        """Queue an autopilot step for ``target`` (waking it). With ``key``: the latest
+        step queued under it when there is one, whatever its target or state -- except
+        that one withdrawn before anyone claimed it is queued again (it never ran), and
+        with ``again`` one that is done is followed by its next generation."""
+
+    async def step_for(self, key: str) -> RoutedCommand | None:
+        """The latest generation of the step queued under ``key``, or None."""
 
     async def claim_commands(
         self, target: str, claim: str, lease: float, limit: int = 10, *, orphans: bool = False
@@ -115,6 +142,57 @@ class SqlRoutedCommandStore(RoutedCommandStore):
             else:
                 await self._notify(tx, COMMANDS_CHANNEL, target)
         return _command(row)
+
+    async def submit_step(
+        self,
+        *,
+        origin: str,
+        target: str,
+        key: str | None,
+        text: str,
+        wait: float,
+        now: float,
+        again: bool = False,
+    ) -> RoutedCommand:
+        async with self._db.transaction() as tx:
+            generation = 0
+            if key is not None:
+                latest = await tx.fetchone(_LATEST_STEP, (key,))
+                if latest is not None and latest["status"] == "cancelled":
+                    row = await tx.fetchone(
+                        "UPDATE routed_commands SET status = 'pending', origin = ?, target = ?,"
+                        f" text = ?, created_at = ?, deadline = {self._now} + ?, attempts = 0,"
+                        " claimed_by = NULL, claim = NULL, lease_until = NULL"
+                        " WHERE id = ? AND status = 'cancelled' RETURNING *",
+                        (origin, target, text, now, wait, latest["id"]),
+                    )
+                    if row is not None:
+                        await self._notify(tx, COMMANDS_CHANNEL, target)
+                        return _command(row)
+                    latest = await tx.fetchone(_LATEST_STEP, (key,))
+                if latest is not None and not (again and latest["status"] == "done"):
+                    return _command(latest)
+                generation = 1 if latest is None else int(latest["generation"]) + 1
+            row = await tx.fetchone(
+                "INSERT INTO routed_commands (origin, target, platform, user_id, chat,"
+                " display_name, text, button, kind, step_key, generation, status, created_at,"
+                f" deadline) VALUES (?, ?, ?, ?, '', ?, ?, ?, 'step', ?, ?, 'pending', ?,"
+                f" {self._now} + ?) ON CONFLICT (step_key, generation) WHERE step_key IS NOT NULL"
+                " DO NOTHING RETURNING *",
+                (origin, target, AUTOPILOT, AUTOPILOT, AUTOPILOT, text, False, key, generation,
+                 now, wait),
+            )  # fmt: skip
+            if row is None:  # queued under the key just now, by another
+                row = await tx.fetchone(_LATEST_STEP, (key,))
+                if row is None:
+                    raise RuntimeError(f"routed step {key!r} vanished")
+            else:
+                await self._notify(tx, COMMANDS_CHANNEL, target)
+        return _command(row)
+
+    async def step_for(self, key: str) -> RoutedCommand | None:
+        row = await self._db.fetchone(_LATEST_STEP, (key,))
+        return None if row is None else _command(row)
 
     async def claim_commands(
         self, target: str, claim: str, lease: float, limit: int = 10, *, orphans: bool = False
@@ -209,4 +287,7 @@ def _command(r: Row) -> RoutedCommand:
         reply=None if r["reply"] is None else json.loads(r["reply"]),
         created_at=float(r["created_at"]),
         deadline=float(r["deadline"]),
+        kind=str(r["kind"]),
+        step_key=None if r["step_key"] is None else str(r["step_key"]),
+        generation=int(r["generation"]),
     )

@@ -133,14 +133,15 @@ class SqlRunStore(RunStore):
 
     async def set_wave(self, wave: Wave, *, expect: WaveState, now: float) -> Wave | None:
         row = await self._db.fetchone(
-            "UPDATE waves SET state = ?, gate_id = ?, staging = ?, prod = ?, closed_at = ?"
-            " WHERE run_id = ? AND number = ? AND state = ? RETURNING *",
+            "UPDATE waves SET state = ?, gate_id = ?, staging = ?, prod = ?, closed_at = ?,"
+            " deploys = ? WHERE run_id = ? AND number = ? AND state = ? RETURNING *",
             (
                 wave.state.value,
                 wave.gate_id,
                 wave.staging,
                 wave.prod,
                 wave.closed_at,
+                wave.deploys,
                 wave.run_id,
                 wave.number,
                 expect.value,

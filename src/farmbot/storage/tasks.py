@@ -41,6 +41,15 @@ class NewTask:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """A builder the autopilot named (and recorded) before it was spawned, and where."""
+
+    project: str
+    number: int
+    node: str = ""  # the node it is spawned on ("": before there were nodes)
+
+
+@dataclass(frozen=True, slots=True)
 class PromptDraft:
     """A prompt queued with a task's move (typed once its agent is ready)."""
 
@@ -97,11 +106,14 @@ class TaskStore(Protocol):
     async def history(self, task_id: int) -> list[TaskChange]:
         """A task's transitions, oldest first."""
 
-    async def reserve_agent(self, agent_id: str, project: str, number: int, now: float) -> None:
-        """Record a builder as the autopilot's (before it is spawned)."""
+    async def reserve_agent(
+        self, agent_id: str, project: str, number: int, now: float, node: str = ""
+    ) -> None:
+        """Record a builder as the autopilot's, and the node it goes to (before it is
+        spawned there)."""
 
-    async def autopilot_agents(self) -> dict[str, tuple[str, int]]:
-        """The autopilot's builders: agent id -> (project, number)."""
+    async def autopilot_agents(self) -> dict[str, Reservation]:
+        """The autopilot's builders, by agent id."""
 
 
 class SqlTaskStore(TaskStore):
@@ -232,16 +244,23 @@ class SqlTaskStore(TaskStore):
             for r in found
         ]
 
-    async def reserve_agent(self, agent_id: str, project: str, number: int, now: float) -> None:
+    async def reserve_agent(
+        self, agent_id: str, project: str, number: int, now: float, node: str = ""
+    ) -> None:
         await self._db.execute(
-            "INSERT INTO autopilot_agents (agent_id, project, number, created_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (agent_id) DO NOTHING",
-            (agent_id, project, number, now),
+            "INSERT INTO autopilot_agents (agent_id, project, number, node, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (agent_id) DO NOTHING",
+            (agent_id, project, number, node, now),
         )
 
-    async def autopilot_agents(self) -> dict[str, tuple[str, int]]:
-        found = await self._db.fetchall("SELECT agent_id, project, number FROM autopilot_agents")
-        return {str(r["agent_id"]): (str(r["project"]), int(r["number"])) for r in found}
+    async def autopilot_agents(self) -> dict[str, Reservation]:
+        found = await self._db.fetchall(
+            "SELECT agent_id, project, number, node FROM autopilot_agents"
+        )
+        return {
+            str(r["agent_id"]): Reservation(str(r["project"]), int(r["number"]), str(r["node"]))
+            for r in found
+        }
 
     async def _select(self, sql: str, params: Sequence[Any] = ()) -> list[Task]:
         async with self._db.transaction() as tx:

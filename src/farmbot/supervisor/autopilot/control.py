@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from farmbot.errors import Conflict, NotFound, UsageError
+from farmbot.errors import CommandError, Conflict, NotFound, UsageError
 from farmbot.events import ModeChanged, RunStarted, RunStateChanged, TaskAdded
 from farmbot.models import (
     AgentKind,
@@ -180,12 +180,13 @@ class Control:
         pc = ap.project(task.project)
         if task.branch and task.base_branch:
             base = f"refs/heads/{task.base_branch}"
-            try:
+            try:  # in the checkout that holds its branch, wherever that is
+                checkout = await ap.checkout(task)
                 if task.state is TaskState.DONE and task.land_base and task.landed_commit:
-                    commits = await git.commits(pc.path, task.land_base, task.branch)
+                    commits = await checkout.commits(task.land_base, task.branch)
                 else:
-                    commits = await git.commits(pc.path, base, task.branch)
-            except git.GitError:
+                    commits = await checkout.commits(base, task.branch)
+            except (git.GitError, CommandError):
                 commits = []
         qa = "not verified yet"
         if task.qa_run_id is not None:
@@ -290,7 +291,7 @@ class Control:
             ]
             if held:
                 raise Conflict(f"{agent_id} works on task {held[0]}; one task at a time")
-            if not await git.current_branch(pc.path) and not pc.base_branch:
+            if await ap.base_of(pc, agent.node) is None and not pc.base_branch:
                 raise Conflict(f"project {pc.name} has no base branch checked out; set base_branch")
             moved = await ap.give(pc, task, agent_id, by)
             if moved is None:
@@ -317,9 +318,11 @@ class Control:
                 f"the autopilot is off for project {project}; /autopilot {project} observe "
                 "(or fix_forward, auto_staging, auto_prod) first"
             )
-        if not await git.current_branch(pc.path) and not pc.base_branch:
-            raise Conflict(f"project {project} is not a git repository with a branch checked out")
-        if await ap.base_of(pc) is None:
+        if await ap.base_of(pc) is None:  # in a checkout of it, on a node that holds it
+            if not pc.base_branch:
+                raise Conflict(
+                    f"project {project} is not a git repository with a branch checked out"
+                )
             raise Conflict(f"project {project}: the base branch {pc.base_branch} does not exist")
         async with ap.lock:
             if (run := await ap.runs.open_run(project)) is not None:

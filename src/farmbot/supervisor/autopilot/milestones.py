@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from farmbot.config.schema import ProjectConfig
+from farmbot.errors import CommandError
 from farmbot.models import AutopilotMode, Decision, Gate, QaRun, Run, Task, TaskState, Wave
 from farmbot.supervisor.autopilot import repo as git
+from farmbot.supervisor.autopilot.builders import Checkout
 
 if TYPE_CHECKING:
     from farmbot.supervisor.autopilot.runner import Autopilot
@@ -51,8 +53,10 @@ class Milestones:
         return await self._autopilot.decide_wave(gate)
 
 
-async def task_gate(pc: ProjectConfig, task: Task, qa: QaRun | None) -> tuple[str, str]:
-    """The title and text of a task's milestone gate."""
+async def task_gate(
+    pc: ProjectConfig, task: Task, qa: QaRun | None, checkout: Checkout
+) -> tuple[str, str]:
+    """The title and text of a task's milestone gate (``checkout``: where its branch is)."""
     title = f"task {task.id} is ready to land: {task.title}"
     land = _land_words(pc, task.base_branch or "?")
     lines = [
@@ -64,14 +68,19 @@ async def task_gate(pc: ProjectConfig, task: Task, qa: QaRun | None) -> tuple[st
     if task.note:
         lines.append(f"note: {task.note}")
     lines.append(qa_line(pc, qa))
-    lines += await _changes(pc, f"refs/heads/{task.base_branch}", task.branch or "")
+    lines += await _changes(checkout, f"refs/heads/{task.base_branch}", task.branch or "")
     return title, "\n".join(lines)
 
 
 async def wave_gate(
-    pc: ProjectConfig, run: Run, wave: Wave, in_wave: Sequence[Task], mode: AutopilotMode
+    pc: ProjectConfig,
+    run: Run,
+    wave: Wave,
+    in_wave: Sequence[Task],
+    mode: AutopilotMode,
+    checkout: Checkout,
 ) -> tuple[str, str]:
-    """The title and text of a wave's milestone gate."""
+    """The title and text of a wave's milestone gate (``checkout``: where it landed)."""
     landed = [t for t in in_wave if t.state is TaskState.DONE]
     more = [t for t in in_wave if t.state is not TaskState.DONE]
     then = (
@@ -91,7 +100,7 @@ async def wave_gate(
         first = min(landed, key=lambda t: t.landed_at or 0.0)
         last = max(landed, key=lambda t: t.landed_at or 0.0)
         if first.land_base and last.landed_commit:
-            lines += await _changes(pc, first.land_base, last.landed_commit, three_dots=False)
+            lines += await _changes(checkout, first.land_base, last.landed_commit, three_dots=False)
     return title, "\n".join(lines)
 
 
@@ -102,13 +111,13 @@ async def gate_diff(autopilot: Autopilot, gate: Gate) -> tuple[str, str]:
         task = await tasks.get_task(int(gate.payload["task"]))
         if task is None or not task.branch:
             return "no diff: the task has no branch", ""
-        pc = autopilot.project(task.project)
+        checkout = await autopilot.checkout(task)
         if task.state is TaskState.DONE and task.land_base and task.landed_commit:
             what = f"task {task.id} as it landed ({task.land_base[:10]}..{task.landed_commit[:10]})"
-            return what, await git.diff(pc.path, task.land_base, task.landed_commit)
+            return what, await checkout.diff(task.land_base, task.landed_commit)
         base = f"refs/heads/{task.base_branch}"
-        return f"task {task.id}: {task.base_branch}...{task.branch}", await git.diff(
-            pc.path, base, task.branch
+        return f"task {task.id}: {task.base_branch}...{task.branch}", await checkout.diff(
+            base, task.branch
         )
     run = await autopilot.runs.get_run(int(gate.payload["run"]))
     if run is None:
@@ -124,27 +133,20 @@ async def gate_diff(autopilot: Autopilot, gate: Gate) -> tuple[str, str]:
     first = min(landed, key=lambda t: t.landed_at or 0.0)
     last = max(landed, key=lambda t: t.landed_at or 0.0)
     assert first.land_base and last.landed_commit
-    pc = autopilot.project(run.project)
+    node = await autopilot.node_of(last.agent_id, run.project)
+    checkout = Checkout(autopilot.builders, node, run.project)
     what = f"wave {number} of run {run.id} ({first.land_base[:10]}..{last.landed_commit[:10]})"
-    return what, await _plain_diff(pc, first.land_base, last.landed_commit)
-
-
-async def _plain_diff(pc: ProjectConfig, old: str, new: str) -> str:
-    done = await git.git(pc.path, "diff", old, new)
-    return done.out
+    return what, await checkout.diff(first.land_base, last.landed_commit, three_dots=False)
 
 
 async def _changes(
-    pc: ProjectConfig, base: str, head: str, *, three_dots: bool = True
+    checkout: Checkout, base: str, head: str, *, three_dots: bool = True
 ) -> list[str]:
     """Commits and diffstat between ``base`` and ``head``, as lines."""
     try:
-        found = await git.commits(pc.path, base, head, limit=COMMITS_SHOWN + 1)
-        if three_dots:
-            stat = await git.diffstat(pc.path, base, head)
-        else:
-            stat = await git.must(pc.path, "diff", "--stat=100", base, head)
-    except git.GitError as exc:
+        found = await checkout.commits(base, head, limit=COMMITS_SHOWN + 1)
+        stat = await checkout.diffstat(base, head, three_dots=three_dots)
+    except (git.GitError, CommandError) as exc:
         return [f"(git could not show the changes: {exc})"]
     lines = [f"commits ({len(found) if len(found) <= COMMITS_SHOWN else 'more than 20'}):"]
     lines += [f"  {sha[:10]} {subject}" for sha, subject in found[:COMMITS_SHOWN]]

@@ -4,8 +4,10 @@ Within a run it releases tasks whose dependencies are done (or blocks them, sayi
 once per cause), has the assigner hand ready tasks to builders, settles waves -- a gate,
 a deploy, or closing, as the project's mode says -- and finishes the run when nothing
 more can happen in it. The caller (``Autopilot.tick``, or a person's decision) holds the
-autopilot's lock. A deploy is recorded (wave ``staging`` or ``prod``) before it starts,
-so it never starts twice; one that a restart cut short is reported, not repeated.
+autopilot's lock. A deploy is recorded (wave ``staging`` or ``prod``, and its number)
+before it starts, so it never starts twice; one that a restart cut short is reported, not
+repeated. On a farm of nodes it runs on a node holding the project, as a recorded step: a
+new leader finds a deploy its predecessor started and waits for its end instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from farmbot.config.schema import ProjectConfig
+from farmbot.errors import NodeUnreachable, StepInterrupted
 from farmbot.events import Deployed, RunBlocked, RunFinished, WaveDone
 from farmbot.models import (
     AgentKind,
@@ -33,6 +36,8 @@ from farmbot.models import (
 )
 from farmbot.supervisor.autopilot import assigner, landing, milestones, waves
 from farmbot.supervisor.autopilot import tasks as tm
+from farmbot.supervisor.autopilot.builders import Checkout
+from farmbot.supervisor.autopilot.steps import Deploy
 
 if TYPE_CHECKING:
     from farmbot.supervisor.autopilot.runner import Autopilot, Job
@@ -49,6 +54,7 @@ class RunPilot:
     def __init__(self, autopilot: Autopilot) -> None:
         self.ap = autopilot
         self.busy_waves: set[tuple[int, int]] = set()  # waves whose deploy runs now
+        self._waiting: dict[str, str] = {}  # project -> why its tasks are not handed out
 
     # -- runs and waves (the lock is held) ------------------------------------------------
     async def step(self, pc: ProjectConfig, run: Run) -> list[Job]:
@@ -147,10 +153,12 @@ class RunPilot:
         holding = {t.agent_id for t in view.tasks.values() if t.state.holds_agent}
         now = ap.clock()
         agents = list(view.agents.values())
+        up = await ap.builders.up()  # a builder on a node not heard from takes nothing
         free = [
             assigner.Builder(a.id, a.project, a.profile)
             for a in agents
             if a.id in ap.mine
+            and (up is None or a.node in up)
             and a.project == pc.name
             and a.desired is DesiredState.RUNNING
             and a.state is AgentState.IDLE
@@ -175,8 +183,15 @@ class RunPilot:
         )
         plan = assigner.plan(ready, free, capacity)
         by_id = {t.id: t for t in ready}
-        for pick in plan.picks:
-            await ap.give(pc, by_id[pick.task_id], pick.agent_id, "autopilot")
+        try:
+            for pick in plan.picks:
+                await ap.give(pc, by_id[pick.task_id], pick.agent_id, "autopilot")
+        except NodeUnreachable as exc:  # no node holding the project is up: wait for one
+            if self._waiting.get(pc.name) != str(exc):
+                log.warning("project %s: no task handed out: %s", pc.name, exc)
+            self._waiting[pc.name] = str(exc)
+        else:
+            self._waiting.pop(pc.name, None)
 
     async def _settle(
         self,
@@ -200,9 +215,11 @@ class RunPilot:
                 await self._open_wave_gate(pc, run, wave, in_wave)
             else:
                 return await self._start_deploy(pc, run, wave, WaveState.STAGING)
-        elif wave.state is WaveState.STAGING:
-            await self._after_deploy(pc, run, wave, None)
-        elif wave.state is WaveState.PROD:
+        elif wave.state in (WaveState.STAGING, WaveState.PROD):
+            # Nothing here deploys it: a restart cut it short -- or, on a farm of nodes,
+            # another leader started it, and the recorded step is taken up.
+            if ap.builders.durable:
+                return self._deploy_job(pc, run, wave)
             await self._after_deploy(pc, run, wave, None)
         elif wave.state is WaveState.GATE:
             gate = await ap.gates.find(wave.gate_id) if wave.gate_id is not None else None
@@ -217,7 +234,11 @@ class RunPilot:
     ) -> None:
         ap = self.ap
         mode, _ = await ap.mode(pc.name)
-        title, detail = await milestones.wave_gate(pc, run, wave, in_wave, mode)
+        landed = [t for t in in_wave if t.state is TaskState.DONE]
+        last = max(landed, key=lambda t: t.landed_at or 0.0) if landed else None
+        node = await ap.node_of(last.agent_id if last else None, pc.name)
+        checkout = Checkout(ap.builders, node, pc.name)
+        title, detail = await milestones.wave_gate(pc, run, wave, in_wave, mode, checkout)
         gate = await ap.gates.open(
             milestones.MILESTONE,
             title,
@@ -255,16 +276,21 @@ class RunPilot:
         """Record that a wave's deploy starts (so it never starts twice), then start it."""
         ap = self.ap
         started = await ap.runs.set_wave(
-            dataclasses.replace(wave, state=state), expect=wave.state, now=ap.clock()
+            dataclasses.replace(wave, state=state, deploys=wave.deploys + 1),
+            expect=wave.state,
+            now=ap.clock(),
         )
         if started is None:
             return None
+        return self._deploy_job(pc, run, started)
+
+    def _deploy_job(self, pc: ProjectConfig, run: Run, wave: Wave) -> Job:
         key = (run.id, wave.number)
         self.busy_waves.add(key)
 
         async def job() -> None:
             try:
-                await self._deploy(pc, run, started)
+                await self._deploy(pc, run, wave)
             except Exception:
                 log.exception("deploy of run %s wave %s failed", *key)
             finally:
@@ -273,18 +299,21 @@ class RunPilot:
         return job()
 
     async def _deploy(self, pc: ProjectConfig, run: Run, wave: Wave) -> None:
+        """Deploy on a node holding the project (``ran`` None: it was cut short there)."""
         ap = self.ap
-        command = pc.deploy_staging if wave.state is WaveState.STAGING else pc.deploy_prod
-        assert command is not None
-        base = await ap.base_of(pc)
-        env = {
-            "FARMBOT_PROJECT": pc.name,
-            "FARMBOT_RUN": str(run.id),
-            "FARMBOT_WAVE": str(wave.number),
-            "FARMBOT_BASE_BRANCH": base[0] if base else "",
-            "FARMBOT_COMMIT": base[1] if base else "",
-        }
-        ran = await landing.run_command(command, pc.path, env, ap.config.qa.timeout)
+        staging = wave.state is WaveState.STAGING
+        command = (pc.deploy_staging if staging else pc.deploy_prod) or ""
+        step = Deploy(pc.name, run.id, wave.number, "staging" if staging else "prod")
+        key = f"autopilot:run-{run.id}:wave-{wave.number}:deploy-{wave.deploys}"
+        ran: landing.CommandRun | None
+        try:
+            node = await ap.builders.holder(pc.name)
+            ran = await ap.builders.run(node, step, key if ap.builders.durable else None)
+        except StepInterrupted as exc:
+            log.warning("run %s wave %s: %s", run.id, wave.number, exc)
+            ran = None
+        except NodeUnreachable as exc:
+            ran = landing.CommandRun(command, None, False, f"not run: {exc}")
         async with ap.lock:
             await self._after_deploy(pc, run, wave, ran)
 

@@ -18,6 +18,12 @@ repeated. After a restart or ``kill -9`` the next tick picks up where the rows s
 One decider at a time: the tick, the jobs' results and people's decisions take ``_lock``;
 the helpers below it assume it is held. Verifications, landings and deploys run as jobs
 outside it (``run`` owns them in a TaskGroup; ``step`` runs a tick and waits for them).
+
+Where the work happens is ``builders`` (builders.py): on one node everything is here; on
+a farm of nodes the autopilot runs on the leader only (``leading``) and each builder runs
+on a node holding its project, where its start, verification, landing and retirement
+are carried out (cluster/steps.py). What the autopilot learns about builders it reads
+from the database (their rows, prompts and QA runs are shared), never from the bus.
 """
 
 from __future__ import annotations
@@ -29,12 +35,18 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from farmbot.bus import EventBus
 from farmbot.config.schema import DEFAULT_TASK_PROMPT, Config, ProjectConfig
-from farmbot.errors import CommandError, NotFound, StorageError, TmuxError, UnsavedWork
+from farmbot.errors import (
+    CommandError,
+    NodeUnreachable,
+    NotFound,
+    StepInterrupted,
+    StorageError,
+    TmuxError,
+)
 from farmbot.events import TaskNotLanded
 from farmbot.models import (
     Agent,
@@ -58,10 +70,11 @@ from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.autopilot import landing, milestones
 from farmbot.supervisor.autopilot import repo as git
 from farmbot.supervisor.autopilot import tasks as tm
+from farmbot.supervisor.autopilot.builders import Builders, Checkout
 from farmbot.supervisor.autopilot.pilot import RunPilot
+from farmbot.supervisor.autopilot.steps import Base, Land, Retire, Start, Verify
 from farmbot.supervisor.gates import Gates
 from farmbot.supervisor.prompts import clean_prompt
-from farmbot.supervisor.qa import QaRunner
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +105,15 @@ class Autopilot:
         prompts: PromptStore,
         qa_runs: QaRunStore,
         supervisor: Supervisor,
+        builders: Builders,
         gates: Gates,
-        qa: QaRunner,
         bus: EventBus,
         wake_delivery: Callable[[], None] = lambda: None,
+        leading: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``leading``: whether this node's autopilot is the one that decides (the
+        leader's; with one node, always)."""
         self.config = config
         self.tasks = tasks
         self.runs = runs
@@ -105,10 +121,11 @@ class Autopilot:
         self.bus = bus
         self.gates = gates
         self.supervisor = supervisor
+        self.builders = builders
         self.clock = clock
+        self.leading = leading
         self._prompts = prompts
         self._qa_runs = qa_runs
-        self._qa = qa
         self._wake_delivery = wake_delivery
         self.lock = asyncio.Lock()  # one decider at a time; jobs run outside it
         self._landing: dict[str, asyncio.Lock] = {}  # one landing per project at a time
@@ -142,12 +159,17 @@ class Autopilot:
         }
 
     async def load(self) -> None:
-        """Take up the builders the autopilot spawned before a restart."""
+        """Take up the builders the autopilot spawned before a restart (or, on a farm,
+        those another leader spawned)."""
         self.mine = set(await self.tasks.autopilot_agents())
 
     def owns(self, agent_id: str) -> bool:
         """Whether the autopilot spawned this builder (it verifies their work itself)."""
         return agent_id in self.mine
+
+    def adopt(self, agent_id: str) -> None:
+        """A builder was started for the autopilot on this node (perhaps by another's)."""
+        self.mine.add(agent_id)
 
     def wake(self) -> None:
         """Tick now rather than at the next period."""
@@ -164,6 +186,10 @@ class Autopilot:
     # -- the loop -------------------------------------------------------------------------
     async def run(self, every: float) -> None:
         """Tick every ``every`` seconds (sooner when woken), running the jobs it starts."""
+        try:
+            await self.load()  # a term as leader: another leader may have spawned builders
+        except StorageError as exc:
+            log.warning("autopilot: could not read its builders: %s", exc)
         async with asyncio.TaskGroup() as group:
             while True:
                 self._wake.clear()
@@ -245,11 +271,35 @@ class Autopilot:
         sup = self.config.supervisor
         return tm.Policy(mode, sup.max_attempts, sup.task_timeout)
 
-    async def base_of(self, pc: ProjectConfig) -> tuple[str, str] | None:
-        """The project's base branch and its tip, or None when there is none."""
-        branch = pc.base_branch or await git.current_branch(pc.path)
-        commit = await git.branch_tip(pc.path, branch) if branch else None
-        return (branch, commit) if branch and commit else None
+    async def base_of(self, pc: ProjectConfig, node: str = "") -> tuple[str, str] | None:
+        """The project's base branch and its tip in ``node``'s checkout (a node holding
+        the project when not given), or None when there is none."""
+        return await self.builders.run(node or await self.builders.holder(pc.name), Base(pc.name))
+
+    async def node_of(self, agent_id: str | None, project: str) -> str:
+        """The node a builder runs on (or was placed on); a node holding the project when
+        it is not known."""
+        agent = await self.agents.get_agent(agent_id) if agent_id else None
+        if agent is not None and agent.node:
+            return agent.node
+        reserved = (await self.tasks.autopilot_agents()).get(agent_id or "")
+        if reserved is not None and reserved.node:
+            return reserved.node
+        return await self.builders.holder(project)
+
+    async def checkout(self, task: Task) -> Checkout:
+        """The checkout that holds the task's branch: the one of its builder's node."""
+        return Checkout(
+            self.builders, await self.node_of(task.agent_id, task.project), task.project
+        )
+
+    async def step_key(self, task: Task, what: str) -> str | None:
+        """The key of a step carrying out the task's current state (None with one node):
+        asked again under it, the step is not done twice (builders.Builders.run)."""
+        if not self.builders.durable:
+            return None
+        entries = [h.id for h in await self.tasks.history(task.id) if h.state is task.state]
+        return f"autopilot:task-{task.id}:{what}:{entries[-1] if entries else 0}"
 
     # -- moving a task (the lock is held) ----------------------------------------------
     async def move(self, task: Task, happening: tm.Happening) -> Task | None:
@@ -295,15 +345,14 @@ class Autopilot:
 
     async def _retire(self, agent_id: str) -> None:
         """Stop one of the autopilot's builders and remove its worktree (the branch stays)."""
-        if agent_id not in self.mine or await self.agents.get_agent(agent_id) is None:
+        agent = await self.agents.get_agent(agent_id)
+        if agent_id not in self.mine or agent is None:
             return  # a person's builder is theirs to stop
         try:
-            try:
-                await self.supervisor.kill(agent_id, "autopilot", remove=True)
-            except UnsavedWork as exc:  # stopped all the same; the worktree waits for a person
-                log.warning("%s: stopping it, keeping its worktree: %s", agent_id, exc)
-                await self.supervisor.kill(agent_id, "autopilot")
-        except CommandError as exc:
+            await self.builders.run(
+                agent.node or self.builders.here, Retire(agent.project, agent_id)
+            )
+        except (CommandError, TmuxError) as exc:
             log.warning("could not retire %s: %s", agent_id, exc)
 
     async def agent_free(self, task: Task) -> bool:
@@ -329,7 +378,8 @@ class Autopilot:
             # Nothing is landing it (landings of this process are busy): a restart cut it
             # short. A git landing runs again (it sees work that already landed); a
             # land_command may have run, so a person decides.
-            if self.project(task.project).land == "command":
+            # Recorded steps (a farm of nodes) are found again: the landing is taken up.
+            if self.project(task.project).land == "command" and not self.builders.durable:
                 why = "the land command was cut short (farmbot restarted); it may have run"
                 await self.move(task, tm.LandRefused(why))
             else:
@@ -377,13 +427,14 @@ class Autopilot:
     async def _ahead(self, task: Task) -> int:
         if not task.branch or not task.base_branch:
             return 0
-        pc = self.project(task.project)
-        return len(await git.commits(pc.path, f"refs/heads/{task.base_branch}", task.branch))
+        checkout = await self.checkout(task)
+        return len(await checkout.commits(f"refs/heads/{task.base_branch}", task.branch))
 
     async def hand_over(self, task: Task, agent: Agent | None) -> None:
         """Carry out a recorded assignment: the builder, its branch, then the task prompt.
 
-        Each step looks at what is there first, so a tick after a crash finishes it.
+        Each step looks at what is there first, so a tick after a crash finishes it; the
+        builder is started on the node it was placed on (its reservation says which).
         """
         pc = self.project(task.project)
         agent_id = task.agent_id
@@ -393,17 +444,21 @@ class Autopilot:
         if agent is not None and (agent.desired is DesiredState.STOPPED or not agent.state.is_live):
             await self.move(task, tm.Lost(f"{agent_id} was gone before it got the task", None))
             return
+        reserved = (await self.tasks.autopilot_agents()).get(agent_id)
+        if agent is None and reserved is None:
+            await self.move(task, tm.Lost(f"{agent_id} is gone", None))
+            return
+        node = (agent.node if agent is not None else "") or (reserved.node if reserved else "")
+        number = agent.number if agent is not None else reserved.number if reserved else None
+        start = task.base_commit or f"refs/heads/{task.base_branch}"
+        step = Start(pc.name, task.id, agent_id, number or 0, task.branch, start)
         try:
+            await self.builders.run(
+                node or self.builders.here, step, await self.step_key(task, "start")
+            )
+            agent = await self.agents.get_agent(agent_id)
             if agent is None:
-                reserved = (await self.tasks.autopilot_agents()).get(agent_id)
-                if reserved is None:
-                    await self.move(task, tm.Lost(f"{agent_id} is gone", None))
-                    return
-                agent = await self.supervisor.spawn(
-                    AgentKind.BUILDER, reserved[1], pc.name, "autopilot", builder_prompt=False
-                )
-            start = task.base_commit or f"refs/heads/{task.base_branch}"
-            await git.switch(Path(agent.workdir), task.branch, start)
+                raise NotFound(f"{agent_id} was started but has no row")
         except (CommandError, TmuxError, git.GitError) as exc:
             log.warning("task %s: could not hand it to %s: %s", task.id, agent_id, exc)
             await self.move(task, tm.Unassign(f"could not start it on {agent_id}: {exc}"))
@@ -435,7 +490,9 @@ class Autopilot:
 
     async def _open_task_gate(self, task: Task) -> None:
         pc = self.project(task.project)
-        title, detail = await milestones.task_gate(pc, task, await self.qa_run(task))
+        title, detail = await milestones.task_gate(
+            pc, task, await self.qa_run(task), await self.checkout(task)
+        )
         gate = await self.gates.open(
             milestones.MILESTONE,
             title,
@@ -464,6 +521,9 @@ class Autopilot:
         async def job() -> None:
             try:
                 await work
+            except (NodeUnreachable, StepInterrupted) as exc:  # its node is away: wait for it
+                log.warning("task %s: %s; tried again later", task_id, exc)
+                self.later(task_id)
             except Exception:  # one job's bug must not stop the autopilot
                 log.exception("autopilot job for task %s failed; retried later", task_id)
                 self.later(task_id)
@@ -478,7 +538,11 @@ class Autopilot:
             return
         pc = self.project(task.project)
         agent = await self.agents.get_agent(task.agent_id or "")
-        run = await self._qa.run_for(agent, f"task {task.id}") if pc.verify and agent else None
+        run = None
+        if pc.verify and agent is not None:  # in its worktree, on its node
+            verify = Verify(pc.name, task.id, agent.id)
+            node = agent.node or self.builders.here
+            run = await self.builders.run(node, verify, await self.step_key(task, "verify"))
         self.verified += 1
         async with self.lock:
             fresh = await self.tasks.get_task(task_id)
@@ -513,37 +577,13 @@ class Autopilot:
             return await self._landed(fresh, result, by)
 
     async def _do_land(self, pc: ProjectConfig, task: Task) -> landing.Landing:
-        assert task.branch and task.base_branch
-        where = self.config.server.state_dir / "worktrees" / pc.name / landing.LANDING_DIR
-        if pc.land in ("merge", "rebase"):
-            return await landing.land_git(
-                pc.path,
-                where,
-                branch=task.branch,
-                base_branch=task.base_branch,
-                how="merge" if pc.land == "merge" else "rebase",
-                message=f"Land task {task.id}: {task.title}\n\nfarmbot autopilot: {task.reason}",
-            )
-        head = await git.branch_tip(pc.path, task.branch)
-        if head is None:
-            return landing.Landing("refused", f"branch {task.branch} does not exist")
+        """Land it in the repository that holds its branch (its builder's node)."""
+        step = Land(pc.name, task.id, command=pc.land == "command")
+        node = await self.node_of(task.agent_id, task.project)
         try:
-            await git.ensure_detached(pc.path, where, head)
-        except git.GitError as exc:
-            return landing.Landing("refused", str(exc))
-        assert pc.land_command is not None
-        env = {
-            "FARMBOT_PROJECT": pc.name,
-            "FARMBOT_TASK": str(task.id),
-            "FARMBOT_TASK_TITLE": task.title,
-            "FARMBOT_BRANCH": task.branch,
-            "FARMBOT_BASE_BRANCH": task.base_branch,
-            "FARMBOT_COMMIT": head,
-        }
-        ran = await landing.run_command(pc.land_command, where, env, self.config.qa.timeout)
-        if not ran.passed:
-            return landing.Landing("conflict", f"`{pc.land_command}` {ran.outcome}:\n{ran.tail}")
-        return landing.Landing("landed", ran.tail, head, head, (head,), "land_command")
+            return await self.builders.run(node, step, await self.step_key(task, "land"))
+        except StepInterrupted as exc:  # a land command that may have run: a person decides
+            return landing.Landing("refused", f"{exc}; the land command may have run")
 
     async def _landed(self, task: Task, result: landing.Landing, by: str) -> Task | None:
         if result.outcome == "landed":
@@ -577,24 +617,36 @@ class Autopilot:
     async def give(
         self, pc: ProjectConfig, task: Task, agent_id: str | None, by: str
     ) -> Task | None:
-        """Record an assignment, then carry it out (``agent_id`` None: a new builder)."""
-        base = await self.base_of(pc)
+        """Record an assignment, then carry it out (``agent_id`` None: a new builder).
+
+        A new builder is placed first (``Builders.place``: the node where the task's branch
+        is, else the least-loaded node holding the project), and the task branches from
+        the base in that node's checkout. Only the deciding autopilot carries it out; on
+        another node the assignment is recorded and the leader's next tick hands it over.
+        """
+        if agent_id is None:
+            home = await self.node_of(task.agent_id, pc.name) if task.branch else None
+            node = await self.builders.place(pc.name, home)
+        else:
+            node = await self.node_of(agent_id, pc.name)
+        base = await self.base_of(pc, node)
         if base is None:
             log.warning("project %s: no base branch to branch task %s from", pc.name, task.id)
             return None
         if agent_id is None:
-            agent_id = await self._reserve(pc)
+            agent_id = await self._reserve(pc, node)
         branch = f"farmbot/task-{task.id}"
         moved = await self.move(task, tm.Assign(agent_id, branch, base[0], base[1], by))
-        if moved is not None:
+        if moved is not None and self.leading():
             await self.hand_over(moved, await self.agents.get_agent(agent_id))
             moved = await self.tasks.get_task(task.id)
         return moved
 
-    async def _reserve(self, pc: ProjectConfig) -> str:
-        """Name a new builder for the project and record it as the autopilot's."""
+    async def _reserve(self, pc: ProjectConfig, node: str) -> str:
+        """Name a new builder for the project and record it as the autopilot's, on
+        ``node``, before it is spawned there."""
         reserved = await self.tasks.autopilot_agents()
-        numbers = [n for project, n in reserved.values() if project == pc.name]
+        numbers = [r.number for r in reserved.values() if r.project == pc.name]
         numbers += [
             a.number
             for a in await self.agents.list_agents(pc.name)
@@ -602,7 +654,7 @@ class Autopilot:
         ]
         number = max(numbers, default=0) + 1
         agent_id = self.supervisor.agent_id(AgentKind.BUILDER, number, pc.name)
-        await self.tasks.reserve_agent(agent_id, pc.name, number, self.clock())
+        await self.tasks.reserve_agent(agent_id, pc.name, number, self.clock(), node=node)
         self.mine.add(agent_id)
         return agent_id
 
@@ -622,6 +674,8 @@ class Autopilot:
 
     async def decide_wave(self, gate: Gate) -> str:
         """Carry out a decided wave gate (a person's decision)."""
+        if not self.leading():
+            return _by_the_leader(gate)
         async with self.lock:
             job = await self.pilot.decided_wave(gate)
         run, number = gate.payload.get("run"), gate.payload.get("wave")
@@ -639,6 +693,8 @@ class Autopilot:
 
     async def decide_task(self, gate: Gate, task_id: int) -> str:
         """Carry out a decided task gate: land the work now, or send it back."""
+        if not self.leading():
+            return _by_the_leader(gate)
         async with self.lock:
             task = await self.tasks.get_task(task_id)
             if task is None or task.state is not TaskState.REVIEW or task.gate_id != gate.id:
@@ -653,6 +709,9 @@ class Autopilot:
             self._busy.add(task_id)
         try:
             after = await self._land(task_id, gate.decided_by or "?")
+        except (NodeUnreachable, StepInterrupted) as exc:
+            self.later(task_id)
+            return f"task {task_id} is approved but does not land yet: {exc}; it lands later"
         finally:
             self._busy.discard(task_id)
         if after is not None and after.state is TaskState.DONE and after.landed_commit:
@@ -660,6 +719,14 @@ class Autopilot:
             tip = after.landed_commit[:10]
             return f"task {task_id} landed ({how}): {after.base_branch} is at {tip}"
         return f"task {task_id} did not land: {after.reason if after else 'it is gone'}"
+
+
+def _by_the_leader(gate: Gate) -> str:
+    """What a node that does not decide says of a decision it recorded."""
+    return (
+        f"gate {gate.id} is {gate.status.value}; the autopilot on the leading node carries"
+        " it out (/run status shows it)"
+    )
 
 
 def _source(task: Task) -> str:

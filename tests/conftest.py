@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,17 +25,20 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def hermetic_shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def hermetic_shell() -> Iterator[str]:
     """``$SHELL`` (what a shell agent runs) is bash without the machine's rc files.
 
     A user's ``~/.bashrc`` is theirs to run, not the tests': one that hangs (pyenv's
     rehash waits a minute on a lock a killed shell left behind) or prints would make a
     shell agent's prompt arrive late or look different, and tests flaky on one machine.
+    The wrapper is readable by everyone: an agent may run as another user (run_as).
     """
     bash = shutil.which("bash")
     if bash is None:
         pytest.fail("bash is not installed")
-    wrapper = tmp_path_factory.mktemp("shell") / "bash"
+    home = Path(tempfile.mkdtemp(prefix="farmbot-shell-"))
+    home.chmod(0o755)
+    wrapper = home / "bash"
     wrapper.write_text(f'#!/bin/sh\nexec {bash} --norc --noprofile "$@"\n')
     wrapper.chmod(0o755)
     before = os.environ.get("SHELL")
@@ -44,6 +48,7 @@ def hermetic_shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         os.environ.pop("SHELL", None)
     else:
         os.environ["SHELL"] = before
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from farmbot.config.limits import LimitsConfig
 from farmbot.config.schema import (
     AgentProfile,
     Config,
@@ -64,6 +65,7 @@ def _config(root: Path, socket: str, tick: float) -> Config:
         supervisor=SupervisorConfig(default_agent="cat", tick_seconds=tick, max_builders=100),
         projects=(ProjectConfig("farm", project, agent="cat"),),
         agents=profiles,
+        limits=LimitsConfig(spawns_per_minute=0),  # the burst is the point
     )
 
 

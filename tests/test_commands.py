@@ -70,6 +70,12 @@ def test_send_keeps_newlines_and_inner_whitespace(text: str, sent: str) -> None:
         ("/spawn buidler 4", "unknown agent kind 'buidler'; did you mean 'builder'?", "spawn"),
         ("/spawn robot", "unknown agent kind 'robot' (one of: architect, builder, shell)", "spawn"),
         ("/spawn builder 0", "number must be a whole number from 1 to 999999, not '0'", "spawn"),
+        ("/spawn builder -1", "number must be a whole number from 1 to 999999, not '-1'", "spawn"),
+        (
+            "/spawn builder #-1",
+            "number must be a whole number from 1 to 999999, not '#-1'",
+            "spawn",
+        ),
         ("/spawn builder 1000000", "from 1 to 999999, not '1000000'", "spawn"),
         ("/spawn builder 4 proj extra", "too many arguments: 'extra'", "spawn"),
         ("/spawn builder 4 ../etc", "invalid project name '../etc'", "spawn"),

@@ -72,11 +72,15 @@ def _spawn(args: str, usage: str) -> Spawn:
     kind = AgentKind(found[0].lower())
     rest = found[1:]
     n = None
-    if rest and rest[0].lstrip("#").isdigit():
+    if rest and _looks_numeric(rest[0]):  # "-1" and "#-1" are bad numbers, not projects
         n = number(rest.pop(0), "the agent's number", usage, 1, 999_999)
     if len(rest) > 1:
         raise UsageError(f"too many arguments: {' '.join(rest)!r}", usage)
     return Spawn(kind, n, name(rest[0], "project", usage) if rest else None)
+
+
+def _looks_numeric(word: str) -> bool:
+    return word.lstrip("#").lstrip("+-").isdigit()
 
 
 def _send(args: str, usage: str) -> Send:

@@ -122,6 +122,16 @@ async def test_the_page_fits_a_phone_and_a_desktop(
             """
         )
         assert visible == [True, True]
+        # An autopilot run and a farm of nodes come after the gates and the console.
+        below = await page.js(
+            """
+            const top = (css) => document.querySelector(css).getBoundingClientRect().top;
+            document.getElementById("nodes-box").hidden = false;
+            return [top(".s-autopilot") > top(".s-console"), top(".s-nodes") > top(".s-console"),
+                    top(".s-console") > top(".s-gates")];
+            """
+        )
+        assert below == [True, True, True]
 
 
 async def test_a_multi_line_prompt_from_the_console_reaches_the_agent_intact(
@@ -206,7 +216,7 @@ async def test_a_gate_approved_from_the_page_loses_its_buttons_everywhere(
     decided = await web.app.farm.gates.get(gate)
     assert decided.status is GateStatus.APPROVED, decided
     note = await page.js("return document.querySelector('#alerts .alert').textContent")
-    assert f"gate #{gate} decided" in note
+    assert f"gate #{gate} ✅ approved by " in note and " UTC" in note  # who, and when
     assert await page.js("return document.getElementById('gates-empty').hidden") is False
     await page.until(
         "return [...document.querySelectorAll('#console-log .msg')].some("

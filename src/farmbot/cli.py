@@ -442,8 +442,15 @@ def _logs(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from farmbot.config import names_storage_url
+    from farmbot.errors import StorageError
     from farmbot.storage.backup import backup
 
+    if names_storage_url(_config_path(args), Path.cwd()):
+        raise StorageError(
+            "farmbot backup copies the SQLite database, and this config keeps farmbot's "
+            "state in PostgreSQL ([storage] url): back that up with pg_dump"
+        )
     done = backup(_server(args).state_dir / DB_FILE, Path(args.path), force=args.force)
     print(f"wrote {done.path} ({done.bytes} bytes); README: Backup says how to restore it")
     return 0

@@ -472,6 +472,15 @@ def load_server_config(path: Path | None, environ: Mapping[str, str], cwd: Path)
     return _server(root.table("server"), secrets=False)
 
 
+def names_storage_url(path: Path | None, cwd: Path) -> bool:
+    """Whether the config keeps farmbot's state in PostgreSQL (``[storage] url`` is set),
+    read without resolving a secret (``farmbot backup`` only copies SQLite)."""
+    if path is None:
+        return False
+    storage = _read_toml(Path(cwd, path)).get("storage")
+    return isinstance(storage, dict) and storage.get("url") is not None
+
+
 def _vault_lookup(state_dir: Path, environ: Mapping[str, str]) -> Callable[[str], str]:
     def lookup(name: str) -> str:
         from farmbot.storage.vault import Vault  # cryptography loads only when used

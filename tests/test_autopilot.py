@@ -216,3 +216,45 @@ async def test_limits_hold_with_more_ready_tasks_than_builders(
 async def _wave_gate(p: Pilot) -> Gate | None:
     gates = await p.farm.storage.gates.list_gates(GateStatus.PENDING)
     return gates[0] if gates else None
+
+
+async def test_a_paused_run_hands_out_nothing_until_it_is_resumed(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = pilot_config(tmp_path, tmux_socket, max_builders=1)
+    async with pilot_for(config, tmp_path, clock) as p:
+        await p.ok("/task add proj First")
+        await p.ok("/task add proj Second")
+        await p.ok("/run start proj")
+        await p.until_state(1, TaskState.WORKING)
+        assert (await p.task(2)).state is TaskState.READY  # the one builder is taken
+        paused = await p.ok("/run pause proj")
+        assert "run 1 [proj] paused by alice: no new tasks are handed out" in paused.text
+        again = await p.say("/run pause proj")
+        assert not again.ok and "run 1 of proj is already paused" in again.text
+
+        # Work in progress carries on: task 1 is verified, approved and lands.
+        gate = await p.gate_of(1)
+        await p.ok(f"/approve {gate.id}")
+        assert (await p.task(1)).state is TaskState.DONE
+        await p.farm.until_idle("builder-1")  # free to take task 2, were the run running
+        for _ in range(10):
+            await p.turn()
+        second = await p.task(2)
+        assert (second.state, second.agent_id) == (TaskState.READY, None)
+        assert not any(x.startswith("Task 2:") for x in received_prompts(tmp_path))
+        assert [a.id for a in await p.farm.supervisor.list_agents()] == ["builder-1"]
+        status = await p.ok("/run status proj")
+        assert "run 1 [proj] paused (observe)" in status.text
+        assert "wave 1 open: #1 done, #2 ready" in status.text
+
+        resumed = await p.ok("/run resume proj")
+        assert "run 1 [proj] resumed by alice" in resumed.text
+        not_paused = await p.say("/run resume proj")
+        assert not not_paused.ok and "run 1 of proj is already running" in not_paused.text
+        await p.gate_of(2)
+        second = await p.task(2)
+        assert second.agent_id == "builder-1"
+        assert sum(x.startswith("Task 2:") for x in received_prompts(tmp_path)) == 1
+        kinds = [(e.kind, e.data.get("state")) for e in p.farm.seen if e.kind == "run.state"]
+        assert kinds == [("run.state", "paused"), ("run.state", "running")]

@@ -7,6 +7,7 @@ real process (and kill -9) are in test_e2e_autopilot.py.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -124,6 +125,44 @@ async def test_failing_verification_is_retried_then_fails_and_blocks_its_dependa
         retried = await p.ok("/task retry 1")
         assert "pending again" in retried.text
         assert (await p.task(1)).attempts == 0
+
+
+async def test_retrying_a_failed_task_unblocks_its_dependant_which_then_runs(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = pilot_config(tmp_path, tmux_socket, max_attempts=1)
+    async with pilot_for(config, tmp_path, clock) as p:
+        await p.ok("/task add proj Flaky migration --body demo:fail-verify-once")
+        await p.ok("/task add proj Use the migration --after 1")
+        await p.ok("/run start proj")
+        await p.until_state(1, TaskState.FAILED, timeout=40)
+        await p.until(lambda: _blocked(p, 2), "task 2 to be reported blocked")
+        ended = await p.until(lambda: _run_ended(p, "blocked"), "the run to end blocked")
+        assert "run 1 [proj] blocked (observe)" in ended and "1 blocked (2)" in ended
+        assert "#2 is blocked: waits on task 1, which failed" in ended
+
+        retried = await p.ok("/task retry 1")
+        assert "task 1 is pending again, with fresh attempts in run 1" in retried.text
+        gate1 = await p.gate_of(1)  # revision 2 passes verification
+        status = await p.ok("/run status proj")
+        assert "run 1 [proj] running" in status.text and "is blocked" not in status.text
+        assert (await p.task(2)).state is TaskState.PENDING  # waits for task 1 to land
+        await p.ok(f"/approve {gate1.id}")
+        gate2 = await p.gate_of(2)
+        second = await p.task(2)
+        assert second.reason == "verified (`" + config.projects[0].verify + "` passed)"
+        assert second.base_commit == git(p.repo, "rev-parse", "main")  # after task 1 landed
+        assert sum(x.startswith("Task 2:") for x in received_prompts(tmp_path)) == 1
+        await p.ok(f"/approve {gate2.id}")
+        done = await p.until(lambda: _run_ended(p, "done"), "the run to be done")
+        assert "2 done" in done
+        states = [e.data["state"] for e in p.farm.seen if e.kind == "run.finished"]
+        assert states == ["blocked", "done"]
+
+
+async def _run_ended(p: Pilot, state: str) -> str | None:
+    reply = await p.say("/run status proj")
+    return reply.text if f"run 1 [proj] {state}" in reply.text else None
 
 
 async def _blocked(p: Pilot, task_id: int) -> str | None:
@@ -258,3 +297,24 @@ async def test_a_paused_run_hands_out_nothing_until_it_is_resumed(
         assert sum(x.startswith("Task 2:") for x in received_prompts(tmp_path)) == 1
         kinds = [(e.kind, e.data.get("state")) for e in p.farm.seen if e.kind == "run.state"]
         assert kinds == [("run.state", "paused"), ("run.state", "running")]
+
+
+async def test_the_profiles_task_prompt_template_is_what_the_builder_receives(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = pilot_config(tmp_path, tmux_socket)
+    template = (
+        "Task {id}: {title}\nRepo {project}, branch {branch}. Keep {{braces}}.\n"
+        "---\n{body}\n---\nWhen it is done: farmbot task done"
+    )
+    demo = dataclasses.replace(config.agents["demo"], task_prompt=template)
+    config = dataclasses.replace(config, agents={**config.agents, "demo": demo})
+    async with pilot_for(config, tmp_path, clock) as p:
+        await p.ok("/task add proj Tidy the README\nOne paragraph.\n  Another, indented.")
+        await p.ok("/run start proj")
+        await p.gate_of(1)  # the demo agent took it for a task prompt and did it
+        [prompt] = [x for x in received_prompts(tmp_path) if x.startswith("Task 1:")]
+        assert prompt == (
+            "Task 1: Tidy the README\nRepo proj, branch farmbot/task-1. Keep {braces}.\n"
+            "---\nOne paragraph.\n  Another, indented.\n---\nWhen it is done: farmbot task done"
+        )

@@ -8,13 +8,15 @@ real process (and kill -9) are in test_e2e_autopilot.py.
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 from pathlib import Path
 
+from farmbot.messages import utc_time
 from farmbot.models import AgentState, AutopilotMode, Gate, GateStatus, TaskState
 from tests.farm import received_prompts
 from tests.helpers import FakeClock
-from tests.pilot import Pilot, git, pilot_config, pilot_for
+from tests.pilot import VERIFY, Pilot, git, pilot_config, pilot_for
 
 
 async def test_three_tasks_run_in_two_waves_and_land_in_dependency_order(
@@ -247,8 +249,24 @@ async def test_limits_hold_with_more_ready_tasks_than_builders(
         gate = await p.until(lambda: _wave_gate(p), "the wave's gate")
         assert gate.payload == {"run": 1, "wave": 1}
         assert "5 tasks landed" in gate.detail
+        for n in range(1, 6):  # each task with what landed, its branch and its QA result
+            shown = (
+                rf"  #{n} Task number {n - 1} — landed [0-9a-f]{{10}} from branch "
+                rf"farmbot/task-{n}\n    QA: `{re.escape(VERIFY)}` passed \(QA run \d+\)\n"
+            )
+            assert re.search(shown, gate.detail), gate.detail
+        assert "commits (10):" in gate.detail  # a task's commit and its merge, each
+        assert "diffstat:\n  demo-tasks/task-1.md" in gate.detail
+        assert "5 files changed" in gate.detail  # the whole wave, though landed in one tick
+        diff = await p.ok(f"/gate diff {gate.id}")
+        assert diff.pre is not None and all(f"+# Task {n}: " in diff.pre for n in range(1, 6))
         await p.ok(f"/approve {gate.id}")
-        await p.until(lambda: _finished(p), "the run to finish")
+        finished = await p.until(lambda: _finished(p), "the run to finish")
+        decided = await p.farm.gates.get(gate.id)
+        assert decided.decided_at is not None
+        when = utc_time(decided.decided_at)
+        closed = f"wave 1 closed: #1 done, #2 done, #3 done, #4 done, #5 done; gate #{gate.id}"
+        assert f"{closed} approved by alice at {when}" in finished  # who decided, and when
         assert [g.kind for g in await p.farm.storage.gates.list_gates(None)] == ["milestone"]
 
 

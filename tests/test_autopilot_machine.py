@@ -8,7 +8,7 @@ import pytest
 
 from farmbot.events import TaskFailed, TaskLanded, TaskMoved, TaskRetried
 from farmbot.models import AutopilotMode, Priority, Task, TaskState, Wave, WaveState
-from farmbot.supervisor.autopilot import assigner, waves
+from farmbot.supervisor.autopilot import assigner, milestones, waves
 from farmbot.supervisor.autopilot import tasks as tm
 
 NOW = 1_700_000_000.0
@@ -227,3 +227,16 @@ def test_a_profile_paused_by_a_usage_limit_gets_nothing_new() -> None:
     plan = assigner.plan([task(1, S.READY)], free, _capacity(paused_profiles={"demo"}))
     assert plan.picks == ()
     assert plan.waiting == ((1, "profile demo is paused by a usage limit"),)
+
+
+def test_a_waves_landings_are_ordered_by_their_chain_on_the_base_not_by_the_clock() -> None:
+    def landed(id: int, base: str, tip: str, at: float = NOW) -> Task:
+        return task(id, S.DONE, land_base=base * 40, landed_commit=tip * 40, landed_at=at)
+
+    one, two, three = landed(1, "a", "b"), landed(2, "b", "c"), landed(3, "c", "d")
+    for order in ([one, two, three], [three, one, two], [two, three, one]):
+        assert milestones.landed_span(order) == (one, three)  # landed in one clock tick
+    # Someone else's commit (d..e) came in between: the clock picks between the pieces.
+    later = landed(4, "e", "f", NOW + 5)
+    assert milestones.landed_span([later, two, one]) == (one, later)
+    assert milestones.landed_span([task(5, S.DONE)]) is None

@@ -152,7 +152,7 @@ async def test_retrying_a_failed_task_unblocks_its_dependant_which_then_runs(
         await p.ok(f"/approve {gate1.id}")
         gate2 = await p.gate_of(2)
         second = await p.task(2)
-        assert second.reason == "verified (`" + config.projects[0].verify + "` passed)"
+        assert second.reason == f"verified (`{VERIFY}` passed)"
         assert second.base_commit == git(p.repo, "rev-parse", "main")  # after task 1 landed
         assert sum(x.startswith("Task 2:") for x in received_prompts(tmp_path)) == 1
         await p.ok(f"/approve {gate2.id}")

@@ -183,13 +183,13 @@ async def test_an_observe_run_over_http_survives_kill_9_without_doing_anything_t
         assert any("reported done: wrote demo-tasks/task-2.md" in line for line in history)
 
         # A multi-line body through `farmbot cmd`, typed in a shell as one quoted argument.
-        body = "One line per landed task.\n\n  - indented, after a blank line"
-        added = await farmbot(config, "cmd", f"/task add proj Write the changelog\n{body}\n")
+        typed = "One line per landed task.\n\n  - indented, after a blank line"
+        added = await farmbot(config, "cmd", f"/task add proj Write the changelog\n{typed}\n")
         assert added.code == 0, added.err
         assert added.out.startswith("queued task 4 [proj] (normal): Write the changelog\n")
-        assert (await tasks(daemon))[4]["body"] == body
-        shown = await farmbot(config, "cmd", "/task show 4")
-        assert shown.code == 0 and f"\n\n{body}\n" in shown.out, shown.out
+        assert (await tasks(daemon))[4]["body"] == typed
+        told = await farmbot(config, "cmd", "/task show 4")
+        assert told.code == 0 and f"\n\n{typed}\n" in told.out, told.out
         assert await daemon.terminate() == 0
 
     prompts = received_prompts(tmp_path)

@@ -238,6 +238,24 @@ async def test_a_mention_in_a_channel_replies_in_its_thread(stack: Stack) -> Non
     assert (audit.command, audit.chat, audit.outcome) == ("/spawn shell", "C1", "ok")
 
 
+async def test_a_mention_with_more_lines_queues_a_task_with_that_body(stack: Stack) -> None:
+    # As Slack sends it: the mention first, entities for & < >, links wrapped in <...>.
+    text = (
+        "<@UBOT> task add proj Fix the login --priority high\n"
+        "It fails on Safari &amp; Firefox: the &lt;input&gt; loses focus.\n"
+        "\n"
+        "  See <https://example.com/bug/7>"
+    )
+    await stack.fake.push_mention(OPERATOR, text)
+    reply = await stack.reply("queued task 1 [proj] (high): Fix the login")
+    assert reply.thread_ts is not None
+    [task] = await stack.farm.storage.tasks.list_tasks("proj")
+    assert task.body == (
+        "It fails on Safari & Firefox: the <input> loses focus.\n\n  See https://example.com/bug/7"
+    )
+    assert task.created_by == "olga"
+
+
 async def test_a_stranger_is_refused_privately_and_audited(stack: Stack) -> None:
     await stack.command(STRANGER, "spawn builder 7")
 

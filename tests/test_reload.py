@@ -304,7 +304,9 @@ async def test_a_reload_reaches_every_part_that_reads_the_config(
     tmp_path: Path, tmux_socket: str
 ) -> None:
     config = dataclasses.replace(
-        make_config(tmp_path, tmux_socket, users=(UserConfig("alice", Role.VIEWER, telegram=1),)),
+        make_config(
+            tmp_path, tmux_socket, users=(UserConfig("alice", Role.VIEWER, ids={"telegram": 1}),)
+        ),
         cron=(),
     )
     current = [config]
@@ -318,7 +320,7 @@ async def test_a_reload_reaches_every_part_that_reads_the_config(
         profiles["demo"] = dataclasses.replace(profiles["demo"], idle_pattern=r"^ready> $")
         current[0] = dataclasses.replace(
             config,
-            users=(UserConfig("alice", Role.ADMIN, telegram=1),),
+            users=(UserConfig("alice", Role.ADMIN, ids={"telegram": 1}),),
             projects=(*config.projects, ProjectConfig("web", make_repo(tmp_path / "web"))),
             agents=profiles,
             limits=LimitsConfig(commands_per_minute=1),
@@ -351,7 +353,7 @@ async def test_a_reload_reaches_every_part_that_reads_the_config(
         )
         refused = await daemon.reload()
         assert not refused.applied and refused.restart == ("tmux.socket",)
-        assert daemon.config.users == (UserConfig("alice", Role.ADMIN, telegram=1),)
+        assert daemon.config.users == (UserConfig("alice", Role.ADMIN, ids={"telegram": 1}),)
 
         def broken() -> Config:
             from farmbot.errors import ConfigError

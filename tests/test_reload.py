@@ -17,6 +17,8 @@ import pytest
 from farmbot import lifecycle
 from farmbot.config.limits import LimitsConfig
 from farmbot.config.schema import Config, CronJob, ProjectConfig, ServerConfig, UserConfig
+from farmbot.config.slack import SlackConfig
+from farmbot.config.telegram import TelegramConfig
 from farmbot.daemon import Daemon
 from farmbot.errors import FarmbotError
 from farmbot.messages import Incoming, Severity
@@ -253,6 +255,23 @@ def test_changes_name_settings_and_restart_needed_names_the_fixed_ones(tmp_path:
         "telegram",
         "tmux.socket",
     ]
+
+
+def test_a_chat_section_is_named_as_written_and_needs_a_restart(tmp_path: Path) -> None:
+    """Config keeps chat sections by platform (config.chats); a change names the section."""
+    old = make_config(tmp_path, "sock")
+    telegram = TelegramConfig(token="1:a")
+    with_telegram = dataclasses.replace(old, chats={"telegram": telegram})
+    faster = dataclasses.replace(
+        old, chats={"telegram": dataclasses.replace(telegram, poll_timeout=5)}
+    )
+    assert changes(with_telegram, faster) == ["telegram.poll_timeout"]
+    assert restart_needed(changes(with_telegram, faster)) == ["telegram.poll_timeout"]
+    both = dataclasses.replace(
+        with_telegram, chats={**with_telegram.chats, "slack": SlackConfig(bot_token="xoxb-1")}
+    )
+    assert changes(with_telegram, both) == ["slack"]
+    assert changes(both, old) == ["telegram", "slack"]
 
 
 # -- the schedules ----------------------------------------------------------------------

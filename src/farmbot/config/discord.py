@@ -93,7 +93,7 @@ def discord_routes(config: DiscordConfig) -> tuple[AlertRoute, ...]:
 
 
 # What config, authorization, alerts and reloading know of Discord (config.chats).
-DISCORD = ChatPlatform[DiscordConfig](
+DISCORD: ChatPlatform[DiscordConfig] = ChatPlatform(
     "discord",
     parse=lambda t, _projects: parse_discord(t),
     routes=discord_routes,

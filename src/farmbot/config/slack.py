@@ -112,7 +112,7 @@ def slack_routes(config: SlackConfig) -> tuple[AlertRoute, ...]:
 
 
 # What config, authorization, alerts and reloading know of Slack (config.chats).
-SLACK = ChatPlatform[SlackConfig](
+SLACK: ChatPlatform[SlackConfig] = ChatPlatform(
     "slack",
     parse=lambda t, _projects: parse_slack(t),
     routes=slack_routes,

@@ -109,7 +109,7 @@ def telegram_routes(config: TelegramConfig) -> tuple[AlertRoute, ...]:
 
 
 # What config, authorization, alerts and reloading know of Telegram (config.chats).
-TELEGRAM = ChatPlatform[TelegramConfig](
+TELEGRAM: ChatPlatform[TelegramConfig] = ChatPlatform(
     "telegram",
     parse=lambda t, projects: parse_telegram(t, projects=projects or None),
     routes=telegram_routes,

@@ -138,8 +138,13 @@ def test_users_and_roles(tmp_path: Path) -> None:
         '[users.bob]\nrole = "viewer"\nslack = "U1"\ndiscord = 7\n',
     )
     alice, bob = config.users
-    assert (alice.name, alice.role, alice.telegram, alice.web) == ("alice", Role.ADMIN, 42, True)
-    assert (bob.role, bob.slack, bob.discord, bob.web) == (Role.VIEWER, "U1", 7, False)
+    assert (alice.name, alice.role, alice.ids, alice.web) == (
+        "alice",
+        Role.ADMIN,
+        {"telegram": 42},
+        True,
+    )
+    assert (bob.role, bob.ids, bob.web) == (Role.VIEWER, {"slack": "U1", "discord": 7}, False)
 
 
 # -- one line naming the key ---------------------------------------------------------------

@@ -158,7 +158,7 @@ async def test_two_graphs_in_one_process_never_share_a_number(
     tmp_path: Path, tmux_socket: str
 ) -> None:
     clock = FakeClock()
-    users = (UserConfig("alice", Role.ADMIN, telegram=1001),)
+    users = (UserConfig("alice", Role.ADMIN, ids={"telegram": 1001}),)
     async with (
         farm_for(make_config(tmp_path / "one", tmux_socket, users=users), tmp_path / "one", clock,
                  interfaces=[Deaf()]) as one,

@@ -56,9 +56,9 @@ from tests.helpers import FakeClock, retry_until
 JSON = dict[str, Any]
 ADMIN, OPERATOR, VIEWER, STRANGER = "UALICE", "UOLGA", "UVERA", "USTRANGER"
 USERS = (
-    UserConfig("alice", Role.ADMIN, slack=ADMIN),
-    UserConfig("olga", Role.OPERATOR, slack=OPERATOR),
-    UserConfig("vera", Role.VIEWER, slack=VIEWER),
+    UserConfig("alice", Role.ADMIN, ids={"slack": ADMIN}),
+    UserConfig("olga", Role.OPERATOR, ids={"slack": OPERATOR}),
+    UserConfig("vera", Role.VIEWER, ids={"slack": VIEWER}),
 )
 BOT_TOKEN = "xoxb-1111-2222-bottokensecret"
 APP_TOKEN = "xapp-1-A1-3333-apptokensecret"

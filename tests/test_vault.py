@@ -27,6 +27,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from farmbot.config import load_config
+from farmbot.config.telegram import TelegramConfig
 from farmbot.errors import ConfigError, VaultError
 from farmbot.storage import vault as v
 from farmbot.storage.vault import Vault, key_id
@@ -191,7 +192,8 @@ def test_config_values_read_the_vault_like_the_environment(tmp_path: Path) -> No
         'headers = { Authorization = "vault:OPS_AUTH", X-Env = "env:X" }\n'
     )
     loaded = load_config(config, {"X": "from-env"}, tmp_path)
-    assert loaded.telegram is not None and loaded.telegram.token == SECRETS["TG_TOKEN"]
+    telegram = loaded.chat(TelegramConfig)
+    assert telegram is not None and telegram.token == SECRETS["TG_TOKEN"]
     [hook] = loaded.webhooks
     assert hook.url == SECRETS["OPS_URL"]
     assert dict(hook.headers) == {"Authorization": SECRETS["OPS_AUTH"], "X-Env": "from-env"}

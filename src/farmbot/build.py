@@ -85,15 +85,21 @@ class Registration:
         return [cls(section, deps) for section in sections]
 
 
-def _one(section: object | None) -> Sequence[object]:
-    return [section] if section is not None else []
+def _chat(name: str) -> Callable[[Config], Sequence[object]]:
+    """The section of the chat platform ``name`` (config.chats), if it is configured."""
+
+    def sections(config: Config) -> Sequence[object]:
+        section = config.chats.get(name)
+        return [section] if section is not None else []
+
+    return sections
 
 
 INTERFACES: tuple[Registration, ...] = (
     Registration(lambda c: c.webhooks, "farmbot.adapters.webhook:WebhookInterface"),
-    Registration(lambda c: _one(c.telegram), "farmbot.adapters.telegram:TelegramInterface"),
-    Registration(lambda c: _one(c.slack), "farmbot.adapters.slack:SlackInterface"),
-    Registration(lambda c: _one(c.discord), "farmbot.adapters.discord:DiscordInterface"),
+    Registration(_chat("telegram"), "farmbot.adapters.telegram:TelegramInterface"),
+    Registration(_chat("slack"), "farmbot.adapters.slack:SlackInterface"),
+    Registration(_chat("discord"), "farmbot.adapters.discord:DiscordInterface"),
 )
 
 

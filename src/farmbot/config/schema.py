@@ -7,17 +7,18 @@ it once at start; everything else in farmbot only ever reads these objects.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
-from farmbot.config.discord import DiscordConfig
 from farmbot.config.limits import LimitsConfig
 from farmbot.config.node import NodeConfig
-from farmbot.config.slack import SlackConfig
 from farmbot.config.storage import StorageConfig
-from farmbot.config.telegram import TelegramConfig
 from farmbot.models import AutopilotMode, Role
+
+T = TypeVar("T")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -175,11 +176,13 @@ class GatesConfig:
 
 @dataclass(frozen=True, slots=True)
 class UserConfig:
+    """A person on the allowlist: ``[users.<name>]``."""
+
     name: str
     role: Role
-    telegram: int | None = None
-    slack: str | None = None
-    discord: int | None = None
+    # Their id on each chat platform they use, by platform (config.chats): written
+    # ``telegram = 1001`` or ``slack = "U0123ABCD"``; matched by authz.People.
+    ids: Mapping[str, int | str] = field(default_factory=dict)
     web: bool = False
 
 
@@ -196,9 +199,9 @@ class Config:
     cron: tuple[CronJob, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
-    slack: SlackConfig | None = None
-    telegram: TelegramConfig | None = None
-    discord: DiscordConfig | None = None
+    # Each configured chat platform's section, by name (config.chats lists them):
+    # "telegram" -> TelegramConfig. Absent: that platform is not configured.
+    chats: Mapping[str, object] = field(default_factory=dict)
     storage: StorageConfig = field(default_factory=StorageConfig)  # default: SQLite
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # per person, per minute
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -209,6 +212,10 @@ class Config:
 
     def project(self, name: str) -> ProjectConfig | None:
         return next((p for p in self.projects if p.name == name), None)
+
+    def chat(self, kind: type[T]) -> T | None:
+        """The configured chat section of that type (``config.chat(TelegramConfig)``)."""
+        return next((c for c in self.chats.values() if isinstance(c, kind)), None)
 
 
 def builtin_profiles() -> dict[str, AgentProfile]:

@@ -665,8 +665,9 @@ def _print_status(status: dict[str, Any], pid: int | None = None) -> None:
         notes = [
             n for n in ("leader" if node["leader"] else "", "here" if node["here"] else "") if n
         ]
+        count = node["agents"]
         print(
-            f"node {node['name']}: {node['health']}, {node['agents']} agents"
+            f"node {node['name']}: {node['health']}, {count} agent{'' if count == 1 else 's'}"
             + (f" ({', '.join(notes)})" if notes else "")
         )
     agents = status.get("agents") or []

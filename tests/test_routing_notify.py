@@ -32,7 +32,7 @@ from tests.farm import Farm, farm_for, make_config
 from tests.helpers import retry_until
 
 HOUR = 3600.0  # the poll: never what answers within a test
-ADA = UserConfig("ada", Role.ADMIN, telegram=1)
+ADA = UserConfig("ada", Role.ADMIN, ids={"telegram": 1})
 
 
 @pytest.fixture

@@ -509,14 +509,27 @@ class Monitor:
             return "a different question is showing now"
         return None
 
-    def refuses(self, gate: Gate, decision: Decision) -> str | None:
-        """Why ``decision`` cannot be carried out on this gate's agent at all."""
+    async def refuses(self, gate: Gate, decision: Decision) -> str | None:
+        """Why ``decision`` cannot be carried out on this gate's agent at all.
+
+        Read from storage, not the tick's cache: an agent not seen since the last tick (a
+        restart, a node that just took over) is refused alike, before anything is saved.
+        """
         if not decision.session or self._answers_by_hook(gate):
             return None
-        agent_profile = self._profile_of(gate)
-        if agent_profile is not None and not agent_profile.session_keys:
+        agent = await self._agents.get_agent(gate.agent_id or "")
+        if agent is None:
+            return None  # stale_reason says it is gone
+        profile = self._config.agents.get(agent.profile)
+        if profile is None:
             return (
-                f"{gate.agent_id}'s CLI (profile {agent_profile.name}) has no "
+                f"{agent.id}'s profile {agent.profile} is no longer configured, so farmbot "
+                "knows no 'approve for this session' key; approve it once (/approve "
+                "without --session)"
+            )
+        if not profile.session_keys:
+            return (
+                f"{agent.id}'s CLI (profile {profile.name}) has no "
                 "'approve for this session'; approve it once (/approve without --session)"
             )
         return None
@@ -524,10 +537,6 @@ class Monitor:
     def _answers_by_hook(self, gate: Gate) -> bool:
         held = self._held.get(gate.id)
         return held is not None and not held.done()
-
-    def _profile_of(self, gate: Gate) -> AgentProfile | None:
-        agent = self._cache.get(gate.agent_id or "")
-        return self._config.agents.get(agent.profile) if agent is not None else None
 
     async def apply(self, gate: Gate, decision: Decision) -> str:
         """Answer the question: through the CLI's hook when it holds one, else by keys."""

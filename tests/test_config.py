@@ -168,6 +168,15 @@ def test_users_and_roles(tmp_path: Path) -> None:
         ),
         ("[supervisor]\nmax_builders = 0", "supervisor.max_builders: must be at least 1, got 0"),
         (
+            "[supervisor]\npermission_hold = 871",
+            "supervisor.permission_hold: at most 870 s, got 871: `farmbot hook` gives up on its "
+            "answer after 900 s, so a longer hold would answer a hook nobody listens to any more",
+        ),
+        (
+            "[supervisor]\npermission_hold = -1",
+            "supervisor.permission_hold: must be 0 or more, got -1",
+        ),
+        (
             "[supervisor]\nprompt_max_bytes = 10",
             "supervisor.prompt_max_bytes: must be at least 64, got 10",
         ),
@@ -205,6 +214,21 @@ def test_invalid_values_fail_with_one_line_naming_the_key(
     tmp_path: Path, toml: str, expected: str
 ) -> None:
     assert failure(tmp_path, toml) == f"config: {expected}"
+
+
+@pytest.mark.parametrize("hold", [0, 870])
+def test_permission_hold_may_be_off_or_up_to_its_limit(tmp_path: Path, hold: int) -> None:
+    config = load(tmp_path, f"[supervisor]\npermission_hold = {hold}\n")
+    assert config.supervisor.permission_hold == hold
+
+
+def test_the_longest_permission_hold_ends_before_every_hook_gives_up() -> None:
+    from farmbot import hook, hooks_install
+    from farmbot.config.loader import MAX_PERMISSION_HOLD
+
+    # `farmbot hook` (a command hook) waits HOLD_TIMEOUT; Claude Code waits for the
+    # command, or for an http hook it posts itself, PERMISSION_TIMEOUT.
+    assert MAX_PERMISSION_HOLD < hook.HOLD_TIMEOUT < hooks_install.PERMISSION_TIMEOUT
 
 
 def test_project_path_must_be_an_existing_directory(tmp_path: Path) -> None:

@@ -286,6 +286,12 @@ class Farm:
         }
 
 
+def _failed_logins(interfaces: Mapping[str, Interface]) -> int:
+    """The web server's count of requests refused for the key (0 before it exists)."""
+    web = interfaces.get("web")
+    return web.failed_logins.count if isinstance(web, WebInterface) else 0
+
+
 def _horizons(config: Config) -> tuple[float | None, float | None]:
     """Retention's horizons in seconds, events and audit; never inside the dedupe window
     (a delivered alert's row is what its repeats fold into)."""
@@ -463,6 +469,7 @@ async def build(
                 limited=lambda: limits.refused,
                 pruned=lambda: retention.pruned,
                 interfaces=lambda: {n: i for n, i in found.items() if n != "web"},
+                failed_logins=lambda: _failed_logins(found),
                 clock=clock,
             ),
             key,

@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     service_sub = service.add_subparsers(dest="service_command", metavar="ACTION", required=True)
     unit = add(service_sub, "install", "write the systemd user unit / LaunchAgent")
     unit.add_argument("--force", action="store_true", help="replace an existing one")
+    unit.add_argument(
+        "--enable", action="store_true",
+        help="also enable and start it (systemctl --user daemon-reload, enable --now; "
+        "launchctl bootstrap)",
+    )  # fmt: skip
     unit.add_argument("--manager", choices=("systemd", "launchd"), help=argparse.SUPPRESS)
     backup = add(sub, "backup", "copy the database consistently, even while farmbot runs")
     backup.add_argument("path", help="file, or directory for a dated file")
@@ -473,8 +478,15 @@ def _service_install(args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(f"wrote {installed.path}, which runs: {shlex.join(installed.command)}")
-    print("enable and start it:")
-    for step in installed.next_steps:
+    if not args.enable:
+        print("enable and start it:")
+        for step in installed.next_steps:
+            print(f"  {step}")
+        return 0
+    for ran in service.enable(installed, os.environ):
+        print(f"ran: {ran}")
+    print(f"{installed.path.name} is enabled and started; next:")
+    for step in installed.after:
         print(f"  {step}")
     return 0
 

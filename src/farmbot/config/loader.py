@@ -68,6 +68,7 @@ from farmbot.config.schema import (
 )
 from farmbot.config.storage import parse_storage
 from farmbot.errors import ConfigError
+from farmbot.hook import HOLD_TIMEOUT
 from farmbot.models import AutopilotMode, Role
 
 __all__ = [
@@ -87,6 +88,11 @@ EXAMPLE_NAME = "farmbot.example.toml"
 
 
 METRICS_TOKEN_MIN = 16  # characters
+# A held PermissionRequest must be let go while its hook still listens: `farmbot hook`
+# gives up at HOLD_TIMEOUT (the CLI itself waits longer, hooks_install.PERMISSION_TIMEOUT),
+# and the answer needs a moment to travel back.
+HOLD_MARGIN = 30.0
+MAX_PERMISSION_HOLD = HOLD_TIMEOUT - HOLD_MARGIN
 
 
 def _server(t: Table, *, secrets: bool = True) -> ServerConfig:
@@ -134,7 +140,7 @@ def _supervisor(t: Table, agents: Mapping[str, AgentProfile]) -> SupervisorConfi
         tick_seconds=t.get("tick_seconds", number, d.tick_seconds),
         ready_timeout=t.get("ready_timeout", number, d.ready_timeout),
         prompt_max_bytes=t.get("prompt_max_bytes", integer(64), d.prompt_max_bytes),
-        permission_hold=t.get("permission_hold", number, d.permission_hold),
+        permission_hold=t.get("permission_hold", _permission_hold, d.permission_hold),
         max_agents=t.get("max_agents", integer(1), d.max_agents),
         task_timeout=t.get("task_timeout", number, d.task_timeout),
         max_attempts=t.get("max_attempts", integer(1), d.max_attempts),
@@ -144,6 +150,19 @@ def _supervisor(t: Table, agents: Mapping[str, AgentProfile]) -> SupervisorConfi
     )
     t.finish()
     return supervisor
+
+
+def _permission_hold(t: Table, key: str, raw: object) -> float:
+    """Seconds (0: never hold), and no longer than the hook that is held waits."""
+    hold = zero_or_more(t, key, raw)
+    if hold > MAX_PERMISSION_HOLD:
+        raise ConfigError(
+            key,
+            f"at most {MAX_PERMISSION_HOLD:g} s, got {raw}: `farmbot hook` gives up on its "
+            f"answer after {HOLD_TIMEOUT:g} s, so a longer hold would answer a hook nobody "
+            "listens to any more",
+        )
+    return hold
 
 
 def _env_names(t: Table, key: str, raw: object) -> tuple[str, ...]:

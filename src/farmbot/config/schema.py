@@ -247,6 +247,16 @@ def builtin_profiles() -> dict[str, AgentProfile]:
                 r"Enter to (select|confirm) · |Esc to cancel · Tab to amend"
             ),
             session_keys=("2",),
+            # Used only through the pane (the hook's hold expired): through the hook,
+            # "for session" is a real session rule. See docs/agent-clis.md.
+            session_note=(
+                "Claude's option 2, which is not a session rule: on a command it is "
+                "\"don't ask again for <command prefix>\", written to the worktree's "
+                ".claude/settings.local.json so later sessions skip the question too, or "
+                '"always allow access to <directory> from this project", after which the '
+                "same command still asks; on a file edit, every edit is accepted for the "
+                "rest of the session"
+            ),
         ),
         # Codex 0.171.0 (tests/screens/codex): `›` marks both the composer and a dialog's
         # selected option; nothing says busy while an answer streams, so a prompt with no

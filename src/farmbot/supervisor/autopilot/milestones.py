@@ -41,7 +41,7 @@ class Milestones:
             )
         return "this milestone gate names no task or wave"
 
-    def refuses(self, gate: Gate, decision: Decision) -> str | None:
+    async def refuses(self, gate: Gate, decision: Decision) -> str | None:
         if decision.session:
             return "a milestone is approved once; --session is for an agent's own questions"
         return None

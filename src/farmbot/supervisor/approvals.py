@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from farmbot.config.schema import AgentProfile
 from farmbot.errors import StorageError
-from farmbot.models import Agent, Gate
+from farmbot.models import Agent, Decision, Gate
 from farmbot.storage.audit import AuditLog
 from farmbot.supervisor import permissions
 from farmbot.supervisor.gates import Gates
@@ -51,6 +52,19 @@ class SessionApprovals:
     def __repr__(self) -> str:
         kept = sum(len(keys) for keys in self._by_agent.values())
         return f"<SessionApprovals agents={len(self._by_agent)} kept={kept} allowed={self.allowed}>"
+
+    async def answer(
+        self, agent: Agent, profile: AgentProfile | None, request: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The hook's allow for a request already approved for the session, when farmbot
+        answers for the CLI (its hook cannot take a rule); else None: a person decides."""
+        if profile is None or profile.hook_grants_rules:
+            return None
+        gate = await self.covering(agent.id, request)
+        if gate is None:
+            return None
+        await self.allow(agent, request, gate)
+        return permissions.hook_answer(Decision(True), request, by="", grants_rules=False)
 
     async def covering(self, agent_id: str, request: dict[str, Any]) -> Gate | None:
         """The gate whose session approval covers ``request``, if one does."""

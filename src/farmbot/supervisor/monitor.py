@@ -295,8 +295,9 @@ class Monitor:
         self.hook_events += 1
         if agent is None or agent.desired is DesiredState.STOPPED or not agent.state.is_live:
             return permissions.NO_ANSWER
-        if hold and name == "PermissionRequest":
-            allowed = await self._allowed_for_session(agent, payload)
+        if hold and name == "PermissionRequest" and self._hold > 0:
+            profile = self._config.agents.get(agent.profile)
+            allowed = await self.approvals.answer(agent, profile, payload)
             if allowed is not None:
                 return allowed
         await self.observe(agent, sm.Hook(name, payload))
@@ -305,20 +306,6 @@ class Monitor:
             if gate is not None and gate.payload.get("source") == "hook":
                 return await self._hold_for(gate)
         return permissions.NO_ANSWER
-
-    async def _allowed_for_session(
-        self, agent: Agent, payload: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """The allow for a request a person already approved for the session, when the
-        CLI's hook cannot take a rule (Codex) and farmbot answers for it; else None."""
-        profile = self._config.agents.get(agent.profile)
-        if profile is None or profile.hook_grants_rules:
-            return None
-        gate = await self.approvals.covering(agent.id, payload)
-        if gate is None:
-            return None
-        await self.approvals.allow(agent, payload, gate)
-        return permissions.hook_answer(Decision(True), payload, by="", grants_rules=False)
 
     async def _hold_for(self, gate: Gate) -> dict[str, Any]:
         """The decision on ``gate`` as the hook's answer, once made (or ``{}`` at the limit)."""

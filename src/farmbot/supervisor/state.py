@@ -9,9 +9,11 @@ values and a number for the clock.
 
 What it decides from (seed: the stuck rules and escalations of the tower daemon):
 
-- Hook events decide first (Claude Code says when a turn starts, a tool runs, a
-  permission dialog opens, a turn stops). For CLIs without hooks the pane decides: its
+- Hook events decide first (Claude Code and Codex say when a turn starts, a tool runs,
+  a permission is asked, a turn stops). For CLIs without hooks the pane decides: its
   process, whether its output changes, and the profile's idle/busy/waiting patterns.
+  While farmbot holds a Codex permission hook no dialog is drawn (Codex shows itself
+  running the hook): that question is not gone until the screen is idle again.
 - A pane whose process exited is dead (with its exit status, or the signal that killed
   it); a vanished session is dead; a stop a human asked for is ``stopped``, never dead.
 - Stuck: busy with no new output for 10 min, busy with no tool call for 5 min (CLIs with

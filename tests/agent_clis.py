@@ -272,9 +272,11 @@ def codex_setup(
     with ``on-request`` a command asks for approval when the model's call requests
     escalation (``sandbox_permissions: "require_escalated"``, see ``openai_api``).
     ``config_extra`` is appended to ``config.toml`` verbatim. ``hooks`` is written to
-    ``$CODEX_HOME/hooks.json`` (Claude's format); Codex runs hooks only once trusted, so
-    add ``--dangerously-bypass-hook-trust`` to ``extra_args`` (or it shows its hook review
-    screen at start). ``trusted=False`` leaves the project untrusted.
+    ``$CODEX_HOME/hooks.json`` (Claude's format); Codex runs hooks only once trusted: pass
+    ``farmbot.codex_hooks.overrides(...)`` in ``extra_args`` (hooks and their trust, as
+    farmbot spawns Codex), or, to pin down Codex's own behaviour with a hook,
+    ``--dangerously-bypass-hook-trust`` (else it shows its hook review screen at start).
+    ``trusted=False`` leaves the project untrusted.
     """
     binary = binary or require_codex()
     home = tmp_path / "codex-home"

@@ -1,7 +1,8 @@
-"""Hook event bodies exactly as Claude Code sends them (see docs/agent-clis.md).
+"""Hook event bodies exactly as Claude Code and Codex send them (see docs/agent-clis.md).
 
 Every event carries ``session_id``, ``transcript_path``, ``cwd`` and ``hook_event_name``,
-then its own fields. ``payload(name, **changes)`` returns a fresh deep copy to modify.
+then its own fields. ``payload(name, **changes)`` (Claude Code) and ``codex_payload``
+return a fresh deep copy to modify.
 """
 
 from __future__ import annotations
@@ -105,5 +106,64 @@ PAYLOADS: dict[str, dict[str, Any]] = {
 def payload(event: str, **changes: Any) -> dict[str, Any]:
     """A fresh copy of the ``event`` body with ``changes`` applied."""
     body = copy.deepcopy(PAYLOADS[event])
+    body.update(changes)
+    return body
+
+
+# Codex 0.171.0 sends the same event names with fewer fields (captured from the real CLI
+# through farmbot's -c hooks; docs/agent-clis.md): a turn id and the model, no prompt id,
+# no permission suggestions; PreToolUse's tool_input has no description.
+CODEX_SESSION_ID = "01a2319c-7689-7701-bdec-d2e11acbf04b"
+CODEX_TURN_ID = "01a2319c-8827-7ec2-957d-f48f1cd33214"
+_CODEX_COMMON: dict[str, Any] = {
+    "session_id": CODEX_SESSION_ID,
+    "transcript_path": "/home/dev/.codex/sessions/2026/12/01/rollout-2026-12-01T12-37-18-"
+    f"{CODEX_SESSION_ID}.jsonl",
+    "cwd": CWD,
+    "model": "gpt-5-codex",
+    "permission_mode": "default",
+}
+_CODEX_TURN = {**_CODEX_COMMON, "turn_id": CODEX_TURN_ID}
+
+CODEX_PAYLOADS: dict[str, dict[str, Any]] = {
+    "SessionStart": {**_CODEX_COMMON, "hook_event_name": "SessionStart", "source": "startup"},
+    "UserPromptSubmit": {
+        **_CODEX_TURN,
+        "hook_event_name": "UserPromptSubmit",
+        "prompt": "create a.txt",
+    },
+    "PreToolUse": {
+        **_CODEX_TURN,
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Bash",
+        "tool_input": {"command": "touch a.txt"},
+        "tool_use_id": "call_fake000004",
+    },
+    "PermissionRequest": {
+        **_CODEX_TURN,
+        "hook_event_name": "PermissionRequest",
+        "tool_name": "Bash",
+        "tool_input": {"command": "touch a.txt", "description": "Create a.txt?"},
+    },
+    "PostToolUse": {
+        **_CODEX_TURN,
+        "hook_event_name": "PostToolUse",
+        "tool_name": "Bash",
+        "tool_input": {"command": "touch a.txt"},
+        "tool_response": "",
+        "tool_use_id": "call_fake000004",
+    },
+    "Stop": {
+        **_CODEX_TURN,
+        "hook_event_name": "Stop",
+        "stop_hook_active": False,
+        "last_assistant_message": "Done.",
+    },
+}
+
+
+def codex_payload(event: str, **changes: Any) -> dict[str, Any]:
+    """A fresh copy of Codex's ``event`` body with ``changes`` applied."""
+    body = copy.deepcopy(CODEX_PAYLOADS[event])
     body.update(changes)
     return body

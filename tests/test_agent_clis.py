@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from farmbot import codex_hooks
 from farmbot.config.schema import builtin_profiles
 from farmbot.supervisor.panes import PanePatterns, input_line
 from tests import agent_clis as clis
@@ -284,6 +286,64 @@ async def test_codex_hook_exit_status_2_refuses_the_command(
         assert "farmbot is unreachable" in output
         assert not (setup.workdir / "a.txt").exists()
         await pane.wait_for(r"^• OK\.")
+
+
+def recording_hook(tmp_path: Path) -> tuple[str, Path]:
+    """A hook command that appends each event to a file and allows every permission."""
+    events = tmp_path / "events.jsonl"
+    allow = hooks.dumps(hooks.permission_output({"behavior": "allow"}))
+    script = tmp_path / "hook.sh"
+    script.write_text(
+        f"#!/bin/sh\n{{ cat; echo; }} >> {events}\n"
+        f'case "$(tail -n 1 {events})" in *\\"PermissionRequest\\"*) echo \'{allow}\';; esac\n'
+    )
+    script.chmod(0o755)
+    return str(script), events
+
+
+@pytest.mark.clis
+async def test_codex_runs_farmbots_hooks_trusted_on_its_command_line(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    """farmbot's -c overrides (codex_hooks.py): no review screen, every event reaches the
+    hook, its allow runs the command with no dialog, and nothing is written to config."""
+    command, events = recording_hook(tmp_path)
+    args = codex_hooks.overrides(command, timeout=10, permission_timeout=930)
+    async with openai.FakeOpenAI() as fake:
+        setup, pane = await start_codex(tmp_path, tmux_socket, fake, extra_args=args)
+        fake.script(openai.exec_command("touch a.txt", "Create a.txt?"), openai.Text("Done."))
+        await pane.submit("create a.txt")
+        await pane.wait_for(r"^• Done\.")
+        assert (setup.workdir / "a.txt").exists()
+        screen = pane.capture(history=True)
+        assert "Hooks need review" not in screen and "You approved codex" not in screen
+        lines = [line for line in events.read_text().splitlines() if line.strip()]
+        names = [json.loads(line)["hook_event_name"] for line in lines]
+        assert names == list(codex_hooks.EVENTS)  # in the order Codex sends them
+        written = tomllib.loads((setup.extra["codex_home"] / "config.toml").read_text())
+        assert "hooks" not in written  # no trust recorded beyond this process
+
+
+@pytest.mark.clis
+@pytest.mark.parametrize("untrusted", ["a-changed-hook", "a-hook-of-its-own"])
+async def test_codex_asks_to_review_any_hook_farmbot_did_not_trust(
+    tmp_path: Path, tmux_socket: str, untrusted: str
+) -> None:
+    """Trust is for exactly farmbot's hook content: a hook changed after its hash was
+    taken, or one in $CODEX_HOME/hooks.json, stops Codex on its review screen."""
+    command, _ = recording_hook(tmp_path)
+    args = codex_hooks.overrides(command, timeout=10, permission_timeout=930)
+    seed: dict[str, object] = {}
+    if untrusted == "a-changed-hook":
+        at = args.index(next(a for a in args if a.startswith("hooks.PermissionRequest=")))
+        args[at] = args[at].replace("timeout=930", "timeout=929")
+    else:
+        seed["hooks"] = hooks.command_hook("PermissionRequest", "true")
+    async with openai.FakeOpenAI() as fake:
+        setup = clis.codex_setup(tmp_path, fake.url, extra_args=args, **seed)  # type: ignore[arg-type]
+        pane = clis.CliPane.start(tmux_socket, setup)
+        screen = await pane.wait_for(r"Hooks need review", timeout=30)
+        assert "1 hook is new or changed" in screen
 
 
 # -- the fakes on their own (no CLI needed) ----------------------------------------------

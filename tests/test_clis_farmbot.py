@@ -6,15 +6,17 @@ a person would from chat, through the daemon's command API: spawn, the builder p
 delivered, a tool call that asks permission, the gate, then approve (the tool ran),
 approve for the session (the same command again asks nothing), reject with a reason (the
 model receives it), a /send refused while the question shows, and a kill -9 reported as
-a death by signal. Claude answers through its PermissionRequest hook (no keystroke) while
-farmbot holds it, and through its dialog once the hold has expired; Codex through its
-dialog's keys.
+a death by signal. Claude and Codex answer through their PermissionRequest hooks (no
+keystroke) while farmbot holds them, and through their dialogs once the hold has expired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -299,19 +301,102 @@ async def test_claude_approval_survives_a_daemon_restart(tmp_path: Path, tmux_so
 # -- Codex ------------------------------------------------------------------------------
 
 
-async def test_codex_approvals_through_its_dialog(tmp_path: Path, tmux_socket: str) -> None:
-    """Codex has no hook farmbot uses by default: y, p ("don't ask again") and Escape,
-    then the reason as the next prompt; then kill -9."""
+def gates_opened(tmp_path: Path) -> int:
+    """How many gates the daemon ever opened (its SQLite file, read beside it)."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "farmbot.db")) as db:
+        return int(db.execute("SELECT count(*) FROM gates").fetchone()[0])
+
+
+def audited(tmp_path: Path, platform: str) -> list[tuple[str, str, str]]:
+    """The audit rows of ``platform``: (command, outcome, detail), oldest first."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "farmbot.db")) as db:
+        rows = db.execute(
+            "SELECT command, outcome, detail FROM audit WHERE platform = ? ORDER BY id",
+            (platform,),
+        )
+        return [(str(c), str(o), str(d)) for c, o, d in rows]
+
+
+async def test_codex_approvals_through_its_hook(tmp_path: Path, tmux_socket: str) -> None:
+    """farmbot's hooks are on Codex's command line, trusted for their content only: no
+    review screen, and each answer goes through the held PermissionRequest hook with no
+    keystroke (no dialog is ever drawn); approve for the session is kept by farmbot;
+    a reason reaches the model; then kill -9."""
     await git_project(tmp_path / "repo")
     async with openai.FakeOpenAI() as fake:
         setup = clis.codex_setup(tmp_path, fake.url, workdir=worktree(tmp_path))
         fake.script(openai.exec_command("touch a.txt", "Create a.txt?"), openai.Text("Done."))
         async with supervised(tmp_path, tmux_socket, "codex", setup, hold=600) as run:
+            pane = clis.CliPane(tmux_socket, f"{AGENT}:0.0")
             first = await fake.wait_for(1)
             assert "Issue 1: create a.txt" in first.user_texts()[-1]
             gate = await run.gate()
             assert "touch a.txt" in gate["title"] + gate["detail"], gate
+            assert gate["payload"]["source"] == "hook"
+            screen = await pane.wait_for(r"Running hook")  # Codex waits on farmbot's answer
+            assert not re.search(clis.CODEX_DIALOG, screen) and "Hooks need review" not in screen
             await refused_while_asking(run)
+            assert (await run.gate())["id"] == gate["id"]  # the busy screen kept it open
+            assert "answered through builder-1's hook" in await run.ok(f"/approve {gate['id']}")
+            [output] = (await fake.wait_for(2)).function_outputs()
+            assert "Process exited with code 0" in output
+            assert (run.workdir / "a.txt").exists()
+            await run.state("idle")
+            assert "You approved codex" not in pane.capture(history=True)  # no key was typed
+
+            # Approve for the session: farmbot answers the same command again itself.
+            fake.script(openai.exec_command("touch b.txt", "Create b.txt?"), openai.Text("Made."))
+            await run.ok(f"/send {AGENT} create b.txt")
+            gate = await run.gate()
+            approved = await run.ok(f"/approve {gate['id']} --session")
+            assert "allows the same request again in this session" in approved, approved
+            assert "exited with code 0" in (await fake.wait_for(4)).function_outputs()[-1]
+            await run.state("idle")
+            (run.workdir / "b.txt").unlink()
+            opened = gates_opened(tmp_path)
+            fake.script(openai.exec_command("touch b.txt", "Again?"), openai.Text("Again."))
+            await run.ok(f"/send {AGENT} create b.txt again")
+            assert "exited with code 0" in (await fake.wait_for(6)).function_outputs()[-1]
+            assert (run.workdir / "b.txt").exists()
+            await run.state("idle")
+            assert gates_opened(tmp_path) == opened  # no new gate, nobody was asked
+            [row] = audited(tmp_path, "farmbot")
+            assert row[:2] == ("allow Bash: touch b.txt", "ok"), row
+            assert f"by local (gate {gate['id']})" in row[2], row
+            assert "would you like" not in pane.capture(history=True).lower()
+
+            # Reject with a reason: the model receives it as the command's result.
+            fake.script(openai.exec_command("rm a.txt", "Remove a.txt?"), openai.Text("Kept."))
+            await run.ok(f"/send {AGENT} remove a.txt")
+            gate = await run.gate()
+            reply = await run.ok(f"/reject {gate['id']} keep it, we ship it")
+            assert "answered through builder-1's hook" in reply and "next prompt" not in reply
+            refused = (await fake.wait_for(8)).function_outputs()[-1]
+            assert "keep it, we ship it" in refused and "Rejected" in refused, refused
+            assert (run.workdir / "a.txt").exists()
+            await pane.wait_for(r"Blocked by hook")
+            await run.state("idle")
+
+            await killed_by_signal_9(run, tmux_socket)
+
+
+async def test_codex_approvals_through_its_dialog_once_the_hold_expired(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    """farmbot holds the hook for 1 s, then answers nothing: Codex draws its dialog, and
+    the decisions are typed: y, p ("don't ask again", which Codex keeps as a rule) and
+    Escape, then the reason as the next prompt."""
+    await git_project(tmp_path / "repo")
+    async with openai.FakeOpenAI() as fake:
+        setup = clis.codex_setup(tmp_path, fake.url, workdir=worktree(tmp_path))
+        fake.script(openai.exec_command("touch a.txt", "Create a.txt?"), openai.Text("Done."))
+        async with supervised(tmp_path, tmux_socket, "codex", setup, hold=1) as run:
+            pane = clis.CliPane(tmux_socket, f"{AGENT}:0.0")
+            gate = await run.gate()
+            await pane.wait_for(clis.CODEX_DIALOG)  # the hook answered nothing
+            assert (await run.gate())["id"] == gate["id"]  # the same gate, now on screen
+            await refused_while_asking(run)
+            await asyncio.sleep(0.5)  # Codex drops keys sent the instant it draws
             assert "sent y to builder-1" in await run.ok(f"/approve {gate['id']}")
             [output] = (await fake.wait_for(2)).function_outputs()
             assert "Process exited with code 0" in output
@@ -321,25 +406,20 @@ async def test_codex_approvals_through_its_dialog(tmp_path: Path, tmux_socket: s
             fake.script(openai.exec_command("touch b.txt", "Create b.txt?"), openai.Text("Made."))
             await run.ok(f"/send {AGENT} create b.txt")
             gate = await run.gate()
+            await pane.wait_for(clis.CODEX_DIALOG)
+            await asyncio.sleep(0.5)
             approved = await run.ok(f"/approve {gate['id']} --session")
             assert "sent p to builder-1 (Codex keeps this as a rule for every later" in approved
             assert "exited with code 0" in (await fake.wait_for(4)).function_outputs()[-1]
-            await run.state("idle")
-            (run.workdir / "b.txt").unlink()
-            fake.script(openai.exec_command("touch b.txt", "Again?"), openai.Text("Again."))
-            await run.ok(f"/send {AGENT} create b.txt again")
-            assert "exited with code 0" in (await fake.wait_for(6)).function_outputs()[-1]
-            assert (run.workdir / "b.txt").exists()
-            assert not [g for g in (await run.status())["gates"] if g["agent_id"] == AGENT]
             await run.state("idle")
 
             fake.script(openai.exec_command("rm a.txt", "Remove a.txt?"), openai.Text("Kept."))
             await run.ok(f"/send {AGENT} remove a.txt")
             gate = await run.gate()
+            await pane.wait_for(clis.CODEX_DIALOG)
+            await asyncio.sleep(0.5)
             assert "next prompt" in await run.ok(f"/reject {gate['id']} keep it, we ship it")
-            told = await fake.wait_for(8)
+            told = await fake.wait_for(6)
             assert told.user_texts()[-1] == "keep it, we ship it"
             assert (run.workdir / "a.txt").exists()
             await run.state("idle")
-
-            await killed_by_signal_9(run, tmux_socket)

@@ -363,6 +363,29 @@ def test_empty_pattern_switches_a_builtin_pattern_off(tmp_path: Path) -> None:
     assert config.agents["claude"].busy_pattern is None
 
 
+@pytest.mark.parametrize(
+    ("given", "hooks"),
+    [("true", "claude"), ('"claude"', "claude"), ('"codex"', "codex"), ("false", None)],
+)
+def test_a_profile_names_whose_hooks_farmbot_installs(
+    tmp_path: Path, given: str, hooks: str | None
+) -> None:
+    config = load(tmp_path, f'[agents.mine]\ncommand = "mine"\nhooks = {given}\n')
+    assert config.agents["mine"].hooks == hooks
+    assert (builtin_profiles()["claude"].hooks, builtin_profiles()["codex"].hooks) == (
+        "claude",
+        "codex",
+    )
+
+
+def test_an_unknown_hook_style_is_refused(tmp_path: Path) -> None:
+    message = failure(tmp_path, '[agents.codex]\nhooks = "gemini"\n')
+    assert message == (
+        "config: agents.codex.hooks: "
+        'expected one of "claude", "codex" or false, got string "gemini"'
+    )
+
+
 def test_new_profile_needs_a_command(tmp_path: Path) -> None:
     message = failure(tmp_path, '[agents.mine]\nidle_pattern = "^> $"')
     assert message == "config: agents.mine.command: missing; a new agent profile needs a command"

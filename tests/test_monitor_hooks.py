@@ -1,4 +1,4 @@
-"""The monitor driven by Claude Code hook events (the JSON Claude Code really sends)."""
+"""The monitor driven by hook events (the JSON Claude Code and Codex really send)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from typing import Any
 
 import pytest
 
+from farmbot.config.schema import builtin_profiles
 from farmbot.errors import Conflict
-from farmbot.models import AgentKind, AgentState, Decision, Gate, GateStatus
+from farmbot.models import Agent, AgentKind, AgentState, Decision, DesiredState, Gate, GateStatus
+from farmbot.supervisor import state as sm
+from farmbot.supervisor.approvals import SessionApprovals
 from tests.farm import Farm, farm_for, make_config
 from tests.helpers import FakeClock, retry_until
-from tests.hook_payloads import payload
+from tests.hook_payloads import CODEX_SESSION_ID, codex_payload, payload
 
 
 @pytest.fixture
@@ -285,3 +288,144 @@ async def test_huge_tool_output_is_trimmed_before_it_is_stored(farm: Farm) -> No
     [event] = await farm.storage.events.recent_events(1, kind_prefix="hook.PostToolUse")
     stdout = event.data["tool_response"]["stdout"]
     assert len(stdout) < 5000 and stdout.endswith("(100000 chars)")
+
+
+# -- Codex: its hook allows or denies, farmbot keeps "for the session" ---------------------
+
+
+def as_codex(farm: Farm) -> None:
+    """The running demo architect's profile now reads as Codex's hooks do (a reload)."""
+    demo = replace(farm.config.agents["demo"], hooks="codex")
+    farm.monitor.reconfigure(replace(farm.config, agents={**farm.config.agents, "demo": demo}))
+
+
+async def held_codex_request(
+    farm: Farm, **changes: Any
+) -> tuple[asyncio.Task[dict[str, Any]], Gate]:
+    request = codex_payload("PermissionRequest", **changes)
+    asking = asyncio.create_task(farm.monitor.on_hook("architect", request))
+    gate = await retry_until(lambda: first_gate(farm), message="the gate")
+    assert not asking.done()
+    return asking, gate
+
+
+async def test_codex_approve_for_session_is_a_plain_allow_and_farmbot_keeps_the_rule(
+    farm: Farm,
+) -> None:
+    as_codex(farm)
+    asking, gate = await held_codex_request(farm)
+    assert gate.payload["session_id"] == CODEX_SESSION_ID
+
+    _, done = await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
+
+    assert await asking == allow()  # Codex refuses updatedPermissions
+    assert "allows the same request again in this session" in done
+    # The same command again (the model words its reason anew): allowed at once, no gate.
+    again = codex_payload(
+        "PermissionRequest", tool_input={"command": "touch a.txt", "description": "Again?"}
+    )
+    assert await farm.monitor.on_hook("architect", again) == allow()
+    assert await farm.gates.pending() == []
+    assert await state(farm) is not AgentState.WAITING
+    [row] = [a for a in await farm.storage.audit.recent_audit() if a.platform == "farmbot"]
+    assert (row.user_name, row.chat, row.command) == (
+        "alice",
+        "architect",
+        "allow Bash: touch a.txt",
+    )
+    assert row.detail == f"approved for architect's session by alice (gate {gate.id})"
+    assert farm.monitor.statistics()["session_allowed"] == 1
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"tool_input": {"command": "touch a.txt && rm -rf ~", "description": "Create a.txt?"}},
+        {"session_id": "01a2319c-0000-7000-8000-000000000000"},  # Codex was restarted
+    ],
+    ids=["a-longer-command-with-the-same-start", "another-session"],
+)
+async def test_codex_session_approval_covers_nothing_else(
+    farm: Farm, changes: dict[str, Any]
+) -> None:
+    as_codex(farm)
+    asking, gate = await held_codex_request(farm)
+    await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
+    await asking
+
+    other, second = await held_codex_request(farm, **changes)
+
+    assert second.id != gate.id  # asked again, a person decides
+    other.cancel()
+
+
+async def test_codex_session_approvals_outlive_a_daemon_restart(farm: Farm) -> None:
+    as_codex(farm)
+    asking, gate = await held_codex_request(farm)
+    await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
+    await asking
+
+    restarted = SessionApprovals(farm.gates)  # what a new daemon reads back
+
+    found = await restarted.covering("architect", codex_payload("PermissionRequest"))
+    assert found is not None and found.id == gate.id
+    assert await restarted.covering("builder-1", codex_payload("PermissionRequest")) is None
+
+
+async def test_codex_rejection_answers_deny_with_the_reason_and_nothing_else(farm: Farm) -> None:
+    as_codex(farm)
+    asking, gate = await held_codex_request(farm)
+    await farm.gates.decide(gate.id, Decision(False, reason="use a.md"), "bob")
+    decision = {"behavior": "deny", "message": "use a.md"}  # never interrupt
+    assert await asking == {
+        "hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}
+    }
+
+
+async def test_claude_session_approvals_are_claude_s_own_rules(farm: Farm) -> None:
+    asking, gate = await held_request(farm)
+    await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
+    await asking
+    # Claude Code keeps the rule itself; should it ask again, a person decides.
+    again, second = await held_request(farm)
+    assert second.id != gate.id
+    again.cancel()
+
+
+# -- the pure machine: a held Codex question draws no dialog ---------------------------
+
+
+SCREENS = Path(__file__).parent / "screens" / "codex" / "0.171.0"
+
+
+@pytest.mark.parametrize(
+    ("screen", "dialog_after_hook", "held", "stale"),
+    [
+        ("busy--permission-hook-running", True, True, False),  # Codex waits on farmbot
+        ("busy--permission-hook-running", True, False, True),  # nobody holds it any more
+        ("busy--permission-hook-running", False, True, True),  # a CLI that draws its dialog
+        ("idle--after-interrupt-escape", True, True, True),  # a person pressed Escape
+    ],
+)
+def test_a_held_codex_question_stays_open_while_codex_runs_its_hook(
+    screen: str, dialog_after_hook: bool, held: bool, stale: bool
+) -> None:
+    profile = replace(builtin_profiles()["codex"], hooks="codex" if dialog_after_hook else None)
+    rules = sm.Rules.of(profile)
+    now = 1000.0
+    agent = Agent(
+        id="builder-1", project="p", kind=AgentKind.BUILDER, profile="codex", number=1,
+        workdir="/w", branch=None, desired=DesiredState.RUNNING, state=AgentState.WAITING,
+        state_reason="asks for permission", created_at=now - 60, updated_at=now - 5,
+        state_since=now - 5,
+    )  # fmt: skip
+    gate = Gate(
+        id=7, kind=sm.PERMISSION, agent_id=agent.id, project="p", title="t", detail="",
+        status=GateStatus.PENDING, created_at=now - 10, payload={"source": "hook"},
+    )  # fmt: skip
+    lines = tuple((SCREENS / f"{screen}.txt").read_text().splitlines())
+    track = sm.Track(last_output_at=now - 10, last_hook_at=now - 10)
+
+    step = sm.decide(agent, sm.Screen(lines, held=held), track, rules, gate, now)
+
+    assert any(isinstance(e, sm.StaleGate) for e in step.effects) is stale

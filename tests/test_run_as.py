@@ -103,7 +103,7 @@ async def test_a_builder_run_as_another_user_works_and_commits_in_its_worktree(
         command="/bin/bash --norc --noprofile",
         idle_pattern=r"\$ ?$",
         run_as=AGENT_USER,
-        hooks=True,
+        hooks="claude",
         builder_prompt=(
             "echo work > made-here && git add made-here && "
             "git -c user.name=agent -c user.email=agent@example.com commit -qm 'by the agent' "

@@ -139,7 +139,7 @@ async def test_hook_capable_agents_get_hooks_and_their_token(
     tmp_path: Path, tmux_socket: str
 ) -> None:
     config = make_config(tmp_path, tmux_socket)
-    agents = dict(config.agents, demo=dataclasses.replace(config.agents["demo"], hooks=True))
+    agents = dict(config.agents, demo=dataclasses.replace(config.agents["demo"], hooks="claude"))
     config = dataclasses.replace(config, agents=agents)
     async with farm_for(config, tmp_path) as farm:
         agent = await farm.supervisor.spawn(AgentKind.BUILDER, 3, None, "alice")

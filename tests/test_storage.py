@@ -521,6 +521,27 @@ async def test_gates_are_decided_once(store: Storage) -> None:
     assert [g.id for g in await store.gates.list_gates(None)] == [gate.id, other.id]
 
 
+async def test_session_gates_are_an_agents_approvals_for_the_session(store: Storage) -> None:
+    gates = store.gates
+    ids = [
+        (await gates.add_gate("permission", agent, "farm", "Run?", "", {}, T0 + n)).id
+        for n, agent in enumerate(["a-1", "a-1", "a-1", "a-2", "a-1"])
+    ]
+    await gates.decide_gate(ids[0], GateStatus.APPROVED, "alice", "", T0 + 9, scope="session")
+    await gates.decide_gate(ids[1], GateStatus.APPROVED, "alice", "", T0 + 9)  # once only
+    await gates.decide_gate(ids[2], GateStatus.REJECTED, "bob", "no", T0 + 9)
+    await gates.decide_gate(ids[3], GateStatus.APPROVED, "alice", "", T0 + 9, scope="session")
+    await gates.decide_gate(ids[4], GateStatus.APPROVED, "bob", "", T0 + 9, scope="session")
+
+    found = await gates.session_gates("a-1")
+
+    assert [(g.id, g.scope, g.decided_by) for g in found] == [
+        (ids[0], "session", "alice"),
+        (ids[4], "session", "bob"),
+    ]
+    assert await gates.session_gates("a-3") == []
+
+
 async def test_audit_newest_first(store: Storage) -> None:
     await store.audit.add_audit(
         platform="telegram",

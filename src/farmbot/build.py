@@ -359,6 +359,7 @@ async def build(
             rules=rules,
             busy=lambda agent_id: agent_id in busy,
             on_qa=lambda agent, trigger: on_qa(agent, trigger),
+            audit=storage.audit,
             clock=clock,
         )
         gates.register(PERMISSION, monitor)

@@ -1,4 +1,4 @@
-"""``farmbot hook``: forward one Claude Code hook event (JSON on stdin) to the daemon.
+"""``farmbot hook``: forward one Claude Code or Codex hook event (JSON on stdin) to the daemon.
 
 It runs on every tool call of every agent, so it imports almost nothing (no argparse,
 urllib, json or aiohttp: one hand-written HTTP/1.1 request on a raw socket) and it never
@@ -7,9 +7,11 @@ on its next start) and the exit status is 0.
 
 Stdout is the hook's answer to the CLI. For a ``PermissionRequest`` the daemon holds the
 request until a person decides (up to its ``permission_hold``) and answers with the
-decision, which is printed; for anything else, and whenever the daemon is down, slow or
-says nothing, nothing is printed and the CLI carries on as if there were no hook (its own
-dialog shows). Never exit 2: Codex reads that as "deny".
+decision, which is printed -- for Codex only what it accepts (allow, or deny with a
+message; the daemon never answers it with ``updatedPermissions`` or ``interrupt``, which
+Codex refuses). For anything else, and whenever the daemon is down, slow or says nothing,
+nothing is printed and the CLI carries on as if there were no hook (its own dialog shows).
+The exit status is always 0: never 2, which Codex (and Claude Code) read as "deny".
 
 Settings come from options, else the environment the supervisor gives every agent::
 
@@ -46,7 +48,7 @@ _OPTIONS = {
 _USAGE = (
     "usage: farmbot hook [--agent ID] [--url URL] [--token TOKEN | --token-file PATH]\n"
     "                    [--spool-dir DIR] < event.json\n"
-    "Forwards one Claude Code hook event to farmbot; spools it when farmbot is down.\n"
+    "Forwards one Claude Code or Codex hook event to farmbot; spools it when farmbot is down.\n"
 )
 MAC_HEX = 64  # HMAC-SHA256, hex
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")

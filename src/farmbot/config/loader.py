@@ -53,11 +53,13 @@ from farmbot.config.reader import (
 )
 from farmbot.config.routes import AlertRoute
 from farmbot.config.schema import (
+    HOOK_STYLES,
     LAND_WAYS,
     AgentProfile,
     Config,
     CronJob,
     GatesConfig,
+    HookStyle,
     ProjectConfig,
     QaConfig,
     ServerConfig,
@@ -180,6 +182,18 @@ def _keys(t: Table, key: str, raw: object) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _hook_style(t: Table, key: str, raw: object) -> HookStyle | None:
+    """``"claude"``, ``"codex"``, or ``false``; ``true`` is the older spelling of "claude"."""
+    if raw is True:
+        return "claude"
+    if raw is False:
+        return None
+    for style in HOOK_STYLES:
+        if raw == style:
+            return style
+    raise type_error(key, 'one of "claude", "codex" or false', raw)
+
+
 def _unix_user(value: str, shown: str) -> str | None:
     import pwd
 
@@ -222,7 +236,7 @@ def _profile(name: str, t: Table, base: AgentProfile | None) -> AgentProfile:
         clear_keys=t.get("clear_keys", _keys, base.clear_keys),
         env=base.env if env is None else _env_table(env),
         run_as=t.get("run_as", text(_unix_user), base.run_as),
-        hooks=t.get("hooks", boolean, base.hooks),
+        hooks=t.get("hooks", _hook_style, base.hooks),
         approve_keys=t.get("approve_keys", strings, base.approve_keys),
         session_keys=t.get("session_keys", strings, base.session_keys),
         session_note=t.get("session_note", text(), base.session_note),

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
 from farmbot.config.limits import LimitsConfig
@@ -36,6 +36,10 @@ DEFAULT_TASK_PROMPT = (
     '  farmbot task done --note "<one line: what you did>"'
 )
 LAND_WAYS = ("merge", "rebase", "command")
+# Which CLI's hooks farmbot installs for a profile: Claude Code's (in the agent's
+# .claude/settings.local.json) or Codex's (on its command line, with their trust).
+HookStyle = Literal["claude", "codex"]
+HOOK_STYLES: tuple[HookStyle, ...] = ("claude", "codex")
 
 
 def default_state_dir() -> Path:
@@ -129,7 +133,7 @@ class AgentProfile:
     # Run the agent as this Unix user (sudo, or runuser when farmbot runs as root), so it
     # cannot read farmbot's files or reach its tmux server. See the README (security).
     run_as: str | None = None
-    hooks: bool = False  # the CLI sends Claude Code hook events (installed at spawn)
+    hooks: HookStyle | None = None  # the CLI's hooks farmbot installs at spawn, if any
     approve_keys: tuple[str, ...] = ("1",)  # answer "yes" to a permission question
     session_keys: tuple[str, ...] = ()  # "yes, and don't ask again"; none: not offered
     session_note: str = ""  # what "for the session" really means for this CLI, when it differs
@@ -146,6 +150,19 @@ class AgentProfile:
     stuck_repeated_error: int = 3  # the same error line this many times
     waiting_warn: float = 600.0  # waiting on a human: a warning alert after this long
     waiting_critical: float = 1800.0  # ... and a critical one after this long
+
+    @property
+    def hook_grants_rules(self) -> bool:
+        """Whether the CLI's hook can answer with a session rule (Claude Code's can, and
+        hooks posted for a profile without ``hooks`` are Claude Code's: ``farmbot hooks
+        install``; Codex's allows or denies only, so farmbot keeps "for the session")."""
+        return self.hooks != "codex"
+
+    @property
+    def dialog_after_hook(self) -> bool:
+        """Whether the CLI draws its permission dialog only once its hook answered
+        (Codex; Claude Code draws it while the hook is pending)."""
+        return self.hooks == "codex"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +254,7 @@ def builtin_profiles() -> dict[str, AgentProfile]:
         "claude": AgentProfile(
             name="claude",
             command="claude",
-            hooks=True,
+            hooks="claude",
             idle_pattern=r"^\s*[>❯](\s|$)",
             input_pattern=r"^\s*[>❯](?:\s(?:Resend your message to try again|(?!\d+\.\s)(.*)))?$",
             busy_pattern=r"esc to interrupt",
@@ -260,10 +277,13 @@ def builtin_profiles() -> dict[str, AgentProfile]:
         ),
         # Codex 0.171.0 (tests/screens/codex): `›` marks both the composer and a dialog's
         # selected option; nothing says busy while an answer streams, so a prompt with no
-        # "Worked for" (or an error) after it is still being answered.
+        # "Worked for" (or an error) after it is still being answered. Its hooks are given
+        # as -c arguments appended to the command (farmbot/codex_hooks.py); the keys
+        # answer its dialog when the hook answered nothing.
         "codex": AgentProfile(
             name="codex",
             command="codex --no-daemon",
+            hooks="codex",
             idle_pattern=r"^\s*›\s(?!\d+\.\s)",
             input_pattern=r"^\s*›(?:\s(?:Ask Codex to do anything|(?!\d+\.\s)(.*)))?$",
             busy_pattern=r"esc to interrupt",

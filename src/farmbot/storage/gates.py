@@ -29,6 +29,9 @@ class GateStore(Protocol):
     async def list_gates(self, status: GateStatus | None = GateStatus.PENDING) -> list[Gate]:
         """Gates with that status (all when None), oldest first."""
 
+    async def session_gates(self, agent_id: str) -> list[Gate]:
+        """The agent's gates approved for the rest of its session, oldest first."""
+
     async def decide_gate(
         self,
         gate_id: int,
@@ -80,6 +83,15 @@ class SqlGateStore(GateStore):
             found = await self._db.fetchall(
                 "SELECT * FROM gates WHERE status = ? ORDER BY id", (status.value,)
             )
+        return [gate_of(r) for r in found]
+
+    async def session_gates(self, agent_id: str) -> list[Gate]:
+        # Read once per agent and daemon (supervisor/approvals.py keeps them): no index.
+        found = await self._db.fetchall(
+            "SELECT * FROM gates WHERE agent_id = ? AND status = 'approved'"
+            " AND scope = 'session' ORDER BY id",
+            (agent_id,),
+        )
         return [gate_of(r) for r in found]
 
     async def decide_gate(

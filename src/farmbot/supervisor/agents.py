@@ -17,16 +17,18 @@ import asyncio
 import difflib
 import logging
 import os
+import shlex
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from farmbot import codex_hooks
 from farmbot.bus import EventBus
 from farmbot.config.schema import AgentProfile, Config, ProjectConfig
 from farmbot.errors import CommandError, Conflict, NotFound, TmuxError, UnsavedWork
 from farmbot.events import AgentSpawned, AgentStopped, ProjectActivated, ProjectDeactivated
-from farmbot.hooks_install import install_hooks
+from farmbot.hooks_install import PERMISSION_TIMEOUT, TIMEOUT, default_hook_command, install_hooks
 from farmbot.models import Agent, AgentKind, AgentState, DesiredState, Project
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.projects import ProjectStore
@@ -260,8 +262,16 @@ class Supervisor:
         await self._prompts.cancel_prompts(agent_id)
         shell = self._environ.get("SHELL", "/bin/sh")
         command = shell if kind is AgentKind.SHELL else profile.command
-        if profile.hooks and kind is not AgentKind.SHELL:
+        if profile.hooks == "claude" and kind is not AgentKind.SHELL:
             await asyncio.to_thread(self._install_hooks, workdir, agent_id, profile)
+        elif profile.hooks == "codex" and kind is not AgentKind.SHELL and not profile.run_as:
+            # On its command line, trusted for exactly this content (codex_hooks.py). Not
+            # for another Unix user, who may not be able to run this farmbot: Codex has
+            # no http hooks, and its dialog is answered through the pane.
+            hook = f"{default_hook_command()} --agent {shlex.quote(agent_id)}"
+            command = codex_hooks.with_hooks(
+                command, hook, timeout=TIMEOUT, permission_timeout=PERMISSION_TIMEOUT
+            )
         env = self._env_for(agent, profile)
         if profile.run_as:  # another Unix user: its files, spool and process (isolation.py)
             runner = isolation.lookup(profile.run_as)

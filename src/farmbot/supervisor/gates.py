@@ -103,6 +103,10 @@ class Gates:
     async def pending(self) -> list[Gate]:
         return await self._store.list_gates(GateStatus.PENDING)
 
+    async def approved_for_session(self, agent_id: str) -> list[Gate]:
+        """The agent's gates approved for the rest of its session, oldest first."""
+        return await self._store.session_gates(agent_id)
+
     def refuse_decider(self, by: str, via: str) -> None:
         """Raise ``AccessDenied`` unless ``by``, coming through ``via``, may decide gates."""
         policy = self._policy

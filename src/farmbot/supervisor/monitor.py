@@ -13,11 +13,13 @@ shared database a node observes and reconciles only its own agents (``Agent.node
 another node's agent is in another tmux.
 
 The monitor is also the resolver of permission gates. A CLI that asks through a hook
-(Claude Code's ``PermissionRequest``) has that request held open while the gate is pending
-(up to ``supervisor.permission_hold``), and the decision is its answer -- no keystroke.
-Otherwise the decision is typed into the pane with the profile's keys, and the screen is
-read again to see that the question went away; a reason for a rejection follows as the
-agent's next prompt.
+(the ``PermissionRequest`` of Claude Code and Codex) has that request held open while the
+gate is pending (up to ``supervisor.permission_hold``), and the decision is its answer --
+no keystroke. Otherwise the decision is typed into the pane with the profile's keys, and
+the screen is read again to see that the question went away; a reason for a rejection
+follows as the agent's next prompt. Codex's hook cannot grant a rule, so what a person
+approved for the session there is kept by farmbot (``supervisor.approvals``) and answered
+allow at once when the same request comes again.
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ from farmbot.events import (
 )
 from farmbot.models import Agent, AgentKind, AgentState, Decision, DesiredState, Event, Gate
 from farmbot.storage.agents import AgentStore
+from farmbot.storage.audit import AuditLog
 from farmbot.storage.prompts import PromptStore
 from farmbot.storage.tracks import TrackStore
 from farmbot.supervisor import permissions
 from farmbot.supervisor import state as sm
+from farmbot.supervisor.approvals import SessionApprovals
 from farmbot.supervisor.gates import Gates
 from farmbot.supervisor.keyboard import Keyboard
 from farmbot.supervisor.panes import classify, waiting_question
@@ -91,6 +95,7 @@ class Monitor:
         rules: dict[str, sm.Rules],
         busy: IsBusy = lambda agent_id: False,
         on_qa: OnQa | None = None,
+        audit: AuditLog | None = None,
         clock: Callable[[], float] = time.time,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -115,6 +120,7 @@ class Monitor:
         # agent -> the request its hook last got a decision for, and that answer (until
         # the agent's next event): the same request again is a repeated delivery.
         self._answered: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.approvals = SessionApprovals(gates, audit, clock)
         self._dirty: set[str] = set()
         self._reads: dict[str, _Read] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -140,6 +146,7 @@ class Monitor:
             "held": self.holding,
             "ticks": self.ticks,
             "screens_read": self.reads,
+            "session_allowed": self.approvals.allowed,
             "tick_ms": round(self.last_tick_seconds * 1000, 1),
         }
 
@@ -301,6 +308,11 @@ class Monitor:
         if name == "PermissionRequest" and answered is not None and answered[0] == payload:
             self._answered[agent_id] = answered
             return answered[1] if hold else permissions.NO_ANSWER
+        if hold and name == "PermissionRequest" and self._hold > 0:
+            profile = self._config.agents.get(agent.profile)
+            allowed = await self.approvals.answer(agent, profile, payload)
+            if allowed is not None:
+                return allowed
         await self.observe(agent, sm.Hook(name, payload))
         if hold and name == "PermissionRequest" and self._hold > 0:
             gate = await self._pending_gate(agent_id)
@@ -395,7 +407,8 @@ class Monitor:
         lines = await self._capture(agent.id, CAPTURE_LINES)
         self._reads[agent.id] = _Read(read_at, pane.activity)
         self.reads += 1
-        return sm.Screen(tuple(lines))
+        held = gate is not None and self._answers_by_hook(gate)
+        return sm.Screen(tuple(lines), held=held)
 
     def _should_read(self, agent: Agent, pane: PaneInfo) -> bool:
         """Whether the screen may have changed since it was last read (tmux knows).
@@ -427,6 +440,7 @@ class Monitor:
     def _forget_agent(self, agent_id: str) -> None:
         self._reads.pop(agent_id, None)
         self._answered.pop(agent_id, None)
+        self.approvals.forget(agent_id)
         if self._tracks.pop(agent_id, None) is not None:
             self._dirty.add(agent_id)
 
@@ -561,14 +575,21 @@ class Monitor:
         """Answer the question: through the CLI's hook when it holds one, else by keys."""
         agent = await self._agents.get_agent(gate.agent_id or "")
         assert agent is not None
+        profile = self._config.agents.get(agent.profile)
         held = self._held.pop(gate.id, None)
         if held is not None and not held.done():
-            answer = permissions.hook_answer(decision, gate.payload, by=gate.decided_by or "")
-            held.set_result(answer)
+            grants = profile is None or profile.hook_grants_rules
+            by = gate.decided_by or ""
+            held.set_result(
+                permissions.hook_answer(decision, gate.payload, by=by, grants_rules=grants)
+            )
             async with self._lock(agent.id):
                 await self._observe(agent, sm.Answered(decision.approved), None)
-            return f"answered through {agent.id}'s hook"
-        profile = self._config.agents.get(agent.profile)
+            done = f"answered through {agent.id}'s hook"
+            if decision.approved and decision.session and not grants:
+                self.approvals.remember(gate)
+                done += "; farmbot allows the same request again in this session without asking"
+            return done
         keys = _keys_for(profile, decision)
         await self._keyboard.press(agent.id, keys)
         async with self._lock(agent.id):

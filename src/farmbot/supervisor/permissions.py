@@ -3,12 +3,17 @@
 Pure functions over a ``PermissionRequest`` hook payload (Claude Code; Codex sends the
 same shape): a one-line summary and a detail for the gate a person decides, the part of
 the request kept with the gate, and the decision JSON the hook answers with (verified
-against Claude Code 2.1.332, see docs/agent-clis.md):
+against Claude Code 2.1.332 and Codex 0.171.0, see docs/agent-clis.md):
 
-- allow: ``{"behavior": "allow"}``; for the rest of the session, with an ``addRules``
-  entry whose ``destination`` is ``session`` (the same command is then not asked again);
+- allow: ``{"behavior": "allow"}``; for the rest of the session, on Claude Code with an
+  ``addRules`` entry whose ``destination`` is ``session`` (the same command is then not
+  asked again). Codex refuses ``updatedPermissions`` (its hook then counts as failed and
+  the dialog shows), so there the answer is a plain allow and farmbot keeps the rule
+  itself: ``session_key`` is what a later request must match -- the same session, the
+  same tool, the same input exactly (for Bash: the same command, not a prefix);
 - deny: ``{"behavior": "deny", "message": ...}`` without ``interrupt`` -- the model gets the
-  message as the tool's result and carries on with it (with ``interrupt`` it never would).
+  message as the tool's result and carries on with it (with ``interrupt`` it never would;
+  Codex refuses it as it does ``updatedPermissions``).
 """
 
 from __future__ import annotations
@@ -26,12 +31,27 @@ NO_ANSWER: dict[str, Any] = {}  # the hook decides nothing: the CLI shows its ow
 
 
 def request_of(payload: dict[str, Any]) -> dict[str, Any]:
-    """What is kept of a request with its gate: the tool and its input."""
+    """What is kept of a request with its gate: the tool, its input, the CLI's session."""
     tool_input = payload.get("tool_input")
     return {
         "tool_name": str(payload.get("tool_name") or ""),
         "tool_input": tool_input if isinstance(tool_input, dict) else {},
+        "session_id": str(payload.get("session_id") or ""),
     }
+
+
+def session_key(request: dict[str, Any]) -> str | None:
+    """What a request approved for the session is matched by (None: nothing to match).
+
+    A request payload, or what ``request_of`` kept of one. The input's ``description``
+    (the model's reason for the call, which it words anew each time) does not count.
+    """
+    session, tool = request.get("session_id"), request.get("tool_name")
+    given = request.get("tool_input")
+    if not isinstance(session, str) or not session or not isinstance(tool, str) or not tool:
+        return None
+    args = {k: v for k, v in given.items() if k != "description"} if isinstance(given, dict) else {}
+    return json.dumps([session, tool, args], sort_keys=True, ensure_ascii=False)
 
 
 def describe(payload: dict[str, Any]) -> tuple[str, str]:
@@ -60,11 +80,14 @@ def describe(payload: dict[str, Any]) -> tuple[str, str]:
     return _one_line(tool), ""
 
 
-def hook_answer(decision: Decision, request: dict[str, Any], *, by: str) -> dict[str, Any]:
-    """The JSON a ``PermissionRequest`` hook answers with to carry out ``decision``."""
+def hook_answer(
+    decision: Decision, request: dict[str, Any], *, by: str, grants_rules: bool = True
+) -> dict[str, Any]:
+    """The JSON a ``PermissionRequest`` hook answers with to carry out ``decision``;
+    ``grants_rules`` false: the CLI takes no rule (Codex), a session approval is an allow."""
     if decision.approved:
         verdict: dict[str, Any] = {"behavior": "allow"}
-        if decision.session:
+        if decision.session and grants_rules:
             verdict["updatedPermissions"] = [session_rule(request)]
     else:
         reason = decision.reason or f"{by} rejected this through farmbot"

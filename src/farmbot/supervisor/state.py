@@ -9,9 +9,11 @@ values and a number for the clock.
 
 What it decides from (seed: the stuck rules and escalations of the tower daemon):
 
-- Hook events decide first (Claude Code says when a turn starts, a tool runs, a
-  permission dialog opens, a turn stops). For CLIs without hooks the pane decides: its
+- Hook events decide first (Claude Code and Codex say when a turn starts, a tool runs,
+  a permission is asked, a turn stops). For CLIs without hooks the pane decides: its
   process, whether its output changes, and the profile's idle/busy/waiting patterns.
+  While farmbot holds a Codex permission hook no dialog is drawn (Codex shows itself
+  running the hook): that question is not gone until the screen is idle again.
 - A pane whose process exited is dead (with its exit status, or the signal that killed
   it); a vanished session is dead; a stop a human asked for is ``stopped``, never dead.
 - Stuck: busy with no new output for 10 min, busy with no tool call for 5 min (CLIs with
@@ -58,9 +60,11 @@ ASKED_FOR_HELP = "asked for help"
 @dataclass(frozen=True, slots=True)
 class Screen:
     """The pane is alive. ``lines`` is what it shows, or None when it was not read now
-    (nothing changed on it since it was last read)."""
+    (nothing changed on it since it was last read). ``held``: the CLI's hook waits for
+    farmbot's answer to the pending gate."""
 
     lines: tuple[str, ...] | None
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,7 @@ class Rules:
     waiting_warn: float
     waiting_critical: float
     clear_keys: tuple[str, ...] = ()  # what empties the input line
+    dialog_after_hook: bool = False  # no dialog is drawn while its hook is held (Codex)
 
     @classmethod
     def of(cls, profile: AgentProfile) -> Rules:
@@ -179,6 +184,7 @@ class Rules:
             waiting_warn=profile.waiting_warn,
             waiting_critical=profile.waiting_critical,
             clear_keys=profile.clear_keys,
+            dialog_after_hook=profile.dialog_after_hook,
         )
 
 
@@ -293,8 +299,8 @@ def decide(
     match observation:
         case PaneGone():
             _gone(run, observation, gate)
-        case Screen(lines):
-            _screen(run, lines, rules, gate)
+        case Screen(lines, held):
+            _screen(run, lines, rules, gate, held=held)
         case Hook(name, payload):
             _hook(run, name, payload, gate)
         case Typing(text):
@@ -385,7 +391,12 @@ def _gate_title(agent: Agent, summary: str) -> str:
 
 
 def _screen(
-    run: _Run, lines: tuple[str, ...] | None, rules: Rules | None, gate: Gate | None
+    run: _Run,
+    lines: tuple[str, ...] | None,
+    rules: Rules | None,
+    gate: Gate | None,
+    *,
+    held: bool = False,
 ) -> None:
     agent = run.agent
     changed = False
@@ -428,12 +439,26 @@ def _screen(
                     {"source": "pane", "fingerprint": print_},
                 )
             )
-    elif gate is not None and said is not None and run.now - gate.created_at > STALE_GRACE:
+    elif (
+        gate is not None
+        and said is not None
+        and run.now - gate.created_at > STALE_GRACE
+        and not _hook_running(said, rules, held)
+    ):
         run.effects.append(StaleGate(gate.id, "the question is no longer showing"))
     target = _help_and_stuck(run, rules, lines, said, target, changed)
     if target is not run.agent.state and not question:
         run.go(target, _why(target))
     _escalate(run, rules, lines)
+
+
+def _hook_running(said: tuple[str, ...], rules: Rules, held: bool) -> bool:
+    """Whether a question with no dialog on screen is still being asked: Codex draws none
+    while farmbot holds its hook, and shows itself working ("Running hook") meanwhile.
+    Idle again, it was interrupted (Escape): the question is gone."""
+    if not (held and rules.dialog_after_hook):
+        return False
+    return classify(list(said), rules.patterns) is not AgentState.IDLE
 
 
 def _maybe_pause(run: _Run, rules: Rules, lines: tuple[str, ...]) -> bool:

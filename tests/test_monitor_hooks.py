@@ -386,7 +386,9 @@ async def test_claude_session_approvals_are_claude_s_own_rules(farm: Farm) -> No
     asking, gate = await held_request(farm)
     await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
     await asking
-    # Claude Code keeps the rule itself; should it ask again, a person decides.
+    # Claude Code keeps the rule itself; should it ask again (a new tool call: PreToolUse
+    # first, so not a repeated delivery of the answered one), a person decides.
+    await farm.monitor.on_hook("architect", payload("PreToolUse"))
     again, second = await held_request(farm)
     assert second.id != gate.id
     again.cancel()

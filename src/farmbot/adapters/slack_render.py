@@ -3,10 +3,10 @@
 Text is escaped for mrkdwn (``&``, ``<``, ``>``), output goes into ``` blocks, buttons
 into actions blocks, and every message carries a plain ``text`` fallback. A button that
 asks (Reject's "Why?") opens a modal (``question_view``) whose submission carries the
-answer (``answer_of``) and, in its ``private_metadata``, where the button was pressed. Slack's limits
-are kept by splitting, never by cutting: a section holds at most 3000 characters, a
-message at most 50 blocks; what does not fit in the first message continues in its
-thread, and very long output is uploaded whole as a file snippet.
+answer (``answer_of``) and, in its ``private_metadata``, where the button was pressed.
+Slack's limits are kept by splitting, never by cutting: a section holds at most 3000
+characters, a message at most 50 blocks; what does not fit in the first message
+continues in its thread, and very long output is uploaded whole as a file snippet.
 """
 
 from __future__ import annotations

@@ -617,7 +617,7 @@ class FakeSlack:
         user, at = issued
         if time.monotonic() - at > TRIGGER_WINDOW:
             raise _ApiError("expired_trigger_id")
-        view = params.get("view")
+        view: Any = params.get("view")
         if isinstance(view, str):
             view = json.loads(view)
         errors = list(_view_errors(view))

@@ -90,6 +90,17 @@ async def leads(daemon: Daemon, name: str) -> bool:
     return await leader(daemon) == name
 
 
+async def farmbot_status(farm: Farm, name: str) -> list[str]:
+    """What `farmbot status` prints on node ``name``'s machine (its config, its daemon)."""
+    config = farm.nodes[name].config
+    shown = await run(
+        sys.executable, "-m", "farmbot", "--config", str(config), "status",
+        cwd=config.parent, env=farm.env,
+    )  # fmt: skip
+    assert shown.code == 0, shown.err
+    return shown.out.splitlines()
+
+
 async def has_session(socket: str, name: str) -> bool:
     return (await run("tmux", "-L", socket, "has-session", "-t", f"={name}")).code == 0
 

@@ -126,4 +126,4 @@ async def pilot_for(
             await web.stop()
 
 
-__all__ = ["Pilot", "git", "make_repo", "pilot_config", "pilot_for"]
+__all__ = ["VERIFY", "Pilot", "git", "make_repo", "pilot_config", "pilot_for"]

@@ -7,13 +7,16 @@ real process (and kill -9) are in test_e2e_autopilot.py.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 from pathlib import Path
 
+from farmbot.messages import utc_time
 from farmbot.models import AgentState, AutopilotMode, Gate, GateStatus, TaskState
 from tests.farm import received_prompts
 from tests.helpers import FakeClock
-from tests.pilot import Pilot, git, pilot_config, pilot_for
+from tests.pilot import VERIFY, Pilot, git, pilot_config, pilot_for
 
 
 async def test_three_tasks_run_in_two_waves_and_land_in_dependency_order(
@@ -126,6 +129,44 @@ async def test_failing_verification_is_retried_then_fails_and_blocks_its_dependa
         assert (await p.task(1)).attempts == 0
 
 
+async def test_retrying_a_failed_task_unblocks_its_dependant_which_then_runs(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = pilot_config(tmp_path, tmux_socket, max_attempts=1)
+    async with pilot_for(config, tmp_path, clock) as p:
+        await p.ok("/task add proj Flaky migration --body demo:fail-verify-once")
+        await p.ok("/task add proj Use the migration --after 1")
+        await p.ok("/run start proj")
+        await p.until_state(1, TaskState.FAILED, timeout=40)
+        await p.until(lambda: _blocked(p, 2), "task 2 to be reported blocked")
+        ended = await p.until(lambda: _run_ended(p, "blocked"), "the run to end blocked")
+        assert "run 1 [proj] blocked (observe)" in ended and "1 blocked (2)" in ended
+        assert "#2 is blocked: waits on task 1, which failed" in ended
+
+        retried = await p.ok("/task retry 1")
+        assert "task 1 is pending again, with fresh attempts in run 1" in retried.text
+        gate1 = await p.gate_of(1)  # revision 2 passes verification
+        status = await p.ok("/run status proj")
+        assert "run 1 [proj] running" in status.text and "is blocked" not in status.text
+        assert (await p.task(2)).state is TaskState.PENDING  # waits for task 1 to land
+        await p.ok(f"/approve {gate1.id}")
+        gate2 = await p.gate_of(2)
+        second = await p.task(2)
+        assert second.reason == f"verified (`{VERIFY}` passed)"
+        assert second.base_commit == git(p.repo, "rev-parse", "main")  # after task 1 landed
+        assert sum(x.startswith("Task 2:") for x in received_prompts(tmp_path)) == 1
+        await p.ok(f"/approve {gate2.id}")
+        done = await p.until(lambda: _run_ended(p, "done"), "the run to be done")
+        assert "2 done" in done
+        states = [e.data["state"] for e in p.farm.seen if e.kind == "run.finished"]
+        assert states == ["blocked", "done"]
+
+
+async def _run_ended(p: Pilot, state: str) -> str | None:
+    reply = await p.say("/run status proj")
+    return reply.text if f"run 1 [proj] {state}" in reply.text else None
+
+
 async def _blocked(p: Pilot, task_id: int) -> str | None:
     task = await p.task(task_id)
     return task.reason if task.reason.startswith("blocked") else None
@@ -208,11 +249,90 @@ async def test_limits_hold_with_more_ready_tasks_than_builders(
         gate = await p.until(lambda: _wave_gate(p), "the wave's gate")
         assert gate.payload == {"run": 1, "wave": 1}
         assert "5 tasks landed" in gate.detail
+        for n in range(1, 6):  # each task with what landed, its branch and its QA result
+            shown = (
+                rf"  #{n} Task number {n - 1} — landed [0-9a-f]{{10}} from branch "
+                rf"farmbot/task-{n}\n    QA: `{re.escape(VERIFY)}` passed \(QA run \d+\)\n"
+            )
+            assert re.search(shown, gate.detail), gate.detail
+        assert "commits (10):" in gate.detail  # a task's commit and its merge, each
+        assert "diffstat:\n  demo-tasks/task-1.md" in gate.detail
+        assert "5 files changed" in gate.detail  # the whole wave, though landed in one tick
+        diff = await p.ok(f"/gate diff {gate.id}")
+        assert diff.pre is not None and all(f"+# Task {n}: " in diff.pre for n in range(1, 6))
         await p.ok(f"/approve {gate.id}")
-        await p.until(lambda: _finished(p), "the run to finish")
+        finished = await p.until(lambda: _finished(p), "the run to finish")
+        decided = await p.farm.gates.get(gate.id)
+        assert decided.decided_at is not None
+        when = utc_time(decided.decided_at)
+        closed = f"wave 1 closed: #1 done, #2 done, #3 done, #4 done, #5 done; gate #{gate.id}"
+        assert f"{closed} approved by alice at {when}" in finished  # who decided, and when
         assert [g.kind for g in await p.farm.storage.gates.list_gates(None)] == ["milestone"]
 
 
 async def _wave_gate(p: Pilot) -> Gate | None:
     gates = await p.farm.storage.gates.list_gates(GateStatus.PENDING)
     return gates[0] if gates else None
+
+
+async def test_a_paused_run_hands_out_nothing_until_it_is_resumed(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = pilot_config(tmp_path, tmux_socket, max_builders=1)
+    async with pilot_for(config, tmp_path, clock) as p:
+        await p.ok("/task add proj First")
+        await p.ok("/task add proj Second")
+        await p.ok("/run start proj")
+        await p.until_state(1, TaskState.WORKING)
+        assert (await p.task(2)).state is TaskState.READY  # the one builder is taken
+        paused = await p.ok("/run pause proj")
+        assert "run 1 [proj] paused by alice: no new tasks are handed out" in paused.text
+        again = await p.say("/run pause proj")
+        assert not again.ok and "run 1 of proj is already paused" in again.text
+
+        # Work in progress carries on: task 1 is verified, approved and lands.
+        gate = await p.gate_of(1)
+        await p.ok(f"/approve {gate.id}")
+        assert (await p.task(1)).state is TaskState.DONE
+        await p.farm.until_idle("builder-1")  # free to take task 2, were the run running
+        for _ in range(10):
+            await p.turn()
+        second = await p.task(2)
+        assert (second.state, second.agent_id) == (TaskState.READY, None)
+        assert not any(x.startswith("Task 2:") for x in received_prompts(tmp_path))
+        assert [a.id for a in await p.farm.supervisor.list_agents()] == ["builder-1"]
+        status = await p.ok("/run status proj")
+        assert "run 1 [proj] paused (observe)" in status.text
+        assert "wave 1 open: #1 done, #2 ready" in status.text
+
+        resumed = await p.ok("/run resume proj")
+        assert "run 1 [proj] resumed by alice" in resumed.text
+        not_paused = await p.say("/run resume proj")
+        assert not not_paused.ok and "run 1 of proj is already running" in not_paused.text
+        await p.gate_of(2)
+        second = await p.task(2)
+        assert second.agent_id == "builder-1"
+        assert sum(x.startswith("Task 2:") for x in received_prompts(tmp_path)) == 1
+        kinds = [(e.kind, e.data.get("state")) for e in p.farm.seen if e.kind == "run.state"]
+        assert kinds == [("run.state", "paused"), ("run.state", "running")]
+
+
+async def test_the_profiles_task_prompt_template_is_what_the_builder_receives(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    config = pilot_config(tmp_path, tmux_socket)
+    template = (
+        "Task {id}: {title}\nRepo {project}, branch {branch}. Keep {{braces}}.\n"
+        "---\n{body}\n---\nWhen it is done: farmbot task done"
+    )
+    demo = dataclasses.replace(config.agents["demo"], task_prompt=template)
+    config = dataclasses.replace(config, agents={**config.agents, "demo": demo})
+    async with pilot_for(config, tmp_path, clock) as p:
+        await p.ok("/task add proj Tidy the README\nOne paragraph.\n  Another, indented.")
+        await p.ok("/run start proj")
+        await p.gate_of(1)  # the demo agent took it for a task prompt and did it
+        [prompt] = [x for x in received_prompts(tmp_path) if x.startswith("Task 1:")]
+        assert prompt == (
+            "Task 1: Tidy the README\nRepo proj, branch farmbot/task-1. Keep {braces}.\n"
+            "---\nOne paragraph.\n  Another, indented.\n---\nWhen it is done: farmbot task done"
+        )

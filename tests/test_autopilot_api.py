@@ -107,6 +107,50 @@ async def test_work_that_conflicts_with_the_base_goes_back_to_its_builder(
         await p.gate_of(1)  # reworked, verified, and at a gate again
 
 
+async def test_a_failing_land_command_goes_back_to_the_builder_and_reopens_the_task(
+    tmp_path: Path, tmux_socket: str, clock: FakeClock
+) -> None:
+    # The land command (think: CI, then a pull request) refuses the first revision.
+    command = (
+        'if grep -q "^revision: 1$" demo-tasks/task-$FARMBOT_TASK.md; then '
+        'echo "CI failed on $FARMBOT_BRANCH: test_login"; exit 1; fi; echo opened PR 18'
+    )
+    config = pilot_config(
+        tmp_path, tmux_socket, max_builders=1, land="command", land_command=command
+    )
+    async with pilot_for(config, tmp_path, clock) as p:
+        await p.ok("/task add proj Log in")
+        await p.ok("/run start proj")
+        gate = await p.gate_of(1)
+        reply = await p.ok(f"/approve {gate.id}")
+        assert f"task 1 did not land: `{command}` failed (exit 1):\n" in reply.text
+        assert "CI failed on farmbot/task-1: test_login\nIt goes back to builder-1" in reply.text
+        assert "did not land: did not land" not in reply.text
+        reopened = await p.task(1)
+        assert reopened.state is TaskState.WORKING and reopened.agent_id == "builder-1"
+        [event] = [e for e in p.farm.seen if e.kind == "task.not_landed"]
+        assert event.data["to"] == "builder-1" and not event.data["refused"]
+
+        async def land_prompts() -> list[str]:
+            return [x for x in received_prompts(tmp_path) if "did not land" in x]
+
+        [said] = await p.until(land_prompts, "the land command's failure to reach builder-1")
+        assert said.startswith(
+            f"Task 1: your work did not land: the project's land command `{command}` "
+            "failed (exit 1):\nCI failed on farmbot/task-1: test_login\n\n"
+            "Fix what it reports on branch farmbot/task-1, commit,"
+        )
+        again = await p.gate_of(1)  # revision 2: reworked, verified, at a gate again
+        assert again.id != gate.id
+        landed = await p.ok(f"/approve {again.id}")
+        assert "task 1 landed (land_command)" in landed.text
+        task = await p.task(1)
+        assert (task.state, task.note, task.attempts) == (TaskState.DONE, "opened PR 18", 1)
+        assert task.landed_commit == git(p.repo, "rev-parse", "farmbot/task-1")
+        assert git(p.repo, "rev-list", "--count", "main") == "1"  # the PR lands it, not farmbot
+        assert "revision: 2" in git(p.repo, "show", f"{task.landed_commit}:demo-tasks/task-1.md")
+
+
 async def test_a_profile_paused_by_a_usage_limit_gets_no_new_task_until_it_resets(
     tmp_path: Path, tmux_socket: str, clock: FakeClock
 ) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from farmbot.events import TaskFailed, TaskLanded, TaskMoved, TaskRetried
 from farmbot.models import AutopilotMode, Priority, Task, TaskState, Wave, WaveState
-from farmbot.supervisor.autopilot import assigner, waves
+from farmbot.supervisor.autopilot import assigner, milestones, waves
 from farmbot.supervisor.autopilot import tasks as tm
 
 NOW = 1_700_000_000.0
@@ -99,6 +99,12 @@ def test_reject_and_conflicts_go_back_to_the_builder_without_costing_an_attempt(
     landing = dataclasses.replace(t, state=S.LANDING)
     conflict = step(landing, tm.LandFailed("conflicts in a.py", agent_free=True))
     assert conflict.task.state is S.WORKING and "conflicts in a.py" in (conflict.prompt or "")
+    assert "resolve what conflicts" in (conflict.prompt or "")
+    failed = step(landing, tm.LandFailed("`make pr` failed (exit 1):\nCI is red", True, True))
+    assert failed.task.state is S.WORKING and failed.task.reason.startswith("did not land: ")
+    said = failed.prompt or ""
+    assert said.startswith("Task 1: your work did not land: the project's land command `make pr`")
+    assert "CI is red" in said and "conflict" not in said
     refused = step(landing, tm.LandRefused("main is dirty"))
     assert (refused.task.state, refused.task.gate_id) == (S.REVIEW, None)  # a new gate
 
@@ -123,10 +129,18 @@ def test_cancel_and_retry_and_what_does_not_apply_now() -> None:
             step(task(state=state), happening)
 
 
-def test_task_prompt_templates_are_checked() -> None:
-    assert tm.template_problem("Task {id}: {title} on {branch}") is None
-    assert "unknown placeholder {n}" in (tm.template_problem("{n}") or "")
-    assert "malformed braces" in (tm.template_problem("{id") or "")
+def test_a_task_prompt_fills_the_profiles_template_as_the_config_checked_it() -> None:
+    t = dataclasses.replace(task(12, branch="farmbot/task-12"), body="line one\nline two")
+    template = "{id:.1}|{id:>4}|{title}|{project}|{branch}|{{literal}}\n{body}"
+    assert tm.task_prompt(template, t) == (
+        "1|  12|t12|p|farmbot/task-12|{literal}\nline one\nline two"
+    )  # every field a string, as config.reader checked the template with
+    assert tm.task_prompt("{body}", task()) == "(no further description)"
+    again = dataclasses.replace(t, feedback="The previous attempt ended: builder-1 died.")
+    assert tm.task_prompt("Task {id}", again) == (
+        "Task 12\n\nFrom an earlier attempt at this task:\n"
+        "The previous attempt ended: builder-1 died."
+    )
 
 
 def test_waves_follow_dependencies_and_cycles_are_named() -> None:
@@ -213,3 +227,16 @@ def test_a_profile_paused_by_a_usage_limit_gets_nothing_new() -> None:
     plan = assigner.plan([task(1, S.READY)], free, _capacity(paused_profiles={"demo"}))
     assert plan.picks == ()
     assert plan.waiting == ((1, "profile demo is paused by a usage limit"),)
+
+
+def test_a_waves_landings_are_ordered_by_their_chain_on_the_base_not_by_the_clock() -> None:
+    def landed(id: int, base: str, tip: str, at: float = NOW) -> Task:
+        return task(id, S.DONE, land_base=base * 40, landed_commit=tip * 40, landed_at=at)
+
+    one, two, three = landed(1, "a", "b"), landed(2, "b", "c"), landed(3, "c", "d")
+    for order in ([one, two, three], [three, one, two], [two, three, one]):
+        assert milestones.landed_span(order) == (one, three)  # landed in one clock tick
+    # Someone else's commit (d..e) came in between: the clock picks between the pieces.
+    later = landed(4, "e", "f", NOW + 5)
+    assert milestones.landed_span([later, two, one]) == (one, later)
+    assert milestones.landed_span([task(5, S.DONE)]) is None

@@ -9,7 +9,7 @@ import dataclasses
 from pathlib import Path
 
 from farmbot.config.schema import UserConfig
-from farmbot.messages import Incoming
+from farmbot.messages import Incoming, utc_time
 from farmbot.models import AutopilotMode, GateStatus, Role, TaskState, WaveState
 from farmbot.storage.tasks import NewTask
 from farmbot.supervisor.autopilot import landing
@@ -300,6 +300,13 @@ async def test_a_rejected_wave_goes_back_to_its_builders_and_lands_again(
         first = git(p.repo, "rev-parse", "main")
         rejected = await p.ok(f"/reject {gate.id} the page is blank on mobile")
         assert "goes back to its builders" in rejected.text
+        decided = await p.farm.gates.get(gate.id)
+        assert decided.decided_at is not None
+        status = await p.ok("/run status proj")
+        assert (
+            f"  wave 1 open: #1 working (builder-1); gate #{gate.id} rejected by alice at "
+            f"{utc_time(decided.decided_at)}: the page is blank on mobile"
+        ) in status.text
 
         async def reason_delivered() -> list[str]:
             return [x for x in received_prompts(tmp_path) if "blank on mobile" in x]
@@ -307,6 +314,9 @@ async def test_a_rejected_wave_goes_back_to_its_builders_and_lands_again(
         await p.until(reason_delivered, "the reason to reach the builder")
         [again] = await p.until(lambda: _pending(p), "wave 1's gate again")
         assert again.id != gate.id
+        status = await p.ok("/run status proj")
+        assert f"  wave 1 gate (gate #{again.id}): #1 done\n" in status.text + "\n"
+        assert "rejected by" not in status.text
         assert git(p.repo, "rev-list", "--merges", "--count", "main") == "2"  # landed again
         assert git(p.repo, "rev-list", "--count", f"{first}..main") == "2"  # fix + its merge
         history = [h.detail for h in await p.farm.storage.tasks.history(1)]

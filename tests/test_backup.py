@@ -111,3 +111,13 @@ def test_backup_refuses_to_overwrite_and_names_a_missing_database(tmp_path: Path
         backup(db, db, force=True)
     done = farmbot_backup(config, str(tmp_path / "x.db" / "nested.db"))
     assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_backup_says_to_use_pg_dump_when_the_state_is_in_postgresql(tmp_path: Path) -> None:
+    config = tmp_path / "farmbot.toml"
+    config.write_text('[server]\nstate_dir = "state"\n[storage]\nurl = "vault:pg"\n')
+    (tmp_path / "state").mkdir()  # a farmbot.db left from before the move is not the state
+    sqlite3.connect(tmp_path / "state" / "farmbot.db").close()
+    done = farmbot_backup(config, str(tmp_path / "x.db"))
+    assert done.returncode == 1 and "pg_dump" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and not (tmp_path / "x.db").exists()

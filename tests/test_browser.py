@@ -7,13 +7,16 @@ Content-Security-Policy, so a blocked inline script or style would show here).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from farmbot.models import GateStatus
+from farmbot.config.node import NodeConfig
+from farmbot.models import Agent, AgentKind, AgentState, DesiredState, GateStatus
+from tests.backends import PostgresBackend
 from tests.browser import Page, start_chromium
 from tests.farm import make_config, received_prompts
 from tests.helpers import retry_until
@@ -122,6 +125,16 @@ async def test_the_page_fits_a_phone_and_a_desktop(
             """
         )
         assert visible == [True, True]
+        # An autopilot run and a farm of nodes come after the gates and the console.
+        below = await page.js(
+            """
+            const top = (css) => document.querySelector(css).getBoundingClientRect().top;
+            document.getElementById("nodes-box").hidden = false;
+            return [top(".s-autopilot") > top(".s-console"), top(".s-nodes") > top(".s-console"),
+                    top(".s-console") > top(".s-gates")];
+            """
+        )
+        assert below == [True, True, True]
 
 
 async def test_a_multi_line_prompt_from_the_console_reaches_the_agent_intact(
@@ -206,7 +219,7 @@ async def test_a_gate_approved_from_the_page_loses_its_buttons_everywhere(
     decided = await web.app.farm.gates.get(gate)
     assert decided.status is GateStatus.APPROVED, decided
     note = await page.js("return document.querySelector('#alerts .alert').textContent")
-    assert f"gate #{gate} decided" in note
+    assert f"gate #{gate} ✅ approved by " in note and " UTC" in note  # who, and when
     assert await page.js("return document.getElementById('gates-empty').hidden") is False
     await page.until(
         "return [...document.querySelectorAll('#console-log .msg')].some("
@@ -335,3 +348,47 @@ async def test_a_file_reply_shows_a_small_text_file_and_offers_a_download(
     assert shown[:3] == ["step 1: <done>\nstep 2: é\n", "notes.txt", "download notes.txt"]
     assert shown[3].encode("latin-1").decode() == "step 1: <done>\nstep 2: é\n"  # the bytes
     await page.screenshot(tmp_path / "file-reply.png")
+
+
+async def test_the_nodes_of_a_farm_and_a_quiet_nodes_agent_shown_as_node_down(
+    page: Page, tmp_path: Path, tmux_socket: str, pg_backend: PostgresBackend
+) -> None:
+    config = dataclasses.replace(
+        make_config(tmp_path, tmux_socket),
+        storage=pg_backend.storage_config(),
+        node=NodeConfig(name="a", heartbeat=0.2),
+    )
+    async with running(config) as web:
+        # Node b started, took an agent, and went quiet (a machine switched off).
+        storage = web.app.farm.storage
+        await storage.nodes.register_node("b", url="", version="1", projects=["proj"])
+        await storage.agents.save_agent(
+            Agent(
+                id="b-shell", project="proj", kind=AgentKind.SHELL, profile="shell", number=1,
+                workdir="/w", branch=None, desired=DesiredState.RUNNING, state=AgentState.IDLE,
+                state_reason="", created_at=0.0, updated_at=0.0, state_since=0.0, node="b",
+            )
+        )  # fmt: skip
+        here = await idle_builder(web)
+
+        async def b_down() -> bool:
+            nodes = (await web.status())["nodes"]
+            return any(n["name"] == "b" and n["health"] == "down" for n in nodes)
+
+        await retry_until(b_down, message="node b to be down")
+        await logged_in(page, web)
+        nodes = await page.until(
+            "const rows = [...document.querySelectorAll('#nodes li')].map(li =>"
+            " [...li.children].map(c => c.textContent.replace(/\\s+/g, ' ').trim()));"
+            "return !document.getElementById('nodes-box').hidden && rows.length === 2 && rows"
+        )
+        a, b = sorted(nodes)
+        assert a[:3] == ["a", "leader", "here"] and a[3].startswith("up heard"), nodes
+        assert a[4] == "1 agent" and b[0] == "b" and b[1].startswith("down heard"), nodes
+        assert b[2:] == ["1 agent", "proj"], nodes
+        agents = await page.js(
+            "return Object.fromEntries([...document.querySelectorAll('#agents li')].map(li =>"
+            " [li.dataset.key, [li.querySelector('.state').textContent,"
+            " li.querySelector('.a-project').textContent.replace(/\\s+/g, ' ').trim()]]))"
+        )
+        assert agents == {here: ["idle", "proj @a"], "b-shell": ["node down", "proj @b"]}

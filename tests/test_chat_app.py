@@ -22,15 +22,17 @@ async def test_app_runs_both_chat_interfaces(tmp_path: Path, tmux_socket: str) -
     async with FakeTelegram() as tg, FakeSlack() as slack:
         config = dataclasses.replace(
             make_config(tmp_path, tmux_socket),
-            users=(UserConfig("alice", Role.ADMIN, telegram=1001, slack="UALICE"),),
-            telegram=TelegramConfig(
-                token=tg.token, base_url=tg.base_url, base_file_url=tg.base_file_url,
-                poll_timeout=1,
-            ),
-            slack=SlackConfig(
-                bot_token="xoxb-test", app_token="xapp-test", signing_secret=None,
-                api_url=slack.api_url,
-            ),
+            users=(UserConfig("alice", Role.ADMIN, ids={"telegram": 1001, "slack": "UALICE"}),),
+            chats={
+                "telegram": TelegramConfig(
+                    token=tg.token, base_url=tg.base_url, base_file_url=tg.base_file_url,
+                    poll_timeout=1,
+                ),
+                "slack": SlackConfig(
+                    bot_token="xoxb-test", app_token="xapp-test", signing_secret=None,
+                    api_url=slack.api_url,
+                ),
+            },
         )  # fmt: skip
         async with Daemon(config) as app:
             assert set(app.farm.interfaces) >= {"web", "telegram", "slack"}

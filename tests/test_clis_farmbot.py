@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from farmbot.config.schema import builtin_profiles
 from tests import agent_clis as clis
 from tests.daemon import Daemon, free_port, git_project, serve
 from tests.fakes import anthropic_api as anthropic
@@ -227,7 +228,8 @@ async def test_claude_approvals_through_its_dialog_once_the_hold_expired(
     tmp_path: Path, tmux_socket: str
 ) -> None:
     """farmbot holds the hook for 1 s, then lets go: Claude shows its dialog, and the
-    decision is carried out by keys; a rejection's reason is the next prompt."""
+    decision is carried out by keys (approve, approve for the session with what Claude's
+    option 2 means); a rejection's reason is the next prompt."""
     await git_project(tmp_path / "repo")
     async with anthropic.FakeAnthropic() as fake:
         setup = clis.claude_setup(tmp_path, fake.url, workdir=worktree(tmp_path))
@@ -241,6 +243,20 @@ async def test_claude_approvals_through_its_dialog_once_the_hold_expired(
             assert (run.workdir / "a.txt").exists()
             await run.state("idle")
 
+            # Approve for the session through the dialog: key 2, and the reply says what
+            # Claude's option 2 really is (here: access to the directory, not a rule).
+            fake.script(anthropic.bash("touch b.txt", "Create b.txt"), anthropic.Text("Made."))
+            await run.ok(f"/send {AGENT} create b.txt")
+            gate = await run.gate()
+            await asyncio.sleep(2)
+            approved = await run.ok(f"/approve {gate['id']} --session")
+            assert "approved for the session by local" in approved, approved
+            note = builtin_profiles()["claude"].session_note
+            assert f"; sent 2 to builder-1 ({note})" in approved, approved
+            assert not (await fake.wait_for(4)).tool_results()[0]["is_error"]
+            assert (run.workdir / "b.txt").exists()
+            await run.state("idle")
+
             fake.script(
                 anthropic.bash("rm a.txt", "Remove a.txt"),
                 anthropic.Text("Understood."),
@@ -250,7 +266,7 @@ async def test_claude_approvals_through_its_dialog_once_the_hold_expired(
             await asyncio.sleep(2)
             reply = await run.ok(f"/reject {gate['id']} keep it, we ship it")
             assert "next prompt" in reply, reply
-            told = await fake.wait_for(4)
+            told = await fake.wait_for(6)
             assert "keep it, we ship it" in told.text()
             assert (run.workdir / "a.txt").exists()
 

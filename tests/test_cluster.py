@@ -28,6 +28,7 @@ from tests.nodes import (
     SLOW_HOOK,
     TOKEN,
     claimed,
+    farmbot_status,
     has_session,
     leads,
     start_a_then_b,
@@ -193,6 +194,10 @@ async def test_the_leader_killed_with_kill_9_hands_chat_alerts_and_commands_to_t
         async with b.http.get("/readyz", headers={"Authorization": f"Bearer {b.key}"}) as ready:
             assert ready.status == 200, await ready.text()
         assert (await a.command("/spawn architect"))["ok"]  # an agent of a, for "node down"
+        cli = await farmbot_status(farm, "b")  # `farmbot status` on b's machine
+        assert "node a: up, 1 agent (leader)" in cli and "node b: up, 0 agents (here)" in cli
+        [architect] = [line for line in cli if line.split()[0] == "architect"]
+        assert "alpha@a" in architect and "node" not in architect.split()[1:3], cli
 
         # Alerts in flight: two of b's agents die while Telegram answers their chat 429.
         tg.hold(ALERTS, retry_after=3)
@@ -259,6 +264,19 @@ async def test_the_leader_killed_with_kill_9_hands_chat_alerts_and_commands_to_t
 
         shown = await retry_until(a_shown_down, timeout=5, message="a shown as node down")
         assert "b (leader, here, 1 agent)" in shown and "• architect: node down" in shown
+        cli = await farmbot_status(farm, "b")
+        assert "node a: down, 1 agent" in cli, cli
+        assert "node b: up, 1 agent (leader, here)" in cli, cli
+        states = {line.split()[0]: line.split()[1:3] for line in cli if line[:2] == "  "}
+        assert states["architect"] == ["node", "down"], cli  # not dead: a is quiet
+        assert states["beta-shell-1"][0] == "dead"  # b's own dead agent stays dead
+        # The status page renders from this: a's agents show "node down" while a is down.
+        page = await status(b)
+        nodes = {n["name"]: (n["health"], n["leader"], n["agents"]) for n in page["nodes"]}
+        assert nodes == {"a": ("down", False, 1), "b": ("up", True, 1)}, page["nodes"]
+        assert page["leader"] == "b"
+        [on_a] = [agent for agent in page["agents"] if agent["node"] == "a"]
+        assert on_a["id"] == "architect" and on_a["state"] not in ("dead", "stopped")
         agents = (await b.command("/agents"))["text"]
         assert "architect [alpha @a] node down (a quiet for" in agents, agents
         assert await has_session(sockets["b"], "beta-builder-3")

@@ -138,8 +138,13 @@ def test_users_and_roles(tmp_path: Path) -> None:
         '[users.bob]\nrole = "viewer"\nslack = "U1"\ndiscord = 7\n',
     )
     alice, bob = config.users
-    assert (alice.name, alice.role, alice.telegram, alice.web) == ("alice", Role.ADMIN, 42, True)
-    assert (bob.role, bob.slack, bob.discord, bob.web) == (Role.VIEWER, "U1", 7, False)
+    assert (alice.name, alice.role, alice.ids, alice.web) == (
+        "alice",
+        Role.ADMIN,
+        {"telegram": 42},
+        True,
+    )
+    assert (bob.role, bob.ids, bob.web) == (Role.VIEWER, {"slack": "U1", "discord": 7}, False)
 
 
 # -- one line naming the key ---------------------------------------------------------------
@@ -162,6 +167,15 @@ def test_users_and_roles(tmp_path: Path) -> None:
             "supervisor.tick_seconds: must be greater than 0, got 0",
         ),
         ("[supervisor]\nmax_builders = 0", "supervisor.max_builders: must be at least 1, got 0"),
+        (
+            "[supervisor]\npermission_hold = 871",
+            "supervisor.permission_hold: at most 870 s, got 871: `farmbot hook` gives up on its "
+            "answer after 900 s, so a longer hold would answer a hook nobody listens to any more",
+        ),
+        (
+            "[supervisor]\npermission_hold = -1",
+            "supervisor.permission_hold: must be 0 or more, got -1",
+        ),
         (
             "[supervisor]\nprompt_max_bytes = 10",
             "supervisor.prompt_max_bytes: must be at least 64, got 10",
@@ -200,6 +214,21 @@ def test_invalid_values_fail_with_one_line_naming_the_key(
     tmp_path: Path, toml: str, expected: str
 ) -> None:
     assert failure(tmp_path, toml) == f"config: {expected}"
+
+
+@pytest.mark.parametrize("hold", [0, 870])
+def test_permission_hold_may_be_off_or_up_to_its_limit(tmp_path: Path, hold: int) -> None:
+    config = load(tmp_path, f"[supervisor]\npermission_hold = {hold}\n")
+    assert config.supervisor.permission_hold == hold
+
+
+def test_the_longest_permission_hold_ends_before_every_hook_gives_up() -> None:
+    from farmbot import hook, hooks_install
+    from farmbot.config.loader import MAX_PERMISSION_HOLD
+
+    # `farmbot hook` (a command hook) waits HOLD_TIMEOUT; Claude Code waits for the
+    # command, or for an http hook it posts itself, PERMISSION_TIMEOUT.
+    assert MAX_PERMISSION_HOLD < hook.HOLD_TIMEOUT < hooks_install.PERMISSION_TIMEOUT
 
 
 def test_project_path_must_be_an_existing_directory(tmp_path: Path) -> None:

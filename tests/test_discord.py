@@ -50,9 +50,9 @@ CHAT = 1_300_000_000_000_000_002  # where people type commands
 OPS = 1_300_000_000_000_000_003  # where alerts go
 ALICE, BOB, OLGA, STRANGER = (1_400_000_000_000_000_000 + n for n in (1, 2, 3, 9))
 USERS = (
-    UserConfig("alice", Role.ADMIN, discord=ALICE),
-    UserConfig("bob", Role.VIEWER, discord=BOB),
-    UserConfig("olga", Role.OPERATOR, discord=OLGA),
+    UserConfig("alice", Role.ADMIN, ids={"discord": ALICE}),
+    UserConfig("bob", Role.VIEWER, ids={"discord": BOB}),
+    UserConfig("olga", Role.OPERATOR, ids={"discord": OLGA}),
 )
 KEY = "k" * 32  # the web server's local key
 
@@ -97,7 +97,9 @@ async def running(
     config: Config, tmp_path: Path, dconf: DiscordConfig, clock: FakeClock, fake: FakeDiscord
 ) -> AsyncIterator[Rig]:
     """The daemon's graph with Discord configured, and the Discord interface started."""
-    config = replace(config, discord=dconf, alerts=AlertsConfig(routes=discord_routes(dconf)))
+    config = replace(
+        config, chats={"discord": dconf}, alerts=AlertsConfig(routes=discord_routes(dconf))
+    )
     async with farm_for(config, tmp_path, clock, rand=lambda: 1.0) as farm:
         discord = farm.graph.interfaces["discord"]
         assert isinstance(discord, DiscordInterface)
@@ -911,7 +913,8 @@ def test_a_route_to_discord_is_valid_once_discord_is_configured(tmp_path: Path) 
     route = '[[alerts.routes]]\ninterface = "discord"\nchannel = "99"\n'
     path.write_text(f'[discord]\ntoken = "env:DC"\nalert_channels = [{OPS}]\n{route}')
     config = load_config(path, {"DC": TOKEN}, tmp_path)
-    assert config.discord is not None and config.discord.alert_channels == (str(OPS),)
+    discord = config.chat(DiscordConfig)
+    assert discord is not None and discord.alert_channels == (str(OPS),)
     assert {(r.interface, r.channel) for r in config.alerts.routes} == {
         ("discord", "99"),
         ("discord", str(OPS)),

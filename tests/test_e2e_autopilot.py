@@ -2,7 +2,8 @@
 
 Tasks queued as JSON, a run in observe mode, builders that report with `farmbot task
 done`, milestone gates approved over the web console -- across two SIGKILLs at bad
-moments, after which nothing is assigned, prompted or landed twice.
+moments, after which nothing is assigned, prompted or landed twice; then a task with a
+multi-line body queued through `farmbot cmd`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.daemon import Daemon, free_port, git_project, serve
+from tests.daemon import Daemon, farmbot, free_port, git_project, serve
 from tests.farm import received_prompts
 from tests.helpers import retry_until
 from tests.pilot import git
@@ -180,6 +181,15 @@ async def test_an_observe_run_over_http_survives_kill_9_without_doing_anything_t
         history = shown["pre"].splitlines()
         assert sum(" working " in line for line in history) == 1
         assert any("reported done: wrote demo-tasks/task-2.md" in line for line in history)
+
+        # A multi-line body through `farmbot cmd`, typed in a shell as one quoted argument.
+        typed = "One line per landed task.\n\n  - indented, after a blank line"
+        added = await farmbot(config, "cmd", f"/task add proj Write the changelog\n{typed}\n")
+        assert added.code == 0, added.err
+        assert added.out.startswith("queued task 4 [proj] (normal): Write the changelog\n")
+        assert (await tasks(daemon))[4]["body"] == typed
+        told = await farmbot(config, "cmd", "/task show 4")
+        assert told.code == 0 and f"\n\n{typed}\n" in told.out, told.out
         assert await daemon.terminate() == 0
 
     prompts = received_prompts(tmp_path)

@@ -13,7 +13,7 @@ from farmbot.models import AgentState, Role
 from tests.backends import PostgresBackend
 from tests.farm import farm_for, make_config, received_prompts
 
-ADA = UserConfig("ada", Role.ADMIN, telegram=1)
+ADA = UserConfig("ada", Role.ADMIN, ids={"telegram": 1})
 
 
 async def test_a_farm_on_postgresql_spawns_delivers_and_alerts(

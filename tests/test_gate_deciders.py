@@ -96,8 +96,8 @@ async def _tail_has(web: Web, text: str) -> bool:
 
 
 USERS = (
-    UserConfig("alice", Role.ADMIN, telegram=1001),
-    UserConfig("ops", Role.ADMIN, telegram=1002, web=True),
+    UserConfig("alice", Role.ADMIN, ids={"telegram": 1001}),
+    UserConfig("ops", Role.ADMIN, ids={"telegram": 1002}, web=True),
 )
 
 

@@ -21,8 +21,8 @@ from tests.helpers import FakeClock
 from tests.test_config import load
 
 USERS = (
-    UserConfig("alice", Role.ADMIN, telegram=1001, web=True),
-    UserConfig("bob", Role.OPERATOR, telegram=1002, slack="U0BOB"),
+    UserConfig("alice", Role.ADMIN, ids={"telegram": 1001}, web=True),
+    UserConfig("bob", Role.OPERATOR, ids={"telegram": 1002, "slack": "U0BOB"}),
 )
 
 

@@ -87,6 +87,9 @@ web = true
             assert status == 401, body
             assert "server.metrics_token, or the local key" in body
             assert headers["WWW-Authenticate"].startswith("Bearer")
+        for wrong in ({}, {"Authorization": "Bearer not-the-key"}):  # two failed web logins
+            async with daemon.http.get("/api/status", headers=wrong) as r:
+                assert r.status == 401, await r.text()
 
         assert (await daemon.command("/spawn builder 1"))["ok"]
         assert not (await daemon.command("/spawnn builder 2"))["ok"]  # a usage error
@@ -126,6 +129,8 @@ web = true
         assert value(samples, "farmbot_commands_total", outcome="limited") == 0
         assert value(samples, "farmbot_rate_limited_total", kind="spawn") == 0
         assert value(samples, "farmbot_retention_pruned_rows_total", table="events") == 0
+        # The web's refusals of the key; /metrics' own refusals above are not logins.
+        assert value(samples, "farmbot_web_failed_logins_total") == 2
         assert ("farmbot_info", frozenset({("version", __version__)})) in samples
 
         status, _, text = await scrape(daemon.http, f"Bearer {daemon.key}")  # the local key
@@ -158,7 +163,7 @@ async def test_two_graphs_in_one_process_never_share_a_number(
     tmp_path: Path, tmux_socket: str
 ) -> None:
     clock = FakeClock()
-    users = (UserConfig("alice", Role.ADMIN, telegram=1001),)
+    users = (UserConfig("alice", Role.ADMIN, ids={"telegram": 1001}),)
     async with (
         farm_for(make_config(tmp_path / "one", tmux_socket, users=users), tmp_path / "one", clock,
                  interfaces=[Deaf()]) as one,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -170,6 +171,43 @@ async def test_approve_for_session_is_refused_where_the_cli_has_none(
         assert (await farm.gates.get(gate.id)).status is GateStatus.PENDING  # still to decide
         await farm.gates.decide(gate.id, Decision(True), "alice")
         await farm.until_idle("architect")
+
+
+@pytest.mark.parametrize(
+    ("after", "refusal"),
+    [
+        ("kept", "architect's CLI (profile quiet) has no 'approve for this session'"),
+        ("removed", "architect's profile quiet is no longer configured, so farmbot knows no"),
+    ],
+)
+async def test_approve_for_session_is_refused_right_after_a_restart(
+    tmp_path: Path, tmux_socket: str, after: str, refusal: str
+) -> None:
+    """A restarted farmbot has seen no agent yet (nothing ticked): the refusal reads the
+    agent itself, and nothing is recorded -- the gate stays pending, no key is pressed."""
+    config = make_config(tmp_path, tmux_socket)
+    quiet = replace(config.agents["demo"], name="quiet", session_keys=())
+    before = replace(
+        config,
+        agents={**config.agents, "quiet": quiet},
+        supervisor=replace(config.supervisor, default_agent="quiet"),
+    )
+    async with farm_for(before, tmp_path) as farm:
+        await farm.supervisor.spawn(AgentKind.ARCHITECT, None, None, "alice")
+        await farm.until_idle("architect")
+        await farm.supervisor.send("architect", "run make lint", "alice")
+        await farm.until_state("architect", AgentState.WAITING)
+        [gate] = await farm.gates.pending()
+    restarted = before if after == "kept" else config
+    async with farm_for(restarted, tmp_path) as farm:
+        with pytest.raises(Conflict, match=re.escape(f"gate {gate.id}: {refusal}")):
+            await farm.gates.decide(gate.id, Decision(True, session=True), "alice")
+        assert (await farm.gates.get(gate.id)).status is GateStatus.PENDING
+        assert "Do you want to proceed?" in await farm.screen("architect")  # no key pressed
+        if after == "kept":
+            _, done = await farm.gates.decide(gate.id, Decision(True), "alice")
+            assert done == "sent 1 to architect"
+            await farm.until_screen("architect", "✓ approved: make lint")
 
 
 async def test_a_gate_whose_question_is_gone_is_stale(farm: Farm, clock: FakeClock) -> None:

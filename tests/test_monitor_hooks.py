@@ -160,6 +160,66 @@ async def test_let_go_answers_every_held_request_with_nothing(farm: Farm) -> Non
     assert await farm.monitor.on_hook("architect", payload("PermissionRequest")) == {}
 
 
+# -- the same request twice (hook delivery is at least once) ---------------------------
+
+
+async def test_a_duplicate_request_while_held_waits_for_the_same_decision(farm: Farm) -> None:
+    asking, gate = await held_request(farm)
+    again = asyncio.create_task(farm.monitor.on_hook("architect", payload("PermissionRequest")))
+    await retry_until(lambda: farm.monitor.statistics()["held"] == 2, message="both copies held")
+
+    assert [g.id for g in await farm.gates.pending()] == [gate.id]  # no second gate
+    await farm.gates.decide(gate.id, Decision(True), "alice")
+
+    assert await asking == allow()
+    assert await again == allow()  # the same answer, to whichever copy the CLI waits on
+    assert await farm.gates.pending() == []
+    assert farm.monitor.statistics()["held"] == 0
+
+
+@pytest.mark.parametrize("approved", [True, False])
+async def test_a_duplicate_request_after_the_answer_gets_the_same_answer_at_once(
+    farm: Farm, approved: bool
+) -> None:
+    asking, gate = await held_request(farm)
+    await farm.gates.decide(gate.id, Decision(approved, reason="use make test"), "alice")
+    first = await asking
+
+    again = await farm.monitor.on_hook("architect", payload("PermissionRequest"))
+
+    assert again == first  # not held, not a new question: the same request delivered again
+    assert await farm.gates.pending() == []
+    assert len([e for e in farm.seen if e.kind == "gate.opened"]) == 1
+    assert await state(farm) is not AgentState.WAITING
+    replayed = await farm.monitor.on_hook("architect", payload("PermissionRequest"), hold=False)
+    assert replayed == {} and await farm.gates.pending() == []  # from the spool: nobody waits
+
+
+async def test_a_replayed_duplicate_of_a_pending_request_is_not_held(farm: Farm) -> None:
+    asking, gate = await held_request(farm)
+
+    replayed = await farm.monitor.on_hook("architect", payload("PermissionRequest"), hold=False)
+
+    assert replayed == {}
+    assert [g.id for g in await farm.gates.pending()] == [gate.id]
+    await farm.gates.decide(gate.id, Decision(True), "alice")
+    assert await asking == allow()
+
+
+async def test_the_same_request_after_a_new_tool_call_is_a_new_question(farm: Farm) -> None:
+    asking, gate = await held_request(farm)
+    await farm.gates.decide(gate.id, Decision(True), "alice")
+    await asking
+    await farm.monitor.on_hook("architect", payload("PostToolUse"))
+    await farm.monitor.on_hook("architect", payload("PreToolUse"))  # the model runs it again
+
+    again, second = await held_request(farm)
+
+    assert second.id != gate.id  # asked again: approved once is not approved for good
+    await farm.gates.decide(second.id, Decision(False), "alice")
+    assert (await again)["hookSpecificOutput"]["decision"]["behavior"] == "deny"
+
+
 async def test_stop_makes_a_pending_permission_gate_stale(farm: Farm) -> None:
     asking, gate = await held_request(farm)
 

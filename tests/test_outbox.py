@@ -399,8 +399,8 @@ async def test_a_restart_delivers_what_was_pending_and_resends_a_crashed_send(
 async def test_alerts_and_retry_commands(tmp_path: Path, tmux_socket: str) -> None:
     chat = ChatInterface(failures={"A": [PermanentDeliveryError("channel_not_found")]})
     users = (
-        UserConfig("vera", Role.VIEWER, telegram=1),
-        UserConfig("ada", Role.ADMIN, telegram=2),
+        UserConfig("vera", Role.VIEWER, ids={"telegram": 1}),
+        UserConfig("ada", Role.ADMIN, ids={"telegram": 2}),
     )
     config = dataclasses.replace(
         make_config(tmp_path, tmux_socket, users=users),

@@ -17,6 +17,8 @@ import pytest
 from farmbot import lifecycle
 from farmbot.config.limits import LimitsConfig
 from farmbot.config.schema import Config, CronJob, ProjectConfig, ServerConfig, UserConfig
+from farmbot.config.slack import SlackConfig
+from farmbot.config.telegram import TelegramConfig
 from farmbot.daemon import Daemon
 from farmbot.errors import FarmbotError
 from farmbot.messages import Incoming, Severity
@@ -255,6 +257,23 @@ def test_changes_name_settings_and_restart_needed_names_the_fixed_ones(tmp_path:
     ]
 
 
+def test_a_chat_section_is_named_as_written_and_needs_a_restart(tmp_path: Path) -> None:
+    """Config keeps chat sections by platform (config.chats); a change names the section."""
+    old = make_config(tmp_path, "sock")
+    telegram = TelegramConfig(token="1:a")
+    with_telegram = dataclasses.replace(old, chats={"telegram": telegram})
+    faster = dataclasses.replace(
+        old, chats={"telegram": dataclasses.replace(telegram, poll_timeout=5)}
+    )
+    assert changes(with_telegram, faster) == ["telegram.poll_timeout"]
+    assert restart_needed(changes(with_telegram, faster)) == ["telegram.poll_timeout"]
+    both = dataclasses.replace(
+        with_telegram, chats={**with_telegram.chats, "slack": SlackConfig(bot_token="xoxb-1")}
+    )
+    assert changes(with_telegram, both) == ["slack"]
+    assert changes(both, old) == ["telegram", "slack"]
+
+
 # -- the schedules ----------------------------------------------------------------------
 
 
@@ -304,7 +323,9 @@ async def test_a_reload_reaches_every_part_that_reads_the_config(
     tmp_path: Path, tmux_socket: str
 ) -> None:
     config = dataclasses.replace(
-        make_config(tmp_path, tmux_socket, users=(UserConfig("alice", Role.VIEWER, telegram=1),)),
+        make_config(
+            tmp_path, tmux_socket, users=(UserConfig("alice", Role.VIEWER, ids={"telegram": 1}),)
+        ),
         cron=(),
     )
     current = [config]
@@ -318,7 +339,7 @@ async def test_a_reload_reaches_every_part_that_reads_the_config(
         profiles["demo"] = dataclasses.replace(profiles["demo"], idle_pattern=r"^ready> $")
         current[0] = dataclasses.replace(
             config,
-            users=(UserConfig("alice", Role.ADMIN, telegram=1),),
+            users=(UserConfig("alice", Role.ADMIN, ids={"telegram": 1}),),
             projects=(*config.projects, ProjectConfig("web", make_repo(tmp_path / "web"))),
             agents=profiles,
             limits=LimitsConfig(commands_per_minute=1),
@@ -351,7 +372,7 @@ async def test_a_reload_reaches_every_part_that_reads_the_config(
         )
         refused = await daemon.reload()
         assert not refused.applied and refused.restart == ("tmux.socket",)
-        assert daemon.config.users == (UserConfig("alice", Role.ADMIN, telegram=1),)
+        assert daemon.config.users == (UserConfig("alice", Role.ADMIN, ids={"telegram": 1}),)
 
         def broken() -> Config:
             from farmbot.errors import ConfigError

@@ -25,9 +25,9 @@ from tests.farm import Farm, farm_for, make_config, make_repo
 from tests.helpers import FakeClock, retry_until
 
 USERS = (
-    UserConfig("alice", Role.VIEWER, telegram=1001),
-    UserConfig("bob", Role.OPERATOR, telegram=1002, slack="U0BOB"),
-    UserConfig("carol", Role.ADMIN, telegram=1003),
+    UserConfig("alice", Role.VIEWER, ids={"telegram": 1001}),
+    UserConfig("bob", Role.OPERATOR, ids={"telegram": 1002, "slack": "U0BOB"}),
+    UserConfig("carol", Role.ADMIN, ids={"telegram": 1003}),
 )
 
 

@@ -19,14 +19,31 @@ SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 
 def install(
-    home: Path, *args: str, argv0: list[str] | None = None
+    home: Path, *args: str, argv0: list[str] | None = None, path: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FARMBOT_", "XDG_"))}
+    env["HOME"] = str(home)
+    if path is not None:
+        env["PATH"] = path
     command = argv0 or [sys.executable, "-m", "farmbot"]
     return subprocess.run(
         [*command, "service", "install", *args],
-        capture_output=True, text=True, env={**env, "HOME": str(home)}, timeout=30, check=False,
+        capture_output=True, text=True, env=env, timeout=30, check=False,
     )  # fmt: skip
+
+
+def stand_in(bin_dir: Path, name: str, log: Path, *, fail_on: str = "", said: str = "") -> None:
+    """A ``name`` program that records its arguments in ``log`` (systemd itself cannot
+    run here); with ``fail_on``, arguments containing it exit 1 after printing ``said``."""
+    bin_dir.mkdir(exist_ok=True)
+    program = bin_dir / name
+    program.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" >> "{log}"\n'
+        + (f'case "$*" in *{fail_on}*) echo "{said}" >&2; exit 1;; esac\n' if fail_on else "")
+        + "exit 0\n"
+    )
+    program.chmod(0o755)
 
 
 def verify(unit: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -57,7 +74,7 @@ def test_install_writes_the_user_unit_for_this_farmbot(tmp_path: Path) -> None:
     unit = tmp_path / ".config" / "systemd" / "user" / "farmbot.service"
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith(f"wrote {unit}, which runs: {sys.executable}")
-    assert "  systemctl --user daemon-reload && systemctl --user enable --now farmbot" in (
+    assert "  systemctl --user daemon-reload && systemctl --user enable --now farmbot.service" in (
         done.stdout.splitlines()
     )
     assert 'loginctl enable-linger "$USER"' in done.stdout
@@ -76,6 +93,90 @@ def test_install_writes_the_user_unit_for_this_farmbot(tmp_path: Path) -> None:
     )
     assert install(tmp_path, "--force").returncode == 0
     assert exec_start(unit) == f"{sys.executable} -m farmbot serve"
+
+
+def test_enable_reloads_systemd_then_enables_and_starts_the_unit(tmp_path: Path) -> None:
+    log = tmp_path / "systemctl.log"
+    stand_in(tmp_path / "bin", "systemctl", log)
+
+    done = install(tmp_path, "--enable", path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == [
+        "--user daemon-reload",
+        "--user enable --now farmbot.service",
+    ]
+    lines = done.stdout.splitlines()
+    assert lines[1:4] == [
+        "ran: systemctl --user daemon-reload",
+        "ran: systemctl --user enable --now farmbot.service",
+        "farmbot.service is enabled and started; next:",
+    ]
+    assert any("loginctl enable-linger" in line for line in lines)
+    assert (tmp_path / ".config/systemd/user/farmbot.service").is_file()
+
+    log.unlink()  # replacing the unit: a farmbot already running needs a restart for it
+    again = install(tmp_path, "--force", "--enable", path=f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    assert again.returncode == 0, again.stderr
+    assert len(log.read_text().splitlines()) == 2
+    assert "  systemctl --user restart farmbot.service   # to run the new unit" in again.stdout
+
+
+def test_enable_that_fails_is_one_line_naming_the_command(tmp_path: Path) -> None:
+    log = tmp_path / "systemctl.log"
+    bus = "Failed to connect to bus: No medium found"
+    stand_in(tmp_path / "bin", "systemctl", log, fail_on="enable", said=bus)
+
+    done = install(tmp_path, "--enable", path=f"{tmp_path / 'bin'}:/usr/bin:/bin")
+
+    unit = tmp_path / ".config" / "systemd" / "user" / "farmbot.service"
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"farmbot: `systemctl --user enable --now farmbot.service` failed (exit 1): {bus}; "
+        f"{unit} is written but not enabled\n",
+    )
+    assert log.read_text().splitlines() == [
+        "--user daemon-reload",
+        "--user enable --now farmbot.service",
+    ]
+    assert unit.is_file()
+
+
+def test_enable_without_systemctl_says_so(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+
+    done = install(tmp_path, "--enable", path=str(tmp_path / "empty"))
+
+    unit = tmp_path / ".config" / "systemd" / "user" / "farmbot.service"
+    assert (done.returncode, done.stderr) == (
+        1,
+        "farmbot: --enable: systemctl is not on PATH (systemctl --user daemon-reload cannot "
+        f"run); {unit} is written but not enabled\n",
+    )
+    assert unit.is_file()
+
+
+def test_enable_bootstraps_the_launch_agent(tmp_path: Path) -> None:
+    log = tmp_path / "launchctl.log"
+    stand_in(tmp_path / "bin", "launchctl", log, fail_on="bootout", said="Boot-out failed: 3")
+    path = f"{tmp_path / 'bin'}:/usr/bin:/bin"
+    plist = tmp_path / "Library" / "LaunchAgents" / "local.farmbot.plist"
+
+    done = install(tmp_path, "--manager", "launchd", "--enable", path=path)
+
+    assert done.returncode == 0, done.stderr
+    domain = f"gui/{os.getuid()}"
+    assert log.read_text().splitlines() == [f"bootstrap {domain} {plist}"]
+    assert f"ran: launchctl bootstrap {domain} {plist}" in done.stdout.splitlines()
+    log.unlink()
+    # Replaced: the loaded one is booted out first, which may fail (it was not loaded).
+    again = install(tmp_path, "--manager", "launchd", "--force", "--enable", path=path)
+    assert again.returncode == 0, again.stderr
+    assert log.read_text().splitlines() == [
+        f"bootout {domain}/local.farmbot",
+        f"bootstrap {domain} {plist}",
+    ]
+    assert f"ran: launchctl bootout {domain}/local.farmbot (exit 1, ignored)" in again.stdout
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")

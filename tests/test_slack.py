@@ -56,9 +56,9 @@ from tests.helpers import FakeClock, retry_until
 JSON = dict[str, Any]
 ADMIN, OPERATOR, VIEWER, STRANGER = "UALICE", "UOLGA", "UVERA", "USTRANGER"
 USERS = (
-    UserConfig("alice", Role.ADMIN, slack=ADMIN),
-    UserConfig("olga", Role.OPERATOR, slack=OPERATOR),
-    UserConfig("vera", Role.VIEWER, slack=VIEWER),
+    UserConfig("alice", Role.ADMIN, ids={"slack": ADMIN}),
+    UserConfig("olga", Role.OPERATOR, ids={"slack": OPERATOR}),
+    UserConfig("vera", Role.VIEWER, ids={"slack": VIEWER}),
 )
 BOT_TOKEN = "xoxb-1111-2222-bottokensecret"
 APP_TOKEN = "xapp-1-A1-3333-apptokensecret"
@@ -236,6 +236,24 @@ async def test_a_mention_in_a_channel_replies_in_its_thread(stack: Stack) -> Non
     assert spawned.thread_ts is not None  # under the mention itself
     [audit, *_] = await stack.farm.storage.audit.recent_audit()
     assert (audit.command, audit.chat, audit.outcome) == ("/spawn shell", "C1", "ok")
+
+
+async def test_a_mention_with_more_lines_queues_a_task_with_that_body(stack: Stack) -> None:
+    # As Slack sends it: the mention first, entities for & < >, links wrapped in <...>.
+    text = (
+        "<@UBOT> task add proj Fix the login --priority high\n"
+        "It fails on Safari &amp; Firefox: the &lt;input&gt; loses focus.\n"
+        "\n"
+        "  See <https://example.com/bug/7>"
+    )
+    await stack.fake.push_mention(OPERATOR, text)
+    reply = await stack.reply("queued task 1 [proj] (high): Fix the login")
+    assert reply.thread_ts is not None
+    [task] = await stack.farm.storage.tasks.list_tasks("proj")
+    assert task.body == (
+        "It fails on Safari & Firefox: the <input> loses focus.\n\n  See https://example.com/bug/7"
+    )
+    assert task.created_by == "olga"
 
 
 async def test_a_stranger_is_refused_privately_and_audited(stack: Stack) -> None:

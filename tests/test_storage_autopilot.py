@@ -1,4 +1,4 @@
-"""The autopilot's repositories on real SQLite: tasks, dependencies, history, runs, modes."""
+"""The autopilot's repositories on both backends: tasks, dependencies, history, runs, modes."""
 
 from __future__ import annotations
 
@@ -19,15 +19,16 @@ from farmbot.models import (
     TaskState,
     WaveState,
 )
-from farmbot.storage import Storage, open_sqlite
+from farmbot.storage import Storage
 from farmbot.storage.tasks import NewTask, PromptDraft, Reservation
+from tests.backends import Backend
 
 NOW = 1_700_000_000.0
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    async with open_sqlite(tmp_path / "farmbot.db") as storage:
+async def storage(backend: Backend, tmp_path: Path) -> AsyncIterator[Storage]:
+    async with backend.open() as storage:
         await storage.projects.upsert_project(Project("web", str(tmp_path)), NOW)
         yield storage
 

@@ -13,6 +13,7 @@ import pytest
 
 from farmbot.config.schema import ProjectConfig, SupervisorConfig
 from farmbot.errors import CommandError, Conflict, NotFound
+from farmbot.hooks_install import install_hooks, write_token_file
 from farmbot.messages import Incoming, Reply
 from farmbot.models import AgentKind, AgentState, DesiredState
 from tests.farm import Farm, farm_for, make_config, received_prompts
@@ -226,6 +227,43 @@ async def test_removing_a_worktree_that_holds_uncommitted_work_needs_force(farm:
         "stopped builder-44 on purpose; worktree removed with what was not on its branch "
         "farmbot/builder-44 (lost: 1 untracked file (notes.txt)); dropped 1 queued prompts"
     )
+    assert not worktree.exists()
+
+
+async def test_git_ignored_files_count_among_what_removing_a_worktree_loses(
+    farm: Farm,
+) -> None:
+    agent = await farm.supervisor.spawn(AgentKind.BUILDER, 46, None, "alice")
+    worktree = Path(agent.workdir)
+    (worktree / ".gitignore").write_text(".env\ndata/\n*.log\n")
+    git(worktree, "add", ".gitignore")
+    git(worktree, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "ignore")
+    (worktree / ".env").write_text("API_KEY=only-copy\n")
+    (worktree / "data" / "rows").mkdir(parents=True)
+    (worktree / "data" / "rows" / "1.db").write_text("x")
+    (worktree / "data" / "2.db").write_text("x")
+    # What a Claude Code builder has: farmbot's own hook files, ignored through
+    # info/exclude -- farmbot puts them back at every spawn, so they are no loss.
+    install_hooks(worktree, agent="builder-46")
+    write_token_file(worktree, "a-token")
+
+    async def kill(text: str) -> Reply:
+        return await farm.router.handle(Incoming("web", "local", "console", text))
+
+    refused = await kill("/kill builder-46 --remove-worktree")
+    assert not refused.ok
+    assert ": 2 git-ignored files and folders (.env, data/). Nothing was done." in refused.text
+    (worktree / "debug.log").write_text("x")
+    refused = await kill("/kill builder-46 --rm")
+    assert "3 git-ignored files and folders (.env, data/, debug.log)" in refused.text
+    (worktree / ".env").unlink()
+    (worktree / "debug.log").unlink()
+    refused = await kill("/kill builder-46 --rm")
+    assert ": 1 git-ignored folder (data/). Nothing was done." in refused.text
+    assert (worktree / "data" / "2.db").exists()
+
+    forced = await kill("/kill builder-46 --rm --force")
+    assert forced.ok and "(lost: 1 git-ignored folder (data/))" in forced.text, forced.text
     assert not worktree.exists()
 
 

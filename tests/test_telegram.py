@@ -42,9 +42,9 @@ from tests.helpers import FakeClock, retry_until
 TOKEN = "424242:SECRET-token-never-logged"
 ALICE, BOB, OLGA, STRANGER = 1001, 1002, 1003, 999  # admin, viewer, operator, nobody
 USERS = (
-    UserConfig("alice", Role.ADMIN, telegram=ALICE),
-    UserConfig("bob", Role.VIEWER, telegram=BOB),
-    UserConfig("olga", Role.OPERATOR, telegram=OLGA),
+    UserConfig("alice", Role.ADMIN, ids={"telegram": ALICE}),
+    UserConfig("bob", Role.VIEWER, ids={"telegram": BOB}),
+    UserConfig("olga", Role.OPERATOR, ids={"telegram": OLGA}),
 )
 KEY = "k" * 32  # the web server's local key
 FORUM = -1001234  # a forum supergroup: alerts go here
@@ -93,7 +93,9 @@ async def running(
     config: Config, tmp_path: Path, tconf: TelegramConfig, clock: FakeClock
 ) -> AsyncIterator[Rig]:
     """The daemon's graph with Telegram configured, and the Telegram interface started."""
-    config = replace(config, telegram=tconf, alerts=AlertsConfig(routes=telegram_routes(tconf)))
+    config = replace(
+        config, chats={"telegram": tconf}, alerts=AlertsConfig(routes=telegram_routes(tconf))
+    )
     async with farm_for(config, tmp_path, clock, rand=lambda: 1.0) as farm:
         telegram = farm.graph.interfaces["telegram"]
         assert isinstance(telegram, TelegramInterface)
@@ -179,7 +181,7 @@ async def test_updates_taken_before_a_crash_are_handled_once_and_not_run_twice(
     """The previous farmbot (on this node or another) had taken two updates from Telegram:
     it was handling one when it died and had not begun the other."""
     tconf = tg_config(tg)
-    config = replace(config, telegram=tconf)
+    config = replace(config, chats={"telegram": tconf})
     async with farm_for(config, tmp_path, FakeClock()) as farm:
         inbound, key = farm.storage.inbound, TOKEN.split(":")[0]
         taken = [tg.push_message(OLGA, "/spawn architect"), tg.push_message(BOB, "/agents")]
@@ -675,7 +677,7 @@ async def test_webhook_mode_checks_the_secret_token_header(
     tconf = tg_config(
         tg, mode="webhook", webhook_url="https://farm.example.com/", webhook_secret=secret
     )
-    async with farm_for(replace(config, telegram=tconf), tmp_path) as farm:
+    async with farm_for(replace(config, chats={"telegram": tconf}), tmp_path) as farm:
         telegram = farm.graph.interfaces["telegram"]
         assert isinstance(telegram, TelegramInterface)
         web, router, key = farm.graph.web, farm.router, farm.graph.key
@@ -841,7 +843,9 @@ async def test_a_second_poller_makes_telegram_deaf_and_the_other_interfaces_are_
     clock, ops = FakeClock(), Ops()
     tconf = tg_config(tg)
     routes = (*telegram_routes(tconf), AlertRoute("ops", "ops"))
-    config = replace(config, telegram=tconf, alerts=AlertsConfig(routes=routes, deaf_after=120))
+    config = replace(
+        config, chats={"telegram": tconf}, alerts=AlertsConfig(routes=routes, deaf_after=120)
+    )
     async with farm_for(config, tmp_path, clock, interfaces=[ops]) as farm:
         telegram = farm.graph.interfaces["telegram"]
         assert isinstance(telegram, TelegramInterface)

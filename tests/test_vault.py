@@ -9,6 +9,7 @@ at each step (FARMBOT_TEST_ROTATION_PAUSE, a test-only variable, makes it wait t
 from __future__ import annotations
 
 import ast
+import asyncio
 import base64
 import json
 import os
@@ -19,6 +20,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from farmbot.config import load_config
+from farmbot.config.telegram import TelegramConfig
 from farmbot.errors import ConfigError, VaultError
 from farmbot.storage import vault as v
 from farmbot.storage.vault import Vault, key_id
@@ -191,7 +194,8 @@ def test_config_values_read_the_vault_like_the_environment(tmp_path: Path) -> No
         'headers = { Authorization = "vault:OPS_AUTH", X-Env = "env:X" }\n'
     )
     loaded = load_config(config, {"X": "from-env"}, tmp_path)
-    assert loaded.telegram is not None and loaded.telegram.token == SECRETS["TG_TOKEN"]
+    telegram = loaded.chat(TelegramConfig)
+    assert telegram is not None and telegram.token == SECRETS["TG_TOKEN"]
     [hook] = loaded.webhooks
     assert hook.url == SECRETS["OPS_URL"]
     assert dict(hook.headers) == {"Authorization": SECRETS["OPS_AUTH"], "X-Env": "from-env"}
@@ -399,28 +403,62 @@ def test_rotate_key_killed_at_each_step_loses_nothing(tmp_path: Path, step: str)
 # -- values never shown -----------------------------------------------------------------------
 
 
-def test_vault_values_never_appear_in_logs_status_or_state_files(
+async def test_vault_values_never_appear_in_logs_status_metrics_or_state_files(
     tmp_path: Path, tmux_socket: str
 ) -> None:
-    """A daemon on vault secrets, with a webhook that fails and Telegram unreachable."""
+    """A daemon on vault secrets: Slack (Socket Mode) and Discord really connected to their
+    fakes, Telegram unreachable and a webhook that fails (each failure logged), /metrics
+    behind a vault token, an agent profile whose env comes from the vault."""
     from farmbot.lifecycle import lock_state
     from tests.daemon import free_port
+    from tests.fakes.discord_api import FakeDiscord
+    from tests.fakes.slack_api import FakeSlack
     from tests.farm import make_repo
+    from tests.helpers import retry_until
 
     closed = free_port()  # nothing listens there: every delivery and poll fails, and is logged
     values = {
         "TG": f"123456:AAE-tg-{os.urandom(6).hex()}",
         "OPS_URL": f"http://127.0.0.1:{closed}/hooks/{os.urandom(6).hex()}",
         "OPS_AUTH": f"Bearer {os.urandom(6).hex()}",
+        "SLACK_BOT": f"xoxb-{os.urandom(6).hex()}",
+        "SLACK_APP": f"xapp-{os.urandom(6).hex()}",
+        "SLACK_SIGNING": os.urandom(8).hex(),
+        "DISCORD": f"MTEw{os.urandom(4).hex()}.GfAkEd.{os.urandom(6).hex()}",
+        "METRICS": os.urandom(12).hex(),
+        "AGENT_KEY": f"sk-agent-{os.urandom(6).hex()}",
     }
     port = free_port()
     repo = make_repo(tmp_path / "repo")
     config = tmp_path / "farmbot.toml"
-    config.write_text(
-        f"""
+    outputs: list[str] = []
+
+    async def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        done = await asyncio.to_thread(farmbot_cli, config, *args, stdin=stdin)
+        outputs.extend([done.stdout, done.stderr])
+        return done
+
+    def get(path: str, token: str) -> str:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                body: str = resp.read().decode()
+        except urllib.error.HTTPError as exc:  # /readyz: 503, Telegram cannot be reached
+            body = exc.read().decode()
+        return body
+
+    async with (
+        FakeSlack(bot_token=values["SLACK_BOT"], app_token=values["SLACK_APP"]) as slack,
+        FakeDiscord(token=values["DISCORD"]) as discord,
+    ):
+        config.write_text(
+            f"""
 [server]
 port = {port}
 state_dir = "state"
+metrics_token = "vault:METRICS"
 [tmux]
 socket = "{tmux_socket}"
 [supervisor]
@@ -428,6 +466,7 @@ tick_seconds = 0.2
 default_agent = "quick"
 [agents.quick]
 command = "sh -c 'echo bye; exit 3'"
+env = {{ AGENT_API_KEY = "vault:AGENT_KEY" }}
 [[projects]]
 name = "farm"
 path = "{repo}"
@@ -442,49 +481,54 @@ min_severity = "info"
 [telegram]
 token = "vault:TG"
 base_url = "http://127.0.0.1:{closed}/bot"
+[slack]
+bot_token = "vault:SLACK_BOT"
+app_token = "vault:SLACK_APP"
+signing_secret = "vault:SLACK_SIGNING"
+api_url = "{slack.api_url}"
+[discord]
+token = "vault:DISCORD"
+api_base = "{discord.api_base}"
 """
-    )
-    outputs: list[str] = []
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        done = farmbot_cli(config, *args, stdin=stdin)
-        outputs.extend([done.stdout, done.stderr])
-        return done
-
-    for name, value in values.items():
-        assert run("secret", "set", name, stdin=value).returncode == 0
-    try:
-        started = run("start", "--log-format", "json", "--verbose")
-        assert started.returncode == 0, started.stderr
-        assert run("cmd", "/spawn architect").returncode == 0
-        for _ in range(100):  # until the webhook delivery has failed at least once
-            if "alert 1 to ops:ops failed" in (tmp_path / "state" / "farmbot.log").read_text():
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("no failed webhook delivery was logged")
-        status = run("status")
-        assert status.returncode == 0 and "architect" in status.stdout, status.stderr
-        assert run("cmd", "/alerts").returncode == 0
-        key = (tmp_path / "state" / "local-key").read_text().strip()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"Bearer {key}"}
         )
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            outputs.append(resp.read().decode())
-        listed = run("secret", "list")
-        assert sorted(line.split()[0] for line in listed.stdout.splitlines()[1:]) == sorted(values)
-        assert run("logs", "-n", "1000").returncode == 0
-    finally:
-        run("stop")
-        state = lock_state(tmp_path / "state")
-        if state.running and state.pid:
-            os.kill(state.pid, signal.SIGKILL)
+        for name, value in values.items():
+            assert (await run("secret", "set", name, stdin=value)).returncode == 0
+        log_file = tmp_path / "state" / "farmbot.log"
+        try:
+            started = await run("start", "--log-format", "json", "--verbose")
+            assert started.returncode == 0, started.stderr
+            await slack.wait_for_connections(1, timeout=20)  # the tokens were used
+            await discord.wait_identified(timeout=20)
+            assert (await run("cmd", "/spawn architect")).returncode == 0
+            await retry_until(
+                lambda: "alert 1 to ops:ops failed" in log_file.read_text(),
+                timeout=20,
+                message="a failed webhook delivery in the log",
+            )
+            status = await run("status")
+            assert status.returncode == 0 and "architect" in status.stdout, status.stderr
+            assert (await run("cmd", "/alerts")).returncode == 0
+            key = (tmp_path / "state" / "local-key").read_text().strip()
+            for path in ("/api/status", "/readyz"):
+                outputs.append(await asyncio.to_thread(get, path, key))
+            metrics = await asyncio.to_thread(get, "/metrics", values["METRICS"])
+            assert 'farmbot_interface_up{interface="slack"} 1.0' in metrics
+            assert 'farmbot_interface_up{interface="discord"} 1.0' in metrics
+            outputs.append(metrics)
+            listed = await run("secret", "list")
+            names = sorted(line.split()[0] for line in listed.stdout.splitlines()[1:])
+            assert names == sorted(values)
+            assert (await run("logs", "-n", "1000")).returncode == 0
+        finally:
+            await run("stop")
+            state = lock_state(tmp_path / "state")
+            if state.running and state.pid:
+                os.kill(state.pid, signal.SIGKILL)
     vault_file = tmp_path / "state" / "vault.json"  # and the error about a tampered secret
     doc = json.loads(vault_file.read_text())
     doc["secrets"]["OPS_URL"]["nonce"] = doc["secrets"]["OPS_AUTH"]["nonce"]
     vault_file.write_text(json.dumps(doc))
-    tampered = run("status")
+    tampered = await run("status")
     assert (tampered.returncode, tampered.stderr) == (
         2,
         f"config: webhooks[0].url: secret 'OPS_URL' cannot be decrypted: {vault_file} was "

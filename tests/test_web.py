@@ -255,8 +255,11 @@ async def test_a_decided_gate_leaves_and_its_alert_loses_its_buttons(web: Web) -
         [settled] = patch["changes"]["alerts"]["upsert"]
         assert settled["id"] == alert["id"]
         assert settled["buttons"] == [] and settled["closed_gates"] == [gate.id]
+        [note] = settled["decided"]
+        assert note.startswith("✅ approved by ") and note.endswith(" UTC"), note
     [shown] = (await web.status())["alerts"]  # the JSON API shows the same
     assert shown["buttons"] == [] and shown["closed_gates"] == [gate.id]
+    assert shown["decided"] == [note]
 
 
 async def test_stopping_ends_the_streams_at_once(web: Web) -> None:

@@ -34,6 +34,7 @@ from farmbot.adapters.metrics import MetricsEndpoint, Sources
 from farmbot.adapters.shared import InterfaceDeps
 from farmbot.adapters.web import WebInterface
 from farmbot.alerts import Alerts, Ears
+from farmbot.alerts.edits import alert_gate, decided_note
 from farmbot.bot.authz import People
 from farmbot.bot.commands import SPECS, Commands, Context, menu
 from farmbot.bot.limits import RateLimiter
@@ -49,7 +50,7 @@ from farmbot.cluster import (
 )
 from farmbot.config.schema import Config
 from farmbot.messages import HasStatistics, Hears, Interface, ReportsReadiness, ServesRoutes
-from farmbot.models import Agent, GateStatus
+from farmbot.models import Agent, Alert, Gate, GateStatus
 from farmbot.storage import Storage, open_storage
 from farmbot.storage.db import OpensSessions
 from farmbot.storage.retention import Retention, horizon
@@ -84,15 +85,21 @@ class Registration:
         return [cls(section, deps) for section in sections]
 
 
-def _one(section: object | None) -> Sequence[object]:
-    return [section] if section is not None else []
+def _chat(name: str) -> Callable[[Config], Sequence[object]]:
+    """The section of the chat platform ``name`` (config.chats), if it is configured."""
+
+    def sections(config: Config) -> Sequence[object]:
+        section = config.chats.get(name)
+        return [section] if section is not None else []
+
+    return sections
 
 
 INTERFACES: tuple[Registration, ...] = (
     Registration(lambda c: c.webhooks, "farmbot.adapters.webhook:WebhookInterface"),
-    Registration(lambda c: _one(c.telegram), "farmbot.adapters.telegram:TelegramInterface"),
-    Registration(lambda c: _one(c.slack), "farmbot.adapters.slack:SlackInterface"),
-    Registration(lambda c: _one(c.discord), "farmbot.adapters.discord:DiscordInterface"),
+    Registration(_chat("telegram"), "farmbot.adapters.telegram:TelegramInterface"),
+    Registration(_chat("slack"), "farmbot.adapters.slack:SlackInterface"),
+    Registration(_chat("discord"), "farmbot.adapters.discord:DiscordInterface"),
 )
 
 
@@ -223,6 +230,8 @@ class Farm:
         agents = await self.supervisor.list_agents()
         cluster = self.cluster
         nodes = await cluster.directory.states() if cluster.shared else []
+        pending = await self.gates.pending()
+        alerts = await storage.outbox.recent_alerts(20)
         return {
             "version": __version__,
             "now": self.clock(),
@@ -232,9 +241,10 @@ class Farm:
             "leader": next((n.name for n in nodes if n.leader), None),
             "projects": [asdict(p) for p in await self.supervisor.projects()],
             "agents": [a.to_json() for a in agents],
-            "gates": [g.to_json() for g in await self.gates.pending()],
+            "gates": [g.to_json() for g in pending],
+            "decided_gates": await self._decided(alerts, pending),
             "events": [e.to_json() for e in await storage.events.recent_events(RECENT_EVENTS)],
-            "alerts": [a.to_json() for a in await storage.outbox.recent_alerts(20)],
+            "alerts": [a.to_json() for a in alerts],
             "outbox": await storage.outbox.outbox_summary(),
             "dead_letters": [d.to_json() for d in await storage.outbox.dead_letters(20)],
             "qa_runs": [asdict(r) for r in await storage.qa_runs.recent_qa_runs(10)],
@@ -243,6 +253,18 @@ class Farm:
             "problems": await self.problems(),
             "stats": self.statistics(),
         }
+
+    async def _decided(self, alerts: list[Alert], pending: list[Gate]) -> dict[str, str]:
+        """Who decided each gate these alerts asked about, and when (by gate id)."""
+        open_ = {g.id for g in pending}
+        notes: dict[str, str] = {}
+        asked = {alert_gate(a.dedupe_key) for a in alerts}
+        for gate_id in sorted(g for g in asked if g is not None and g not in open_):
+            gate = await self.storage.gates.get_gate(gate_id)
+            note = decided_note(gate) if gate is not None else None
+            if note is not None:
+                notes[str(gate_id)] = note
+        return notes
 
     async def autopilot_status(self) -> dict[str, Any]:
         """Modes, runs with their waves and tasks, open tasks, milestone gates waiting."""
@@ -262,6 +284,12 @@ class Farm:
             "tasks": [t.to_json() for t in [*open_tasks, *closed]],
             "milestones": [g.to_json() for g in gates if g.kind == MILESTONE],
         }
+
+
+def _failed_logins(interfaces: Mapping[str, Interface]) -> int:
+    """The web server's count of requests refused for the key (0 before it exists)."""
+    web = interfaces.get("web")
+    return web.failed_logins.count if isinstance(web, WebInterface) else 0
 
 
 def _horizons(config: Config) -> tuple[float | None, float | None]:
@@ -441,6 +469,7 @@ async def build(
                 limited=lambda: limits.refused,
                 pruned=lambda: retention.pruned,
                 interfaces=lambda: {n: i for n, i in found.items() if n != "web"},
+                failed_logins=lambda: _failed_logins(found),
                 clock=clock,
             ),
             key,

@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     service_sub = service.add_subparsers(dest="service_command", metavar="ACTION", required=True)
     unit = add(service_sub, "install", "write the systemd user unit / LaunchAgent")
     unit.add_argument("--force", action="store_true", help="replace an existing one")
+    unit.add_argument(
+        "--enable", action="store_true",
+        help="also enable and start it (systemctl --user daemon-reload, enable --now; "
+        "launchctl bootstrap)",
+    )  # fmt: skip
     unit.add_argument("--manager", choices=("systemd", "launchd"), help=argparse.SUPPRESS)
     backup = add(sub, "backup", "copy the database consistently, even while farmbot runs")
     backup.add_argument("path", help="file, or directory for a dated file")
@@ -442,8 +447,15 @@ def _logs(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from farmbot.config import names_storage_url
+    from farmbot.errors import StorageError
     from farmbot.storage.backup import backup
 
+    if names_storage_url(_config_path(args), Path.cwd()):
+        raise StorageError(
+            "farmbot backup copies the SQLite database, and this config keeps farmbot's "
+            "state in PostgreSQL ([storage] url): back that up with pg_dump"
+        )
     done = backup(_server(args).state_dir / DB_FILE, Path(args.path), force=args.force)
     print(f"wrote {done.path} ({done.bytes} bytes); README: Backup says how to restore it")
     return 0
@@ -466,8 +478,15 @@ def _service_install(args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(f"wrote {installed.path}, which runs: {shlex.join(installed.command)}")
-    print("enable and start it:")
-    for step in installed.next_steps:
+    if not args.enable:
+        print("enable and start it:")
+        for step in installed.next_steps:
+            print(f"  {step}")
+        return 0
+    for ran in service.enable(installed, os.environ):
+        print(f"ran: {ran}")
+    print(f"{installed.path.name} is enabled and started; next:")
+    for step in installed.after:
         print(f"  {step}")
     return 0
 
@@ -658,8 +677,9 @@ def _print_status(status: dict[str, Any], pid: int | None = None) -> None:
         notes = [
             n for n in ("leader" if node["leader"] else "", "here" if node["here"] else "") if n
         ]
+        count = node["agents"]
         print(
-            f"node {node['name']}: {node['health']}, {node['agents']} agents"
+            f"node {node['name']}: {node['health']}, {count} agent{'' if count == 1 else 's'}"
             + (f" ({', '.join(notes)})" if notes else "")
         )
     agents = status.get("agents") or []

@@ -46,7 +46,7 @@ from farmbot.config.schema import Config
 from farmbot.errors import AlreadyRunning, FarmbotError, StorageError, TmuxError
 from farmbot.messages import Incoming, Reply
 from farmbot.reload import Outcome, Reloader
-from farmbot.schedules import Schedule, Schedules, cron_delays, every
+from farmbot.schedules import Delays, Schedule, Schedules, cron_delays, every
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,11 @@ class Daemon:
         *,
         clock: Callable[[], float] = time.time,
         load: Callable[[], Config] | None = None,
+        cron: Callable[[str], Callable[[], Delays]] = cron_delays,
     ) -> None:
         """``load`` reads the configuration again for a reload (the CLI's loader, with its
-        overrides); by default ``config.source`` from the directory farmbot started in."""
+        overrides); by default ``config.source`` from the directory farmbot started in.
+        ``cron`` gives the times of a job's crontab expression (a test's come faster)."""
         self.config = config
         self._clock = clock
         self._stack = AsyncExitStack()
@@ -102,6 +104,7 @@ class Daemon:
         cwd = Path.cwd()
         self._load = load or (lambda: load_config(config.source, os.environ, cwd))
         self._schedules = Schedules()
+        self._cron = cron
         self._tasks: asyncio.TaskGroup | None = None  # run()'s, while it runs
         self.farm: Farm
         self.reloader: Reloader
@@ -231,7 +234,7 @@ class Daemon:
     def _scheduled(self, config: Config) -> dict[str, Schedule]:
         """The cron jobs and the QA cycle a configuration asks for, by task name."""
         wanted = {
-            f"cron-{job.name}": Schedule(job, cron_delays(job.cron), self._cron_work(job.name))
+            f"cron-{job.name}": Schedule(job, self._cron(job.cron), self._cron_work(job.name))
             for job in config.cron
         }
         if config.qa.interval_minutes > 0:

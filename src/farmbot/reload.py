@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from farmbot.bus import EventBus
+from farmbot.config import chats
 from farmbot.config.schema import Config
 from farmbot.errors import ConfigError, StorageError
 from farmbot.events import ConfigRefused, ConfigReloaded
@@ -47,9 +48,7 @@ RESTART_ONLY = (
     "storage.pool_max",
     "tmux.socket",
     "supervisor.tick_seconds",
-    "telegram",
-    "slack",
-    "discord",
+    *chats.RESTART,  # [telegram], [slack], ...: what connects to chats
     "webhooks",
 )
 
@@ -58,12 +57,17 @@ def changes(old: object, new: object, prefix: str = "") -> list[str]:
     """The dotted settings that differ between two configs (or parts of one).
 
     A section (dataclass) is compared field by field, a table of named entries (agent
-    profiles) entry by entry; anything else, lists included, as one value.
+    profiles) entry by entry; anything else, lists included, as one value. The chat
+    platforms' sections are named as they are written: ``telegram.token``.
     """
     if old == new:
         return []
+    found: list[str] = []
+    if isinstance(old, Mapping) and isinstance(new, Mapping) and prefix == "chats":
+        for name in dict.fromkeys([*old, *new]):
+            found += changes(old.get(name), new.get(name), name)
+        return found
     if dataclasses.is_dataclass(old) and type(old) is type(new):
-        found: list[str] = []
         for f in dataclasses.fields(old):
             if f.name == "source":
                 continue

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Schedule", "Schedules", "cron_delays", "every"]
+__all__ = ["Delays", "Schedule", "Schedules", "cron_delays", "every"]
 
 log = logging.getLogger(__name__)
 

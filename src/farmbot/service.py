@@ -2,8 +2,10 @@
 
 ``farmbot service install`` writes one of them for the farmbot that runs the command (its
 absolute path, and ``--config`` when one was given), so the service runs exactly the
-install the person just used. ``deploy/farmbot.service`` and ``deploy/local.farmbot.plist``
-are these same renderings for a pipx install (a test keeps them equal).
+install the person just used; with ``--enable`` it also enables and starts it
+(``systemctl --user``, ``launchctl``), and a failure names the command that failed.
+``deploy/farmbot.service`` and ``deploy/local.farmbot.plist`` are these same renderings
+for a pipx install (a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import os
 import plistlib
 import re
+import shlex
+import shutil
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +27,8 @@ UNIT_NAME = "farmbot.service"
 LAUNCHD_LABEL = "local.farmbot"
 MANAGERS = ("systemd", "launchd")
 _PLAIN = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
+# `systemctl --user enable --now` of a Type=notify unit waits for farmbot's READY=1.
+ENABLE_TIMEOUT = 150.0
 
 UNIT = """\
 # farmbot as a systemd user service. `farmbot service install` writes this file with the
@@ -63,10 +70,23 @@ WantedBy=default.target
 
 
 @dataclass(frozen=True, slots=True)
+class Step:
+    """One command that enables the service; ``required``: its failure stops the rest."""
+
+    args: tuple[str, ...]
+    required: bool = True
+
+    def __str__(self) -> str:
+        return shlex.join(self.args)
+
+
+@dataclass(frozen=True, slots=True)
 class Installed:
     path: Path
     command: list[str]  # what the service runs
     next_steps: list[str]  # shell lines that enable and start it
+    enable: tuple[Step, ...] = ()  # what --enable runs
+    after: tuple[str, ...] = ()  # shell lines worth running once it is enabled
 
 
 def farmbot_command(argv0: str, executable: str) -> list[str]:
@@ -136,22 +156,38 @@ def install(
     """Write the unit (or plist) that runs ``command``; refuse to overwrite one."""
     if manager == "systemd":
         path = unit_path(environ, home)
+        replaced = path.exists()
         content = render_unit(" ".join(systemd_quote(a) for a in command)).encode()
-        steps = [
-            "systemctl --user daemon-reload && systemctl --user enable --now farmbot",
+        enable: tuple[Step, ...] = (
+            Step(("systemctl", "--user", "daemon-reload")),
+            Step(("systemctl", "--user", "enable", "--now", UNIT_NAME)),
+        )
+        after: tuple[str, ...] = (
             'loginctl enable-linger "$USER"   # keep it running after you log out',
             "journalctl --user -u farmbot -f   # its log",
-        ]
+        )
+        if replaced:  # `enable --now` leaves a farmbot that runs already on the old unit
+            after = (f"systemctl --user restart {UNIT_NAME}   # to run the new unit", *after)
+        steps = [" && ".join(str(step) for step in enable), *after]
     else:
         path = plist_path(home)
+        replaced = path.exists()
         log = state_dir / "farmbot.log"
         content = render_plist(command, log_file=log, path_env=environ.get("PATH", ""))
-        steps = [
-            f"launchctl bootstrap gui/$(id -u) {path}",
+        domain = f"gui/{os.getuid()}"
+        # A LaunchAgent loaded already is unloaded first (bootstrap refuses it): it may
+        # not be loaded at all, so that step may fail.
+        unload = Step(("launchctl", "bootout", f"{domain}/{LAUNCHD_LABEL}"), required=False)
+        enable = (
+            *((unload,) if replaced else ()),
+            Step(("launchctl", "bootstrap", domain, str(path))),
+        )
+        after = (
             f"launchctl kickstart -k gui/$(id -u)/{LAUNCHD_LABEL}   # restart it",
             f"farmbot logs -f   # its log ({log})",
-        ]
-    if path.exists() and not force:
+        )
+        steps = [f"launchctl bootstrap gui/$(id -u) {path}", *after]
+    if replaced and not force:
         raise FarmbotError(f"{path} already exists; use --force to replace it")
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -161,4 +197,42 @@ def install(
         os.replace(tmp, path)
     except OSError as exc:
         raise FarmbotError(f"cannot write {exc.filename or path}: {exc.strerror}") from None
-    return Installed(path, list(command), steps)
+    return Installed(path, list(command), steps, enable, after)
+
+
+def enable(installed: Installed, environ: Mapping[str, str]) -> list[str]:
+    """Run ``installed.enable`` (the programs found on ``environ``'s PATH); return what
+    ran. Raises ``FarmbotError``, one line naming the command, when one is missing or
+    fails: the file stays written, and the message says so."""
+    ran: list[str] = []
+    for step in installed.enable:
+        program = shutil.which(step.args[0], path=environ.get("PATH", os.defpath))
+        left = f"{installed.path} is written but not enabled"
+        if program is None:
+            if not step.required:
+                continue
+            raise FarmbotError(
+                f"--enable: {step.args[0]} is not on PATH ({step} cannot run); {left}"
+            )
+        try:
+            done = subprocess.run(
+                [program, *step.args[1:]],
+                capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL,
+                env=dict(environ), timeout=ENABLE_TIMEOUT, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise FarmbotError(
+                f"`{step}` did not finish within {ENABLE_TIMEOUT:g} s; {left} (or not yet "
+                "started: see its log)"
+            ) from None
+        except OSError as exc:
+            raise FarmbotError(f"`{step}` could not run: {exc.strerror}; {left}") from None
+        if done.returncode != 0 and step.required:
+            said = " ".join((done.stderr.strip() or done.stdout.strip()).split())[:300]
+            raise FarmbotError(
+                f"`{step}` failed (exit {done.returncode})"
+                + (f": {said}" if said else "")
+                + f"; {left}"
+            )
+        ran.append(str(step) + (f" (exit {done.returncode}, ignored)" if done.returncode else ""))
+    return ran

@@ -16,7 +16,9 @@ Metrics (all prefixed ``farmbot_``): ``info``, ``agents{state}``, ``gates_pendin
 ``ticks_total``, ``tick_duration_seconds`` (histogram), ``commands_total{outcome}``,
 ``rate_limited_total{kind}``, ``interface_up{interface}``,
 ``interface_hearing{interface}``, ``interface_last_heard_timestamp_seconds{interface}``,
-``retention_pruned_rows_total{table}``.
+``retention_pruned_rows_total{table}``, ``web_failed_logins_total`` (requests the web
+server refused for a missing or wrong local key: ``failed_logins`` on the status page;
+``/metrics``' own refusals are not among them).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Sources:
     limited: Callable[[], Mapping[str, int]]  # kind -> commands refused by a rate limit
     pruned: Callable[[], Mapping[str, int]]  # table -> rows retention deleted
     interfaces: Callable[[], Mapping[str, object]]  # the chat interfaces, by name
+    failed_logins: Callable[[], int] = lambda: 0  # the web server's refusals of the key
     clock: Callable[[], float] = time.time
 
 
@@ -118,6 +121,7 @@ class Snapshot:
     limited: Mapping[str, int]
     pruned: Mapping[str, int]
     interfaces: Mapping[str, InterfaceState] = field(default_factory=dict)
+    failed_logins: int = 0
 
 
 async def gather(sources: Sources) -> Snapshot:
@@ -157,6 +161,7 @@ async def gather(sources: Sources) -> Snapshot:
         limited={**dict.fromkeys(LIMITED_KINDS, 0), **sources.limited()},
         pruned=dict(sources.pruned()),
         interfaces=interfaces,
+        failed_logins=sources.failed_logins(),
     )
 
 
@@ -247,6 +252,11 @@ class _Collector:
             "Rows deleted by retention since start, by table",
             "table",
             s.pruned,
+        )
+        yield CounterMetricFamily(
+            "farmbot_web_failed_logins",
+            "Web requests refused for a missing or wrong key (the console, the API)",
+            value=s.failed_logins,
         )
 
 

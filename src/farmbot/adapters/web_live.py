@@ -51,9 +51,11 @@ _GATE_BUTTON = re.compile(r"^/(?:approve|reject)\s+(\d+)\b")
 def present(status: dict[str, Any]) -> dict[str, Any]:
     """``status`` as the page shows it: alerts of gates no longer pending lose their buttons.
 
-    Such an alert keeps its other buttons (Tail) and lists the gates in ``closed_gates``.
+    Such an alert keeps its other buttons (Tail), lists the gates in ``closed_gates`` and
+    says who decided each, and when, in ``decided`` (from the status' ``decided_gates``).
     """
     pending = {g.get("id") for g in status.get("gates", [])}
+    notes = status.get("decided_gates") or {}
     alerts = []
     for alert in status.get("alerts", []):
         closed: list[int] = []
@@ -69,7 +71,9 @@ def present(status: dict[str, Any]) -> dict[str, Any]:
             if kept:
                 rows.append(kept)
         if closed:
-            alert = {**alert, "buttons": rows, "closed_gates": sorted(set(closed))}
+            gates = sorted(set(closed))
+            said = [notes.get(str(g), "decided") for g in gates]
+            alert = {**alert, "buttons": rows, "closed_gates": gates, "decided": said}
         alerts.append(alert)
     return {**status, "alerts": alerts}
 

@@ -39,6 +39,18 @@ def decided_edit(gate: Gate) -> AlertEdit | None:
     return _edit(gate.id, gate.status, gate.decided_by or "someone", at, gate.reason, gate.scope)
 
 
+def decided_note(gate: Gate) -> str | None:
+    """What a decided gate's alerts say of it ("✅ approved by alice at 12:40 UTC")."""
+    edit = decided_edit(gate)
+    return None if edit is None else edit.note
+
+
+def alert_gate(dedupe_key: str) -> int | None:
+    """The gate an alert asks about (its ``gate_key``), or None."""
+    rest = dedupe_key.removeprefix(GATE_KEY)
+    return int(rest) if rest != dedupe_key and rest.isdecimal() else None
+
+
 def _edit(gate: int, status: GateStatus, by: str, at: float, reason: str, scope: str) -> AlertEdit:
     drop = (f"/approve {gate}", f"/reject {gate}")
     if status is GateStatus.STALE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from farmbot.config import chats
 from farmbot.config.schema import UserConfig
 from farmbot.models import Role
 
@@ -53,11 +54,14 @@ class People:
         return None
 
 
+def users_line(platform: str, user_id: str) -> str:
+    """What an admin adds to farmbot.toml to let this identity in (told to strangers)."""
+    chat = chats.by_name(platform)
+    literal = chat.ids.literal(user_id) if chat is not None else user_id
+    return f"[users.<name>] {platform} = {literal}"
+
+
 def _matches(user: UserConfig, platform: str, user_id: str) -> bool:
-    if platform == "telegram":
-        return user.telegram is not None and str(user.telegram) == user_id
-    if platform == "slack":
-        return user.slack is not None and user.slack == user_id
-    if platform == "discord":
-        return user.discord is not None and str(user.discord) == user_id
-    return False
+    chat = chats.by_name(platform)  # each chat platform says how its ids compare
+    configured = user.ids.get(platform)
+    return chat is not None and configured is not None and chat.ids.same(configured, user_id)

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from farmbot.bot.authz import People, Person
+from farmbot.bot.authz import People, Person, users_line
 from farmbot.bot.commands import Commands, parse, parse_data, spec_of, with_origin
 from farmbot.bot.limits import RateLimiter
 from farmbot.errors import (
@@ -102,8 +102,7 @@ class Router:
             await self._audit(msg, None, "denied", "not on the allowlist")
             return Reply(
                 "Sorry, you are not on this farmbot's allowlist, so it does nothing for you. "
-                f"An admin can add you to farmbot.toml: [users.<name>] {msg.platform} = "
-                f"{_literal(msg.platform, msg.user_id)}",
+                f"An admin can add you to farmbot.toml: {users_line(msg.platform, msg.user_id)}",
                 ok=False,
             )
         try:
@@ -218,7 +217,3 @@ def _audited(msg: Incoming) -> str:
     if msg.data is None:
         return msg.text + files
     return f"{msg.text} {json.dumps(msg.data, ensure_ascii=False, default=str)}{files}"
-
-
-def _literal(platform: str, user_id: str) -> str:
-    return f'"{user_id}"' if platform == "slack" else user_id

@@ -92,9 +92,16 @@ def unheld(project: str, states: Mapping[str, NodeState]) -> str:
 class Replies:
     """Waiting for the replies of routed commands, woken by their notifications."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, poll: float = POLL) -> None:
+        """``poll``: seconds between looks at a row when no notification came; whoever
+        waits through this looks again as often (for a claim gone stale, say)."""
         self._routed = storage.routed
         self._waiting: dict[int, asyncio.Event] = {}
+        self.poll = poll
+        self.looks = 0  # at the rows of waited-for commands
+
+    def __repr__(self) -> str:
+        return f"<Replies waiting={len(self._waiting)} looks={self.looks}>"
 
     def wake(self, command_id: int | None = None) -> None:
         """A reply was stored (``None``: perhaps several; look at all)."""
@@ -110,11 +117,12 @@ class Replies:
             while True:
                 event.clear()
                 found = await self._routed.get_command(command.id) or command
+                self.looks += 1
                 remaining = deadline - time.monotonic()
                 if found.status in ("done", "cancelled") or remaining <= 0:
                     return found
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(remaining, POLL)):
+                    async with asyncio.timeout(min(remaining, self.poll)):
                         await event.wait()
         finally:
             self._waiting.pop(command.id, None)
@@ -272,7 +280,7 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            found = await self._replies.wait(command, max(0.0, min(remaining, POLL)))
+            found = await self._replies.wait(command, max(0.0, min(remaining, self._replies.poll)))
             if found.status == "done" and found.reply is not None:
                 return Reply.from_json(found.reply)
             if found.status == "claimed":

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from farmbot.cluster.nodes import NodeDirectory
-from farmbot.cluster.routing import POLL, Replies, holders, least_loaded, quiet, unheld
+from farmbot.cluster.routing import Replies, holders, least_loaded, quiet, unheld
 from farmbot.config.node import NodeConfig
 from farmbot.errors import CommandError, NodeUnreachable, StepInterrupted, TmuxError
 from farmbot.models import NodeHealth, NodeState, RoutedCommand
@@ -160,7 +160,7 @@ class RoutedBuilders(Builders):
         routed, timeout = self._routed, self._config.answer_timeout
         deadline = time.monotonic() + timeout
         while True:
-            found = await self._replies.wait(row, POLL)
+            found = await self._replies.wait(row, self._replies.poll)
             if found.status == "done" and found.reply is not None:
                 return found.reply
             if found.status == "cancelled":

@@ -49,7 +49,10 @@ class CommandWorker:
         storage: Storage,
         claim: str,
         steps: Steps | None = None,
+        *,
+        poll: float = POLL,
     ) -> None:
+        """``poll``: seconds between looks at the rows when no notification came."""
         self._config = config
         self._router = router
         self._steps = steps
@@ -58,11 +61,13 @@ class CommandWorker:
         self._wake = asyncio.Event()
         self._running: set[int] = set()
         self._started = False  # the first claim also takes over an earlier life's claims
+        self._poll = poll
+        self.looks = 0  # at the rows, for claimable ones
         self.ran = 0
         self.interrupted = 0
 
     def __repr__(self) -> str:
-        return f"<CommandWorker ran={self.ran} running={len(self._running)}>"
+        return f"<CommandWorker ran={self.ran} running={len(self._running)} looks={self.looks}>"
 
     def wake(self) -> None:
         """A command for this node was queued."""
@@ -79,7 +84,7 @@ class CommandWorker:
                     self._running.add(command.id)
                     tasks.create_task(self._run(command), name=f"routed-{command.id}")
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL):
+                    async with asyncio.timeout(self._poll):
                         await self._wake.wait()
 
     async def _claimable(self) -> list[RoutedCommand]:
@@ -91,10 +96,11 @@ class CommandWorker:
                 self._config.name, self._claim, self._config.lease, room, orphans=not self._started
             )
             self._started = True
-            return found
         except StorageError as exc:
             log.warning("routed commands: cannot claim: %s", exc)
-            return []
+            found = []
+        self.looks += 1
+        return found
 
     async def _run(self, command: RoutedCommand) -> None:
         if command.kind == "step":

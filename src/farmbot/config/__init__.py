@@ -4,6 +4,7 @@ from farmbot.config.loader import (
     find_config_path,
     load_config,
     load_server_config,
+    names_storage_url,
     resolve_secret,
     write_example,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "find_config_path",
     "load_config",
     "load_server_config",
+    "names_storage_url",
     "resolve_secret",
     "write_example",
 ]

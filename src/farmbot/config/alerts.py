@@ -33,7 +33,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from farmbot.config import chats
 from farmbot.config import reader as tk
+from farmbot.config.routes import AlertRoute as AlertRoute  # routes are configured here
 from farmbot.errors import ConfigError
 from farmbot.messages import Severity
 
@@ -67,26 +69,11 @@ ALERT_KINDS: Mapping[str, Severity] = {
     "node.down": Severity.CRITICAL,
     "node.up": Severity.INFO,
 }
-BUILTIN_INTERFACES = ("web", "telegram", "slack", "discord")
-HEARING_INTERFACES = ("telegram", "slack", "discord")  # the ones that can go deaf
+# What a route may name besides webhooks: the web console and every chat platform.
+BUILTIN_INTERFACES = ("web", *chats.NAMES)
+HEARING_INTERFACES = chats.HEARING  # the ones that can go deaf
 DEAF_AFTER = 300.0
 WEBHOOK_TIMEOUT = 10.0  # seconds for one POST
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRoute:
-    """Alerts of at least ``min_severity`` (of ``projects``, if given) go to a channel."""
-
-    interface: str
-    channel: str
-    min_severity: Severity = Severity.WARNING
-    projects: tuple[str, ...] = ()  # empty: every project
-
-    def matches(self, severity: Severity, project: str | None) -> bool:
-        """Whether an alert of that severity and project takes this route."""
-        if severity < self.min_severity:
-            return False
-        return not self.projects or project in self.projects
 
 
 @dataclass(frozen=True, slots=True)

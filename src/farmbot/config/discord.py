@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from farmbot.config import reader as tk
-from farmbot.config.alerts import AlertRoute
+from farmbot.config.platform import NUMBER_IDS, ChatPlatform
+from farmbot.config.routes import AlertRoute
 from farmbot.errors import ConfigError
 from farmbot.messages import Severity
 
@@ -89,6 +90,17 @@ def discord_routes(config: DiscordConfig) -> tuple[AlertRoute, ...]:
         AlertRoute("discord", channel, config.alert_min_severity)
         for channel in config.alert_channels
     )
+
+
+# What config, authorization, alerts and reloading know of Discord (config.chats).
+DISCORD: ChatPlatform[DiscordConfig] = ChatPlatform(
+    "discord",
+    parse=lambda t, _projects: parse_discord(t),
+    routes=discord_routes,
+    ids=NUMBER_IDS,  # [users.alice] discord = 345678901234567890
+    hears=True,
+    restart=True,
+)
 
 
 def _snowflakes(what: str) -> tk.Conv[tuple[str, ...]]:

@@ -17,8 +17,8 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from farmbot.config.alerts import AlertRoute, parse_alerts, parse_webhooks
-from farmbot.config.discord import discord_routes, parse_discord
+from farmbot.config import chats
+from farmbot.config.alerts import parse_alerts, parse_webhooks
 from farmbot.config.limits import parse_limits
 from farmbot.config.node import node_name, parse_node
 from farmbot.config.reader import (
@@ -51,6 +51,7 @@ from farmbot.config.reader import (
     type_error,
     zero_or_more,
 )
+from farmbot.config.routes import AlertRoute
 from farmbot.config.schema import (
     LAND_WAYS,
     AgentProfile,
@@ -65,10 +66,9 @@ from farmbot.config.schema import (
     UserConfig,
     builtin_profiles,
 )
-from farmbot.config.slack import parse_slack, slack_routes
 from farmbot.config.storage import parse_storage
-from farmbot.config.telegram import parse_telegram, telegram_routes
 from farmbot.errors import ConfigError
+from farmbot.hook import HOLD_TIMEOUT
 from farmbot.models import AutopilotMode, Role
 
 __all__ = [
@@ -88,6 +88,11 @@ EXAMPLE_NAME = "farmbot.example.toml"
 
 
 METRICS_TOKEN_MIN = 16  # characters
+# A held PermissionRequest must be let go while its hook still listens: `farmbot hook`
+# gives up at HOLD_TIMEOUT (the CLI itself waits longer, hooks_install.PERMISSION_TIMEOUT),
+# and the answer needs a moment to travel back.
+HOLD_MARGIN = 30.0
+MAX_PERMISSION_HOLD = HOLD_TIMEOUT - HOLD_MARGIN
 
 
 def _server(t: Table, *, secrets: bool = True) -> ServerConfig:
@@ -135,7 +140,7 @@ def _supervisor(t: Table, agents: Mapping[str, AgentProfile]) -> SupervisorConfi
         tick_seconds=t.get("tick_seconds", number, d.tick_seconds),
         ready_timeout=t.get("ready_timeout", number, d.ready_timeout),
         prompt_max_bytes=t.get("prompt_max_bytes", integer(64), d.prompt_max_bytes),
-        permission_hold=t.get("permission_hold", number, d.permission_hold),
+        permission_hold=t.get("permission_hold", _permission_hold, d.permission_hold),
         max_agents=t.get("max_agents", integer(1), d.max_agents),
         task_timeout=t.get("task_timeout", number, d.task_timeout),
         max_attempts=t.get("max_attempts", integer(1), d.max_attempts),
@@ -145,6 +150,19 @@ def _supervisor(t: Table, agents: Mapping[str, AgentProfile]) -> SupervisorConfi
     )
     t.finish()
     return supervisor
+
+
+def _permission_hold(t: Table, key: str, raw: object) -> float:
+    """Seconds (0: never hold), and no longer than the hook that is held waits."""
+    hold = zero_or_more(t, key, raw)
+    if hold > MAX_PERMISSION_HOLD:
+        raise ConfigError(
+            key,
+            f"at most {MAX_PERMISSION_HOLD:g} s, got {raw}: `farmbot hook` gives up on its "
+            f"answer after {HOLD_TIMEOUT:g} s, so a longer hold would answer a hook nobody "
+            "listens to any more",
+        )
+    return hold
 
 
 def _env_names(t: Table, key: str, raw: object) -> tuple[str, ...]:
@@ -316,7 +334,7 @@ def _projects(
     return projects
 
 
-GATE_INTERFACES = ("web", "cli", "telegram", "slack", "discord", "scheduler")
+GATE_INTERFACES = ("web", "cli", *chats.NAMES, "scheduler")
 
 
 def _gates(t: Table, users: list[UserConfig]) -> GatesConfig:
@@ -357,21 +375,18 @@ def _users(t: Table) -> list[UserConfig]:
     users: list[UserConfig] = []
     claimed: dict[tuple[str, object], str] = {}  # (platform, identity) -> user key
     for name, sub in t.items(as_table).items():
-        user = UserConfig(
-            name=name,
-            role=Role.parse(sub.need("role", text(role_name))),
-            telegram=sub.get("telegram", integer(1)),
-            slack=sub.get("slack", text(nonempty)),
-            discord=sub.get("discord", integer(1)),
-            web=sub.get("web", boolean, False),
-        )
+        role = Role.parse(sub.need("role", text(role_name)))
+        ids: dict[str, int | str] = {}
+        for chat in chats.CHATS:  # [users.<name>] telegram = 1001, slack = "U0123ABCD"
+            chat_id = sub.get(chat.name, chat.ids.read)
+            if chat_id is not None:
+                ids[chat.name] = chat_id
+        user = UserConfig(name=name, role=role, ids=ids, web=sub.get("web", boolean, False))
         sub.finish()
-        identities = {"telegram": user.telegram, "slack": user.slack, "discord": user.discord}
+        identities: dict[str, object] = dict(user.ids)
         if user.web:
             identities["web"] = True  # the web console logs in as exactly one person
         for platform, identity in identities.items():
-            if identity is None:
-                continue
             owner = claimed.setdefault((platform, identity), sub.path)
             if owner != sub.path and platform == "web":
                 raise sub.error("web", f"only one user may have web = true (already {owner})")
@@ -424,20 +439,15 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
     limits = parse_limits(root.table("limits"))
     webhooks = parse_webhooks(root.get("webhooks", as_tables, []))
     alerts = parse_alerts(root.table("alerts"), webhooks)
-    slack_table = root.get("slack", as_table)
-    slack = parse_slack(slack_table) if slack_table is not None else None
-    if slack is not None:
-        alerts = replace(alerts, routes=alerts.routes + slack_routes(slack))
-    telegram_table = root.get("telegram", as_table)
-    telegram = None
-    if telegram_table is not None:
-        telegram = parse_telegram(telegram_table, projects=[p.name for p in projects] or None)
-        alerts = replace(alerts, routes=alerts.routes + telegram_routes(telegram))
-    discord_table = root.get("discord", as_table)
-    discord = parse_discord(discord_table) if discord_table is not None else None
-    if discord is not None:
-        alerts = replace(alerts, routes=alerts.routes + discord_routes(discord))
-    _check_routes(alerts.routes, {"telegram": telegram, "slack": slack, "discord": discord})
+    sections: dict[str, object] = {}  # [telegram], [slack], ...: see config.chats
+    for chat in chats.CHATS:
+        table = root.get(chat.name, as_table)
+        if table is None:
+            continue
+        section = chat.parse(table, [p.name for p in projects])
+        sections[chat.name] = section
+        alerts = replace(alerts, routes=alerts.routes + chat.routes(section))
+    _check_routes(alerts.routes, sections)
     root.finish()
     if not projects and _inside_git_work_tree(cwd):
         projects = [ProjectConfig(name="default", path=cwd)]
@@ -453,9 +463,7 @@ def load_config(path: Path | None, environ: Mapping[str, str], cwd: Path) -> Con
         cron=tuple(cron),
         alerts=alerts,
         webhooks=webhooks,
-        slack=slack,
-        telegram=telegram,
-        discord=discord,
+        chats=sections,
         storage=storage,
         limits=limits,
         node=node,
@@ -472,6 +480,15 @@ def load_server_config(path: Path | None, environ: Mapping[str, str], cwd: Path)
     return _server(root.table("server"), secrets=False)
 
 
+def names_storage_url(path: Path | None, cwd: Path) -> bool:
+    """Whether the config keeps farmbot's state in PostgreSQL (``[storage] url`` is set),
+    read without resolving a secret (``farmbot backup`` only copies SQLite)."""
+    if path is None:
+        return False
+    storage = _read_toml(Path(cwd, path)).get("storage")
+    return isinstance(storage, dict) and storage.get("url") is not None
+
+
 def _vault_lookup(state_dir: Path, environ: Mapping[str, str]) -> Callable[[str], str]:
     def lookup(name: str) -> str:
         from farmbot.storage.vault import Vault  # cryptography loads only when used
@@ -481,10 +498,10 @@ def _vault_lookup(state_dir: Path, environ: Mapping[str, str]) -> Callable[[str]
     return lookup
 
 
-def _check_routes(routes: tuple[AlertRoute, ...], chats: Mapping[str, object | None]) -> None:
+def _check_routes(routes: tuple[AlertRoute, ...], configured: Mapping[str, object]) -> None:
     """A route to a chat interface needs that interface configured (else: dead letters)."""
     for index, route in enumerate(routes):
-        if route.interface in chats and chats[route.interface] is None:
+        if route.interface in chats.NAMES and route.interface not in configured:
             raise ConfigError(
                 f"alerts.routes[{index}].interface",
                 f"'{route.interface}' is not configured; add a [{route.interface}] section",

@@ -7,17 +7,18 @@ it once at start; everything else in farmbot only ever reads these objects.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from farmbot.config.alerts import AlertsConfig, WebhookConfig
-from farmbot.config.discord import DiscordConfig
 from farmbot.config.limits import LimitsConfig
 from farmbot.config.node import NodeConfig
-from farmbot.config.slack import SlackConfig
 from farmbot.config.storage import StorageConfig
-from farmbot.config.telegram import TelegramConfig
 from farmbot.models import AutopilotMode, Role
+
+T = TypeVar("T")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -175,11 +176,13 @@ class GatesConfig:
 
 @dataclass(frozen=True, slots=True)
 class UserConfig:
+    """A person on the allowlist: ``[users.<name>]``."""
+
     name: str
     role: Role
-    telegram: int | None = None
-    slack: str | None = None
-    discord: int | None = None
+    # Their id on each chat platform they use, by platform (config.chats): written
+    # ``telegram = 1001`` or ``slack = "U0123ABCD"``; matched by authz.People.
+    ids: Mapping[str, int | str] = field(default_factory=dict)
     web: bool = False
 
 
@@ -196,9 +199,9 @@ class Config:
     cron: tuple[CronJob, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
-    slack: SlackConfig | None = None
-    telegram: TelegramConfig | None = None
-    discord: DiscordConfig | None = None
+    # Each configured chat platform's section, by name (config.chats lists them):
+    # "telegram" -> TelegramConfig. Absent: that platform is not configured.
+    chats: Mapping[str, object] = field(default_factory=dict)
     storage: StorageConfig = field(default_factory=StorageConfig)  # default: SQLite
     limits: LimitsConfig = field(default_factory=LimitsConfig)  # per person, per minute
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -209,6 +212,10 @@ class Config:
 
     def project(self, name: str) -> ProjectConfig | None:
         return next((p for p in self.projects if p.name == name), None)
+
+    def chat(self, kind: type[T]) -> T | None:
+        """The configured chat section of that type (``config.chat(TelegramConfig)``)."""
+        return next((c for c in self.chats.values() if isinstance(c, kind)), None)
 
 
 def builtin_profiles() -> dict[str, AgentProfile]:
@@ -240,6 +247,16 @@ def builtin_profiles() -> dict[str, AgentProfile]:
                 r"Enter to (select|confirm) · |Esc to cancel · Tab to amend"
             ),
             session_keys=("2",),
+            # Used only through the pane (the hook's hold expired): through the hook,
+            # "for session" is a real session rule. See docs/agent-clis.md.
+            session_note=(
+                "Claude's option 2, which is not a session rule: on a command it is "
+                "\"don't ask again for <command prefix>\", written to the worktree's "
+                ".claude/settings.local.json so later sessions skip the question too, or "
+                '"always allow access to <directory> from this project", after which the '
+                "same command still asks; on a file edit, every edit is accepted for the "
+                "rest of the session"
+            ),
         ),
         # Codex 0.171.0 (tests/screens/codex): `›` marks both the composer and a dialog's
         # selected option; nothing says busy while an answer streams, so a prompt with no

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from farmbot.config import reader as tk
-from farmbot.config.alerts import AlertRoute
+from farmbot.config.platform import TEXT_IDS, ChatPlatform
+from farmbot.config.routes import AlertRoute
 from farmbot.errors import ConfigError
 from farmbot.messages import Severity
 
@@ -108,6 +109,17 @@ def slack_routes(config: SlackConfig) -> tuple[AlertRoute, ...]:
     return tuple(
         AlertRoute("slack", channel, config.alert_min_severity) for channel in config.alert_channels
     )
+
+
+# What config, authorization, alerts and reloading know of Slack (config.chats).
+SLACK: ChatPlatform[SlackConfig] = ChatPlatform(
+    "slack",
+    parse=lambda t, _projects: parse_slack(t),
+    routes=slack_routes,
+    ids=TEXT_IDS,  # [users.alice] slack = "U0123ABCD"
+    hears=True,
+    restart=True,
+)
 
 
 def _token(prefix: str, what: str) -> tk.Conv[str]:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from farmbot.config import reader as tk
-from farmbot.config.alerts import AlertRoute
+from farmbot.config.platform import NUMBER_IDS, ChatPlatform
+from farmbot.config.routes import AlertRoute
 from farmbot.errors import ConfigError
 from farmbot.messages import Severity
 
@@ -105,6 +106,17 @@ def telegram_routes(config: TelegramConfig) -> tuple[AlertRoute, ...]:
     return tuple(
         AlertRoute("telegram", str(chat), config.alert_min_severity) for chat in config.alert_chats
     )
+
+
+# What config, authorization, alerts and reloading know of Telegram (config.chats).
+TELEGRAM: ChatPlatform[TelegramConfig] = ChatPlatform(
+    "telegram",
+    parse=lambda t, projects: parse_telegram(t, projects=projects or None),
+    routes=telegram_routes,
+    ids=NUMBER_IDS,  # [users.alice] telegram = 1001
+    hears=True,
+    restart=True,
+)
 
 
 def _file_url(base_url: str) -> str:

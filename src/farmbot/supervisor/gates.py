@@ -35,14 +35,16 @@ class GateResolver(Protocol):
         """Why the gate can no longer be decided, or None while it still can."""
 
     async def apply(self, gate: Gate, decision: Decision) -> str:
-        """Carry out the decision; return a short description of what was done.
+        """Carry out the recorded decision; return a short description of what was done.
 
-        Raises ``CommandError`` when the decision cannot be carried out as asked (the
-        gate stays pending: e.g. an agent CLI with no "approve for this session").
+        What cannot be carried out at all is ``refuses``'s to say, before the decision is
+        recorded: by the time ``apply`` runs, the gate is decided.
         """
 
-    def refuses(self, gate: Gate, decision: Decision) -> str | None:
-        """Why this decision cannot be carried out at all, before anything is recorded."""
+    async def refuses(self, gate: Gate, decision: Decision) -> str | None:
+        """Why this decision cannot be carried out at all (e.g. an agent CLI with no
+        "approve for this session"), checked before anything is recorded: the gate then
+        stays pending. Reads what it needs itself, never a cache that may be cold."""
 
 
 class Gates:
@@ -125,7 +127,7 @@ class Gates:
             raise Conflict(_already(gate))
         resolver = self._resolvers.get(gate.kind)
         if resolver is not None:
-            refused = resolver.refuses(gate, decision)
+            refused = await resolver.refuses(gate, decision)
             if refused is not None:
                 raise Conflict(f"gate {gate_id}: {refused}")
             stale = await resolver.stale_reason(gate)

@@ -112,6 +112,9 @@ class Monitor:
         self._pending: list[Gate] | None = None  # pending permission gates, until one moves
         self._hold = config.supervisor.permission_hold
         self._held: dict[int, asyncio.Future[dict[str, Any]]] = {}  # gate -> its hook's answer
+        # agent -> the request its hook last got a decision for, and that answer (until
+        # the agent's next event): the same request again is a repeated delivery.
+        self._answered: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._dirty: set[str] = set()
         self._reads: dict[str, _Read] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -120,6 +123,7 @@ class Monitor:
         self._cache: dict[str, Agent | None] = {}
         bus.subscribe(self._forget)
         self.hook_events = 0
+        self.holding = 0  # hook requests held open for a decision right now
         self.ticks = 0
         self.reads = 0
         self.last_tick_seconds = 0.0
@@ -133,6 +137,7 @@ class Monitor:
         return {
             "tracked": len(self._tracks),
             "hook_events": self.hook_events,
+            "held": self.holding,
             "ticks": self.ticks,
             "screens_read": self.reads,
             "tick_ms": round(self.last_tick_seconds * 1000, 1),
@@ -274,6 +279,10 @@ class Monitor:
         The answer to a ``PermissionRequest`` is the decision on its gate, waited for up to
         ``permission_hold`` seconds (unless ``hold`` is false: an event replayed from the
         spool has no CLI waiting for it); to anything else, or when the wait ends, ``{}``.
+        Hook delivery is at least once: a copy of a request arriving while it is held waits
+        for the same decision, and a copy of the request just answered (nothing else came
+        from the agent since: a real second request follows its own ``PreToolUse``) gets
+        the same answer at once, with no new gate.
         """
         name = str(payload.get("hook_event_name", "unknown"))
         agent = await self._agent(agent_id)
@@ -288,11 +297,18 @@ class Monitor:
         self.hook_events += 1
         if agent is None or agent.desired is DesiredState.STOPPED or not agent.state.is_live:
             return permissions.NO_ANSWER
+        answered = self._answered.pop(agent_id, None)
+        if name == "PermissionRequest" and answered is not None and answered[0] == payload:
+            self._answered[agent_id] = answered
+            return answered[1] if hold else permissions.NO_ANSWER
         await self.observe(agent, sm.Hook(name, payload))
         if hold and name == "PermissionRequest" and self._hold > 0:
             gate = await self._pending_gate(agent_id)
             if gate is not None and gate.payload.get("source") == "hook":
-                return await self._hold_for(gate)
+                answer = await self._hold_for(gate)
+                if answer:
+                    self._answered[agent_id] = (payload, answer)
+                return answer
         return permissions.NO_ANSWER
 
     async def _hold_for(self, gate: Gate) -> dict[str, Any]:
@@ -300,12 +316,14 @@ class Monitor:
         waiting = self._held.get(gate.id)
         if waiting is None:  # a repeat of the request (a retried hook) waits for the same
             waiting = self._held[gate.id] = asyncio.get_running_loop().create_future()
+        self.holding += 1
         try:
             async with asyncio.timeout(self._hold):
                 return await asyncio.shield(waiting)
         except TimeoutError:
             return permissions.NO_ANSWER  # the CLI's own dialog stays: answered by keys
         finally:
+            self.holding -= 1
             if self._held.get(gate.id) is waiting and not waiting.done():
                 self._held.pop(gate.id, None)
 
@@ -408,6 +426,7 @@ class Monitor:
 
     def _forget_agent(self, agent_id: str) -> None:
         self._reads.pop(agent_id, None)
+        self._answered.pop(agent_id, None)
         if self._tracks.pop(agent_id, None) is not None:
             self._dirty.add(agent_id)
 
@@ -509,14 +528,27 @@ class Monitor:
             return "a different question is showing now"
         return None
 
-    def refuses(self, gate: Gate, decision: Decision) -> str | None:
-        """Why ``decision`` cannot be carried out on this gate's agent at all."""
+    async def refuses(self, gate: Gate, decision: Decision) -> str | None:
+        """Why ``decision`` cannot be carried out on this gate's agent at all.
+
+        Read from storage, not the tick's cache: an agent not seen since the last tick (a
+        restart, a node that just took over) is refused alike, before anything is saved.
+        """
         if not decision.session or self._answers_by_hook(gate):
             return None
-        agent_profile = self._profile_of(gate)
-        if agent_profile is not None and not agent_profile.session_keys:
+        agent = await self._agents.get_agent(gate.agent_id or "")
+        if agent is None:
+            return None  # stale_reason says it is gone
+        profile = self._config.agents.get(agent.profile)
+        if profile is None:
             return (
-                f"{gate.agent_id}'s CLI (profile {agent_profile.name}) has no "
+                f"{agent.id}'s profile {agent.profile} is no longer configured, so farmbot "
+                "knows no 'approve for this session' key; approve it once (/approve "
+                "without --session)"
+            )
+        if not profile.session_keys:
+            return (
+                f"{agent.id}'s CLI (profile {profile.name}) has no "
                 "'approve for this session'; approve it once (/approve without --session)"
             )
         return None
@@ -524,10 +556,6 @@ class Monitor:
     def _answers_by_hook(self, gate: Gate) -> bool:
         held = self._held.get(gate.id)
         return held is not None and not held.done()
-
-    def _profile_of(self, gate: Gate) -> AgentProfile | None:
-        agent = self._cache.get(gate.agent_id or "")
-        return self._config.agents.get(agent.profile) if agent is not None else None
 
     async def apply(self, gate: Gate, decision: Decision) -> str:
         """Answer the question: through the CLI's hook when it holds one, else by keys."""

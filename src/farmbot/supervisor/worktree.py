@@ -7,6 +7,10 @@ import shutil
 from pathlib import Path
 
 from farmbot.errors import CommandError
+from farmbot.hooks_install import SETTINGS, TOKEN_FILE
+
+# What farmbot itself keeps in a worktree (git-ignored through info/exclude): not a loss.
+OWN_FILES = frozenset({SETTINGS.as_posix(), TOKEN_FILE.as_posix()})
 
 
 async def _git(cwd: Path, *args: str) -> tuple[int, str]:
@@ -58,26 +62,39 @@ async def worktree_losses(path: Path) -> list[str]:
     (notes.txt, b.py)"); empty when everything in it is committed on a branch.
 
     Its branch stays, so committed work is safe; uncommitted changes (staged, modified,
-    untracked -- ignored files aside) and commits on a detached HEAD that no branch holds
-    are not. A plain directory (a project that is not a git repository) loses all of it.
+    untracked), git-ignored files and folders (a ``.env``, local data, build output: git
+    keeps no copy of them either; farmbot's own hook files aside) and commits on a detached
+    HEAD that no branch holds are not. A plain directory (a project that is not a git
+    repository) loses all of it.
     """
     if not path.exists():
         return []
     if not (path / ".git").exists():
         files = await asyncio.to_thread(_files_in, path)
         return [f"{_count(len(files), 'file')} not in git ({_some(files)})"] if files else []
-    code, out = await _git(path, "status", "--porcelain=v1", "--untracked-files=all")
+    # --ignored=matching: an ignored folder is one entry ("node_modules/"), not its files.
+    code, out = await _git(
+        path, "status", "--porcelain=v1", "--untracked-files=all", "--ignored=matching"
+    )
     if code != 0:
         return [f"it could not be checked ({out[:200]})"]
     changed: list[str] = []
     untracked: list[str] = []
+    ignored: list[str] = []
     for line in out.splitlines():
-        (untracked if line.startswith("??") else changed).append(line[3:])
+        kind, name = line[:2], line[3:]
+        if kind == "!!":
+            if name not in OWN_FILES:
+                ignored.append(name)
+        else:
+            (untracked if kind == "??" else changed).append(name)
     losses = []
     if changed:
         losses.append(f"{_count(len(changed), 'uncommitted change')} ({_some(changed)})")
     if untracked:
         losses.append(f"{_count(len(untracked), 'untracked file')} ({_some(untracked)})")
+    if ignored:
+        losses.append(f"{_ignored(ignored)} ({_some(ignored)})")
     code, out = await _git(path, "rev-list", "--count", "HEAD", "--not", "--branches")
     if code == 0 and out.strip().isdigit() and int(out.strip()):
         losses.append(f"{_count(int(out.strip()), 'commit')} on no branch (a detached HEAD)")
@@ -86,6 +103,16 @@ async def worktree_losses(path: Path) -> list[str]:
 
 def _files_in(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir())
+
+
+def _ignored(names: list[str]) -> str:
+    """ "2 git-ignored files", "1 git-ignored folder", "3 git-ignored files and folders"."""
+    folders = sum(name.endswith("/") for name in names)
+    if folders == 0:
+        return _count(len(names), "git-ignored file")
+    if folders == len(names):
+        return _count(len(names), "git-ignored folder")
+    return f"{len(names)} git-ignored files and folders"
 
 
 def _count(n: int, what: str) -> str:

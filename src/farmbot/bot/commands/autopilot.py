@@ -478,7 +478,8 @@ async def _status(command: RunStatus, person: Person, ctx: Context) -> Reply:
             f"{run.started_by} {age} ago"
             + (f" — {run.reason}" if run.reason and not run.state.is_open else "")
         )
-        lines += _waves(run, tasks)
+        decided = [await ctx.gates.find(w.gate_id) for w in run.waves if w.gate_id is not None]
+        lines += _waves(run, tasks, {g.id: g for g in decided if g is not None})
         lines.append("")
     mine = [g for g in gates if g.project in {r.project for r, _ in found}]
     for gate in mine:
@@ -489,7 +490,8 @@ async def _status(command: RunStatus, person: Person, ctx: Context) -> Reply:
     return Reply("\n".join(lines).strip(), buttons=buttons)
 
 
-def _waves(run: Run, tasks: Sequence[Task]) -> list[str]:
+def _waves(run: Run, tasks: Sequence[Task], gates: Mapping[int, Gate] | None = None) -> list[str]:
+    """A line per wave; ``gates``: the waves' gates, to say who decided each and when."""
     lines = []
     for wave in run.waves:
         in_wave = [t for t in tasks if t.wave == wave.number]
@@ -497,11 +499,21 @@ def _waves(run: Run, tasks: Sequence[Task]) -> list[str]:
         extra = f"; staging {wave.staging}" if wave.staging else ""
         extra += f"; prod {wave.prod}" if wave.prod else ""
         gate = f" (gate #{wave.gate_id})" if wave.gate_id and wave.state.value == "gate" else ""
+        found = (gates or {}).get(wave.gate_id or 0)
+        if found is not None and found.status in (GateStatus.APPROVED, GateStatus.REJECTED):
+            extra += _decided(found)
         lines.append(f"  wave {wave.number} {wave.state.value}{gate}: {shown}{extra}")
     blocked = [t for t in tasks if t.reason.startswith("blocked: ") and not t.state.is_closed]
     for t in blocked:
         lines.append(f"  #{t.id} is {t.reason}")
     return lines
+
+
+def _decided(gate: Gate) -> str:
+    """``; gate #5 rejected by alice at 2026-05-01 12:00 UTC: too slow``."""
+    at = f" at {utc_time(gate.decided_at)}" if gate.decided_at else ""
+    why = f": {clip(gate.reason, 200)}" if gate.reason else ""
+    return f"; gate #{gate.id} {gate.status.value} by {gate.decided_by or '?'}{at}{why}"
 
 
 def _state(t: Task) -> str:

@@ -187,7 +187,8 @@ class LocalBuilders(Builders):
         }
         ran = await landing.run_command(pc.land_command, where, env, self.config.qa.timeout)
         if not ran.passed:
-            return landing.Landing("conflict", f"`{pc.land_command}` {ran.outcome}:\n{ran.tail}")
+            detail = f"`{pc.land_command}` {ran.outcome}:\n{ran.tail}"
+            return landing.Landing("conflict", detail, how="land_command")
         return landing.Landing("landed", ran.tail, head, head, (head,), "land_command")
 
     async def deploy(self, step: Deploy) -> landing.CommandRun:

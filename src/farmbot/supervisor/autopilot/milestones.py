@@ -9,7 +9,7 @@ on; a decision is carried out by the autopilot (landing now, or back to the buil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from farmbot.config.schema import ProjectConfig
@@ -41,7 +41,7 @@ class Milestones:
             )
         return "this milestone gate names no task or wave"
 
-    def refuses(self, gate: Gate, decision: Decision) -> str | None:
+    async def refuses(self, gate: Gate, decision: Decision) -> str | None:
         if decision.session:
             return "a milestone is approved once; --session is for an agent's own questions"
         return None
@@ -77,12 +77,17 @@ async def wave_gate(
     run: Run,
     wave: Wave,
     in_wave: Sequence[Task],
+    qa: Mapping[int, QaRun | None],
     mode: AutopilotMode,
     checkout: Checkout,
 ) -> tuple[str, str]:
-    """The title and text of a wave's milestone gate (``checkout``: where it landed)."""
+    """The title and text of a wave's milestone gate (``checkout``: where it landed).
+
+    Each task with its branch, what landed and its QA result (``qa``: the run that
+    verified it last, by task id), the staging deploy, then the wave's commits and
+    diffstat on the base.
+    """
     landed = [t for t in in_wave if t.state is TaskState.DONE]
-    more = [t for t in in_wave if t.state is not TaskState.DONE]
     then = (
         "deploy it to prod and start the next wave"
         if mode is AutopilotMode.AUTO_PROD
@@ -90,18 +95,43 @@ async def wave_gate(
     )
     title = f"wave {wave.number} of run {run.id} [{pc.name}] landed: approve to {then}"
     lines = [f"run {run.id} [{pc.name}], wave {wave.number}: {len(landed)} tasks landed"]
-    for t in landed:
-        lines.append(f"  #{t.id} {t.title} — {t.landed_commit[:10] if t.landed_commit else '?'}")
-    for t in more:
-        lines.append(f"  #{t.id} {t.title} — {t.state.value}")
+    for t in sorted(in_wave, key=lambda t: (t.state is not TaskState.DONE, t.id)):
+        if t.state is TaskState.DONE:
+            what = f"landed {t.landed_commit[:10] if t.landed_commit else '?'}"
+        else:
+            what = t.state.value
+        branch = f" from branch {t.branch}" if t.branch else ""
+        lines.append(f"  #{t.id} {t.title} — {what}{branch}")
+        if t.state is TaskState.DONE or t.qa_run_id is not None:
+            lines.append(f"    {qa_line(pc, qa.get(t.id))}")
     if wave.staging:
         lines.append(f"staging: {wave.staging}")
-    if landed:
-        first = min(landed, key=lambda t: t.landed_at or 0.0)
-        last = max(landed, key=lambda t: t.landed_at or 0.0)
-        if first.land_base and last.landed_commit:
-            lines += await _changes(checkout, first.land_base, last.landed_commit, three_dots=False)
+    span = landed_span(landed)
+    if span is not None:
+        first, last = span
+        assert first.land_base and last.landed_commit
+        lines += await _changes(checkout, first.land_base, last.landed_commit, three_dots=False)
     return title, "\n".join(lines)
+
+
+def landed_span(landed: Sequence[Task]) -> tuple[Task, Task] | None:
+    """The first and the last of these tasks to land (on the same base), or None.
+
+    A project's landings happen one at a time, each on the base the one before left, so
+    the chain of ``land_base`` and ``landed_commit`` orders them; the clock only chooses
+    between pieces of the chain (someone else's commits came in between) -- it cannot
+    tell apart landings it stamped with the same time.
+    """
+    done = [t for t in landed if t.land_base and t.landed_commit]
+    if not done:
+        return None
+    bases = {t.land_base for t in done}
+    tips = {t.landed_commit for t in done}
+    firsts = [t for t in done if t.land_base not in tips] or done
+    lasts = [t for t in done if t.landed_commit not in bases] or done
+    first = min(firsts, key=lambda t: t.landed_at or 0.0)
+    last = max(lasts, key=lambda t: t.landed_at or 0.0)
+    return first, last
 
 
 async def gate_diff(autopilot: Autopilot, gate: Gate) -> tuple[str, str]:
@@ -124,19 +154,17 @@ async def gate_diff(autopilot: Autopilot, gate: Gate) -> tuple[str, str]:
         return "no diff: the run is gone", ""
     number = int(gate.payload["wave"])
     landed = [
-        t
-        for t in await tasks.run_tasks(run.id)
-        if t.wave == number and t.state is TaskState.DONE and t.land_base and t.landed_commit
+        t for t in await tasks.run_tasks(run.id) if t.wave == number and t.state is TaskState.DONE
     ]
-    if not landed:
+    span = landed_span(landed)
+    if span is None:
         return f"wave {number} of run {run.id}: nothing landed", ""
-    first = min(landed, key=lambda t: t.landed_at or 0.0)
-    last = max(landed, key=lambda t: t.landed_at or 0.0)
-    assert first.land_base and last.landed_commit
+    first, last = span
+    base, tip = first.land_base or "", last.landed_commit or ""
     node = await autopilot.node_of(last.agent_id, run.project)
     checkout = Checkout(autopilot.builders, node, run.project)
-    what = f"wave {number} of run {run.id} ({first.land_base[:10]}..{last.landed_commit[:10]})"
-    return what, await checkout.diff(first.land_base, last.landed_commit, three_dots=False)
+    what = f"wave {number} of run {run.id} ({base[:10]}..{tip[:10]})"
+    return what, await checkout.diff(base, tip, three_dots=False)
 
 
 async def _changes(

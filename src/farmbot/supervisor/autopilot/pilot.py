@@ -234,11 +234,11 @@ class RunPilot:
     ) -> None:
         ap = self.ap
         mode, _ = await ap.mode(pc.name)
-        landed = [t for t in in_wave if t.state is TaskState.DONE]
-        last = max(landed, key=lambda t: t.landed_at or 0.0) if landed else None
-        node = await ap.node_of(last.agent_id if last else None, pc.name)
+        span = milestones.landed_span([t for t in in_wave if t.state is TaskState.DONE])
+        node = await ap.node_of(span[1].agent_id if span else None, pc.name)  # where it landed
         checkout = Checkout(ap.builders, node, pc.name)
-        title, detail = await milestones.wave_gate(pc, run, wave, in_wave, mode, checkout)
+        qa = {t.id: await ap.qa_run(t) for t in in_wave if t.qa_run_id is not None}
+        title, detail = await milestones.wave_gate(pc, run, wave, in_wave, qa, mode, checkout)
         gate = await ap.gates.open(
             milestones.MILESTONE,
             title,
@@ -402,13 +402,15 @@ class RunPilot:
         run_tasks = await ap.tasks.run_tasks(run.id)
         in_wave = [t for t in run_tasks if t.wave == number]
         if gate.status is not GateStatus.APPROVED:
-            reopened = dataclasses.replace(wave, state=WaveState.OPEN, gate_id=None)
-            if await ap.runs.set_wave(reopened, expect=WaveState.GATE, now=ap.clock()) is None:
-                return None
+            # Its tasks first: cut short in between, the wave still waits at its decided
+            # gate, and the next tick reopens what is still done.
             for task in in_wave:
                 if task.state is TaskState.DONE:
                     free = await ap.agent_free(task)
                     await ap.move(task, tm.Reopen(gate.decided_by or "?", gate.reason, free))
+            # The gate stays named, so /run status tells who rejected the wave and why.
+            reopened = dataclasses.replace(wave, state=WaveState.OPEN)
+            await ap.runs.set_wave(reopened, expect=WaveState.GATE, now=ap.clock())
             return None
         if waves.after_approval(mode, has_prod=bool(pc.deploy_prod)) is WaveState.PROD:
             return await self._start_deploy(pc, run, wave, WaveState.PROD)

@@ -596,7 +596,8 @@ class Autopilot:
             return moved
         if result.outcome == "conflict":
             free = await self.agent_free(task)
-            moved = await self.move(task, tm.LandFailed(result.detail, free))
+            failed = tm.LandFailed(result.detail, free, land_command=result.how == "land_command")
+            moved = await self.move(task, failed)
             to = (task.agent_id or "?") if free else "the next free builder"
         else:
             moved = await self.move(task, tm.LandRefused(result.detail))
@@ -718,7 +719,9 @@ class Autopilot:
             how = _how(self.project(after.project), after)
             tip = after.landed_commit[:10]
             return f"task {task_id} landed ({how}): {after.base_branch} is at {tip}"
-        return f"task {task_id} did not land: {after.reason if after else 'it is gone'}"
+        if after is None:
+            return f"task {task_id} did not land: it is gone"
+        return f"task {task_id} did not land: {_not_landed(after)}"
 
 
 def _by_the_leader(gate: Gate) -> str:
@@ -727,6 +730,16 @@ def _by_the_leader(gate: Gate) -> str:
         f"gate {gate.id} is {gate.status.value}; the autopilot on the leading node carries"
         " it out (/run status shows it)"
     )
+
+
+def _not_landed(task: Task) -> str:
+    """Why an approved task did not land, and where it went (its reason says why)."""
+    why = task.reason.removeprefix("did not land: ")
+    if task.state is TaskState.WORKING:
+        return f"{why}\nIt goes back to {task.agent_id}, with that as its next prompt."
+    if task.state is TaskState.REVIEW:
+        return f"{why}\nIt waits for review again."
+    return why
 
 
 def _source(task: Task) -> str:

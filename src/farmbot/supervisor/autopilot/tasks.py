@@ -23,20 +23,12 @@ agent and each failed verification start a new one; a rejection or a conflict do
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, replace
 
 from farmbot.events import DomainEvent, TaskFailed, TaskLanded, TaskMoved, TaskRetried
 from farmbot.models import AutopilotMode, Task, TaskState
 
 FEEDBACK_CHARS = 4000  # of QA output or a reviewer's words in a prompt
-TEMPLATE_FIELDS = ("id", "title", "body", "project", "branch")
-DEFAULT_TASK_PROMPT = (
-    "Task {id}: {title}\n\n{body}\n\n"
-    "You work on project {project}, on branch {branch} in this worktree. Implement the task "
-    "with tests and commit your work on this branch. When it is done, run:\n"
-    '  farmbot task done --note "<one line: what you did>"'
-)
 
 
 class NotNow(Exception):
@@ -135,6 +127,7 @@ class LandFailed:
 
     detail: str
     agent_free: bool
+    land_command: bool = False  # the project's land command failed (else: a git conflict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +219,8 @@ def decide(task: Task, happening: Happening, policy: Policy, now: float) -> Step
             return _back(task, prompt, free, by, f"rejected by {by}: {why}", policy, now)
         case Landed() if s is TaskState.LANDING:
             return _landed(task, happening, now)
-        case LandFailed(detail, free) if s is TaskState.LANDING:
-            prompt = conflict_prompt(task, detail)
+        case LandFailed(detail, free, command) if s is TaskState.LANDING:
+            prompt = (land_command_prompt if command else conflict_prompt)(task, detail)
             return _back(task, prompt, free, "autopilot", f"did not land: {detail}", policy, now)
         case LandRefused(detail) if s is TaskState.LANDING:
             moved = replace(task, gate_id=None)
@@ -348,7 +341,13 @@ def _back(
         step = _go(replace(fresh, feedback=""), TaskState.WORKING, by, detail, now)
         return replace(step, prompt=prompt)
     queued = replace(fresh, feedback=_clip(prompt), prompt_id=None)
-    return _go(queued, TaskState.READY, by, f"{detail}; its builder is gone, so another", now)
+    return _go(
+        queued,
+        TaskState.READY,
+        by,
+        f"{detail}; its builder is gone, so the next free builder takes it",
+        now,
+    )
 
 
 def _landed(task: Task, landed: Landed, now: float) -> Step:
@@ -396,9 +395,14 @@ def _not_now(task: Task, happening: Happening) -> str:
 
 
 def task_prompt(template: str, task: Task) -> str:
-    """The prompt that hands ``task`` to a builder (with what an earlier attempt left)."""
+    """The prompt that hands ``task`` to a builder (with what an earlier attempt left).
+
+    ``template`` is the profile's ``task_prompt``, which the config loader checked by
+    formatting it with strings; every field is given as a string here too, so a format
+    spec it let through (``{id:.3}``) cannot fail now.
+    """
     text = template.format(
-        id=task.id,
+        id=str(task.id),
         title=task.title,
         body=task.body or "(no further description)",
         project=task.project,
@@ -407,21 +411,6 @@ def task_prompt(template: str, task: Task) -> str:
     if task.feedback:
         text += f"\n\nFrom an earlier attempt at this task:\n{task.feedback}"
     return text
-
-
-def template_problem(template: str) -> str | None:
-    """Why ``template`` is not a usable task prompt template, or None."""
-    allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-    try:
-        for _, name, _, _ in string.Formatter().parse(template):
-            if name is not None and name not in TEMPLATE_FIELDS:
-                return f"unknown placeholder {{{name}}}; only {allowed} may be used"
-        template.format(id=1, title="t", body="b", project="p", branch="b")
-    except (KeyError, IndexError, AttributeError) as exc:
-        return f"unknown placeholder {exc}; only {allowed} may be used"
-    except ValueError as exc:
-        return f"malformed braces: {exc} (write {{{{ and }}}} for literal braces)"
-    return None
 
 
 def verify_failed_prompt(task: Task, command: str, output: str, max_attempts: int) -> str:
@@ -446,6 +435,13 @@ def conflict_prompt(task: Task, detail: str) -> str:
         f"Task {task.id}: your work does not land on {base}: {_clip(detail)}\n\n"
         f"Bring {base} into {task.branch} (merge or rebase), resolve what conflicts, commit, "
         "then run `farmbot task done` again."
+    )
+
+
+def land_command_prompt(task: Task, detail: str) -> str:
+    return (
+        f"Task {task.id}: your work did not land: the project's land command {_clip(detail)}\n\n"
+        f"Fix what it reports on branch {task.branch}, commit, then run `farmbot task done` again."
     )
 
 

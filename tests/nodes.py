@@ -29,6 +29,7 @@ from tests.helpers import retry_until
 
 TOKEN = "777001:CLUSTER-token"
 ADA = 1001  # the admin, in Telegram and the web console
+BEA = 1002  # another admin, in Telegram
 ALERTS = -100777  # the chat alerts go to
 SLOW_HOOK = 6  # seconds beta's post-checkout hook sleeps while the slow file exists
 HOLD_MAX = 30  # seconds it waits at most for the hold file to go
@@ -159,6 +160,10 @@ interval_minutes = 0
 role = "admin"
 web = true
 telegram = {ADA}
+
+[users.bea]
+role = "admin"
+telegram = {BEA}
 
 [[projects]]
 name = "alpha"

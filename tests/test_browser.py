@@ -233,6 +233,39 @@ async def test_a_gate_approved_from_the_page_loses_its_buttons_everywhere(
     await retry_until(approved, timeout=10, message="the agent to see the approval")
 
 
+async def test_a_reason_typed_by_reject_goes_with_it_to_the_agent(
+    page: Page, web: Web, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    agent = await idle_builder(web)
+    await logged_in(page, web)
+    gate = await permission_gate(web, agent)
+    box = await page.until(
+        f"return document.querySelector('#gates input.answer[data-command=\"/reject {gate}\"]')"
+    )
+    label = await page.call(box.get_attribute, "aria-label")
+    assert label == f"Why? (optional; sent to the agent) (Reject gate {gate})"
+    # The alert's Reject asks too (its button says so), each with a field of its own.
+    await page.until(
+        f"return document.querySelectorAll('#alerts .ask[data-gate=\"{gate}\"]').length === 1"
+    )
+    await page.call(box.send_keys, "use make check instead", Keys.ENTER)  # Enter presses Reject
+
+    await page.until(f"return document.querySelectorAll('[data-gate=\"{gate}\"]').length === 0")
+    decided = await web.app.farm.gates.get(gate)
+    assert (decided.status, decided.reason) == (GateStatus.REJECTED, "use make check instead")
+    shown = await page.js(
+        "return [...document.querySelectorAll('#console-log .in')].map(e => e.textContent)"
+    )
+    assert f"› /reject {gate} use make check instead" in shown
+
+    async def told() -> list[str]:
+        return [p for p in received_prompts(tmp_path) if p == "use make check instead"]
+
+    assert await retry_until(told, timeout=15, message="the reason at the agent")
+
+
 async def test_updates_arrive_without_a_reload_and_keep_the_selection(page: Page, web: Web) -> None:
     await logged_in(page, web)
     await page.js(

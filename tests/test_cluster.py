@@ -15,6 +15,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.backends import PostgresBackend
 from tests.daemon import free_port, run
@@ -23,6 +24,7 @@ from tests.helpers import retry_until
 from tests.nodes import (
     ADA,
     ALERTS,
+    BEA,
     SLOW_HOOK,
     TOKEN,
     claimed,
@@ -112,6 +114,61 @@ async def test_a_spawn_for_a_project_only_b_holds_runs_on_b_and_answers_through_
         ("/spawn shell 1 gamma", "ada", "ok"),
         ("/spawn shell 2 gamma", "ada", "ok"),
     ]
+
+
+async def test_a_reason_asked_on_the_leader_rejects_a_gate_of_the_other_node(
+    tmp_path: Path, pg_backend: PostgresBackend, sockets: dict[str, str]
+) -> None:
+    """Telegram's question lives in the shared database: the leader (a) asks it and reads
+    the reply; the reject runs where the gate's agent is (b), the reason typed into its
+    pane; an answer from anyone but the presser is refused on a, never routed."""
+    async with (
+        FakeTelegram(token=TOKEN) as tg,
+        two_nodes(tmp_path, pg_backend, sockets, tg) as farm,
+    ):
+        tg.add_chat(ALERTS, type="supergroup", title="farm alerts")
+        a, b = await start_a_then_b(farm)
+        assert await leads(a, "a")  # a reads Telegram
+        assert (await b.command("/spawn builder 5 beta"))["ok"]
+
+        async def idle() -> bool:
+            agents = (await status(b))["agents"]
+            return any(x["id"] == "beta-builder-5" and x["state"] == "idle" for x in agents)
+
+        await retry_until(idle, timeout=20, message="b's builder to be idle")
+        assert (await b.command("/send beta-builder-5 run make deploy"))["ok"]
+        [alert] = await retry_until(
+            lambda: replies(tg, ALERTS, "waits for a decision"), timeout=20, message="the alert"
+        )
+        [twin] = [b for row in alert["reply_markup"]["inline_keyboard"] for b in row
+                  if b["text"] == "Reject with reason…"]  # fmt: skip
+        query = tg.push_callback(ADA, alert, twin["callback_data"])
+        await tg.wait_for("answerCallbackQuery", lambda p: p["callback_query_id"] == query)
+        [question] = await retry_until(lambda: replies(tg, ALERTS, "Reply to this message"))
+        where: dict[str, Any] = {"chat_id": ALERTS, "chat_type": "supergroup"}
+
+        tg.push_message(BEA, "just ship it", reply_to=question, **where)
+        await retry_until(lambda: replies(tg, ALERTS, "only they may answer it"), timeout=10)
+        tg.push_message(ADA, "use the staging target first", reply_to=question, **where)
+        await retry_until(lambda: replies(tg, ALERTS, "rejected by ada"), timeout=20)
+
+        [(gate_status, reason)] = farm.sql("SELECT status, reason FROM gates")
+        assert (gate_status, reason) == ("rejected", "use the staging target first")
+        reasons = farm.sql(
+            "SELECT agent_id FROM prompts WHERE text = %s", "use the staging target first"
+        )
+        assert reasons == [("beta-builder-5",)]  # its next prompt, on b
+        answers = farm.sql(
+            "SELECT user_name, outcome, command FROM audit WHERE command LIKE %s ORDER BY id",
+            "/reject%",
+        )
+        assert answers == [
+            ("bea", "denied", "/reject 1 just ship it"),
+            ("ada", "ok", "/reject 1 use the staging target first"),
+        ]
+        assert farm.sql("SELECT text, target FROM routed_commands") == [
+            ("/reject 1 use the staging target first", "b")
+        ]  # bea's answer was refused on a: it never went to b
 
 
 # -- failover ------------------------------------------------------------------------------

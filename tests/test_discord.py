@@ -280,10 +280,23 @@ async def open_gate_alert(r: Rig, fake: FakeDiscord, title: str = "deploy <prod>
     gate = await r.gates.open("manual", title, project="proj")
     assert await r.drain() == 1
     message = fake.messages(OPS)[-1]
-    assert buttons(message) == [
-        [("Approve", f"/approve {gate.id}"), ("Reject", f"/reject {gate.id}")]
-    ]
+    [[approve, (label, data)]] = buttons(message)
+    assert approve == ("Approve", f"/approve {gate.id}")
+    assert label == "Reject" and data.startswith("a:")  # it asks why: stored with its question
     return message
+
+
+def reject_id(message: JSON) -> str:
+    [data] = [d for row in buttons(message) for label, d in row if label == "Reject"]
+    return data
+
+
+async def open_question(fake: FakeDiscord, user: int, message: JSON) -> Interaction:
+    """Press Reject as ``user``; the press, once answered with its modal."""
+    pressed = await fake.press(user, message, reject_id(message))
+    await fake.wait_for(lambda: pressed.callbacks, message="the modal")
+    assert pressed.ack_type == 9 and pressed.ack_delay is not None and pressed.ack_delay < 1
+    return pressed
 
 
 async def test_a_gate_button_is_authorized_against_whoever_presses_it(
@@ -316,6 +329,86 @@ async def test_a_gate_button_is_authorized_against_whoever_presses_it(
     gate = await rig.gates.get(1)
     assert (gate.status, gate.decided_by) == (GateStatus.APPROVED, "alice")
     assert all(i.acked_at is not None for i in fake.interactions.values())  # all answered
+
+
+async def test_reject_opens_a_modal_and_its_answer_is_the_reason(
+    rig: Rig, fake: FakeDiscord
+) -> None:
+    alert = await open_gate_alert(rig, fake, "deploy")
+    asked = await open_question(fake, ALICE, alert)
+    modal = asked.modal
+    assert modal is not None and modal["title"] == "Reject"
+    [field] = modal["components"]
+    assert field["type"] == 18 and field["label"] == "Why? (optional; sent to the agent)"
+    assert field["description"] == "It goes with /reject 1; leave it empty for none."
+    assert (field["component"]["style"], field["component"]["required"]) == (2, False)
+
+    # Someone else submitting alice's modal (a forged request) is refused and audited.
+    forged = await fake.submit(BOB, asked, {"answer": "fine by me"})
+    await fake.wait_for(lambda: forged.followups, message="the refusal")
+    [refusal] = fake.replies(forged)
+    assert unescape(refusal["content"]) == "that question was put to alice: only they may answer it"
+    assert refusal in fake.messages(OPS, ephemeral=True)
+    assert (await rig.gates.get(1)).status is GateStatus.PENDING
+    [entry, *_] = await rig.farm.storage.audit.recent_audit()
+    assert (entry.user_name, entry.command, entry.outcome) == (
+        "bob",
+        "/reject 1 fine by me",
+        "denied",
+    )
+
+    reason = "the migration is not reversible;\nsplit it in two"
+    submitted = await fake.submit(ALICE, asked, {"answer": reason})
+    await fake.wait_for(lambda: fake.messages(OPS)[0]["components"] == [], message="the edit")
+    assert submitted.ack_type == 6  # a deferred update of the alert
+    [edited] = fake.messages(OPS)
+    assert unescape(edited["content"]).endswith(f"({reason}): deploy")
+    gate = await rig.gates.get(1)
+    assert (gate.status, gate.reason, gate.decided_by) == (GateStatus.REJECTED, reason, "alice")
+    [entry, *_] = await rig.farm.storage.audit.recent_audit()
+    assert (entry.command, entry.outcome, entry.detail) == (f"/reject 1 {reason}", "ok", "button; ")
+
+
+async def test_a_modal_opened_before_a_restart_is_answered_after_it(
+    config: Config, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with running(config, tmp_path, dc_config(fake), FakeClock(), fake) as before:
+        alert = await open_gate_alert(before, fake, "deploy")
+        asked = await open_question(fake, ALICE, alert)
+    async with running(config, tmp_path, dc_config(fake), FakeClock(), fake) as after:
+        await fake.submit(ALICE, asked)  # nothing typed: rejected without a reason
+        await fake.wait_for(lambda: fake.messages(OPS)[0]["components"] == [], message="the edit")
+        gate = await after.gates.get(1)
+        assert (gate.status, gate.reason) == (GateStatus.REJECTED, "")
+
+
+async def test_task_opens_a_form_whose_body_keeps_its_lines(rig: Rig, fake: FakeDiscord) -> None:
+    command = await fake.slash(OLGA, "task", channel_id=CHAT, project="proj")
+    await fake.wait_for(lambda: command.callbacks, message="the form")
+    assert command.ack_type == 9 and command.modal is not None
+    form = command.modal
+    inputs = [c["component"]["custom_id"] for c in form["components"]]
+    assert inputs == ["project", "title", "body", "after", "priority"]
+    assert form["components"][0]["component"]["value"] == "proj"  # filled in from the option
+    body = "The page has two fields.\n\n- a name\n- a password"
+    values = {"project": "proj", "title": "Add a login page", "body": body, "priority": "high"}
+    submitted = await fake.submit(OLGA, command, values)
+    await fake.wait_for(lambda: fake.replies(submitted), message="the answer")
+    [answer] = fake.replies(submitted)
+    assert unescape(answer["content"]).startswith("queued task 1 [proj] (high): Add a login page")
+    task = await rig.farm.storage.tasks.get_task(1)
+    assert task is not None and (task.title, task.body) == ("Add a login page", body)
+
+    second = await fake.slash(OLGA, "task", channel_id=CHAT)
+    await fake.wait_for(lambda: second.callbacks, message="the form")
+    values = {"project": "proj", "title": "Then this", "after": "#1, 7"}
+    refused = await fake.submit(OLGA, second, values)
+    await fake.wait_for(lambda: fake.replies(refused), message="the answer")
+    [told] = fake.replies(refused)
+    assert unescape(told["content"]) == (
+        "the task depends on task 7, which does not exist; /tasks proj --all lists them"
+    )  # "#1, 7" is tasks 1 and 7
+    assert await rig.farm.storage.tasks.get_task(2) is None
 
 
 async def test_a_press_after_a_restart_still_decides_the_gate(

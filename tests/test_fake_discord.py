@@ -1,6 +1,7 @@
 """The fake Discord speaks Discord well enough for the real discord.py: login, READY, the
-command sync, interactions answered every way farmbot answers them, rate limits, and a
-dropped gateway resumed -- all through ``FarmClient``, as the interface uses it.
+command sync, interactions answered every way farmbot answers them (modals too), rate
+limits, and a dropped gateway resumed -- all through ``FarmClient``, as the interface uses
+it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ import pytest
 from discord.http import Route
 from discord.webhook.async_ import async_context
 
-from farmbot.adapters.discord_client import COMMANDS, FarmClient, use_rebased_webhooks
+from farmbot.adapters.discord_client import (
+    COMMANDS,
+    FarmClient,
+    task_form,
+    use_rebased_webhooks,
+)
 from farmbot.config.discord import DiscordConfig
 from tests.fakes.discord_api import APP_ID, FakeDiscord
 
@@ -35,6 +41,9 @@ class Recorder:
     events: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    modal: discord.ui.Modal | None = None  # the answer to a command, when set
+    errors: list[int] = field(default_factory=list)  # Discord's codes of refused answers
+    submitted: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     async def on_command(
         self,
@@ -43,6 +52,13 @@ class Recorder:
         files: tuple[discord.Attachment, ...] = (),
     ) -> None:
         self.commands.append(f"{interaction.user.id} {text}")
+        if self.modal is not None:
+            try:
+                await interaction.response.send_modal(self.modal)
+            except discord.HTTPException as exc:
+                self.errors.append(exc.code)
+                self.changed.set()
+            return
         if self.deferred:
             await interaction.response.defer(thinking=True)
             await interaction.followup.send(self.answer)
@@ -52,6 +68,13 @@ class Recorder:
     async def on_press(self, interaction: discord.Interaction[FarmClient], data: str) -> None:
         self.commands.append(f"press {data}")
         await interaction.response.defer()
+
+    async def on_submit(
+        self, interaction: discord.Interaction[FarmClient], custom_id: str, values: dict[str, str]
+    ) -> None:
+        self.submitted.append((custom_id, values))
+        await interaction.response.defer(thinking=True)
+        await interaction.followup.send(self.answer)
 
     def on_gateway(self, event: str, payload: str | bytes | None = None) -> None:
         if event not in ("send", "receive"):
@@ -127,6 +150,73 @@ async def test_an_interaction_is_received_and_answered(fake: FakeDiscord) -> Non
         [followup] = fake.replies(later)  # it replaced the "thinking..." message
         assert followup["content"] == "pong" and followup["id"] == str(later.original_id)
     assert async_context.get().__class__.__name__ == "AsyncWebhookAdapter"  # untouched here
+
+
+class Survey(discord.ui.Modal, title="A survey"):
+    """discord.py's own kind of modal (kept by discord.py), in both of Discord's layouts."""
+
+    why: discord.ui.Label[Survey] = discord.ui.Label(
+        text="Why?",
+        component=discord.ui.TextInput(custom_id="why", style=discord.TextStyle.paragraph),
+    )
+    old: discord.ui.TextInput[Survey] = discord.ui.TextInput(
+        label="The old way", custom_id="old", required=False
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+
+    async def on_submit(self, interaction: discord.Interaction[discord.Client]) -> None:
+        box = self.why.component
+        assert isinstance(box, discord.ui.TextInput)
+        self.answered.set_result((box.value, self.old.value))
+        await interaction.response.defer(thinking=True)  # no message to update: a command's
+
+
+async def test_a_modal_is_shown_and_its_submission_reaches_discord_py(fake: FakeDiscord) -> None:
+    recorder = Recorder()
+    async with connected(fake, recorder):
+        survey = recorder.modal = Survey()
+        slash = await fake.slash(ALICE, "status", channel_id=CHANNEL)
+        await fake.wait_for(lambda: slash.callbacks, message="the modal")
+        assert slash.ack_type == 9 and slash.modal is not None
+        assert [c["type"] for c in slash.modal["components"]] == [18, 1]
+        with pytest.raises(ValueError, match="'why' is required"):
+            await fake.submit(ALICE, slash)
+        submitted = await fake.submit(ALICE, slash, {"why": "two\nlines"})
+        assert await asyncio.wait_for(survey.answered, 5) == ("two\nlines", "")
+        await fake.wait_for(lambda: submitted.callbacks, message="the deferral")
+        assert (submitted.type, submitted.ack_type) == (5, 5)
+        assert recorder.submitted == []  # not farmbot's: discord.py's own modal had it
+
+        # farmbot's form is sent stopped: discord.py keeps nothing, FarmClient reads it.
+        recorder.modal = task_form("proj")
+        form = await fake.slash(ALICE, "status", channel_id=CHANNEL)
+        await fake.wait_for(lambda: form.callbacks, message="the form")
+        answered = await fake.submit(ALICE, form, {"title": "Add it", "body": "a\nb"})
+        await fake.wait_for(lambda: fake.replies(answered), message="the answer")
+        assert answered.ack_type == 5  # a modal submitted from a command: a new message
+        assert recorder.submitted == [
+            ("farmbot:task", {"project": "proj", "title": "Add it", "body": "a\nb",
+                              "after": "", "priority": ""}),
+        ]  # fmt: skip
+        with pytest.raises(ValueError, match="no inputs"):
+            await fake.submit(ALICE, form, {"title": "Add it", "nope": "x"})
+
+
+async def test_a_modal_discord_would_refuse_is_refused(fake: FakeDiscord) -> None:
+    recorder = Recorder()
+    async with connected(fake, recorder):
+        recorder.modal = discord.ui.Modal(title="x" * 46)  # titles hold 45 characters
+        recorder.modal.add_item(discord.ui.TextInput(label="Why?"))
+        await fake.slash(ALICE, "status", channel_id=CHANNEL)
+        await fake.wait_for(lambda: recorder.errors, message="the refusal")
+        recorder.modal = discord.ui.Modal(title="Why?")
+        recorder.modal.add_item(discord.ui.TextInput(label="y" * 46))  # so do labels
+        await fake.slash(ALICE, "status", channel_id=CHANNEL)
+        await fake.wait_for(lambda: len(recorder.errors) == 2, message="the refusal")
+        assert recorder.errors == [50035, 50035]  # Invalid Form Body
 
 
 async def test_a_dropped_gateway_resumes_and_replays_what_was_missed(fake: FakeDiscord) -> None:

@@ -63,6 +63,59 @@ async def app(slack: FakeSlack) -> AsyncIterator[AsyncApp]:
     await handler.close_async()  # type: ignore[no-untyped-call]
 
 
+MODAL: dict[str, Any] = {
+    "type": "modal",
+    "callback_id": "why",
+    "title": {"type": "plain_text", "text": "Reject"},
+    "submit": {"type": "plain_text", "text": "Reject"},
+    "private_metadata": "gate-7",
+    "blocks": [
+        {
+            "type": "input",
+            "block_id": "answer",
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Why?"},
+            "element": {"type": "plain_text_input", "action_id": "answer", "multiline": True},
+        }
+    ],
+}
+
+
+async def test_a_modal_opens_once_per_trigger_and_its_submission_is_an_envelope(
+    slack: FakeSlack, app: AsyncApp
+) -> None:
+    opened: list[dict[str, Any]] = []
+    submitted: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def on_press(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        answer = await client.views_open(trigger_id=body["trigger_id"], view=MODAL)
+        assert isinstance(answer.data, dict)
+        opened.append(answer.data)
+        with pytest.raises(SlackApiError, match="invalid_trigger_id"):  # used already
+            await client.views_open(trigger_id=body["trigger_id"], view=MODAL)
+        long = {**MODAL, "title": {"type": "plain_text", "text": "x" * 25}}
+        with pytest.raises(SlackApiError, match="invalid_arguments"):
+            await client.views_open(trigger_id=slack._trigger_id(), view=long)
+
+    async def on_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        await submitted.put({"user": body["user"]["id"], "view": view})
+
+    app.action("approve")(on_press)
+    app.view("why")(on_submit)
+    posted = await app.client.chat_postMessage(channel="C1", text="gate", blocks=BUTTONS)
+    await slack.push_block_action("U1", channel="C1", message_ts=posted["ts"], action_id="approve")
+    await slack.wait_until(lambda: bool(opened), what="the modal")
+    view = opened[0]["view"]
+    assert (view["callback_id"], view["private_metadata"], view["user"]) == ("why", "gate-7", "U1")
+    await slack.push_view_submission("U2", view["id"], {"answer": {"answer": "a\nb"}})
+    got = await asyncio.wait_for(submitted.get(), 5)
+    assert got["user"] == "U2"  # a forged submission may come from anyone
+    assert got["view"]["state"]["values"]["answer"]["answer"]["value"] == "a\nb"
+    assert view["id"] not in slack.views  # submitted: closed
+
+
 async def test_post_and_update_round_trip(slack: FakeSlack, client: AsyncWebClient) -> None:
     first = await client.chat_postMessage(channel="C1", text="hello", blocks=BUTTONS)
     second = await client.chat_postMessage(channel="C1", text="reply", thread_ts=first["ts"])

@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import (
+    Bot,
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    ReplyParameters,
+    Update,
+)
 from telegram.error import (
     BadRequest,
     Conflict,
@@ -237,6 +244,29 @@ async def test_callback_data_over_64_bytes_is_rejected(bot: Bot) -> None:
     keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="é" * 33)]])
     with pytest.raises(BadRequest, match="Button_data_invalid"):
         await bot.send_message(CHAT, "pick", reply_markup=keyboard)
+
+
+async def test_a_force_reply_question_and_the_reply_to_it(tg: FakeTelegram, bot: Bot) -> None:
+    alert = await bot.send_message(CHAT, "gate 7")
+    asked = await bot.send_message(
+        CHAT,
+        "Why?",
+        reply_parameters=ReplyParameters(alert.message_id),
+        reply_markup=ForceReply(selective=True, input_field_placeholder="why"),
+    )
+    assert asked.reply_to_message is not None
+    assert asked.reply_to_message.message_id == alert.message_id
+    assert asked.reply_markup is None  # a Message shows only inline keyboards
+    with pytest.raises(BadRequest, match="Message to be replied not found"):
+        await bot.send_message(CHAT, "x", reply_parameters=ReplyParameters(999))
+    orphan = ReplyParameters(999, allow_sending_without_reply=True)
+    assert (await bot.send_message(CHAT, "x", reply_parameters=orphan)).reply_to_message is None
+    with pytest.raises(BadRequest, match="input_field_placeholder"):
+        await bot.send_message(CHAT, "x", reply_markup=ForceReply(input_field_placeholder="y" * 65))
+
+    reply = tg.push_message(CHAT, "because", reply_to=tg.sent_messages(CHAT)[1])
+    assert reply["reply_to_message"]["message_id"] == asked.message_id
+    assert "reply_to_message" not in reply["reply_to_message"]  # one level, as Telegram
 
 
 async def test_unknown_chat_and_bad_edits(tg: FakeTelegram, bot: Bot) -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from farmbot.config.schema import (
     SupervisorConfig,
     UserConfig,
 )
-from farmbot.messages import Button, Decided, Incoming, Reply
+from farmbot.messages import Button, Decided, Incoming, Reply, reject_button
 from farmbot.models import AuditEntry, GateStatus, Role
 from tests.farm import Farm, farm_for, make_config, make_repo
 from tests.helpers import FakeClock, retry_until
@@ -207,6 +208,24 @@ async def test_reject_records_the_reason(farm: RouterFarm) -> None:
     assert_audit(await farm.last_audit(), msg, "carol", "ok")
 
 
+async def test_an_answer_counts_only_from_whom_the_question_was_put_to(farm: RouterFarm) -> None:
+    await farm.storage.gates.add_gate("autopilot", None, "farm", "q1", "", {}, farm.clock())
+    router = farm.router()
+    answer = replace(tg(1003, "/reject 1 it breaks the build"), button=True, asked="1002")
+    refused = await router.handle(answer)  # carol is an admin, but it was bob's question
+    assert not refused.ok
+    assert refused.text == "that question was put to bob: only they may answer it"
+    entry = await farm.last_audit()
+    assert_audit(entry, answer, "carol", "denied")
+    assert entry.detail == "button; that question was put to bob: only they may answer it"
+    assert [g.id for g in await farm.gates.pending()] == [1]
+    unknown = await router.handle(replace(answer, asked="4242"))
+    assert unknown.text == "that question was put to someone else: only they may answer it"
+
+    decided = await router.handle(replace(answer, asked="1003"))
+    assert decided.ok and "(it breaks the build): q1" in decided.text
+
+
 async def test_unknown_gate_is_not_found(farm: RouterFarm) -> None:
     msg = tg(1003, "/approve 99")
     reply = await farm.router().handle(msg)
@@ -299,7 +318,10 @@ def test_a_reply_crosses_nodes_intact() -> None:
     reply = Reply(
         "approved #7",
         pre="line\n  two",
-        buttons=((Button("Tail", "/tail b-1"), Button("Kill", "/kill b-1", "danger")),),
+        buttons=(
+            (Button("Tail", "/tail b-1"), Button("Kill", "/kill b-1", "danger")),
+            (reject_button(7),),
+        ),
         ok=False,
         decided=Decided(gate_id=7, approved=True, by="carol", at=1_700_000_000.5),
     )

@@ -333,6 +333,62 @@ async def test_gate_buttons_admin_approves_and_a_viewer_is_refused(stack: Stack)
     await stack.farm.until_screen("architect", "✓ approved: make deploy")
 
 
+async def open_question(s: Stack, user: str, alert: Message) -> JSON:
+    """Press the alert's Reject as ``user``; the modal it opens (as views.open answered)."""
+    reject = button(alert, "Reject")
+    assert reject["value"].startswith("a:")  # it asks, so its question is stored with it
+    opened = len(s.fake.views)
+    await s.fake.push_block_action(
+        user, channel="C1", message_ts=alert.ts, action_id=reject["action_id"]
+    )
+    await retry_until(lambda: len(s.fake.views) > opened, message="the modal to open")
+    return list(s.fake.views.values())[-1]
+
+
+async def test_reject_opens_a_modal_and_its_answer_is_the_reason(stack: Stack) -> None:
+    gate = await stack.farm.gates.open("manual", "deploy", project="proj")
+    await stack.notifier.deliver_due()
+    alert = await stack.reply("waits for a decision")
+    view = await open_question(stack, ADMIN, alert)
+    assert view["title"]["text"] == view["submit"]["text"] == "Reject"
+    [field] = view["blocks"]
+    assert field["label"]["text"] == "Why? (optional; sent to the agent)"
+    assert field["optional"] is True and field["element"]["multiline"] is True
+    assert "/reject 1" in field["hint"]["text"]
+
+    # Someone else submitting alice's modal (a forged request) is refused and audited.
+    await stack.fake.push_view_submission(VIEWER, view["id"], {"answer": {"answer": "ok"}})
+    refusal = await stack.ephemeral(VIEWER, "that question was put to alice")
+    assert refusal.thread_ts == alert.ts
+    assert (await stack.farm.gates.get(gate.id)).status is GateStatus.PENDING
+    [audit, *_] = await stack.farm.storage.audit.recent_audit()
+    assert (audit.user_name, audit.command, audit.outcome) == ("vera", "/reject 1 ok", "denied")
+
+    view = await open_question(stack, ADMIN, alert)
+    reason = "the migration is not reversible;\nsplit it in two"
+    await stack.fake.push_view_submission(ADMIN, view["id"], {"answer": {"answer": reason}})
+    decided = await stack.reply("rejected by alice")
+    assert decided.thread_ts == alert.ts
+    assert "<@UALICE> pressed Reject" in blocks_text(decided)
+    gate = await stack.farm.gates.get(gate.id)
+    assert (gate.status, gate.reason, gate.decided_by) == (GateStatus.REJECTED, reason, "alice")
+    [audit, *_] = await stack.farm.storage.audit.recent_audit()
+    assert (audit.command, audit.outcome, audit.detail) == (f"/reject 1 {reason}", "ok", "button; ")
+    await stack.notifier.edit_queued()  # the alert loses its buttons, says who decided
+    assert alert.edited and all(b["type"] != "actions" for b in alert.blocks)
+
+
+async def test_a_modal_submitted_empty_rejects_without_a_reason(stack: Stack) -> None:
+    gate = await stack.farm.gates.open("manual", "deploy", project="proj")
+    await stack.notifier.deliver_due()
+    alert = await stack.reply("waits for a decision")
+    view = await open_question(stack, ADMIN, alert)
+    await stack.fake.push_view_submission(ADMIN, view["id"], {"answer": {"answer": None}})
+    await stack.reply("rejected by alice")
+    gate = await stack.farm.gates.get(gate.id)
+    assert (gate.status, gate.reason) == (GateStatus.REJECTED, "")
+
+
 async def test_long_output_is_threaded_never_cut(stack: Stack) -> None:
     pre = "\n".join(f"{i:04d} <&> " + "x" * 80 for i in range(300))  # 30 KB escaped
     stack.answer = _replying(Reply("here is a long one", pre=pre))

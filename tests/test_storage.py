@@ -23,6 +23,7 @@ from farmbot.models import (
     NewEvent,
     Project,
     PromptStatus,
+    Question,
 )
 from farmbot.storage import Storage, open_sqlite
 from farmbot.storage.migrate import (
@@ -562,6 +563,26 @@ async def test_audit_newest_first(store: Storage) -> None:
     assert entries[0].user_name is None and entries[0].detail == "viewer"
     assert entries[1].ts == T0 and entries[1].platform == "telegram"
     assert len(await store.audit.recent_audit(limit=1)) == 1
+
+
+async def test_a_question_is_answered_once_and_old_ones_are_forgotten(store: Storage) -> None:
+    asked = Question("telegram", "-100", "42", "1001", "/reject 7", T0)
+    await store.questions.ask(asked)
+    assert await store.questions.get_question("telegram", "-100", "42") == asked
+    assert await store.questions.get_question("telegram", "-100", "43") is None
+    assert await store.questions.get_question("slack", "-100", "42") is None
+    assert await store.questions.take_question("telegram", "-100", "42") == asked
+    assert await store.questions.take_question("telegram", "-100", "42") is None  # once
+
+    old = Question("telegram", "-100", "1", "1001", "/reject 1", T0)
+    await store.questions.ask(old)
+    again = dataclasses.replace(old, user_id="1002", command="/reject 2", asked_at=T0 + 1)
+    await store.questions.ask(again)  # the same message asks anew
+    assert await store.questions.get_question("telegram", "-100", "1") == again
+    later = Question("telegram", "-100", "2", "1001", "/reject 3", T0 + 8 * 86400)
+    await store.questions.ask(later)  # a week on, the first is forgotten
+    assert await store.questions.get_question("telegram", "-100", "1") is None
+    assert await store.questions.get_question("telegram", "-100", "2") == later
 
 
 async def test_actions_are_deduplicated(store: Storage) -> None:

@@ -269,10 +269,25 @@ async def open_gate_alert(r: Rig, tg: FakeTelegram, title: str = "deploy <prod> 
     assert await r.drain() == 1
     message = tg.sent_messages(FORUM)[-1]
     assert message["message_thread_id"] == TOPIC  # the project's topic
-    assert keyboard(message) == [
-        [("Approve", f"/approve {gate.id}"), ("Reject", f"/reject {gate.id}")]
-    ]
+    [plain, [(label, data)]] = keyboard(message)
+    assert plain == [("Approve", f"/approve {gate.id}"), ("Reject", f"/reject {gate.id}")]
+    assert label == "Reject with reason…" and data.startswith("a:")  # asks first: stored
     return message
+
+
+def asking(message: Params) -> str:
+    """The callback data of the message's "Reject with reason…" button."""
+    [data] = [d for row in keyboard(message) for label, d in row if label.endswith("reason…")]
+    return data
+
+
+async def question_for(tg: FakeTelegram, alert: Params, user: int) -> Params:
+    """Press "Reject with reason…" as ``user``; the question farmbot then asks them."""
+    before = len(tg.sent_messages(alert["chat"]["id"]))
+    answer = await press(tg, user, alert, asking(alert))
+    assert answer["text"] == "Reply to the message below (it mentions you)."
+    await retry_until(lambda: len(tg.sent_messages(alert["chat"]["id"])) > before)
+    return tg.sent_messages(alert["chat"]["id"])[before]
 
 
 async def test_a_gate_button_is_authorized_against_whoever_presses_it(
@@ -343,6 +358,78 @@ async def test_a_press_after_a_restart_still_decides_the_gate(
     assert texts[0].endswith("\n\n✅ gate 1 approved by alice at 2023-11-14 23:13 UTC: deploy")
     decision = f"❌ gate 2 rejected by alice at 2023-11-14 23:13 UTC ({reason}): migrate"
     assert texts[2].endswith(decision)
+
+
+async def test_reject_with_reason_asks_the_presser_and_only_their_reply_decides(
+    rig: Rig, tg: FakeTelegram
+) -> None:
+    alert = await open_gate_alert(rig, tg, "deploy")
+    question = await question_for(tg, alert, ALICE)
+    assert question["message_thread_id"] == TOPIC  # in the alert's topic, replying to it
+    assert question["reply_to_message"]["message_id"] == alert["message_id"]
+    assert question["text"] == (
+        "Tester: Why? (optional; sent to the agent)\n"
+        "Reply to this message; your reply goes with /reject 1."
+    )
+    mention = {"type": "text_link", "offset": 0, "length": 6, "url": f"tg://user?id={ALICE}"}
+    assert mention in question["entities"]  # so her client opens the reply box
+    [asked] = [p for name, p in tg.calls if name == "sendMessage" and "reply_parameters" in p]
+    assert asked["reply_markup"] == {
+        "force_reply": True,
+        "selective": True,
+        "input_field_placeholder": "Why? (optional; sent to the agent)",
+    }
+    where = {"chat_id": FORUM, "chat_type": "supergroup", "message_thread_id": TOPIC}
+
+    # Someone else's reply (an admin's too) is refused and audited; the question stays.
+    refused = await reply_to(tg, BOB, "ship it anyway", reply_to=question, **where)
+    assert refused["text"] == "that question was put to alice: only they may answer it"
+    stranger = await reply_to(tg, STRANGER, "lol", reply_to=question, **where)
+    assert stranger["text"].startswith("Sorry, you are not on this farmbot's allowlist")
+    assert (await rig.gates.get(1)).status is GateStatus.PENDING
+
+    reason = "the migration is not reversible;\nsplit it in two"
+    decided = await reply_to(tg, ALICE, reason, reply_to=question, **where)
+    assert decided["text"].startswith("gate 1 rejected by alice at ")
+    gate = await rig.gates.get(1)
+    assert (gate.status, gate.reason, gate.decided_by) == (GateStatus.REJECTED, reason, "alice")
+    audit = [
+        (e.user_name, e.command, e.outcome, e.detail)
+        for e in await rig.farm.storage.audit.recent_audit()
+    ]
+    assert ("bob", "/reject 1 ship it anyway", "denied",
+            "button; that question was put to alice: only they may answer it") in audit  # fmt: skip
+    assert (None, "/reject 1 lol", "denied", "button; not on the allowlist") in audit
+    assert ("alice", f"/reject 1 {reason}", "ok", "button; ") in audit
+    await rig.drain()
+    await rig.notifier.edit_queued()  # the alert's buttons come off, Reject's twin too
+    [edited] = [m for m in tg.sent_messages(FORUM) if m["message_id"] == alert["message_id"]]
+    assert "reply_markup" not in edited
+    assert rig.telegram._questions.answered == 1
+
+
+async def test_a_reply_after_a_restart_still_answers_the_question(
+    config: Config, tmp_path: Path, tg: FakeTelegram
+) -> None:
+    clock = FakeClock()
+    async with running(config, tmp_path, tg_config(tg), clock) as before:
+        alert = await open_gate_alert(before, tg, "deploy")
+        question = await question_for(tg, alert, ALICE)
+    clock.advance(3600)
+    where = {"chat_id": FORUM, "chat_type": "supergroup", "message_thread_id": TOPIC}
+    async with running(config, tmp_path, tg_config(tg), clock) as after:
+        refused = await reply_to(tg, OLGA, "no", reply_to=question, **where)
+        assert refused["text"] == "that question was put to alice: only they may answer it"
+        decided = await reply_to(tg, ALICE, "not on a Friday", reply_to=question, **where)
+        assert decided["text"].startswith("gate 1 rejected by alice at 2023-11-14 23:13 UTC")
+        gate = await after.gates.get(1)
+        assert (gate.status, gate.reason) == (GateStatus.REJECTED, "not on a Friday")
+        assert (
+            await after.farm.storage.questions.get_question(
+                "telegram", str(FORUM), str(question["message_id"])
+            )
+            is None
+        )  # answered once
 
 
 async def test_a_button_whose_stored_command_cannot_be_read_is_answered(

@@ -110,8 +110,8 @@ async def test_spawned_builder_gets_its_prompt_and_finishes(web: Web) -> None:
     assert reply["text"].startswith("spawned builder-42 (demo) in project farm: worktree ")
     assert reply["buttons"] == [
         [
-            {"label": "Tail", "command": "/tail builder-42", "style": None},
-            {"label": "Kill", "command": "/kill builder-42", "style": "danger"},
+            {"label": "Tail", "command": "/tail builder-42", "style": None, "asks": ""},
+            {"label": "Kill", "command": "/kill builder-42", "style": "danger", "asks": ""},
         ]
     ]
     [agent] = (await web.status())["agents"]

@@ -524,6 +524,7 @@ async def build(
             clock=clock,
             inbound=storage.inbound,
             instance=cluster.instance,
+            questions=storage.questions,
         )
         extra = [i(deps) if callable(i) else i for i in interfaces]
         for interface in [*(i for r in registry for i in r.build(config, deps)), *extra]:

@@ -7,13 +7,18 @@ bot, storage and every adapter can speak it without importing one another.
 - ``Incoming``: one command from a person on some platform (typed, or a button press),
   with the platform's timestamp of it where there is one (``/ping`` measures from it), the
   files that came with it (``ReceivedFile``, fetched only when a command wants them), the
-  update it came from (``source``) and, when it is handed over again after a crash, what
-  interrupted its first handling (``interrupted``).
+  update it came from (``source``), when it is handed over again after a crash, what
+  interrupted its first handling (``interrupted``) and, when it answers a button's
+  question, whom the question was put to (``asked``: only they may answer it).
 - ``Reply``: what a command answers -- text, a preformatted block, buttons, a file
   (``Attachment``) -- and, when the command decided a gate, the ``Decided`` record, so an
   interface can edit the message that carried the buttons without re-reading the command.
   ``to_json`` and ``from_json`` carry it between nodes.
-- ``Button``: a label and a command; pressing it runs the command as the presser.
+- ``Button``: a label and a command; pressing it runs the command as the presser. A
+  button that ``asks`` lets the presser add an answer to its command first (Reject's
+  optional reason): each interface asks its own way (a modal on Discord and Slack, a
+  reply on Telegram, a field on the web console), and the command with the answer goes
+  to the router like a typed one. ``reject_button`` is the one every gate shows.
 - ``OutboundMessage``: one alert for one channel, as the notifier hands it over; ``send``
   returns the platform's handle of what it posted (a ``MessageRef``), which the outbox
   keeps so the alert can be edited later (``EditsAlerts``).
@@ -60,9 +65,24 @@ class Button:
     label: str
     command: str  # e.g. "/approve 7"
     style: Style = None
+    # A question whose answer, if the presser gives one, follows the command ("/reject 7"
+    # + " the tests fail"); unanswered, the command runs as it is. "" asks nothing.
+    asks: str = ""
 
 
 Buttons = tuple[tuple[Button, ...], ...]  # rows of buttons
+WHY = "Why? (optional; sent to the agent)"  # what a gate's Reject asks
+
+
+def reject_button(gate: int) -> Button:
+    """A gate's Reject: one press rejects; an interface that can ask takes a reason too."""
+    return Button("Reject", f"/reject {gate}", "danger", asks=WHY)
+
+
+def with_answer(command: str, answer: str) -> str:
+    """``command`` with the answer to its button's question after it, if there is one."""
+    answer = answer.strip()
+    return f"{command} {answer}" if answer else command
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +136,10 @@ class Reply:
             "pre": self.pre,
             "file": None if self.file is None else self.file.to_json(),
             "buttons": [
-                [{"label": b.label, "command": b.command, "style": b.style} for b in row]
+                [
+                    {"label": b.label, "command": b.command, "style": b.style, "asks": b.asks}
+                    for b in row
+                ]
                 for row in self.buttons
             ],
             "decided": None
@@ -137,7 +160,12 @@ class Reply:
             text=str(data["text"]),
             pre=None if data.get("pre") is None else str(data["pre"]),
             buttons=tuple(
-                tuple(Button(str(b["label"]), str(b["command"]), b.get("style")) for b in row)
+                tuple(
+                    Button(
+                        str(b["label"]), str(b["command"]), b.get("style"), str(b.get("asks", ""))
+                    )
+                    for b in row
+                )
                 for row in data.get("buttons", ())
             ),
             ok=bool(data.get("ok", True)),
@@ -188,6 +216,9 @@ class Incoming:
     # Handed over again because its first handling was cut short: by what ("node gpu
     # stopped while running it"). The router runs it again only if it changes nothing.
     interrupted: str = ""
+    # The platform's id of the person a button's question was put to, when this answers
+    # one (a modal submitted, a reply to a question): the router refuses anyone else.
+    asked: str = ""
 
 
 OnIncoming = Callable[[Incoming], Awaitable[Reply]]

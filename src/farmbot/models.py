@@ -202,6 +202,20 @@ class InboundUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class Question:
+    """A button's question a chat asked one person (Telegram's "Why? Reply to this
+    message"): the reply to ``message`` completes ``command``, and only ``user_id`` may
+    give it."""
+
+    platform: str
+    chat: str
+    message: str  # the platform's id of the message that asks
+    user_id: str  # whom it was put to: who pressed the button
+    command: str  # what the answer follows: "/reject 7"
+    asked_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     id: int
     agent_id: str

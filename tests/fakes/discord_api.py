@@ -9,11 +9,19 @@ content over 2,000 characters, more than 5 rows of 5 buttons, a ``custom_id`` ov
 characters or repeated in one message, an empty message, an interaction acknowledged
 twice or after Discord's 3 seconds, a followup before the acknowledgement.
 
-Tests push interactions (``slash``, ``press``) as a given user, read back what the bot did
-(``calls``, ``messages``, ``responses``) and inject faults: ``fail_next`` (429 with
-``retry_after``, per route or global, 5xx, any Discord error), ``go_down``/``come_up``
-(connection refused), a changed ``token`` (401), ``ack_heartbeats = False``,
-``drop_gateway`` (the bot resumes), ``delete_channel`` and ``forbid``.
+Modals as Discord has them: a command or a button press may be answered with one
+(callback type 9, checked: title, custom_id, at most 5 labelled text inputs within
+Discord's lengths); ``submit`` then sends its MODAL_SUBMIT interaction (type 5) with the
+values typed, the inputs nested as they were sent (in labels, type 18, or the older
+action rows) and, for a modal opened from a button, that button's message -- which a
+deferred update (type 6) then edits.
+
+Tests push interactions (``slash``, ``press``, ``submit``) as a given user, read back
+what the bot did (``calls``, ``messages``, ``responses``) and inject faults:
+``fail_next`` (429 with ``retry_after``, per route or global, 5xx, any Discord error),
+``go_down``/``come_up`` (connection refused), a changed ``token`` (401),
+``ack_heartbeats = False``, ``drop_gateway`` (the bot resumes), ``delete_channel`` and
+``forbid``.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ JSON = dict[str, Any]
 APP_ID = 1_100_000_000_000_000_001  # the application; its bot user has the same id
 API = "/api/v10"
 MAX_CONTENT, MAX_ROWS, MAX_ROW_BUTTONS, MAX_CUSTOM_ID, MAX_LABEL = 2000, 5, 5, 100, 80
+MAX_MODAL_LABEL, MAX_DESCRIPTION, MAX_INPUT = 45, 100, 4000  # a modal's title and labels
 ACK_WINDOW = 3.0  # seconds Discord waits for an interaction's first response
 EPHEMERAL, LOADING, GUILDS_INTENT = 64, 128, 1
 _SNOWFLAKES = itertools.count(1_200_000_000_000_000_000)
@@ -113,7 +122,7 @@ class Interaction:
 
     id: int
     token: str
-    type: int  # 2 application command, 3 component
+    type: int  # 2 application command, 3 component, 5 modal submit
     user_id: int
     channel_id: int
     guild_id: int | None
@@ -125,6 +134,7 @@ class Interaction:
     original_id: int | None = None  # the original response's message
     followups: list[int] = field(default_factory=list)
     expired: bool = False  # its token's 15 minutes are over
+    modal: JSON | None = None  # the modal it was answered with (callback type 9)
 
     @property
     def ack_type(self) -> int | None:
@@ -382,6 +392,43 @@ class FakeDiscord:
             raise ValueError(f"message has no button with custom_id {custom_id!r}: {offered}")
         data = {"custom_id": custom_id, "component_type": 2}
         return self._interact(3, user_id, int(current["channel_id"]), data, int(current["id"]))
+
+    async def submit(
+        self, user_id: int, opened: Interaction, values: dict[str, str] | None = None
+    ) -> Interaction:
+        """A person submits the modal ``opened`` was answered with, ``values`` typed into
+        its inputs (by custom_id; others keep what they were filled in with, if anything).
+        Any ``user_id`` may: Discord's client submits only its own person's modal, a
+        forged request need not."""
+        modal = opened.modal
+        if modal is None:
+            raise ValueError(f"interaction {opened.id} was not answered with a modal")
+        typed = dict(values or {})
+        ids = itertools.count(1)
+        components = []
+        for component in modal["components"]:
+            inner = (
+                component["component"] if component["type"] == 18 else component["components"][0]
+            )
+            value = typed.pop(inner["custom_id"], inner.get("value") or "")  # as prefilled
+            if inner.get("required", True) and not value:
+                raise ValueError(f"{inner['custom_id']!r} is required: the client would not submit")
+            if len(value) > int(inner.get("max_length") or 4000):
+                raise ValueError(f"{inner['custom_id']!r}: longer than its max_length")
+            submitted = {
+                "type": 4,
+                "id": next(ids),
+                "custom_id": inner["custom_id"],
+                "value": value,
+            }
+            if component["type"] == 18:
+                components.append({"type": 18, "id": next(ids), "component": submitted})
+            else:
+                components.append({"type": 1, "id": next(ids), "components": [submitted]})
+        if typed:
+            raise ValueError(f"the modal has no inputs {sorted(typed)}")
+        data = {"custom_id": modal["custom_id"], "components": components}
+        return self._interact(5, user_id, opened.channel_id, data, opened.message_id)
 
     def expire(self, interaction: Interaction) -> None:
         """An interaction's token runs out (Discord's 15 minutes): its webhook says 401."""
@@ -770,6 +817,12 @@ class FakeDiscord:
             if flags:
                 self._ephemeral.add(int(message["id"]))
             resource["message"] = copy.deepcopy(message)
+        elif kind == 9:
+            if interaction.type not in (2, 3):
+                raise _invalid(
+                    "type", "INTERACTION_RESPONSE_TYPE_INVALID", "a modal answers no modal"
+                )
+            interaction.modal = _modal(data)
         elif kind in (6, 7):
             if interaction.message_id is None:
                 raise _invalid("type", "INTERACTION_RESPONSE_TYPE_INVALID", "not a component")
@@ -784,7 +837,7 @@ class FakeDiscord:
             "interaction": {
                 "id": str(interaction.id),
                 "type": interaction.type,
-                "response_message_id": str(interaction.original_id),
+                **({} if kind == 9 else {"response_message_id": str(interaction.original_id)}),
                 "response_message_loading": kind == 5,
                 "response_message_ephemeral": interaction.original_id in self._ephemeral,
             },
@@ -1097,6 +1150,63 @@ def _components(rows: Any) -> list[JSON]:
                 raise _invalid(f"{where}.custom_id", "COMPONENT_CUSTOM_ID_DUPLICATED", "duplicated")
             seen.add(custom_id)
     return copy.deepcopy(rows)
+
+
+def _modal(data: JSON) -> JSON:
+    """Validate a modal (callback type 9) the way Discord does; return it as sent."""
+    custom_id, title = data.get("custom_id"), data.get("title")
+    if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= MAX_CUSTOM_ID:
+        raise _invalid("data.custom_id", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100")
+    if not isinstance(title, str) or not 1 <= len(title) <= MAX_MODAL_LABEL:
+        raise _invalid("data.title", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45")
+    components = data.get("components")
+    if not isinstance(components, list) or not 1 <= len(components) <= MAX_ROWS:
+        raise _invalid("data.components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5")
+    seen: set[str] = set()
+    for i, component in enumerate(components):
+        where = f"data.components.{i}"
+        kind = component.get("type") if isinstance(component, dict) else None
+        if kind == 18:  # a label around one input
+            label, described = component.get("label"), component.get("description")
+            if not isinstance(label, str) or not 1 <= len(label) <= MAX_MODAL_LABEL:
+                raise _invalid(f"{where}.label", "BASE_TYPE_BAD_LENGTH", "1 to 45 long")
+            if described is not None and len(str(described)) > MAX_DESCRIPTION:
+                raise _invalid(f"{where}.description", "BASE_TYPE_MAX_LENGTH", "100 or fewer")
+            inner, labelled = component.get("component"), True
+        elif kind == 1:  # the older way: an action row holding one labelled input
+            row = component.get("components")
+            inner = row[0] if isinstance(row, list) and len(row) == 1 else None
+            labelled = False
+        else:
+            raise _invalid(where, "UNION_TYPE_CHOICES", "a modal holds labels or action rows")
+        _text_input(inner, f"{where}.component", labelled=labelled, seen=seen)
+    return copy.deepcopy(data)
+
+
+def _text_input(item: Any, where: str, *, labelled: bool, seen: set[str]) -> None:
+    if not isinstance(item, dict) or item.get("type") != 4:
+        raise _invalid(where, "UNION_TYPE_CHOICES", "not a text input")
+    custom_id = item.get("custom_id")
+    if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= MAX_CUSTOM_ID:
+        raise _invalid(f"{where}.custom_id", "BASE_TYPE_BAD_LENGTH", "1 to 100 long")
+    if custom_id in seen:
+        raise _invalid(f"{where}.custom_id", "COMPONENT_CUSTOM_ID_DUPLICATED", "duplicated")
+    seen.add(custom_id)
+    if item.get("style") not in (1, 2):
+        raise _invalid(f"{where}.style", "BASE_TYPE_CHOICES", "1 (short) or 2 (paragraph)")
+    label = item.get("label")
+    if labelled and label is not None:
+        raise _invalid(f"{where}.label", "COMPONENT_INVALID", "a labelled input has no label")
+    if not labelled and (not isinstance(label, str) or not 1 <= len(label) <= MAX_MODAL_LABEL):
+        raise _invalid(f"{where}.label", "BASE_TYPE_BAD_LENGTH", "1 to 45 long")
+    for key, top in (("min_length", MAX_INPUT), ("max_length", MAX_INPUT)):
+        number = item.get(key)
+        if number is not None and not (isinstance(number, int) and 0 <= number <= top):
+            raise _invalid(f"{where}.{key}", "NUMBER_TYPE_MAX", f"0 to {top}")
+    if len(str(item.get("value") or "")) > MAX_INPUT:
+        raise _invalid(f"{where}.value", "BASE_TYPE_MAX_LENGTH", f"{MAX_INPUT} or fewer")
+    if len(str(item.get("placeholder") or "")) > MAX_CUSTOM_ID:
+        raise _invalid(f"{where}.placeholder", "BASE_TYPE_MAX_LENGTH", "100 or fewer")
 
 
 def _attachments(data: JSON, files: list[Upload], store: dict[int, bytes]) -> list[JSON] | None:

@@ -7,6 +7,12 @@ The real slack_sdk ``AsyncWebClient`` (``base_url=slack.api_url``) and slack-bol
 
 For HTTP mode, ``sign_request`` and the ``*_body`` helpers build signed request bodies.
 
+Modals: ``views.open`` takes a ``trigger_id`` once, within 3 seconds of the interaction
+that issued it, as Slack does, and checks the view the way Slack refuses one
+(``invalid_arguments`` naming the field); ``views`` holds what was opened, and
+``push_view_submission`` submits one with the given input values (as any user: Slack's
+client only ever submits its own person's views, a forged request need not).
+
 People share files (``share_file``) with a mention: the event lists them and their
 ``url_private_download`` serves them to the bot token, and, like Slack without the
 ``files:read`` scope (``files_read = False``), an HTML login page otherwise.
@@ -34,6 +40,8 @@ JSON = dict[str, Any]
 VERIFICATION_TOKEN = "fake-verification-token"
 MAX_TEXT, MAX_BLOCKS, MAX_SECTION_TEXT = 40_000, 50, 3000
 MAX_BUTTON_VALUE, MAX_ACTION_ID = 2000, 255
+MAX_VIEW_TITLE, MAX_METADATA, MAX_VIEW_BLOCKS, MAX_LABEL = 24, 3000, 100, 2000
+TRIGGER_WINDOW = 3.0  # seconds a trigger_id is good for
 
 
 @dataclass
@@ -137,6 +145,8 @@ class FakeSlack:
         self._faults: defaultdict[str, deque[_Fault]] = defaultdict(deque)
         self._uploads: dict[str, JSON] = {}
         self._tickets: set[str] = set()
+        self._triggers: dict[str, tuple[str, float]] = {}  # trigger_id -> (user, issued at)
+        self.views: dict[str, JSON] = {}  # view id -> the view as views.open answered it
         self._origins: dict[str, tuple[str, str]] = {}  # envelope_id -> (channel, message ts)
         self._shared: dict[str, bytes] = {}  # file id -> content, as people shared them
         self.files_read = True  # the app has the files:read scope
@@ -156,6 +166,7 @@ class FakeSlack:
             "files.completeUploadExternal": self._complete_upload,
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
+            "views.open": self._views_open,
         }
 
     # -- lifetime -------------------------------------------------------------
@@ -315,7 +326,7 @@ class FakeSlack:
             team_id=team_id,
             api_app_id=self.app_id,
             response_url=self._response_url_for(envelope_id),
-            trigger_id=self._trigger_id(),
+            trigger_id=self._trigger_id(user_id),
         )
         return await self._push(
             envelope_id, "slash_commands", payload, accepts_response_payload=True
@@ -404,8 +415,43 @@ class FakeSlack:
             team_id=self.team_id,
             api_app_id=self.app_id,
             response_url=self._response_url_for(envelope_id),
-            trigger_id=self._trigger_id(),
+            trigger_id=self._trigger_id(user_id),
         )
+        return await self._push(envelope_id, "interactive", payload)
+
+    async def push_view_submission(
+        self, user_id: str, view_id: str, values: dict[str, dict[str, str | None]]
+    ) -> str:
+        """Send a ``view_submission`` envelope: ``user_id`` submits the open view ``view_id``
+        with ``values`` (block_id -> action_id -> the text typed, None for nothing)."""
+        view = self.views.get(view_id)
+        if view is None:
+            raise AssertionError(f"no open view {view_id}; have {sorted(self.views)}")
+        inputs = {
+            b.get("block_id"): b["element"]
+            for b in view["blocks"]
+            if b.get("type") == "input" and isinstance(b.get("element"), dict)
+        }
+        state: JSON = {}
+        for block_id, actions in values.items():
+            element = inputs.get(block_id)
+            if element is None:
+                raise AssertionError(f"view {view_id} has no input block {block_id!r}")
+            for action_id, value in actions.items():
+                if element.get("action_id") != action_id:
+                    raise AssertionError(f"input {block_id!r} has no element {action_id!r}")
+                kind = str(element.get("type"))
+                state.setdefault(block_id, {})[action_id] = {"type": kind, "value": value}
+        submitted = {**view, "state": {"values": state}}
+        envelope_id = str(uuid.uuid4())
+        payload = view_submission_payload(
+            user_id,
+            view=submitted,
+            team_id=self.team_id,
+            api_app_id=self.app_id,
+            trigger_id=self._trigger_id(user_id),
+        )
+        self.views.pop(view_id, None)  # a submitted view closes
         return await self._push(envelope_id, "interactive", payload)
 
     async def disconnect(self, reason: str = "refresh_requested", *, grace: float = 1.0) -> None:
@@ -492,8 +538,10 @@ class FakeSlack:
     def _response_url_for(self, envelope_id: str) -> str:
         return f"{self.base_url}response/{envelope_id}"
 
-    def _trigger_id(self) -> str:
-        return f"{next(self._counter)}.{uuid.uuid4().hex[:12]}"
+    def _trigger_id(self, user_id: str = "") -> str:
+        trigger = f"{next(self._counter)}.{uuid.uuid4().hex[:12]}"
+        self._triggers[trigger] = (user_id, time.monotonic())
+        return trigger
 
     async def _response_url(self, request: web.Request) -> web.StreamResponse:
         envelope_id = request.match_info["envelope_id"]
@@ -560,6 +608,46 @@ class FakeSlack:
         if write and not channel.member:
             raise _ApiError("not_in_channel")
         return str(channel_id)
+
+    def _views_open(self, params: JSON) -> JSON:
+        trigger = str(params.get("trigger_id") or "")
+        issued = self._triggers.pop(trigger, None)
+        if issued is None:
+            raise _ApiError("invalid_trigger_id")
+        user, at = issued
+        if time.monotonic() - at > TRIGGER_WINDOW:
+            raise _ApiError("expired_trigger_id")
+        view: Any = params.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        errors = list(_view_errors(view))
+        if errors:
+            raise _ApiError(
+                "invalid_arguments",
+                response_metadata={"messages": [f"[ERROR] {e}" for e in errors]},
+            )
+        view_id = f"V{next(self._counter):08d}"
+        opened = {
+            "id": view_id,
+            "team_id": self.team_id,
+            "app_id": self.app_id,
+            "bot_id": self.bot_id,
+            "type": "modal",
+            "callback_id": view.get("callback_id", ""),
+            "private_metadata": view.get("private_metadata", ""),
+            "title": view["title"],
+            "submit": view.get("submit"),
+            "close": view.get("close"),
+            "blocks": view["blocks"],
+            "state": {"values": {}},
+            "hash": uuid.uuid4().hex[:16],
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "external_id": "",
+            "user": user,
+        }
+        self.views[view_id] = opened
+        return {"view": opened}
 
     def _auth_test(self, _params: JSON) -> JSON:
         return {
@@ -766,6 +854,39 @@ def _element_errors(node: Any, pointer: str) -> Iterator[str]:
             yield from _element_errors(child, f"{pointer}/{key}")
 
 
+def _view_errors(view: Any) -> Iterator[str]:
+    """What Slack's views.open says about a modal it refuses."""
+    if not isinstance(view, dict) or view.get("type") != "modal":
+        yield "must be a modal view [json-pointer:/view/type]"
+        return
+    for key in ("title", "submit", "close"):
+        label = view.get(key)
+        if label is None and key != "title":
+            continue
+        if not isinstance(label, dict) or label.get("type") != "plain_text":
+            yield f"must be a plain_text object [json-pointer:/view/{key}]"
+        elif not 1 <= len(str(label.get("text", ""))) <= MAX_VIEW_TITLE:
+            yield f"must be 1 to {MAX_VIEW_TITLE} characters [json-pointer:/view/{key}/text]"
+    if len(str(view.get("private_metadata", ""))) > MAX_METADATA:
+        yield f"must be at most {MAX_METADATA} characters [json-pointer:/view/private_metadata]"
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= MAX_VIEW_BLOCKS:
+        yield f"must have 1 to {MAX_VIEW_BLOCKS} blocks [json-pointer:/view/blocks]"
+        return
+    inputs = [b for b in blocks if isinstance(b, dict) and b.get("type") == "input"]
+    if inputs and view.get("submit") is None:
+        yield "a view with input blocks needs a submit [json-pointer:/view/submit]"
+    for i, block in enumerate(inputs):
+        where = f"/view/blocks/{i}"
+        label, element = block.get("label"), block.get("element")
+        if not isinstance(label, dict) or not 1 <= len(str(label.get("text", ""))) <= MAX_LABEL:
+            yield f"must be 1 to {MAX_LABEL} characters [json-pointer:{where}/label/text]"
+        if not isinstance(element, dict) or element.get("type") != "plain_text_input":
+            yield f"must be a supported element [json-pointer:{where}/element]"
+        elif not element.get("action_id"):
+            yield f"must have an action_id [json-pointer:{where}/element/action_id]"
+
+
 def _find_element(
     node: Any, action_id: str, block_id: str | None = None
 ) -> tuple[JSON, str | None] | None:
@@ -894,6 +1015,30 @@ def block_actions_payload(
         "state": {"values": {}},
         "response_url": response_url,
         "actions": [action],
+    }
+
+
+def view_submission_payload(
+    user_id: str,
+    *,
+    view: JSON,
+    team_id: str = "T1",
+    api_app_id: str = "A1",
+    trigger_id: str = "1.fake",
+) -> JSON:
+    """A ``view_submission`` payload: ``user_id`` submitted ``view`` (with its state)."""
+    name = _user_name(user_id)
+    return {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": "fake-farm"},
+        "user": {"id": user_id, "username": name, "name": name, "team_id": team_id},
+        "api_app_id": api_app_id,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": trigger_id,
+        "view": view,
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
     }
 
 

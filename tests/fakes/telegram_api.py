@@ -306,8 +306,13 @@ class FakeTelegram:
         message_thread_id: int | None = None,
         first_name: str = "Tester",
         username: str | None = None,
+        reply_to: Params | None = None,
     ) -> Params:
-        """Queue an update for a user's text message (registering chat and user); return it."""
+        """Queue an update for a user's text message (registering chat and user); return it.
+
+        ``reply_to``: a message in the same chat this one replies to (as a person's client
+        sends it when they answer a ForceReply).
+        """
         user = self._users[user_id] = {"id": user_id, "is_bot": False, "first_name": first_name}
         if username:
             user["username"] = username
@@ -316,11 +321,27 @@ class FakeTelegram:
             chat = self.add_chat(cid, username=username, first_name=first_name)
         else:
             chat = self.add_chat(cid, type=chat_type)
-        message = self._store(chat, user, text=text, thread_id=message_thread_id)
+        replied = None
+        if reply_to is not None:
+            replied = self._replied(chat, int(reply_to["message_id"]), fallback=False)
+        message = self._store(
+            chat, user, text=text, thread_id=message_thread_id, reply_to_message=replied
+        )
         if m := _COMMAND.match(text):
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(m[0])}]
         self._push({"message": message})
         return copy.deepcopy(message)
+
+    def _replied(self, chat: Params, message_id: int, *, fallback: bool) -> Params | None:
+        """The message replied to, as a reply carries it (without its own reply)."""
+        found = self._messages.get((chat["id"], message_id))
+        if found is None:
+            if fallback:  # allow_sending_without_reply: sent as a plain message
+                return None
+            raise _bad("message to be replied not found")
+        replied = copy.deepcopy(found)
+        replied.pop("reply_to_message", None)
+        return replied
 
     def push_document(
         self,
@@ -622,8 +643,20 @@ class FakeTelegram:
             raise ApiError(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
         markup = _inline_markup(params.get("reply_markup"))
         thread_id = params.get("message_thread_id")
+        replying = params.get("reply_parameters")
+        replied = None
+        if replying is not None:
+            if not isinstance(replying, dict) or not isinstance(replying.get("message_id"), int):
+                raise _bad("can't parse reply parameters JSON object")
+            fallback = bool(replying.get("allow_sending_without_reply"))
+            replied = self._replied(chat, replying["message_id"], fallback=fallback)
         message = self._store(
-            chat, self.bot_user, thread_id=thread_id, reply_markup=markup, **fields
+            chat,
+            self.bot_user,
+            thread_id=thread_id,
+            reply_markup=markup,
+            reply_to_message=replied,
+            **fields,
         )
         self._bot_messages.append((chat["id"], message["message_id"]))
         return message
@@ -799,6 +832,13 @@ def _inline_markup(markup: Any) -> Params | None:
         return None
     if not isinstance(markup, dict):
         raise _bad("can't parse reply keyboard markup JSON object")
+    if "force_reply" in markup:
+        placeholder = markup.get("input_field_placeholder")
+        if markup["force_reply"] is not True:
+            raise _bad("can't parse ForceReply: force_reply must be true")
+        if placeholder is not None and not 1 <= len(str(placeholder)) <= 64:
+            raise _bad("can't parse ForceReply: input_field_placeholder must be 1-64 characters")
+        return None  # a Message never shows it
     rows = markup.get("inline_keyboard")
     if rows is None:
         return None

@@ -11,8 +11,12 @@ its own task, so a button press is answered while a long command of the same per
 Buttons are ``FarmButton`` dynamic items: the ``custom_id`` is the command, or ``a:<id>``
 of the command stored with ``Store.put_action`` when it is over 100 characters, so a
 press works on messages sent before a restart. The command runs as the person who
-pressed it. A decided Approve/Reject message is edited to say who decided and when, and
-loses the pressed row; a refusal is shown to the presser only.
+pressed it. A button that asks (Reject: "Why?") opens a modal instead; its submission
+runs the command with the answer (an empty one: the command alone), as the person who
+submitted it -- the router refuses anyone but the presser, whose id the modal's
+``custom_id`` carries. ``/task`` opens a form, so a task's body may have many lines. A
+decided Approve/Reject message is edited to say who decided and when, and loses the
+pressed row; a refusal is shown to the presser only.
 
 Alerts go to channels (``send``), in a thread per project or per agent if configured: the
 first alert of a key starts a thread on itself, later ones go into it (the thread id is in
@@ -46,21 +50,32 @@ from farmbot.adapters.discord_client import (
     HEARTBEAT_TIMEOUT,
     FarmButton,
     FarmClient,
+    question_modal,
     use_rebased_webhooks,
 )
 from farmbot.adapters.discord_render import (
     NETWORK_ERRORS,
+    TASK_FORM,
     Rendered,
+    asked_of,
     decided,
     delivery_error,
     escape,
     fits_custom_id,
     label,
     layout,
+    question_id,
     render,
+    task_data,
     thread_of,
 )
-from farmbot.adapters.shared import InterfaceDeps, background, decode_action, encode_action
+from farmbot.adapters.shared import (
+    Action,
+    InterfaceDeps,
+    background,
+    decode_action,
+    encode_action,
+)
 from farmbot.config.discord import DiscordConfig
 from farmbot.errors import AdapterError, DeliveryError, PermanentDeliveryError, StorageError
 from farmbot.messages import (
@@ -75,6 +90,7 @@ from farmbot.messages import (
     ago,
     clip,
     severity_mark,
+    with_answer,
 )
 from farmbot.redact import Redactor
 
@@ -325,26 +341,77 @@ class DiscordInterface:
             await self._answer(interaction, reply, original=True)
 
     async def on_press(self, interaction: Interaction, data: str) -> None:
-        """A button press: acknowledge it now, run its command as the presser, answer."""
+        """A button press: acknowledge it now, run its command as the presser, answer;
+        or, for a button that asks, open the modal that asks."""
         async with self._track():
             self.pressed += 1
-            if not await self._defer(interaction, thinking=False):
-                return
             try:
-                command = await decode_action(self._actions, data)
+                action = await decode_action(self._actions, data)
             except StorageError as exc:
                 log.error("discord: a button's stored command could not be read: %s", exc)
+                await self._refuse(interaction, UNREADABLE)
+                return
+            if action is None:
+                await self._refuse(interaction, EXPIRED)
+                return
+            if action.asks:
+                await self._ask(interaction, data, action)
+                return
+            if not await self._defer(interaction, thinking=False):
+                return
+            reply = await self._route(interaction, action.command, button=True)
+            await self._decided_or_answer(interaction, data, reply)
+
+    async def on_submit(
+        self, interaction: Interaction, custom_id: str, values: dict[str, str]
+    ) -> None:
+        """A farmbot modal submitted: /task's form, or a button's question answered."""
+        async with self._track():
+            self.received += 1
+            if custom_id == TASK_FORM:
+                if await self._defer(interaction, thinking=True):
+                    reply = await self._route(interaction, "/task add", data=task_data(values))
+                    await self._answer(interaction, reply, original=True)
+                return
+            asked = asked_of(custom_id)
+            if asked is None or not await self._defer(interaction, thinking=False):
+                return
+            user, data = asked
+            try:
+                action = await decode_action(self._actions, data)
+            except StorageError as exc:
+                log.error("discord: a question's stored command could not be read: %s", exc)
                 await self._answer(interaction, Reply(UNREADABLE, ok=False))
                 return
-            if command is None:
+            if action is None:
                 await self._answer(interaction, Reply(EXPIRED, ok=False))
                 return
-            reply = await self._route(interaction, command, button=True)
-            if reply.ok and reply.decided is not None and interaction.message is not None:
-                approved = reply.decided.approved
-                await self._mark_decided(interaction, interaction.message, data, approved, reply)
-            else:
-                await self._answer(interaction, reply)
+            text = with_answer(action.command, values.get("answer", ""))
+            reply = await self._route(interaction, text, button=True, asked=user)
+            await self._decided_or_answer(interaction, data, reply)
+
+    async def _ask(self, interaction: Interaction, data: str, action: Action) -> None:
+        """Open the modal that asks the button's question (its answer comes to on_submit)."""
+        title = _label_of(interaction.message, data) or action.command
+        modal = question_modal(
+            question_id(interaction.user.id, data), title, action.asks, action.command
+        )
+        try:
+            await interaction.response.send_modal(modal)
+        except FAILURES as exc:  # too late, or Discord unreachable: nothing can answer it
+            log.warning("discord: a question's modal did not open: %s", self._text(exc))
+
+    async def _refuse(self, interaction: Interaction, text: str) -> None:
+        if await self._defer(interaction, thinking=False):
+            await self._answer(interaction, Reply(text, ok=False))
+
+    async def _decided_or_answer(self, interaction: Interaction, data: str, reply: Reply) -> None:
+        """A decision edits the message whose button was pressed; anything else is a reply."""
+        if reply.ok and reply.decided is not None and interaction.message is not None:
+            approved = reply.decided.approved
+            await self._mark_decided(interaction, interaction.message, data, approved, reply)
+        else:
+            await self._answer(interaction, reply)
 
     async def _defer(self, interaction: Interaction, *, thinking: bool) -> bool:
         try:
@@ -359,8 +426,10 @@ class DiscordInterface:
         interaction: Interaction,
         text: str,
         *,
-        button: bool,
+        button: bool = False,
         files: tuple[ReceivedFile, ...] = (),
+        data: dict[str, Any] | None = None,
+        asked: str = "",
     ) -> Reply:
         assert self._on_incoming is not None
         user = interaction.user
@@ -371,9 +440,11 @@ class DiscordInterface:
             text,
             _name(user),
             button,
+            data=data,
             sent_at=interaction.created_at.timestamp(),  # the snowflake's time, in ms
             received_at=self._last_interaction,
             files=files,
+            asked=asked,
         )
         return await self._on_incoming(incoming)
 
@@ -471,7 +542,8 @@ class DiscordInterface:
             )
 
     async def _view(self, buttons: Buttons) -> discord.ui.View | None:
-        """Buttons as a view of ``FarmButton``s; long commands are stored (``a:<id>``)."""
+        """Buttons as a view of ``FarmButton``s; long commands, and those of buttons that
+        ask, are stored (``a:<id>``)."""
         rows = layout(buttons)
         if not rows:
             return None
@@ -485,6 +557,7 @@ class DiscordInterface:
                     button.command,
                     lambda c: fits_custom_id(c) and c not in used,
                     now,
+                    button.asks,
                 )
                 used.add(data)
                 view.add_item(FarmButton.make(label(button), data, STYLES[button.style], r))
@@ -646,6 +719,15 @@ def _op(payload: str | bytes | None) -> tuple[int | None, str | None, Any]:
 def _name(user: discord.User | discord.Member) -> str:
     shown = user.display_name
     return f"{shown} (@{user.name})" if shown != user.name else user.name
+
+
+def _label_of(message: discord.Message | None, data: str) -> str:
+    """The label of the button ``data`` on ``message`` ("" when it is not found)."""
+    for row in message.components if message is not None else ():
+        for item in getattr(row, "children", ()):
+            if getattr(item, "custom_id", None) == data:
+                return str(getattr(item, "label", "") or "")
+    return ""
 
 
 def _or_missing(view: discord.ui.View | None) -> discord.ui.View:

@@ -4,6 +4,11 @@ Nothing here decides anything: the slash commands turn their typed options into 
 text and hand it, with the interaction, to the ``Handler`` (the ``DiscordInterface``);
 a button press hands over its ``custom_id``; gateway traffic is reported for ``hearing()``.
 
+Modals (``question_modal`` for a button's question, ``task_form`` for ``/task``) are
+sent already stopped, so discord.py keeps no state for them: their submission is read in
+``on_interaction`` from its ``custom_id`` alone and handed over with the values typed,
+which is how a form opened before a restart is still answered after it (as buttons are).
+
 Pointing discord.py at another server (``api_base``, ``gateway_url``) without global state:
 
 - REST: discord.py builds every URL as ``Route.BASE + path`` when a ``Route`` is made, and
@@ -39,8 +44,18 @@ from discord import app_commands
 from discord.http import Route
 from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
-from farmbot.adapters.discord_render import farm_text, slash_text
+from farmbot.adapters.discord_render import (
+    ANSWER_CHARS,
+    DESCRIPTION_CHARS,
+    TASK_FORM,
+    TITLE_CHARS,
+    farm_text,
+    is_farm_modal,
+    modal_values,
+    slash_text,
+)
 from farmbot.config.discord import DISCORD_API, DiscordConfig
+from farmbot.messages import clip
 
 log = logging.getLogger(__name__)
 MAX_RATELIMIT_WAIT = 30.0  # seconds discord.py may wait out a 429 itself (its minimum)
@@ -61,6 +76,11 @@ class Handler(Protocol):
 
     async def on_press(self, interaction: discord.Interaction[FarmClient], data: str) -> None:
         """A press of a farmbot button, with its ``custom_id``."""
+
+    async def on_submit(
+        self, interaction: discord.Interaction[FarmClient], custom_id: str, values: dict[str, str]
+    ) -> None:
+        """A farmbot modal submitted: its ``custom_id`` and its inputs' values."""
 
     def on_gateway(self, event: str, payload: str | bytes | None = None) -> None:
         """Gateway traffic: "ready", "resumed", "disconnect", and "receive" (each message)."""
@@ -169,6 +189,16 @@ class FarmClient(discord.Client):
     async def on_socket_raw_receive(self, payload: str | bytes) -> None:
         self.handler.on_gateway("receive", payload)
 
+    async def on_interaction(self, interaction: discord.Interaction[FarmClient]) -> None:
+        """A farmbot modal's submission (every other interaction has its own callback)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: Any = interaction.data or {}
+        custom_id = str(data.get("custom_id", ""))
+        if is_farm_modal(custom_id):
+            values = modal_values(data.get("components") or [])
+            await self.handler.on_submit(interaction, custom_id, values)
+
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("discord: handling %s failed", event_method)
 
@@ -208,6 +238,53 @@ class FarmButton(
         client = interaction.client
         if isinstance(client, FarmClient):
             await client.handler.on_press(interaction, self.custom_id)
+
+
+# -- modals ---------------------------------------------------------------------------
+
+
+def _field(
+    text: str,
+    custom_id: str,
+    *,
+    about: str | None = None,
+    paragraph: bool = False,
+    required: bool = False,
+    default: str | None = None,
+    max_length: int = ANSWER_CHARS,
+) -> discord.ui.Label[discord.ui.View]:
+    style = discord.TextStyle.paragraph if paragraph else discord.TextStyle.short
+    box: discord.ui.TextInput[discord.ui.View] = discord.ui.TextInput(
+        custom_id=custom_id, style=style, required=required, default=default, max_length=max_length
+    )
+    described = clip(about, DESCRIPTION_CHARS) if about else None
+    return discord.ui.Label(text=clip(text, TITLE_CHARS), description=described, component=box)
+
+
+def _stopped(modal: discord.ui.Modal) -> discord.ui.Modal:
+    modal.stop()  # discord.py then keeps no state for it: on_interaction reads the answer
+    return modal
+
+
+def question_modal(custom_id: str, title: str, question: str, command: str) -> discord.ui.Modal:
+    """The modal a button's question opens: one optional paragraph."""
+    modal = discord.ui.Modal(title=clip(title or "farmbot", TITLE_CHARS), custom_id=custom_id)
+    about = f"It goes with {command}; leave it empty for none."
+    modal.add_item(_field(question, "answer", about=about, paragraph=True))
+    return _stopped(modal)
+
+
+def task_form(project: str | None) -> discord.ui.Modal:
+    """``/task``'s form: a task's project, title, multi-line body and options."""
+    modal = discord.ui.Modal(title="Queue a task", custom_id=TASK_FORM)
+    modal.add_item(_field("Project", "project", required=True, default=project, max_length=100))
+    modal.add_item(_field("Title", "title", required=True, max_length=200))
+    modal.add_item(
+        _field("Body", "body", about="what the builder should do; any lines", paragraph=True)
+    )
+    modal.add_item(_field("After", "after", about="task ids it waits for, like 1, 2"))
+    modal.add_item(_field("Priority", "priority", about="high, normal or low", max_length=6))
+    return _stopped(modal)
 
 
 # -- the slash commands: typed options -> command text for the router --------------------
@@ -274,6 +351,12 @@ async def reject(interaction: Interaction, gate: int, reason: str | None = None)
     await _run(interaction, slash_text("reject", gate, reason))
 
 
+@app_commands.describe(project="the project (the form asks for the rest)")
+async def task(interaction: Interaction, project: str | None = None) -> None:
+    # A form, since an option holds one line and a task's body may hold many.
+    await interaction.response.send_modal(task_form(project))
+
+
 async def status(interaction: Interaction) -> None:
     await _run(interaction, "/status")
 
@@ -304,6 +387,7 @@ COMMANDS = (
     _command("tail", "the last lines of an agent's screen", tail),
     _command("approve", "approve a gate", approve),
     _command("reject", "reject a gate", reject),
+    _command("task", "queue a task for the autopilot (a form: title, body, options)", task),
     _command("status", "agents, gates and projects at a glance", status),
     _command("agents", "every agent and its state", agents),
     _command("gates", "questions waiting for a human", gates),

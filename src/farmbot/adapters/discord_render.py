@@ -1,9 +1,12 @@
 """The pure half of the Discord interface: markdown for replies and alerts, command text
 from slash-command options, button layout, threads, and what Discord's errors mean.
 
-No I/O here. Everything people or agents wrote is escaped, so agent output can neither
-ping anyone (``@everyone``, ``<@id>``, ``<@&role>``) nor change the formatting; output goes
-into code blocks whose fences it cannot close. A message holds at most 2,000 characters
+No I/O here. Modals are read here too: what a submitted one holds (``modal_values``),
+a question's ``custom_id`` (``question_id``, ``asked_of``) and the task form's answers
+as ``/task add`` arguments (``task_data``). Everything people or agents wrote is
+escaped, so agent output can neither ping anyone (``@everyone``, ``<@id>``,
+``<@&role>``) nor change the formatting; output goes into code blocks whose fences it
+cannot close. A message holds at most 2,000 characters
 (counted here in UTF-16 units, never fewer than Discord counts); longer text is split at
 line boundaries (a code block is closed at the end of one message and reopened in the
 next) and text that would take more than a few messages becomes an attached ``.txt``
@@ -13,8 +16,9 @@ file instead. Nothing is ever cut off.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import discord
@@ -29,6 +33,11 @@ CAPTION_LINE = 200  # characters of the first line quoted above an attached file
 CUSTOM_ID_CHARS = 100  # Discord's limit for a button's custom_id
 LABEL_CHARS = 80  # ... and for its label
 MAX_ROWS, ROW_BUTTONS = 5, 5  # action rows in a message, buttons in a row
+TITLE_CHARS = 45  # a modal's title, and a label in it
+DESCRIPTION_CHARS = 100  # a label's description
+ANSWER_CHARS = 4000  # what a modal's text input takes at most
+TASK_FORM = "farmbot:task"  # the custom_id of /task's form
+_QUESTION = re.compile(r"farmbot:q:(?P<user>\d+):(?P<data>a:\d+)")  # a button's question
 THREAD_NAME_CHARS = 100
 FENCE = "```"
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
@@ -188,6 +197,60 @@ def slash_text(name: str, *options: object) -> str:
 def fits_custom_id(command: str) -> bool:
     """Whether a command can be a button's custom_id as it is (else it is stored)."""
     return command.startswith("/") and "\n" not in command and len(command) <= CUSTOM_ID_CHARS
+
+
+def question_id(user: int, data: str) -> str:
+    """The custom_id of the modal that asks ``user`` the question of the button ``data``."""
+    return f"farmbot:q:{user}:{data}"
+
+
+def asked_of(custom_id: str) -> tuple[str, str] | None:
+    """(whom it asks, the pressed button's custom_id) of a question's modal; else None."""
+    found = _QUESTION.fullmatch(custom_id)
+    return (found["user"], found["data"]) if found else None
+
+
+def is_farm_modal(custom_id: str) -> bool:
+    """Whether a submitted modal is one farmbot opened (a question, or /task's form)."""
+    return custom_id == TASK_FORM or asked_of(custom_id) is not None
+
+
+def modal_values(components: Sequence[Any]) -> dict[str, str]:
+    """What a submitted modal's text inputs hold, by their custom_id ("" when empty).
+
+    Inputs arrive inside labels (type 18, ``component``) or, the older way, inside
+    action rows (type 1, ``components``).
+    """
+    found: dict[str, str] = {}
+    for component in components:
+        if not isinstance(component, Mapping):
+            continue
+        inner = component.get("components") or [component.get("component")]
+        if component.get("type") == 4:
+            inner = [component]
+        for item in inner:
+            if isinstance(item, Mapping) and item.get("type") == 4 and item.get("custom_id"):
+                found[str(item["custom_id"])] = str(item.get("value") or "")
+    return found
+
+
+def task_data(values: Mapping[str, str]) -> dict[str, Any]:
+    """/task's form as the JSON arguments of ``/task add`` (the API's ``POST /api/tasks``).
+
+    The body stays as typed, lines and all; ``after`` is task ids ("1, #2") or refs.
+    """
+    data: dict[str, Any] = {
+        "project": values.get("project", "").strip(),
+        "title": " ".join(values.get("title", "").split()),
+        "body": values.get("body", ""),
+    }
+    priority = values.get("priority", "").strip()
+    if priority:
+        data["priority"] = priority
+    after = [a.strip().lstrip("#") for a in re.split(r"[,\s]+", values.get("after", ""))]
+    if any(after):
+        data["after"] = [int(a) if a.isdecimal() else a for a in after if a]
+    return data
 
 
 def layout(buttons: Buttons) -> list[tuple[Button, ...]]:

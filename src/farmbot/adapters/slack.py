@@ -1,7 +1,10 @@
 """The Slack interface: farmbot as a Slack app, through slack-bolt (Socket Mode or HTTP).
 
 Inbound, the slash command (``/farm spawn builder 42``), mentions (``@farmbot status``)
-and button presses become ``Incoming`` commands for the router. Each is acknowledged at
+and button presses become ``Incoming`` commands for the router. A button that asks
+(Reject: "Why?") opens a modal (``views.open``) instead; its submission runs the
+button's command with the answer, as the person who submitted it (the router refuses
+anyone but the presser), and the reply goes where the button was. Each is acknowledged at
 once (Slack's 3-second rule); the reply is posted afterwards as Block Kit -- refusals
 only to the person, as an ephemeral message. A decided Approve/Reject button turns into
 a line saying who decided. Outbound, ``send`` posts alerts, one thread per agent if
@@ -47,6 +50,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from farmbot.adapters.shared import (
+    Action,
     InterfaceDeps,
     background,
     decode_action,
@@ -55,14 +59,19 @@ from farmbot.adapters.shared import (
 )
 from farmbot.adapters.slack_render import (
     ACTION_PREFIX,
+    QUESTION,
+    Pressed,
     Rendered,
+    Values,
     alert_message,
+    answer_of,
     command_text,
     decided,
     edited_alert,
     escape,
     fits_value,
     from_slack,
+    question_view,
     reply_message,
 )
 from farmbot.config.slack import SlackConfig
@@ -80,6 +89,7 @@ from farmbot.messages import (
     ago,
     clip,
     decided_line,
+    with_answer,
 )
 from farmbot.redact import Redactor
 
@@ -90,6 +100,8 @@ API_TIMEOUT = 15.0  # seconds for one Web API call
 STOP_GRACE = 5.0  # seconds commands in progress get to finish at stop
 SHOWN_COMMAND_CHARS = 200  # of a slash command, quoted above its reply
 UNREADABLE = "farmbot could not read that button; try again"
+EXPIRED = "this button has expired; run the command again"
+NOT_ASKED = "farmbot could not ask ({why}); type {command} <your answer> instead"
 STALE_PINGS = 4  # slack_sdk's pings unanswered before the socket counts as stale (its rule)
 DOWNLOAD_TIMEOUT = 60.0  # seconds to download one shared file
 GONE = frozenset({"message_not_found", "channel_not_found", "cant_update_message"})
@@ -256,6 +268,7 @@ class SlackInterface:
         app.command(self._config.command)(self._on_command)
         app.event("app_mention")(self._on_mention)
         app.action(re.compile(rf"^{ACTION_PREFIX}\d+$"))(self._on_action)
+        app.view(QUESTION)(self._on_answer)
         self._app = app
         if self._config.mode == "socket":
             assert self._config.app_token is not None  # the config requires it
@@ -415,16 +428,22 @@ class SlackInterface:
             channel = str((body.get("channel") or {}).get("id") or body["container"]["channel_id"])
             message: dict[str, Any] = body.get("message") or {}
             thread = message.get("thread_ts") or message.get("ts")
+            value = str(action.get("value", ""))
             try:
-                command = await decode_action(self._actions, str(action.get("value", "")))
+                found = await decode_action(self._actions, value)
             except StorageError as exc:
                 log.error("slack: a button's stored command could not be read: %s", exc)
                 await self._reply(channel, user, Reply(UNREADABLE, ok=False), thread_ts=thread)
                 return
-            if command is None:
-                reply = Reply("this button has expired; run the command again", ok=False)
-                await self._reply(channel, user, reply, thread_ts=thread)
+            if found is None:
+                await self._reply(channel, user, Reply(EXPIRED, ok=False), thread_ts=thread)
                 return
+            label = str((action.get("text") or {}).get("text", found.command))
+            if found.asks:
+                pressed = Pressed(value, user, channel, label, thread)
+                await self._ask(str(body.get("trigger_id", "")), pressed, found, thread)
+                return
+            command = found.command
             reply = await self._route(
                 user, channel, command, body["user"], button=True, sent=action.get("action_ts")
             )
@@ -441,9 +460,46 @@ class SlackInterface:
                 )
                 await _quietly("updating the decided message", channel, update)
                 return
-            label = escape(str((action.get("text") or {}).get("text", command)))
-            header = f"<@{user}> pressed {label}"
+            header = f"<@{user}> pressed {escape(label)}"
             await self._reply(channel, user, reply, header=header, thread_ts=thread)
+
+    async def _ask(
+        self, trigger: str, pressed: Pressed, action: Action, thread: str | None
+    ) -> None:
+        """Open the modal that asks the button's question (within the press's 3 seconds)."""
+        view = question_view(pressed, action.command, action.asks)
+        try:
+            await self._client.views_open(trigger_id=trigger, view=view)
+        except FAILURES as exc:
+            log.warning("slack: a question's modal did not open: %s", _why(exc))
+            text = NOT_ASKED.format(why=_why(exc), command=action.command)
+            await self._reply(
+                pressed.channel, pressed.user, Reply(text, ok=False), thread_ts=thread
+            )
+
+    async def _on_answer(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """A question's modal submitted: run its button's command with the answer, as the
+        person who submitted it, and reply where the button was."""
+        await ack()
+        async with self._track():
+            pressed = Pressed.from_metadata(str(view.get("private_metadata") or ""))
+            if pressed is None:
+                return  # not a modal farmbot opened
+            user = str(body["user"]["id"])
+            try:
+                found = await decode_action(self._actions, pressed.value)
+            except StorageError as exc:
+                log.error("slack: a question's stored command could not be read: %s", exc)
+                found = None
+            if found is None:
+                reply = Reply(UNREADABLE, ok=False)
+            else:
+                text = with_answer(found.command, answer_of(view))
+                reply = await self._route(
+                    user, pressed.channel, text, body["user"], button=True, asked=pressed.user
+                )
+            header = f"<@{user}> pressed {escape(pressed.label)}"
+            await self._reply(pressed.channel, user, reply, header=header, thread_ts=pressed.thread)
 
     async def _route(
         self,
@@ -455,6 +511,7 @@ class SlackInterface:
         button: bool,
         sent: object = None,
         files: tuple[ReceivedFile, ...] = (),
+        asked: str = "",
     ) -> Reply:
         assert self._on_incoming is not None
         self.received += 1
@@ -470,6 +527,7 @@ class SlackInterface:
             received_at=self._clock(),
             files=files,
             precision=0.000001,
+            asked=asked,
         )
         return await self._on_incoming(incoming)
 
@@ -571,11 +629,14 @@ class SlackInterface:
             )  # fmt: skip
             await _quietly("uploading the output", channel, upload)
 
-    async def _values(self, buttons: Buttons) -> dict[str, str]:
-        """Each button's value: its command, or ``a:<id>`` of it stored when too long."""
+    async def _values(self, buttons: Buttons) -> Values:
+        """Each button's value: its command, or ``a:<id>`` of it stored when too long (and
+        always for a button that asks: its question is stored with it)."""
         now = self._clock()
-        commands = {b.command for row in buttons for b in row}
-        return {cmd: await encode_action(self._actions, cmd, fits_value, now) for cmd in commands}
+        found = {b for row in buttons for b in row}
+        return {
+            b: await encode_action(self._actions, b.command, fits_value, now, b.asks) for b in found
+        }
 
     async def _delivery_error(self, channel: str, exc: SlackApiError) -> DeliveryError:
         status, error = exc.response.status_code, _error_code(exc)

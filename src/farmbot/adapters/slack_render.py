@@ -1,14 +1,17 @@
 """Replies and alerts as Slack Block Kit: pure functions, no I/O.
 
 Text is escaped for mrkdwn (``&``, ``<``, ``>``), output goes into ``` blocks, buttons
-into actions blocks, and every message carries a plain ``text`` fallback. Slack's limits
-are kept by splitting, never by cutting: a section holds at most 3000 characters, a
-message at most 50 blocks; what does not fit in the first message continues in its
-thread, and very long output is uploaded whole as a file snippet.
+into actions blocks, and every message carries a plain ``text`` fallback. A button that
+asks (Reject's "Why?") opens a modal (``question_view``) whose submission carries the
+answer (``answer_of``) and, in its ``private_metadata``, where the button was pressed.
+Slack's limits are kept by splitting, never by cutting: a section holds at most 3000
+characters, a message at most 50 blocks; what does not fit in the first message
+continues in its thread, and very long output is uploaded whole as a file snippet.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +31,11 @@ FILE_CHARS = 36_000  # output longer than this (escaped) is uploaded as a file s
 FALLBACK_CHARS = 1000  # of the notification text (the blocks carry everything)
 ACTION_PREFIX = "farmbot_"  # action_id of every farmbot button: farmbot_0, farmbot_1, ...
 ROW_PREFIX = "farmbot_row_"
+QUESTION = "farmbot_question"  # callback_id of the modal a button's question opens
+ANSWER = "answer"  # block_id and action_id of the modal's one input
+VIEW_TITLE_CHARS = 24  # Slack: a modal's title, submit and close labels
+INPUT_LABEL_CHARS = 2000  # Slack: an input block's label
+ANSWER_CHARS = 3000  # what the modal's input takes at most
 _FENCE = "```"
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|[^>]*)?>")
 
@@ -72,15 +80,18 @@ def fits_value(command: str) -> bool:
     return command.startswith("/") and len(command) <= BUTTON_VALUE_CHARS
 
 
+Values = Mapping[Button, str]  # each button's value (its command, or a stored one)
+
+
 def reply_message(
-    reply: Reply, values: Mapping[str, str] | None = None, header: str | None = None
+    reply: Reply, values: Values | None = None, header: str | None = None
 ) -> Rendered:
     """A command's reply; ``header`` (mrkdwn) says who asked for it."""
     head = [_context(header)] if header else []
     return _layout(head, reply.text, reply.pre, reply.buttons, values or {}, reply.text)
 
 
-def alert_message(message: OutboundMessage, values: Mapping[str, str] | None = None) -> Rendered:
+def alert_message(message: OutboundMessage, values: Values | None = None) -> Rendered:
     """An alert: severity and title, text, the last lines of output, buttons."""
     title = f"{severity_mark(message.severity)} *{escape(message.title)}*"
     where = " · ".join(
@@ -91,7 +102,7 @@ def alert_message(message: OutboundMessage, values: Mapping[str, str] | None = N
     return _layout(head, message.text, message.pre, message.buttons, values or {}, fallback)
 
 
-def edited_alert(message: OutboundMessage, values: Mapping[str, str] | None = None) -> Part:
+def edited_alert(message: OutboundMessage, values: Values | None = None) -> Part:
     """An alert's first message as an edit shows it: the buttons it has now, then its note."""
     part = alert_message(message, values).parts[0]
     if not message.note:
@@ -100,6 +111,70 @@ def edited_alert(message: OutboundMessage, values: Mapping[str, str] | None = No
     rows = [i for i, b in enumerate(part.blocks) if b.get("type") == "actions"]
     at = rows[0] if rows else len(part.blocks)
     return Part(part.text, [*part.blocks[:at], note, *part.blocks[at:]])
+
+
+@dataclass(frozen=True, slots=True)
+class Pressed:
+    """Where a button that asks was pressed, carried through its modal (private_metadata)."""
+
+    value: str  # the button's value: its stored command and question
+    user: str  # who pressed it: only they may answer
+    channel: str
+    label: str  # the button's label, for the reply's header
+    thread: str | None = None  # the thread to reply in
+
+    def to_metadata(self) -> str:
+        return json.dumps(
+            {"v": self.value, "u": self.user, "c": self.channel, "l": self.label, "t": self.thread}
+        )
+
+    @classmethod
+    def from_metadata(cls, text: str) -> Pressed | None:
+        """What ``to_metadata`` wrote; None for anything else."""
+        try:
+            data = json.loads(text)
+            return cls(str(data["v"]), str(data["u"]), str(data["c"]), str(data["l"]), data["t"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def question_view(pressed: Pressed, command: str, question: str) -> Block:
+    """The modal a button's question opens: one optional multi-line answer."""
+    title = clip(pressed.label or "farmbot", VIEW_TITLE_CHARS)
+    return {
+        "type": "modal",
+        "callback_id": QUESTION,
+        "title": _plain(title),
+        "submit": _plain(title),
+        "close": _plain("Cancel"),
+        "private_metadata": pressed.to_metadata(),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": ANSWER,
+                "optional": True,
+                "label": _plain(clip(question, INPUT_LABEL_CHARS)),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ANSWER,
+                    "multiline": True,
+                    "max_length": ANSWER_CHARS,
+                },
+                "hint": _plain(clip(f"It goes with {command}; leave it empty for none.", 2000)),
+            }
+        ],
+    }
+
+
+def answer_of(view: Mapping[str, Any]) -> str:
+    """The answer typed into a submitted ``question_view`` ("" when none was)."""
+    values = (view.get("state") or {}).get("values") or {}
+    value = (values.get(ANSWER) or {}).get(ANSWER, {}).get("value")
+    return value if isinstance(value, str) else ""
+
+
+def _plain(text: str) -> Block:
+    return {"type": "plain_text", "text": text, "emoji": True}
 
 
 def decided(blocks: Sequence[Block], block_id: str | None, line: str) -> list[Block]:
@@ -121,7 +196,7 @@ def _layout(
     text: str,
     pre: str | None,
     buttons: Buttons,
-    values: Mapping[str, str],
+    values: Values,
     fallback: str,
 ) -> Rendered:
     content = [_section(escape(piece)) for piece in _pieces(text, SECTION_CHARS) if piece.strip()]
@@ -203,7 +278,7 @@ def _cut(line: str, limit: int) -> int:
     return len(line)
 
 
-def _rows(buttons: Buttons, values: Mapping[str, str]) -> list[Block]:
+def _rows(buttons: Buttons, values: Values) -> list[Block]:
     rows: list[Block] = []
     flat = [row[i : i + ROW_BUTTONS] for row in buttons for i in range(0, len(row), ROW_BUTTONS)]
     n = 0
@@ -216,13 +291,13 @@ def _rows(buttons: Buttons, values: Mapping[str, str]) -> list[Block]:
     return rows
 
 
-def _button(button: Button, action_id: str, values: Mapping[str, str]) -> Block:
+def _button(button: Button, action_id: str, values: Values) -> Block:
     label = clip(button.label, LABEL_CHARS)
     element: Block = {
         "type": "button",
         "action_id": action_id,
         "text": {"type": "plain_text", "text": label or "?", "emoji": True},
-        "value": values.get(button.command, button.command),
+        "value": values.get(button, button.command),
     }
     if button.style:
         element["style"] = button.style

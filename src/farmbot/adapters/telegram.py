@@ -9,7 +9,9 @@ Buttons carry their command as callback data when it fits Telegram's 64 bytes, e
 ``a:<id>`` of the command stored with ``Store.put_action`` (``base.encode_action``); either
 way nothing lives in memory, so a button pressed after a restart still works. The command
 runs as the person who pressed it (a client may forge callback data, which is harmless
-for that reason).
+for that reason). A button that asks (Reject's reason) gets a twin below its row,
+"Reject with reason…", whose press asks the presser in a message they reply to
+(telegram_questions.py); the reply completes the command.
 
 Every update is handled in its own task, so a button press is answered at once however
 many long commands of the same chat are still running (a press never waits for the
@@ -80,8 +82,15 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from farmbot.adapters.shared import InterfaceDeps, background, decode_action, encode_action
+from farmbot.adapters.shared import (
+    Action,
+    InterfaceDeps,
+    background,
+    decode_action,
+    encode_action,
+)
 from farmbot.adapters.telegram_poll import HANDLING, Poller
+from farmbot.adapters.telegram_questions import Questions, asking_label, kept_rows
 from farmbot.adapters.telegram_render import (
     TOAST_CHARS,
     Rendered,
@@ -112,9 +121,12 @@ from farmbot.messages import (
     ago,
     clip,
     severity_mark,
+    with_answer,
 )
+from farmbot.models import Question
 from farmbot.redact import Redactor
 from farmbot.storage.inbound import MemoryInboundStore
+from farmbot.storage.questions import MemoryQuestionStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,6 +149,8 @@ BAD_TOKEN = "invalid token (getMe was refused); fix telegram.token (or base_url)
 HINT = "farmbot takes commands, like /status or /spawn builder 42; /help lists them"
 UPLOAD_HINT = "to give an agent this file, send it again with the caption /send <agent>"
 UNREADABLE = "farmbot could not read that button; try again"
+ASKED = "Reply to the message below (it mentions you)."
+NOT_ASKED = "farmbot could not ask here; type {command} <your answer> instead"
 HTML: dict[str, Any] = {
     "parse_mode": ParseMode.HTML,
     "link_preview_options": LinkPreviewOptions(is_disabled=True),
@@ -156,6 +170,7 @@ class TelegramInterface:
         self._config = config
         self._actions = deps.actions
         self._inbound = deps.inbound or MemoryInboundStore()
+        self._questions = Questions(deps.questions or MemoryQuestionStore(), deps.clock)
         self._instance = deps.instance
         self._poller: Poller | None = None
         self._polling: asyncio.Task[None] | None = None
@@ -467,6 +482,10 @@ class TelegramInterface:
         message = update.message
         if message is not None and message.text is not None:
             async with self._track():
+                if message.reply_to_message is not None and await self._answer_question(
+                    update, message, message.text
+                ):
+                    return
                 await self._command(update, message, message.text, ())
 
     async def _on_upload(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -529,8 +548,56 @@ class TelegramInterface:
             raise AdapterError(f"telegram did not hand the file over: {self._text(exc)}") from exc
 
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if update.message is not None and update.message.chat.type == "private":
-            await self._respond(update.message.chat_id, None, Reply(HINT))
+        message = update.message
+        if message is None:
+            return
+        if message.reply_to_message is not None and message.text:
+            async with self._track():
+                if await self._answer_question(update, message, message.text):
+                    return
+        if message.chat.type == "private":
+            await self._respond(message.chat_id, None, Reply(HINT))
+
+    async def _answer_question(self, update: Update, message: Message, text: str) -> bool:
+        """A reply to a question farmbot asked (a button's): run the button's command with
+        it, as whoever replied (only the one asked may). False when it answers none."""
+        user = update.effective_user
+        if user is None or user.is_bot or self._on_incoming is None:
+            return False
+        try:
+            question = await self._questions.answered_by(message)
+        except StorageError as exc:
+            log.error("telegram: a question could not be looked up: %s", exc)
+            return False
+        if question is None:
+            return False
+        self.received += 1
+        handling = HANDLING.get()
+        incoming = Incoming(
+            "telegram",
+            str(user.id),
+            str(message.chat_id),
+            with_answer(question.command, text),
+            name_of(user),
+            button=True,
+            sent_at=message.date.timestamp(),
+            received_at=self._clock(),
+            precision=1.0,
+            source=handling.source if handling else "",
+            interrupted=handling.interrupted if handling else "",
+            asked=question.user_id,
+        )
+        reply = await self._on_incoming(incoming)
+        if incoming.user_id == question.user_id:
+            await self._close(question)
+        await self._respond(message.chat_id, thread_of(message), reply)
+        return True
+
+    async def _close(self, question: Question) -> None:
+        try:
+            await self._questions.close(question)
+        except StorageError as exc:  # a second reply is refused by the gate anyway
+            log.warning("telegram: an answered question stays open: %s", exc)
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         async with self._track():
@@ -543,14 +610,18 @@ class TelegramInterface:
         self.pressed += 1
         data, origin, presser = query.data or "", query.message, query.from_user
         try:
-            command = await decode_action(self._actions, data)
+            action = await decode_action(self._actions, data)
         except StorageError as exc:
             log.error("telegram: a button's stored command could not be read: %s", exc)
             await self._answer(query, UNREADABLE)
             return
-        if command is None:
+        if action is None:
             await self._answer(query, "This button no longer works; run the command instead.")
             return
+        if action.asks:
+            await self._ask(query, action)
+            return
+        command = action.command
         chat = str(origin.chat.id) if origin is not None else ""
         handling = HANDLING.get()
         reply = await self._on_incoming(
@@ -573,6 +644,20 @@ class TelegramInterface:
             thread = thread_of(origin) if isinstance(origin, Message) else None
             await self._respond(origin.chat.id, thread, reply)
 
+    async def _ask(self, query: CallbackQuery, action: Action) -> None:
+        """Put the button's question to the presser, in a message they reply to."""
+        origin = query.message
+        if not isinstance(origin, Message):  # too old for Telegram to show it
+            await self._answer(query, NOT_ASKED.format(command=action.command))
+            return
+        try:
+            await self._questions.ask(origin.get_bot(), origin, query.from_user, action)
+        except (TelegramError, StorageError) as exc:
+            log.warning("telegram: a question was not asked: %s", self._text(exc))
+            await self._answer(query, NOT_ASKED.format(command=action.command))
+            return
+        await self._answer(query, ASKED)
+
     async def _answer(self, query: CallbackQuery, text: str) -> None:
         try:
             await query.answer(toast(text) or None)
@@ -584,7 +669,7 @@ class TelegramInterface:
     ) -> None:
         """Append who decided and when to the message, and drop the pressed button's row."""
         rows = message.reply_markup.inline_keyboard if message.reply_markup else ()
-        kept = [row for row in rows if all(b.callback_data != data for b in row)]
+        kept = kept_rows(rows, data)
         markup = InlineKeyboardMarkup(kept) if kept else None
         text = decided(message.text_html if message.text else None, approved, reply.text)
         where = {"chat_id": message.chat_id, "message_id": message.message_id}
@@ -706,14 +791,17 @@ class TelegramInterface:
             raise DeliveryError(f"{where}: not connected ({self._problem or 'starting'})")
 
     async def _keyboard(self, buttons: Buttons) -> InlineKeyboardMarkup | None:
-        rows = [
-            [(b.label or b.command, await self._data(b.command)) for b in row] for row in buttons
-        ]
-        keys = [[InlineKeyboardButton(label, callback_data=d) for label, d in row] for row in rows]
+        """The buttons, row by row; below a row, the asking twins of its buttons that ask."""
+        keys: list[list[InlineKeyboardButton]] = []
+        for row in buttons:
+            keys.append([await self._key(b.label or b.command, b.command) for b in row])
+            asking = [b for b in row if b.asks]
+            keys.append([await self._key(asking_label(b.label), b.command, b.asks) for b in asking])
         return InlineKeyboardMarkup([row for row in keys if row]) if any(keys) else None
 
-    async def _data(self, command: str) -> str:
-        return await encode_action(self._actions, command, _fits, self._clock())
+    async def _key(self, label: str, command: str, asks: str = "") -> InlineKeyboardButton:
+        data = await encode_action(self._actions, command, _fits, self._clock(), asks)
+        return InlineKeyboardButton(label, callback_data=data)
 
     async def _post(
         self,

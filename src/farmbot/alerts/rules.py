@@ -14,7 +14,7 @@ from typing import Any
 
 from farmbot import events as ev
 from farmbot.config.alerts import ALERT_KINDS, AlertsConfig
-from farmbot.messages import Button, Buttons, Severity, ago, utc_time
+from farmbot.messages import Button, Buttons, Severity, ago, reject_button, utc_time
 from farmbot.models import AgentKind, AlertDraft, Destination
 
 __all__ = ["WEB_CONSOLE", "AlertRules"]
@@ -145,7 +145,7 @@ def _gate_opened(event: ev.GateOpened, agent: str, project: str) -> Body:
     row: tuple[Button, ...] = (Button("Approve", f"/approve {gate}", "primary"),)
     if event.gate_kind == "permission":  # an agent's question: also for its session
         row += (Button("For session", f"/approve {gate} --session"),)
-    row += (Button("Reject", f"/reject {gate}", "danger"),)
+    row += (reject_button(gate),)
     if event.gate_kind == "milestone":
         row += (Button("Diff", f"/gate diff {gate}"),)
     if agent != "-":

@@ -10,6 +10,10 @@ again only if it needs no more than the viewer role, since nothing a viewer may 
 changes anything. Any other is answered with what happened and not run, because it may
 have taken effect already: nothing runs twice.
 
+An answer to a button's question (a Reject's reason, typed into a modal or a reply) names
+whom the question was put to (``Incoming.asked``); anyone else's answer is refused and
+audited like any refusal, before the command is even parsed.
+
 An audit row holds the command whatever its bytes: text no database or terminal can hold
 (a lone UTF-16 surrogate, which JSON's ``\\ud800`` to ``\\udfff`` escapes and chat
 platforms can deliver; a NUL) is replaced with U+FFFD on the way in, so the command, its
@@ -102,6 +106,7 @@ class Router:
                 ok=False,
             )
         try:
+            self._check_answerer(msg)
             if msg.data is None:
                 command = parse(msg.text, files=bool(msg.files))
             else:
@@ -140,6 +145,14 @@ class Router:
         await self._audit(msg, person, "ok", "" if reply.ok else reply.text[:200])
         return reply
 
+    def _check_answerer(self, msg: Incoming) -> None:
+        """Refuse an answer to a question that was put to someone else."""
+        if not misattributed(msg):
+            return
+        asked = self._people.identify(msg.platform, msg.asked)
+        whom = asked.name if asked is not None else "someone else"
+        raise AccessDenied(f"that question was put to {whom}: only they may answer it")
+
     async def _audit(self, msg: Incoming, person: Person | None, outcome: str, detail: str) -> None:
         self.outcomes[outcome] += 1
         # A database that is down must not turn the person's reply into a crash of the
@@ -157,6 +170,11 @@ class Router:
             )
         except StorageError as exc:
             log.error("audit row lost (%r -> %s %s): %s", msg, outcome, detail, exc)
+
+
+def misattributed(msg: Incoming) -> bool:
+    """Whether ``msg`` answers a question that was put to someone else (refused)."""
+    return bool(msg.asked) and msg.asked != msg.user_id
 
 
 def interrupted_notice(msg: Incoming) -> str:

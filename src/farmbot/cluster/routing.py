@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from farmbot.bot.commands import Approve, AssignTask, Reject, Spawn, parse
-from farmbot.bot.router import Router, interrupted_notice
+from farmbot.bot.router import Router, interrupted_notice, misattributed
 from farmbot.cluster.nodes import NodeDirectory
 from farmbot.config.node import NodeConfig
 from farmbot.config.schema import Config
@@ -161,6 +161,8 @@ class Dispatcher:
 
     async def handle(self, msg: Incoming) -> Reply:
         """Run ``msg`` here or on the node it belongs to; the reply either way."""
+        if misattributed(msg):  # refused (and audited) here: a routed row names no asked
+            return await self._router.handle(msg)
         try:
             if msg.source and msg.interrupted:
                 # Handed over after a crash: it may have been routed already.

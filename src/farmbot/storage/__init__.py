@@ -1,12 +1,12 @@
 """Persistent state: one repository per record type over a small unit of work.
 
 Each repository module (agents, prompts, projects, gates, events, outbox, audit, actions,
-threads, qa_runs, tracks, tasks, runs, retention, nodes, routed, inbound) holds its SQL and
-a small Protocol that its consumers take, so a component depends on the records it uses
-and nothing else. ``Storage`` bundles them over one ``Database`` (storage/db.py): SQLite
-(storage/sqlite.py, the default) or PostgreSQL (storage/postgres.py, with ``[storage]
-url``); ``open_storage`` picks the configured one. Every SQL statement in farmbot lives
-under this package.
+threads, qa_runs, tracks, tasks, runs, retention, nodes, routed, inbound, questions) holds
+its SQL and a small Protocol that its consumers take, so a component depends on the
+records it uses and nothing else. ``Storage`` bundles them over one ``Database``
+(storage/db.py): SQLite (storage/sqlite.py, the default) or PostgreSQL
+(storage/postgres.py, with ``[storage] url``); ``open_storage`` picks the configured one.
+Every SQL statement in farmbot lives under this package.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from farmbot.storage.outbox import OutboxStore, SqlOutboxStore
 from farmbot.storage.projects import ProjectStore, SqlProjectStore
 from farmbot.storage.prompts import PromptStore, SqlPromptStore
 from farmbot.storage.qa_runs import QaRunStore, SqlQaRunStore
+from farmbot.storage.questions import QuestionStore, SqlQuestionStore
 from farmbot.storage.retention import RetentionStore, SqlRetentionStore
 from farmbot.storage.routed import RoutedCommandStore, SqlRoutedCommandStore
 from farmbot.storage.runs import RunStore, SqlRunStore
@@ -55,6 +56,7 @@ __all__ = [
     "ProjectStore",
     "PromptStore",
     "QaRunStore",
+    "QuestionStore",
     "RetentionStore",
     "RoutedCommandStore",
     "RunStore",
@@ -90,6 +92,7 @@ class Storage:
     nodes: NodeStore
     routed: RoutedCommandStore
     inbound: InboundStore
+    questions: QuestionStore
 
     @classmethod
     def over(cls, db: Database) -> Storage:
@@ -113,6 +116,7 @@ class Storage:
             nodes=SqlNodeStore(db),
             routed=SqlRoutedCommandStore(db),
             inbound=SqlInboundStore(db),
+            questions=SqlQuestionStore(db),
         )
 
     async def ready(self) -> str | None:

@@ -173,7 +173,7 @@ def encode_buttons(buttons: Buttons) -> str:
 
 def decode_buttons(text: str) -> Buttons:
     return tuple(
-        tuple(Button(b["label"], b["command"], b.get("style")) for b in row)
+        tuple(Button(b["label"], b["command"], b.get("style"), b.get("asks", "")) for b in row)
         for row in json.loads(text)
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 from farmbot.bot.authz import Person
 from farmbot.bot.commands.base import Context, Spec, name, ref, words
 from farmbot.errors import AccessDenied, UsageError
-from farmbot.messages import Button, Buttons, Reply, ago, clip, utc_time
+from farmbot.messages import Button, Buttons, Reply, ago, clip, reject_button, utc_time
 from farmbot.models import AutopilotMode, Gate, GateStatus, Priority, Role, Run, Task, TaskState
 from farmbot.supervisor.autopilot import MILESTONE, TaskDraft, TaskView
 
@@ -364,7 +364,7 @@ def _task_buttons(task: Task) -> Buttons:
 def _gate_buttons(gate_id: int) -> tuple[Button, ...]:
     return (
         Button("Approve", f"/approve {gate_id}", "primary"),
-        Button("Reject", f"/reject {gate_id}", "danger"),
+        reject_button(gate_id),
         Button("Diff", f"/gate diff {gate_id}"),
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 from farmbot.bot.authz import Person
 from farmbot.bot.commands.base import Context, Spec, no_args, ref, words
 from farmbot.errors import UsageError
-from farmbot.messages import Button, Decided, Reply, ago, utc_time
+from farmbot.messages import Button, Decided, Reply, ago, reject_button, utc_time
 from farmbot.models import Decision, Gate, Role
 
 
@@ -30,11 +30,12 @@ class Reject:
 
 
 def gate_buttons(gate: Gate) -> tuple[Button, ...]:
-    """One press each: approve (for an agent's question also: for its session), reject."""
+    """One press each: approve (for an agent's question also: for its session), reject
+    (which asks why, where the interface can)."""
     row: tuple[Button, ...] = (Button("Approve", f"/approve {gate.id}", "primary"),)
     if gate.kind == "permission":
         row += (Button("For session", f"/approve {gate.id} --session"),)
-    row += (Button("Reject", f"/reject {gate.id}", "danger"),)
+    row += (reject_button(gate.id),)
     if gate.kind == "milestone":  # the autopilot's: what would land
         row += (Button("Diff", f"/gate diff {gate.id}"),)
     return row

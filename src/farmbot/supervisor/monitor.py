@@ -593,7 +593,7 @@ class Monitor:
         keys = _keys_for(profile, decision)
         await self._keyboard.press(agent.id, keys)
         async with self._lock(agent.id):
-            await self._observe(agent, sm.Answered(decision.approved), None)
+            await self._observe(agent, sm.Answered(decision.approved, gate.detail), None)
         done = f"sent {' '.join(keys)} to {agent.id}"
         if decision.approved and decision.session and profile is not None and profile.session_note:
             done += f" ({profile.session_note})"

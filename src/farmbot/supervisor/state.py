@@ -102,9 +102,11 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class Answered:
-    """A permission question was answered through the pane."""
+    """A permission question was answered through the pane (``question``: the dialog as
+    its gate recorded it)."""
 
     approved: bool
+    question: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ class Track:
     limit_line: str = ""
     escalated: int = 0  # 0 none, 1 warning sent, 2 critical sent
     prompt_head: str = ""  # the first line of the last prompt typed
+    answered: str = ""  # the dialog last answered through the pane, while it still shows
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -310,7 +313,8 @@ def decide(
             run.go(AgentState.BUSY, f"working on a prompt from {source}")
         case StartFailed(reason):
             run.go(AgentState.DEAD, reason)
-        case Answered(approved):
+        case Answered(approved, question):
+            run.track = replace(run.track, answered=question)
             if approved:
                 run.go(AgentState.BUSY, "permission approved")
             else:
@@ -425,6 +429,12 @@ def _screen(
         if said is not None and target is AgentState.WAITING
         else ""
     )
+    if question and gate is None and _still_drawn(run.track.answered, question):
+        # The dialog just answered, still drawn while the CLI takes the answer (a screen
+        # read between its first lines of output and its prompt): not a new question.
+        question, target = "", run.agent.state
+    elif said is not None and target is not AgentState.WAITING and run.track.answered:
+        run.track = replace(run.track, answered="")  # gone: the same dialog later is new
     if question:
         run.go(AgentState.WAITING, "asks a question")
         print_ = fingerprint(question)
@@ -450,6 +460,14 @@ def _screen(
     if target is not run.agent.state and not question:
         run.go(target, _why(target))
     _escalate(run, rules, lines)
+
+
+def _still_drawn(answered: str, question: str) -> bool:
+    """Whether ``question`` is the dialog just ``answered`` with the CLI's first output
+    under it (its prompt not drawn yet): the same lines, and maybe more below them."""
+    old = [ln.rstrip() for ln in answered.splitlines() if ln.strip()]
+    new = [ln.rstrip() for ln in question.splitlines() if ln.strip()]
+    return bool(old) and new[: len(old)] == old
 
 
 def _hook_running(said: tuple[str, ...], rules: Rules, held: bool) -> bool:

@@ -207,39 +207,37 @@ class Commits(Step[list[tuple[str, str]]]):
 
 
 @dataclass(frozen=True, slots=True)
-class Diffstat(Step[str]):
-    """``git diff --stat`` of ``base...head`` (``base..head`` without ``three_dots``)."""
+class _Compare(Step[str]):
+    """A read of ``base...head`` (``base..head`` without ``three_dots``) as text."""
 
-    kind: ClassVar[str] = "diffstat"
     changes: ClassVar[bool] = False
     project: str
     base: str
     head: str
     three_dots: bool = True
-
-    async def carry_out(self, here: Workshop) -> str:
-        return await here.diffstat(self)
 
     def decode(self, data: Any) -> str:
         return str(data)
 
 
 @dataclass(frozen=True, slots=True)
-class Diff(Step[str]):
-    """The diff of ``base...head`` (``base..head`` without ``three_dots``)."""
+class Diffstat(_Compare):
+    """``git diff --stat`` of the range."""
+
+    kind: ClassVar[str] = "diffstat"
+
+    async def carry_out(self, here: Workshop) -> str:
+        return await here.diffstat(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Diff(_Compare):
+    """The diff of the range."""
 
     kind: ClassVar[str] = "diff"
-    changes: ClassVar[bool] = False
-    project: str
-    base: str
-    head: str
-    three_dots: bool = True
 
     async def carry_out(self, here: Workshop) -> str:
         return await here.diff(self)
-
-    def decode(self, data: Any) -> str:
-        return str(data)
 
 
 class Workshop(Protocol):

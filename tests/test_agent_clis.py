@@ -23,6 +23,7 @@ from tests import agent_clis as clis
 from tests.fakes import anthropic_api as anthropic
 from tests.fakes import claude_hooks as hooks
 from tests.fakes import openai_api as openai
+from tests.helpers import retry_until
 
 SCREENS = Path(__file__).parent / "screens"
 EXPECTED = {"idle", "busy", "waiting", "unknown"}
@@ -317,8 +318,13 @@ async def test_codex_runs_farmbots_hooks_trusted_on_its_command_line(
         assert (setup.workdir / "a.txt").exists()
         screen = pane.capture(history=True)
         assert "Hooks need review" not in screen and "You approved codex" not in screen
-        lines = [line for line in events.read_text().splitlines() if line.strip()]
-        names = [json.loads(line)["hook_event_name"] for line in lines]
+
+        def seen() -> list[str] | None:  # Stop's hook may still run after "Done." shows
+            lines = [line for line in events.read_text().splitlines() if line.strip()]
+            names = [json.loads(line)["hook_event_name"] for line in lines]
+            return names if "Stop" in names else None
+
+        names = await retry_until(seen, message="the Stop hook")
         assert names == list(codex_hooks.EVENTS)  # in the order Codex sends them
         written = tomllib.loads((setup.extra["codex_home"] / "config.toml").read_text())
         assert "hooks" not in written  # no trust recorded beyond this process

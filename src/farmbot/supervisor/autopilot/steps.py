@@ -16,6 +16,7 @@ and otherwise resolved by the autopilot (a land command or a deploy that may hav
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -25,7 +26,7 @@ from farmbot.supervisor.autopilot.landing import CommandRun, Landing
 R = TypeVar("R")
 
 
-class Step(Generic[R]):
+class Step(ABC, Generic[R]):
     """One thing a node does for the autopilot; ``R`` is what it returns."""
 
     __slots__ = ()
@@ -42,14 +43,16 @@ class Step(Generic[R]):
         """What it does, in words (the audit shows it)."""
         return self.kind
 
+    @abstractmethod
     async def carry_out(self, here: Workshop) -> R:
-        raise NotImplementedError
+        """Do it on the node that holds the checkout (``here``)."""
 
     def encode(self, result: R) -> Any:
         return result
 
+    @abstractmethod
     def decode(self, data: Any) -> R:
-        raise NotImplementedError
+        """The result from its JSON (``encode``'s)."""
 
 
 @dataclass(frozen=True, slots=True)

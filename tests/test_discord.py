@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from farmbot import events as ev
@@ -782,6 +783,21 @@ async def test_an_invalid_token_marks_the_interface_failed_and_the_rest_runs(
         assert "fix discord.token" in dead.last_error
         reply = await r.router.handle(Incoming("web", "local-key", "console", "/status"))
         assert reply.ok  # the rest of farmbot keeps working
+        # /readyz and the status page (its problems) say which interface failed, and why.
+        web = r.farm.graph.web
+        await web.start(r.router.handle)
+        try:
+            bearer = {"Authorization": f"Bearer {r.farm.graph.key}"}
+            base = f"http://127.0.0.1:{web.port}"
+            async with aiohttp.ClientSession(headers=bearer) as http:
+                async with http.get(f"{base}/readyz") as got:
+                    assert got.status == 503
+                    assert (await got.json())["failing"]["discord"] == BAD_TOKEN
+                async with http.get(f"{base}/api/status") as got:
+                    problems = (await got.json())["problems"]
+                    assert problems["discord"] == BAD_TOKEN, problems
+        finally:
+            await web.stop()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors.count(f"discord: {BAD_TOKEN}") == 1
     assert "WRONG.token" not in caplog.text

@@ -20,13 +20,13 @@ import asyncio
 import itertools
 import json
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.model_api import Request, ScriptedApi
 
 Json = dict[str, Any]
 
@@ -116,15 +116,8 @@ Turn = Text | FunctionCall | Failure | Hang
 
 
 @dataclass(frozen=True)
-class Recorded:
+class Recorded(Request):
     """One request as the fake received it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Json
-    at: float
 
     @property
     def is_main(self) -> bool:
@@ -167,109 +160,19 @@ class Recorded:
         return texts
 
 
-class FakeOpenAI:
+class FakeOpenAI(ScriptedApi[Turn, Failure, Recorded]):
     """The Responses API for one test, as an async context manager (``fake.url``)."""
 
     def __init__(self, turns: list[Turn] | None = None, *, model: str = MODEL) -> None:
-        self.model = model
-        self.requests: list[Recorded] = []
-        self.unhandled: list[Recorded] = []
-        self.default_text = "OK."
-        self._turns: deque[Turn] = deque(turns or [])
-        self._failures: deque[Failure] = deque()
-        self._ids = itertools.count(1)
-        self._released = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port = 0
+        super().__init__(
+            turns, model=model, name="OpenAI", record=Recorded, url_path="/v1", raw_shown=2000
+        )
 
-    async def __aenter__(self) -> FakeOpenAI:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._other)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = runner.addresses[0][1]
-        self._runner = runner
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        """The provider ``base_url`` (ends in ``/v1``)."""
-        return f"http://127.0.0.1:{self._port}/v1"
-
-    # -- scripting ---------------------------------------------------------------------
-
-    def script(self, *turns: Turn) -> None:
-        """Append turns to the queue."""
-        self._turns.extend(turns)
-
-    def release(self) -> None:
-        """Let a :class:`Hang` answer finish."""
-        self._released.set()
-
-    @property
-    def pending(self) -> int:
-        """Scripted turns not yet used."""
-        return len(self._turns)
-
-    def main_requests(self) -> list[Recorded]:
-        """The agent-loop requests so far."""
-        return [r for r in self.requests if r.is_main]
-
-    async def wait_for(self, count: int, timeout: float = 30.0) -> Recorded:
-        """Wait until at least ``count`` main requests arrived; return the ``count``-th."""
-        deadline = time.monotonic() + timeout
-        while len(self.main_requests()) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"fake OpenAI: {len(self.main_requests())} main requests, wanted {count}"
-                )
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
-        return self.main_requests()[count - 1]
-
-    # -- handlers ----------------------------------------------------------------------
-
-    async def _record(self, request: web.Request) -> Recorded:
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            body = {"_raw": raw[:2000].decode(errors="replace")}
-        recorded = Recorded(
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body if isinstance(body, dict) else {"_json": body},
-            at=time.time(),
-        )
-        self.requests.append(recorded)
-        self._changed.set()
-        return recorded
 
     async def _other(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)

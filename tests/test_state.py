@@ -72,6 +72,25 @@ def test_a_dialog_opens_one_gate_and_its_answer_is_not_asked_again() -> None:
     assert opens(again) and again.state is AgentState.WAITING
 
 
+def test_an_answer_that_did_not_take_is_asked_again_after_a_grace() -> None:
+    asking = tuple(ln for ln in screen("waiting--permission") if ln.strip())
+    asked = sm.decide(
+        agent(AgentState.BUSY), sm.Screen(asking), sm.Track(NOW - 5), RULES, None, NOW
+    )
+    gate = pending_gate(asked)
+    answered = sm.decide(
+        agent(AgentState.WAITING, "asks a question"), sm.Answered(True, gate.detail),
+        asked.track, RULES, None, NOW + 1,
+    )  # fmt: skip
+    soon = sm.decide(
+        agent(AgentState.BUSY), sm.Screen(asking), answered.track, RULES, None, NOW + 2
+    )
+    assert not opens(soon)  # the CLI may not have redrawn yet
+    later = NOW + 1 + sm.ANSWER_GRACE
+    still = sm.decide(agent(AgentState.BUSY), sm.Screen(asking), soon.track, RULES, None, later)
+    assert opens(still) and still.state is AgentState.WAITING  # a person decides again
+
+
 def test_a_question_that_leaves_the_screen_makes_its_gate_stale() -> None:
     track = sm.Track(last_output_at=NOW - 5)
     asked = sm.decide(

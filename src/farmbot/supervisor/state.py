@@ -49,6 +49,7 @@ from farmbot.supervisor.panes import PanePatterns, bottom, classify, waiting_que
 
 PERMISSION = "permission"  # the gate kind of an agent's permission question
 STALE_GRACE = 3.0  # a dialog may take a moment to show after its hook event
+ANSWER_GRACE = 5.0  # a dialog answered by keys may take a moment to leave the screen
 LAST_LINES = 15  # lines of output an event about an agent carries
 HEAD_CHARS = 60  # of a prompt's first line, to find its echo on the screen
 ASKED_FOR_HELP = "asked for help"
@@ -140,6 +141,7 @@ class Track:
     escalated: int = 0  # 0 none, 1 warning sent, 2 critical sent
     prompt_head: str = ""  # the first line of the last prompt typed
     answered: str = ""  # the dialog last answered through the pane, while it still shows
+    answered_at: float = 0.0  # ... and when
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -314,7 +316,7 @@ def decide(
         case StartFailed(reason):
             run.go(AgentState.DEAD, reason)
         case Answered(approved, question):
-            run.track = replace(run.track, answered=question)
+            run.track = replace(run.track, answered=question, answered_at=run.now)
             if approved:
                 run.go(AgentState.BUSY, "permission approved")
             else:
@@ -429,9 +431,15 @@ def _screen(
         if said is not None and target is AgentState.WAITING
         else ""
     )
-    if question and gate is None and _still_drawn(run.track.answered, question):
+    if (
+        question
+        and gate is None
+        and run.now - run.track.answered_at < ANSWER_GRACE
+        and _still_drawn(run.track.answered, question)
+    ):
         # The dialog just answered, still drawn while the CLI takes the answer (a screen
         # read between its first lines of output and its prompt): not a new question.
+        # Still there after the grace, the answer did not take: it is asked again.
         question, target = "", run.agent.state
     elif said is not None and target is not AgentState.WAITING and run.track.answered:
         run.track = replace(run.track, answered="")  # gone: the same dialog later is new

@@ -8,12 +8,10 @@ button that sends the failure to the agent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from farmbot.bus import EventBus
 from farmbot.config.schema import Config
@@ -21,12 +19,9 @@ from farmbot.events import QaFinished
 from farmbot.models import Agent, AgentKind, DesiredState, QaRun
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.qa_runs import QaRunStore
+from farmbot.supervisor.shell import run_command
 
 log = logging.getLogger(__name__)
-
-TAIL_LINES = 60
-TAIL_CHARS = 4000
-KEEP_BYTES = 64 * 1024  # of output, from the end, while the command runs
 
 
 class QaRunner:
@@ -96,19 +91,18 @@ class QaRunner:
         run = await self._runs.start_qa_run(
             agent.id, agent.project, trigger, command, self._clock()
         )
-        code, timed_out, output = await _run(command, agent, self._config.qa.timeout)
-        tail = _tail(output)
-        passed = code == 0 and not timed_out
+        env = {"FARMBOT_AGENT": agent.id, "FARMBOT_PROJECT": agent.project}
+        ran = await run_command(command, Path(agent.workdir), env, self._config.qa.timeout)
         done = await self._runs.finish_qa_run(
             run.id,
-            exit_code=code,
-            passed=passed,
-            timed_out=timed_out,
-            output_tail=tail,
+            exit_code=ran.exit_code,
+            passed=ran.passed,
+            timed_out=ran.timed_out,
+            output_tail=ran.tail,
             now=self._clock(),
         )
         self.runs += 1
-        if not passed:
+        if not ran.passed:
             self.failures += 1
         await self._bus.publish(
             QaFinished(
@@ -116,52 +110,11 @@ class QaRunner:
                 project=agent.project,
                 run_id=run.id,
                 command=command,
-                exit_code=code,
-                timed_out=timed_out,
+                exit_code=ran.exit_code,
+                timed_out=ran.timed_out,
                 trigger=trigger,
-                output_tail=tail,
-                passed=passed,
+                output_tail=ran.tail,
+                passed=ran.passed,
             )
         )
         return done
-
-
-async def _run(command: str, agent: Agent, limit: float) -> tuple[int | None, bool, str]:
-    env = dict(os.environ, FARMBOT_AGENT=agent.id, FARMBOT_PROJECT=agent.project)
-    try:
-        proc = await asyncio.create_subprocess_shell(
-            command,
-            cwd=agent.workdir,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a timeout kills it all
-            env=env,
-        )
-    except OSError as exc:
-        return None, False, f"could not start the verify command: {exc}"
-    kept = bytearray()
-
-    async def read() -> None:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            kept.extend(chunk)
-            del kept[:-KEEP_BYTES]
-
-    timed_out = False
-    try:
-        await asyncio.wait_for(asyncio.gather(read(), proc.wait()), limit)
-    except TimeoutError:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
-    text = kept.decode("utf-8", "replace")
-    if timed_out:
-        text += f"\n(timed out after {int(limit)} s and was killed)"
-    return proc.returncode, timed_out, text
-
-
-def _tail(output: str) -> str:
-    lines = output.rstrip().splitlines()[-TAIL_LINES:]
-    return "\n".join(lines)[-TAIL_CHARS:]

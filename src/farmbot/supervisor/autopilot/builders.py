@@ -27,6 +27,7 @@ from farmbot.errors import CommandError, NotFound, UnsavedWork
 from farmbot.models import AgentKind, DesiredState, QaRun, TaskState
 from farmbot.storage.agents import AgentStore
 from farmbot.storage.tasks import TaskStore
+from farmbot.supervisor import shell
 from farmbot.supervisor.agents import Supervisor
 from farmbot.supervisor.autopilot import landing
 from farmbot.supervisor.autopilot import repo as git
@@ -185,17 +186,17 @@ class LocalBuilders(Builders):
             "FARMBOT_BASE_BRANCH": task.base_branch,
             "FARMBOT_COMMIT": head,
         }
-        ran = await landing.run_command(pc.land_command, where, env, self.config.qa.timeout)
+        ran = await shell.run_command(pc.land_command, where, env, self.config.qa.timeout)
         if not ran.passed:
             detail = f"`{pc.land_command}` {ran.outcome}:\n{ran.tail}"
             return landing.Landing("conflict", detail, how="land_command")
         return landing.Landing("landed", ran.tail, head, head, (head,), "land_command")
 
-    async def deploy(self, step: Deploy) -> landing.CommandRun:
+    async def deploy(self, step: Deploy) -> shell.CommandRun:
         pc = self._project(step.project)
         command = pc.deploy_staging if step.target == "staging" else pc.deploy_prod
         if not command:
-            return landing.CommandRun(
+            return shell.CommandRun(
                 "", None, False, f"project {pc.name} has no deploy_{step.target}"
             )
         base = await self.base(Base(pc.name))
@@ -206,7 +207,7 @@ class LocalBuilders(Builders):
             "FARMBOT_BASE_BRANCH": base[0] if base else "",
             "FARMBOT_COMMIT": base[1] if base else "",
         }
-        return await landing.run_command(command, pc.path, env, self.config.qa.timeout)
+        return await shell.run_command(command, pc.path, env, self.config.qa.timeout)
 
     async def retire(self, step: Retire) -> None:
         try:

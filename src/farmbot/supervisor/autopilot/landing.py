@@ -13,11 +13,6 @@ by a crash after the base moved), it is reported as landed, not landed again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,8 +21,6 @@ from farmbot.supervisor.autopilot import repo as git
 from farmbot.supervisor.autopilot.repo import IDENTITY, GitError
 
 LANDING_DIR = "_landing"  # not an agent id: those never start with "_"
-KEEP_BYTES = 64 * 1024
-TAIL_CHARS = 4000
 
 Outcome = Literal["landed", "conflict", "refused"]
 
@@ -42,32 +35,6 @@ class Landing:
     commit: str = ""  # ... and after
     commits: tuple[str, ...] = ()  # what landed (for a merge: the task's commits, then it)
     how: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CommandRun:
-    """How a shell command (land_command, deploy_staging, deploy_prod) ended."""
-
-    command: str
-    exit_code: int | None
-    timed_out: bool
-    output: str
-
-    @property
-    def passed(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
-
-    @property
-    def outcome(self) -> str:
-        """``passed``, ``timed out`` or ``failed (exit 2)``."""
-        if self.passed:
-            return "passed"
-        return "timed out" if self.timed_out else f"failed (exit {self.exit_code})"
-
-    @property
-    def tail(self) -> str:
-        lines = self.output.rstrip().splitlines()[-60:]
-        return "\n".join(lines)[-TAIL_CHARS:]
 
 
 async def land_git(
@@ -151,41 +118,3 @@ async def _advance(repo: Path, base_branch: str, old: str, new: str) -> str | No
     if not done.ok:
         return f"{base_branch} moved while landing; approve again: {done.out.strip()[-300:]}"
     return None
-
-
-async def run_command(
-    command: str, cwd: Path, env: Mapping[str, str], seconds: float
-) -> CommandRun:
-    """Run a shell command in its own process group; kill the group at the timeout."""
-    try:
-        proc = await asyncio.create_subprocess_shell(
-            command,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **env},
-        )
-    except OSError as exc:
-        return CommandRun(command, None, False, f"could not start it: {exc}")
-    kept = bytearray()
-
-    async def read() -> None:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            kept.extend(chunk)
-            del kept[:-KEEP_BYTES]
-
-    timed_out = False
-    try:
-        await asyncio.wait_for(asyncio.gather(read(), proc.wait()), seconds)
-    except TimeoutError:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
-    text = kept.decode("utf-8", "replace")
-    if timed_out:
-        text += f"\n(timed out after {int(seconds)} s and was killed)"
-    return CommandRun(command, proc.returncode, timed_out, text)

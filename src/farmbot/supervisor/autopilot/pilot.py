@@ -34,7 +34,8 @@ from farmbot.models import (
     Wave,
     WaveState,
 )
-from farmbot.supervisor.autopilot import assigner, landing, milestones, waves
+from farmbot.supervisor import shell
+from farmbot.supervisor.autopilot import assigner, milestones, waves
 from farmbot.supervisor.autopilot import tasks as tm
 from farmbot.supervisor.autopilot.builders import Checkout
 from farmbot.supervisor.autopilot.steps import Deploy
@@ -305,7 +306,7 @@ class RunPilot:
         command = (pc.deploy_staging if staging else pc.deploy_prod) or ""
         step = Deploy(pc.name, run.id, wave.number, "staging" if staging else "prod")
         key = f"autopilot:run-{run.id}:wave-{wave.number}:deploy-{wave.deploys}"
-        ran: landing.CommandRun | None
+        ran: shell.CommandRun | None
         try:
             node = await ap.builders.holder(pc.name)
             ran = await ap.builders.run(node, step, key if ap.builders.durable else None)
@@ -313,12 +314,12 @@ class RunPilot:
             log.warning("run %s wave %s: %s", run.id, wave.number, exc)
             ran = None
         except NodeUnreachable as exc:
-            ran = landing.CommandRun(command, None, False, f"not run: {exc}")
+            ran = shell.CommandRun(command, None, False, f"not run: {exc}")
         async with ap.lock:
             await self._after_deploy(pc, run, wave, ran)
 
     async def _after_deploy(
-        self, pc: ProjectConfig, run: Run, wave: Wave, ran: landing.CommandRun | None
+        self, pc: ProjectConfig, run: Run, wave: Wave, ran: shell.CommandRun | None
     ) -> None:
         """Record how a deploy ended (``ran`` None: a restart cut it short), then go on."""
         ap = self.ap

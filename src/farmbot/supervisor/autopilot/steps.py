@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from farmbot.models import QaRun
-from farmbot.supervisor.autopilot.landing import CommandRun, Landing
+from farmbot.supervisor.autopilot.landing import Landing
+from farmbot.supervisor.shell import CommandRun
 
 R = TypeVar("R")
 

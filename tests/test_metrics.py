@@ -108,7 +108,9 @@ web = true
             samples = parse(text)
             gates = value(samples, "farmbot_gates_pending", kind="permission")
             delivered = value(samples, "farmbot_alerts_delivered_total")
-            return samples if gates == 1 and delivered >= 1 else None
+            # The counter moves as the send returns, the outbox row a moment later.
+            stored = value(samples, "farmbot_outbox_items", status="delivered")
+            return samples if gates == 1 and delivered >= 1 and stored >= 1 else None
 
         samples = await retry_until(waiting, timeout=20, message="a gate and its alert")
         assert value(samples, "farmbot_agents", state="waiting") == 1

@@ -271,7 +271,7 @@ class Interface(Protocol):
 
 # -- optional capabilities ------------------------------------------------------------
 
-WebHandler = Callable[[Any], Awaitable[Any]]  # an aiohttp handler: request -> response
+WebHandler = Callable[[Any], Awaitable[Any]]  # farmbot.adapters.http: Request -> Response
 WebRoute = tuple[str, str, WebHandler]  # (method, path, handler)
 
 

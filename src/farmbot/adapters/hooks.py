@@ -30,8 +30,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
+from farmbot.adapters.http import Request, Response, json_response
 from farmbot.errors import CommandError, StorageError
 from farmbot.hook import (  # they live in the light client module
     REFUSED_DIR,
@@ -95,7 +94,7 @@ class HookEndpoint:
             routes.append(("POST", "/agents/{agent}/task-done", self.handle_task_done))
         return routes
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
+    def _refusal(self, request: Request) -> Response | None:
         """Why the request may not speak for the agent it names (None: it may)."""
         agent = request.match_info["agent"]
         if not valid_agent_id(agent):
@@ -113,7 +112,7 @@ class HookEndpoint:
             )
         return None
 
-    async def handle_task_done(self, request: web.Request) -> web.StreamResponse:
+    async def handle_task_done(self, request: Request) -> Response:
         """An agent's task is done: 200 with what happens next, 409 when it has none."""
         refused = self._refusal(request)
         if refused is not None:
@@ -132,9 +131,9 @@ class HookEndpoint:
             return self._reject(409, str(exc))
         except StorageError as exc:
             return self._reject(503, f"farmbot could not record it: {exc}")
-        return web.json_response({"ok": True, "text": said})
+        return json_response({"ok": True, "text": said})
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Response:
         """Accept one event: 200 ``{}``, or a JSON error naming what was wrong."""
         refused = self._refusal(request)
         if refused is not None:
@@ -161,12 +160,12 @@ class HookEndpoint:
             return self._reject(503, f"the event could not be stored: {exc}")
         self.received += 1
         if answer:
-            return web.json_response(answer)
-        return web.Response(body=_EMPTY, content_type="application/json")
+            return json_response(answer)
+        return Response(body=_EMPTY, content_type="application/json")
 
-    def _reject(self, status: int, error: str) -> web.Response:
+    def _reject(self, status: int, error: str) -> Response:
         self.rejected += 1
-        return web.json_response({"error": error}, status=status)
+        return json_response({"error": error}, status=status)
 
 
 async def replay_spool(spool_dir: Path, ingest: Ingest, token_for: TokenFor) -> int:

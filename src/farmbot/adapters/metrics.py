@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from aiohttp import web
-
 from farmbot import __version__
+from farmbot.adapters.http import Request, Response, json_response
 from farmbot.durations import Durations
 from farmbot.errors import StorageError
 from farmbot.messages import Hears, ReportsReadiness, WebRoute
@@ -334,10 +333,10 @@ class MetricsEndpoint:
         matched = [hmac.compare_digest(offered, secret) for secret in secrets]
         return any(matched)
 
-    async def _scrape(self, request: web.Request) -> web.Response:
+    async def _scrape(self, request: Request) -> Response:
         if not self._allowed(request.headers.get("Authorization", "")):
             self.refused += 1
-            return web.json_response(
+            return json_response(
                 {"error": "GET /metrics needs 'Authorization: Bearer <token>': "
                  "server.metrics_token, or the local key"},
                 status=401,
@@ -347,11 +346,11 @@ class MetricsEndpoint:
             body = await self.exposition()
         except StorageError as exc:
             log.warning("metrics: the database failed: %s", exc)
-            return web.json_response({"error": f"the database failed: {exc}"}, status=503)
+            return json_response({"error": f"the database failed: {exc}"}, status=503)
         self.scrapes += 1
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-        return web.Response(
+        return Response(
             body=body,
             headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
         )

@@ -40,15 +40,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from farmbot.adapters.http import Request, Response, json_response
 from farmbot.adapters.shared import (
     Action,
     InterfaceDeps,
@@ -378,12 +378,12 @@ class SlackInterface:
         log.error("slack: %s", self._problems["auth"])
         return True
 
-    async def _http(self, request: web.Request) -> web.StreamResponse:
+    async def _http(self, request: Request) -> Response:
         """Serve one request of Slack's (bolt checks its signature: 401 if wrong; a
         validly signed one seen before is refused here, 401 too)."""
         app = self._app
         if app is None:
-            return web.json_response({"error": "farmbot's Slack interface is stopped"}, status=503)
+            return json_response({"error": "farmbot's Slack interface is stopped"}, status=503)
         headers = request.headers
         replayed = self._replays.refusal(
             await request.read(),
@@ -392,9 +392,19 @@ class SlackInterface:
         )
         if replayed is not None:
             log.info("slack: refused a request from %s: %s", request.remote, replayed)
-            return web.json_response({"error": f"refused: {replayed}"}, status=401)
+            return json_response({"error": f"refused: {replayed}"}, status=401)
         self._last_envelope = self._clock()
-        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+        asked = AsyncBoltRequest(
+            body=(await request.read()).decode("utf-8", "replace"),
+            query=request.query,
+            headers=dict(request.headers),
+        )
+        answer = await app.async_dispatch(asked)  # bolt checks the signature here
+        return Response(
+            status=answer.status,
+            body=answer.body.encode("utf-8"),
+            headers=answer.first_headers_without_set_cookie(),  # farmbot sets no cookies
+        )
 
     async def _on_command(
         self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond

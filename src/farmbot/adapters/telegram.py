@@ -51,7 +51,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from aiohttp import web
 from telegram import (
     BotCommand,
     CallbackQuery,
@@ -82,6 +81,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
+from farmbot.adapters.http import Request, Response, json_response
 from farmbot.adapters.shared import (
     Action,
     InterfaceDeps,
@@ -707,22 +707,22 @@ class TelegramInterface:
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: handling an update failed", exc_info=context.error)
 
-    async def _webhook(self, request: web.Request) -> web.StreamResponse:
+    async def _webhook(self, request: Request) -> Response:
         """Take one update from Telegram; 401 unless it carries the secret token."""
         secret = (self._config.webhook_secret or "").encode()
         given = request.headers.get(SECRET_HEADER, "").encode(errors="replace")
         if not secret or not hmac.compare_digest(given, secret):
-            return web.json_response({"error": f"missing or wrong {SECRET_HEADER}"}, status=401)
+            return json_response({"error": f"missing or wrong {SECRET_HEADER}"}, status=401)
         app, poller = self._app, self._poller
         if app is None or not app.running or poller is None:  # Telegram tries again later
-            return web.json_response({"error": "the telegram interface is not running"}, status=503)
+            return json_response({"error": "the telegram interface is not running"}, status=503)
         try:
             update = Update.de_json(await request.json(), app.bot)
         except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
-            return web.json_response({"error": "the body is not a Telegram Update"}, status=400)
+            return json_response({"error": "the body is not a Telegram Update"}, status=400)
         if not await poller.take([update], update.update_id + 1):
-            return web.json_response({"error": "farmbot's database failed"}, status=503)
-        return web.json_response({})
+            return json_response({"error": "farmbot's database failed"}, status=503)
+        return json_response({})
 
     # -- outbound ------------------------------------------------------------------------
 

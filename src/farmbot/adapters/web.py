@@ -1,7 +1,7 @@
 """The web interface: health checks, the status page and console, and the JSON API.
 
-Embedded in the daemon's loop through aiohttp's AppRunner, listening through a
-``ConnectionGuard`` (farmbot/adapters/web_guard.py) that caps connections and times out
+Embedded in the daemon's loop on farmbot's own HTTP server (farmbot/adapters/http.py),
+whose ``ConnectionGuard`` (farmbot/adapters/web_guard.py) caps connections and times out
 slow or idle ones. Everything except ``/healthz`` (and the page's static shell, which
 holds no data) needs the local key as ``Authorization: Bearer <key>``; the live stream
 (farmbot/adapters/web_live.py) takes a one-use ticket bought with it instead, since a
@@ -15,7 +15,6 @@ so, and a failure inside farmbot is a reply that names an incident id.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -26,11 +25,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 
-from aiohttp import web
-
 from farmbot import __version__
+from farmbot.adapters.http import (
+    Request,
+    Response,
+    Route,
+    Router,
+    Server,
+    json_response,
+)
 from farmbot.adapters.web_guard import (
-    PROTOCOL_LOG,
     ConnectionGuard,
     FailedLogins,
     Limits,
@@ -48,7 +52,7 @@ log = logging.getLogger(__name__)
 
 StatusSource = Callable[[], Awaitable[dict[str, Any]]]
 ProblemSource = Callable[[], Awaitable[dict[str, str]]]  # component -> what is wrong
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[Request], Awaitable[Response]]
 
 PUBLIC = frozenset({"/healthz", "/"})
 STREAM = "/api/stream"  # checks its own ticket
@@ -63,7 +67,7 @@ UTF8 = frozenset({"", "utf-8", "utf8"})
 
 
 class WebInterface:
-    """Serves the page, the API and the health checks on one aiohttp server."""
+    """Serves the page, the API and the health checks on one HTTP server."""
 
     name = "web"
 
@@ -88,10 +92,10 @@ class WebInterface:
         self._checks = checks
         self._extra_routes = extra_routes or []
         self.limits = limits or Limits()
-        self._own_auth: set[web.AbstractRoute] = set()
+        self._own_auth: set[Route] = set()
+        self._router = Router()
         self._on_incoming: OnIncoming | None = None
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
+        self._server: Server | None = None
         self._page_text: str | None = None
         self._page_policy = ""
         self.guard = ConnectionGuard(self.limits, clock)
@@ -127,121 +131,72 @@ class WebInterface:
         """The event bus's listener: tell the live streams something changed."""
         self.live.notify()
 
-    def build_app(self) -> web.Application:
-        app = web.Application(
-            middlewares=[self._answer, self._track, self._auth], client_max_size=MAX_BODY
-        )
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/", self._page)
-        app.router.add_get("/api/status", self._api_status)
-        app.router.add_post("/api/command", self._api_command)
-        app.router.add_post("/api/stream-ticket", self._api_ticket)
-        app.router.add_get(STREAM, self._api_stream)
-        app.router.add_post("/api/tasks", self._api_tasks)
-        self._own_auth = {
-            app.router.add_route(method, path, handler)
-            for method, path, handler in self._extra_routes
-        }
-        app.on_response_prepare.append(self._headers)
-        app.on_shutdown.append(self._end_streams)
-        return app
+    def _make_router(self) -> Router:
+        """Every route: farmbot's own, then those of other components (``add_route``)."""
+        router = Router()
+        router.add("GET", "/healthz", self._healthz)
+        router.add("GET", "/readyz", self._readyz)
+        router.add("GET", "/", self._page)
+        router.add("GET", "/api/status", self._api_status)
+        router.add("POST", "/api/command", self._api_command)
+        router.add("POST", "/api/stream-ticket", self._api_ticket)
+        router.add("GET", STREAM, self._api_stream)
+        router.add("POST", "/api/tasks", self._api_tasks)
+        self._own_auth = {router.add(*route) for route in self._extra_routes}
+        return router
 
     async def start(self, on_incoming: OnIncoming) -> None:
         self._on_incoming = on_incoming
+        self._router = self._make_router()
         self.live.open()
         warning = exposure(self.host)
         if warning is not None:
             log.warning("%s", warning)
-        protocol_log = logging.getLogger(PROTOCOL_LOG)
-        protocol_log.addFilter(self.malformed)
-        runner = web.AppRunner(
-            self.build_app(),
-            access_log=None,
-            logger=protocol_log,
-            keepalive_timeout=self.limits.keepalive_timeout,
+        server = Server(
+            self._handle,
+            self.guard,
+            max_body=MAX_BODY,
+            on_prepare=self._headers,
+            on_malformed=self.malformed.record,
         )
-        await runner.setup()
-        self._runner = runner
-        assert runner.server is not None
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                self.guard.factory(runner.server),
-                self.host or None,
-                self.port,
-                backlog=self.limits.backlog,
-                reuse_address=True,
-            )
-        except BaseException:  # e.g. the port is taken
-            self._runner = None
-            await runner.cleanup()
-            protocol_log.removeFilter(self.malformed)
-            raise
-        if self.port == 0:  # tests ask for any free port
-            self.port = int(self._server.sockets[0].getsockname()[1])
+        await server.start(self.host or None, self.port)  # raises when the port is taken
+        self._server = server
+        self.port = server.port  # tests ask for any free port (0)
 
     async def stop(self) -> None:
         """Stop listening, end the live streams, close every connection. Safe twice."""
+        self.live.close()
         server, self._server = self._server, None
         if server is not None:
-            server.close()
-        self.live.close()
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-        self.guard.close_all()
-        if server is not None:
-            await server.wait_closed()
-        logging.getLogger(PROTOCOL_LOG).removeFilter(self.malformed)
+            await server.close()
 
     async def send(self, channel: str, message: OutboundMessage) -> None:
         """Add an alert to the console's live feed; never fails (and leaves no handle)."""
         self.alerts.append(message)
 
-    # -- middlewares, outermost first ---------------------------------------------------
+    # -- every request --------------------------------------------------------------------
 
-    @web.middleware
-    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """The one funnel: a bug in a handler is logged, never shown as a traceback."""
+    async def _handle(self, request: Request) -> Response:
+        """Route, check the key, run the handler. A bug in a handler is logged, never shown
+        as a traceback. Without the key, a path that does not exist is a 401 too."""
+        self.requests += 1
+        route, allowed = self._router.resolve(request)
+        if not (request.path in PUBLIC or request.path == STREAM or route in self._own_auth):
+            refused = self._refusal(request.headers.get("Authorization", ""))
+            if refused is not None:
+                return self._refuse(request, refused)
+        if route is None:
+            return _not_routed(request, allowed)
         try:
-            return await handler(request)
-        except web.HTTPException:
-            raise
+            return await route.handler(request)
         except Exception:
             incident = secrets.token_hex(4)
             log.exception("incident %s: %s %r failed", incident, request.method, request.path)
-            return web.json_response(
+            return json_response(
                 {"error": f"farmbot failed on this request (incident {incident}); the log "
                  "has the details"},
                 status=500,
             )  # fmt: skip
-
-    @web.middleware
-    async def _track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Tell the guard a request runs on its connection (so it is not idle)."""
-        self.requests += 1
-        conn = self.guard.connection_of(request.transport)
-        if conn is None:
-            return await handler(request)
-        conn.started()
-        try:
-            return await handler(request)
-        finally:
-            conn.finished()
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (
-            request.path in PUBLIC
-            or request.path == STREAM
-            or request.match_info.route in self._own_auth
-        ):
-            return await handler(request)
-        refused = self._refusal(request.headers.get("Authorization", ""))
-        if refused is not None:
-            return self._refuse(request, refused)
-        return await handler(request)
 
     def _refusal(self, header: str) -> str | None:
         """Why the ``Authorization`` header does not carry the key; None when it does."""
@@ -256,11 +211,11 @@ class WebInterface:
             return "wrong key"
         return None
 
-    def _refuse(self, request: web.Request, reason: str) -> web.Response:
+    def _refuse(self, request: Request, reason: str) -> Response:
         self.failed_logins.record(request.remote, request.path, reason)
-        return web.json_response({"error": f"missing or wrong key: {KEY_HELP}"}, status=401)
+        return json_response({"error": f"missing or wrong key: {KEY_HELP}"}, status=401)
 
-    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+    def _headers(self, request: Request, response: Response) -> None:
         page = request.path == "/" and response.content_type == "text/html"
         headers = security_headers(self._page_policy) if page else security_headers()
         for name, value in headers.items():
@@ -268,42 +223,37 @@ class WebInterface:
         if request.path.startswith("/api/") or request.path == "/readyz":
             response.headers.setdefault("Cache-Control", "no-store")
 
-    async def _end_streams(self, app: web.Application) -> None:
-        self.live.close()
-
     # -- handlers -------------------------------------------------------------------------
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "version": __version__})
+    async def _healthz(self, request: Request) -> Response:
+        return json_response({"ok": True, "version": __version__})
 
-    async def _readyz(self, request: web.Request) -> web.Response:
+    async def _readyz(self, request: Request) -> Response:
         problems = await self._problems() if self._problems is not None else {}
         if problems:
             reason = "; ".join(f"{k}: {v}" for k, v in problems.items())
-            return web.json_response(
-                {"ok": False, "reason": reason, "failing": problems}, status=503
-            )
-        return web.json_response({"ok": True, "checks": sorted(self._checks())})
+            return json_response({"ok": False, "reason": reason, "failing": problems}, status=503)
+        return json_response({"ok": True, "checks": sorted(self._checks())})
 
-    async def _page(self, request: web.Request) -> web.Response:
+    async def _page(self, request: Request) -> Response:
         if self._page_text is None:
             self._page_text = (
                 resources.files("farmbot.adapters").joinpath("static/index.html").read_text("utf-8")
             )
             self._page_policy = page_policy(self._page_text)
-        return web.Response(
+        return Response(
             text=self._page_text, content_type="text/html", headers={"Cache-Control": "no-store"}
         )
 
-    async def _api_status(self, request: web.Request) -> web.Response:
-        return web.json_response(present(await self._status()), dumps=_dumps)
+    async def _api_status(self, request: Request) -> Response:
+        return json_response(present(await self._status()), dumps=_dumps)
 
-    async def _api_command(self, request: web.Request) -> web.Response:
+    async def _api_command(self, request: Request) -> Response:
         body, refused = await self._json_body(request)
         if refused is not None:
             return refused
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            return web.json_response({"error": BAD_BODY}, status=400)
+            return json_response({"error": BAD_BODY}, status=400)
         assert self._on_incoming is not None
         client = request.headers.get("X-Farmbot-Client", "web")
         msg = Incoming(
@@ -324,36 +274,30 @@ class WebInterface:
                 ok=False,
             )
         self.live.notify()  # e.g. /retry changes the outbox without an event
-        return web.json_response(reply.to_json(), dumps=_dumps)
+        return json_response(reply.to_json(), dumps=_dumps)
 
-    async def _json_body(self, request: web.Request) -> tuple[Any, web.Response | None]:
+    async def _json_body(self, request: Request) -> tuple[Any, Response | None]:
         """The request's JSON body, or the answer that says what is wrong with it."""
         charset = (request.charset or "").strip().lower()
         if charset not in UTF8:
             error = f"charset {charset[:40]!r} is not supported: send UTF-8 JSON"
-            return None, web.json_response({"error": error}, status=400)
+            return None, json_response({"error": error}, status=400)
         try:
-            async with asyncio.timeout(self.limits.body_timeout):
-                raw = await request.read()
-        except TimeoutError:
-            error = f"the body did not arrive within {self.limits.body_timeout:.0f} s"
-            return None, web.json_response({"error": error}, status=408)
-        try:
-            return json.loads(raw.decode("utf-8")), None
+            return json.loads((await request.read()).decode("utf-8")), None
         except (ValueError, RecursionError):  # not JSON, not UTF-8, absurdly nested
-            return None, web.json_response({"error": BAD_BODY}, status=400)
+            return None, json_response({"error": BAD_BODY}, status=400)
 
-    async def _api_ticket(self, request: web.Request) -> web.Response:
-        return web.json_response(
+    async def _api_ticket(self, request: Request) -> Response:
+        return json_response(
             {"ticket": self.tickets.issue(), "expires_in": self.tickets.ttl, "stream": STREAM}
         )
 
-    async def _api_stream(self, request: web.Request) -> web.StreamResponse:
+    async def _api_stream(self, request: Request) -> Response:
         ticket = request.query.get("ticket")
         if ticket is not None:
             if not self.tickets.redeem(ticket):
                 self.failed_logins.record(request.remote, request.path, "a spent or old ticket")
-                return web.json_response(
+                return json_response(
                     {"error": "that stream ticket is spent or expired: POST /api/stream-ticket "
                      "with the key for a new one"},
                     status=401,
@@ -364,14 +308,14 @@ class WebInterface:
                 return self._refuse(request, refused)
         return await self.live.stream(request)
 
-    async def _api_tasks(self, request: web.Request) -> web.Response:
+    async def _api_tasks(self, request: Request) -> Response:
         """Queue tasks from JSON: 201 with the tasks, or 400 saying what was wrong."""
         try:
             body = await request.json()
         except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict):
-            return web.json_response(
+            return json_response(
                 {
                     "error": 'the body must be a JSON object like {"project": "web", "title": '
                     '"Add a login page", "body": "...", "priority": "high", "after": [3]} '
@@ -390,8 +334,21 @@ class WebInterface:
         )
         reply = await self._on_incoming(msg)
         if not reply.ok:
-            return web.json_response({"error": reply.text}, status=400)
-        return web.json_response(reply.to_json(), status=201)
+            return json_response({"error": reply.text}, status=400)
+        return json_response(reply.to_json(), status=201)
+
+
+def _not_routed(request: Request, allowed: list[str]) -> Response:
+    """404 for a path farmbot does not serve, 405 for a method its path does not take."""
+    path = request.path[:200]
+    if not allowed:
+        return json_response({"error": f"there is no {path!r} here"}, status=404)
+    methods = ", ".join(sorted(set(allowed)))
+    return json_response(
+        {"error": f"{request.method[:20]} is not allowed on {path!r}: use {methods}"},
+        status=405,
+        headers={"Allow": methods},
+    )
 
 
 def _dumps(value: Any) -> str:

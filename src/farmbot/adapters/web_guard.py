@@ -1,6 +1,6 @@
 """Request hygiene for the web interface: connection limits, failed logins, headers.
 
-- ``ConnectionGuard`` sits between the listening socket and aiohttp's protocol: it caps
+- ``ConnectionGuard`` keeps the server's connections (farmbot/adapters/http.py): it caps
   concurrent connections (well below the open-file limit, so a flood never reaches
   ``EMFILE``), closes a connection whose request headers do not arrive in time or whose
   keep-alive idles too long, and at the cap makes room by closing the connection that
@@ -26,10 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 log = logging.getLogger("farmbot.adapters.web")
-PROTOCOL_LOG = "farmbot.adapters.web.http"  # what aiohttp's protocol handler logs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,114 +49,54 @@ class Limits:
         return max(8, min(self.max_connections, soft // 4))
 
 
-class _Connection(asyncio.Protocol):
-    """One accepted connection: forwards to aiohttp's handler and keeps its timers."""
+class Connection:
+    """One accepted connection, as the guard sees it: how busy, since when idle.
 
-    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+    The server (farmbot/adapters/http.py) tells it when a request starts and ends; it
+    asks ``deadline`` how long it may wait for the next bytes.
+    """
+
+    def __init__(self, guard: ConnectionGuard, transport: asyncio.Transport) -> None:
         self._guard = guard
-        self._inner: asyncio.Protocol | None = inner
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = transport
         self.busy = 0  # requests being handled now (a live stream stays busy)
         self.requests = 0
-        self.idle_since = 0.0
+        self.idle_since = guard.loop_time()
         self.header_since: float | None = None  # bytes of a request arrived at this time
-        self._timer: asyncio.TimerHandle | None = None
 
-    # -- asyncio.Protocol -------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<Connection busy={self.busy} requests={self.requests}>"
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        if not self._guard.admit(self):
-            inner, self._inner = self._inner, None
-            del inner
-            transport.abort()
-            return
-        assert self._inner is not None
-        self._inner.connection_made(transport)
-        self.idle()
-
-    def data_received(self, data: bytes) -> None:
-        if self._inner is None:
-            return
+    def receiving(self) -> None:
+        """Bytes of a new request arrived: its headers must all arrive in time."""
         if not self.busy and self.header_since is None:
             self.header_since = self._guard.loop_time()
-            self._arm()
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._inner is not None else None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
-        self._guard.forget(self)
-        inner, self._inner = self._inner, None
-        if inner is not None:
-            inner.connection_lost(exc)
-        self.transport = None
-
-    def pause_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.resume_writing()
-
-    # -- request accounting -----------------------------------------------------------
 
     def started(self) -> None:
         self.busy += 1
         self.requests += 1
         self.header_since = None
-        self._cancel_timer()
         self._guard.not_idle(self)
 
     def finished(self) -> None:
         self.busy = max(0, self.busy - 1)
         if not self.busy:
-            self.idle()
-
-    def idle(self) -> None:
-        self.idle_since = self._guard.loop_time()
-        self.header_since = None
-        self._guard.now_idle(self)
-        self._arm()
+            self.idle_since = self._guard.loop_time()
+            self.header_since = None
+            self._guard.now_idle(self)
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
-    def _deadline(self) -> tuple[float, str]:
+    def deadline(self) -> tuple[float, str]:
+        """By when (loop time) the connection must have sent more, and what it is waiting for."""
         limits = self._guard.limits
         if self.header_since is not None:
             return self.header_since + limits.header_timeout, "slow headers"
         if self.requests == 0:
             return self.idle_since + limits.header_timeout, "no request"
         return self.idle_since + limits.keepalive_timeout, "idle keep-alive"
-
-    def _arm(self) -> None:
-        when, _ = self._deadline()
-        if self._timer is not None and self._timer.when() <= when:
-            return
-        self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_at(when, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        if self.busy or self.transport is None:
-            return
-        when, why = self._deadline()
-        if self._guard.loop_time() < when:
-            self._arm()
-            return
-        self._guard.timed_out(why)
-        self.close()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 class ConnectionGuard:
@@ -169,8 +106,8 @@ class ConnectionGuard:
         self.limits = limits
         self.cap = limits.connection_cap()
         self._clock = clock
-        self._open: dict[asyncio.Transport, _Connection] = {}
-        self._idle: OrderedDict[_Connection, None] = OrderedDict()  # longest idle first
+        self._open: dict[asyncio.Transport, Connection] = {}
+        self._idle: OrderedDict[Connection, None] = OrderedDict()  # longest idle first
         self._reported_at: float | None = None
         self._since_report = 0
         self.accepted = 0
@@ -198,17 +135,14 @@ class ConnectionGuard:
     def open(self) -> int:
         return len(self._open)
 
-    def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        """Wrap aiohttp's protocol factory (``AppRunner.server``) for ``loop.create_server``."""
-        return lambda: _Connection(self, inner())
-
     def loop_time(self) -> float:
         return asyncio.get_running_loop().time()
 
     # -- what the connections tell the guard ----------------------------------------
 
-    def admit(self, conn: _Connection) -> bool:
-        assert conn.transport is not None
+    def admit(self, transport: asyncio.Transport) -> Connection | None:
+        """The new connection, or None when it must be closed at once (at the cap, with
+        every connection busy). At the cap with one idle, the longest idle is closed."""
         if len(self._open) >= self.cap:
             if self._idle:
                 oldest, _ = next(iter(self._idle.items()))
@@ -219,34 +153,32 @@ class ConnectionGuard:
             else:
                 self.refused += 1
                 self._at_cap()
-                return False
+                return None
+        conn = Connection(self, transport)
         self.accepted += 1
-        self._open[conn.transport] = conn
+        self._open[transport] = conn
+        self._idle[conn] = None
         self.peak = max(self.peak, len(self._open))
-        return True
+        return conn
 
-    def forget(self, conn: _Connection) -> None:
+    def forget(self, conn: Connection) -> None:
         if conn.transport is not None and self._open.get(conn.transport) is conn:
             del self._open[conn.transport]
         self._idle.pop(conn, None)
 
-    def now_idle(self, conn: _Connection) -> None:
+    def now_idle(self, conn: Connection) -> None:
         self._idle.pop(conn, None)
         self._idle[conn] = None
 
-    def not_idle(self, conn: _Connection) -> None:
+    def not_idle(self, conn: Connection) -> None:
         self._idle.pop(conn, None)
 
     def timed_out(self, why: str) -> None:
         self.timeouts[why] += 1
 
-    # -- what the app tells the guard --------------------------------------------------
-
-    def connection_of(self, transport: asyncio.BaseTransport | None) -> _Connection | None:
-        """The guarded connection a request came in on (None once it is gone)."""
-        if not isinstance(transport, asyncio.Transport):
-            return None
-        return self._open.get(transport)
+    def idle(self) -> list[Connection]:
+        """The connections with no request running, longest idle first."""
+        return list(self._idle)
 
     def close_all(self) -> None:
         for conn in list(self._open.values()):
@@ -301,40 +233,36 @@ class FailedLogins:
         self._unlogged = 0
 
 
-class MalformedRequests(logging.Filter):
-    """Turns aiohttp's report of a request it could not parse into one line, at most once
-    per interval: a client's garbage is not farmbot's bug and earns no traceback. Any other
-    report (a real failure) passes with its traceback."""
+class MalformedRequests:
+    """Logs a request the server could not parse as one line, at most once per interval:
+    a client's garbage is not farmbot's bug and earns no traceback."""
 
     def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        super().__init__()
         self._interval = interval
         self._clock = clock
         self._logged_at: float | None = None
         self._unlogged = 0
         self.count = 0
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError):
-            return True
+    def record(self, status: int, what: str) -> None:
+        """The server answered a malformed request with ``status``; ``what`` was wrong."""
         self.count += 1
         now = self._clock()
         if self._logged_at is not None and now - self._logged_at < self._interval:
             self._unlogged += 1
-            return False
+            return
         more = f" ({self._unlogged} more since the last report)" if self._unlogged else ""
-        what = " ".join(str(exc.message).split())[:160]
-        record.msg = (
+        log.warning(
             "web: answered a malformed request with %d (%s)%s; %d in all, logged at most "
-            "every %.0f s"
+            "every %.0f s",
+            status,
+            " ".join(what.split())[:160],
+            more,
+            self.count,
+            self._interval,
         )
-        record.args = (exc.code, what, more, self.count, self._interval)
-        record.exc_info = record.exc_text = None
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
         self._logged_at = now
         self._unlogged = 0
-        return True
 
 
 # -- headers ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from farmbot.adapters.http import Request, Response, StreamResponse, json_response
 
 log = logging.getLogger("farmbot.adapters.web")
 
@@ -220,16 +220,16 @@ class LiveFeed:
             self._cached = (version, at, status)
             return status
 
-    async def stream(self, request: web.Request) -> web.StreamResponse:
+    async def stream(self, request: Request) -> Response:
         """Serve one stream until the client goes or the server stops."""
         if len(self._wakers) >= self._max_streams:
             self.refused += 1
-            return web.json_response(
+            return json_response(
                 {"error": f"too many live streams open (at most {self._max_streams})"},
                 status=429,
                 headers={"Retry-After": "5"},
             )
-        response = web.StreamResponse(
+        response = StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-store",
@@ -247,7 +247,7 @@ class LiveFeed:
             self._wakers.discard(wake)
         return response
 
-    async def _serve(self, response: web.StreamResponse, wake: asyncio.Event) -> None:
+    async def _serve(self, response: StreamResponse, wake: asyncio.Event) -> None:
         shown = await self.current()
         await self._send(response, "snapshot", {"now": shown.get("now"), "status": shown})
         snapshot_at = sent_at = self._clock()
@@ -276,7 +276,7 @@ class LiveFeed:
                 sent_at = now
             shown = current
 
-    async def _send(self, response: web.StreamResponse, name: str, data: dict[str, Any]) -> None:
+    async def _send(self, response: StreamResponse, name: str, data: dict[str, Any]) -> None:
         await response.write(event(name, data))
         if name == "patch":
             self.patches += 1

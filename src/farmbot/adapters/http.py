@@ -456,7 +456,9 @@ class Server:
         if length is not None and int(length) > self._max_body:
             raise _Refusal(413, f"the body is larger than {self._max_body} bytes")
         if h.they_are_waiting_for_100_continue:
-            writer.write(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+            writer.write(
+                h.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+            )
         parts: list[bytes] = []
         size = 0
         timeout = self.limits.body_timeout

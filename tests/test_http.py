@@ -38,6 +38,7 @@ class App:
         self.router.add("GET", "/items/{item}", self.item)
         self.router.add("GET", "/stream", self.stream)
         self.router.add("GET", "/slow", self.slow)
+        self.router.add("GET", "/boom", self.boom)
         self.seen: list[Request] = []
         self.stream_error: BaseException | None = None
         self.release = asyncio.Event()
@@ -70,6 +71,9 @@ class App:
         except ConnectionError as exc:
             self.stream_error = exc
         return response
+
+    async def boom(self, request: Request) -> Response:
+        raise RuntimeError("a bug")
 
     async def slow(self, request: Request) -> Response:
         await self.release.wait()
@@ -215,6 +219,21 @@ async def test_a_stream_whose_client_went_away_fails_its_next_write_and_frees_th
         await retry_until(lambda: server.guard.open == 0, message="the connection forgotten")
         await retry_until(lambda: app.stream_error is not None, message="the write to fail")
         assert isinstance(app.stream_error, ConnectionResetError)
+
+
+async def test_a_handler_that_fails_is_a_500_and_the_connection_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with serving() as (server, _):
+        answer = await exchange(
+            server.port,
+            b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /items/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    assert answer.startswith(b"HTTP/1.1 500 ") and b"RuntimeError" not in answer
+    assert bodies(answer)[1] == b"b"
+    [failed] = [r for r in caplog.records if r.exc_info]
+    assert failed.getMessage() == "web: GET '/boom' failed"
 
 
 async def test_close_lets_a_running_request_finish_within_the_grace() -> None:

@@ -233,9 +233,11 @@ class _Exchange:
         self._h = h
         self._writer = writer
         self.request = request
+        self.head_sent = False
 
     async def send_head(self, response: Response, length: int | None = None) -> None:
         self._server.prepare(self.request, response)
+        self.head_sent = True
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
         if length is not None and response.status not in NO_BODY:
             headers.append((b"Content-Length", str(length).encode()))
@@ -365,8 +367,8 @@ class Server:
                 h.start_next_cycle()
         except (ConnectionError, asyncio.CancelledError):
             pass
-        except h11.LocalProtocolError:
-            log.exception("web: a response could not be sent")
+        except Exception:  # farmbot's bug (a header it cannot encode, ...): this one ends
+            log.exception("web: serving a request failed; its connection is closed")
         finally:
             self._connections.discard(task)
             self.guard.forget(conn)
@@ -490,6 +492,11 @@ class Server:
         request._exchange = exchange
         try:
             response = await self._handler(request)
+        except Exception:  # the handler's own funnel missed it: still no traceback out
+            log.exception("web: %s %r failed", request.method, request.path[:200])
+            response = json_response({"error": "farmbot failed on this request"}, status=500)
+            if exchange.head_sent:
+                raise
         finally:
             request._exchange = None
             self._busy.discard(task)

@@ -11,7 +11,6 @@ interface's own background task logs its failure instead of losing it; an HTTP
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import math
 import time
@@ -112,6 +111,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         pass
     else:
         return max(0.0, seconds) if math.isfinite(seconds) else None
+    import email.utils  # here: the email package costs ~8 ms at start, for a rare header
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -16,6 +16,7 @@ from farmbot.errors import CommandError, Conflict, NotFound
 from farmbot.hooks_install import install_hooks, write_token_file
 from farmbot.messages import Incoming, Reply
 from farmbot.models import AgentKind, AgentState, DesiredState
+from farmbot.supervisor.tmux import Tmux
 from tests.farm import Farm, farm_for, make_config, received_prompts
 from tests.helpers import retry_until
 
@@ -349,6 +350,43 @@ async def test_restart_readopts_live_agents_and_marks_vanished_ones_dead(
         await second.supervisor.send("builder-1", "still there?", "alice")
         await second.until_idle("builder-1")
         assert received_prompts(tmp_path)[-2:] == ["remember me", "still there?"]
+
+
+def tmux_cli(socket: str, *args: str) -> str:
+    done = subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode()
+
+
+async def test_taking_over_a_server_sets_its_hooks_and_reads_its_panes_and_environment(
+    tmux_socket: str,
+) -> None:
+    tmux = Tmux(tmux_socket, {"PATH": os.environ["PATH"]})
+    try:
+        assert await tmux.take_over() == ([], {})  # no server yet: nothing to take over
+        # A server farmbot did not set up: no hooks, an environment with more than PATH.
+        tmux_cli(tmux_socket, "start-server", ";", "set-option", "-g", "exit-empty", "off")
+        tmux_cli(tmux_socket, "set-environment", "-g", "LEFT_BEHIND", "x")
+        removed, panes = await tmux.take_over()  # a server without sessions has no panes
+        assert "LEFT_BEHIND" in removed and "PATH" not in removed and panes == {}
+        assert "LEFT_BEHIND" not in tmux_cli(tmux_socket, "show-environment", "-g")
+        tmux_cli(
+            tmux_socket, "set-hook", "-gu", "pane-died", ";", "set-hook", "-gu", "session-closed"
+        )
+        tmux_cli(tmux_socket, "set-environment", "-g", "LEFT_AGAIN", "y")
+        tmux_cli(tmux_socket, "new-session", "-d", "-s", "old", "-x", "80", "-y", "20", "cat")
+
+        removed, panes = await tmux.take_over()
+
+        assert removed == ["LEFT_AGAIN"]
+        assert list(panes) == ["old"] and not panes["old"].dead and panes["old"].pid
+        assert panes == await tmux.panes()
+        # Its hooks are set: the pane's process ending wakes changed().
+        waiting = asyncio.create_task(tmux.changed())
+        tmux_cli(tmux_socket, "send-keys", "-t", "=old:", "C-d")
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        tmux.close()
 
 
 async def test_untracked_farmbot_session_is_adopted(farm: Farm) -> None:

@@ -375,10 +375,10 @@ async def serve(
     # From the start: SIGHUP's default action would end the daemon. One that arrives while
     # it starts is taken up once it runs.
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    # What is loaded by now (the modules, the config) lives as long as the process. The
-    # cyclic garbage collector's first full pass came during the start and walked all of
-    # it (20-35 ms here, the start's largest single cost) to find next to nothing; frozen,
-    # it is left out of every collection. Unfrozen at the end, for a caller that goes on.
+    # What is loaded by now (the modules, the config) lives as long as the process, and
+    # the cyclic garbage collector's full passes walk all of it to find next to nothing:
+    # one that fell in the start cost 20-35 ms here. Frozen, it is left out of every
+    # collection, at the start and later. Unfrozen at the end, for a caller that goes on.
     gc.freeze()
     try:
         async with Daemon(config, load=load) as daemon:

@@ -17,7 +17,7 @@ from farmbot.hooks_install import install_hooks, write_token_file
 from farmbot.messages import Incoming, Reply
 from farmbot.models import AgentKind, AgentState, DesiredState
 from farmbot.supervisor.tmux import Tmux
-from tests.farm import Farm, farm_for, make_config, received_prompts
+from tests.farm import Farm, farm_for, make_config, make_repo, received_prompts
 from tests.helpers import retry_until
 
 
@@ -430,6 +430,24 @@ async def test_projects_activate_and_deactivate(farm: Farm) -> None:
     assert (await farm.supervisor.set_active("proj", True)).active
     with pytest.raises(NotFound):
         await farm.supervisor.set_active("nope", True)
+
+
+async def test_each_project_is_recorded_as_a_git_repository_or_not(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    plain, empty = tmp_path / "plain", tmp_path / "empty-repo"
+    plain.mkdir()
+    empty.mkdir()
+    git(empty, "init", "-q")  # a repository without a commit: no branch to work on
+    projects = (
+        ProjectConfig("repo", make_repo(tmp_path / "repo")),
+        ProjectConfig("plain", plain),
+        ProjectConfig("empty", empty),
+    )
+    config = make_config(tmp_path, tmux_socket, projects=projects)
+    async with farm_for(config, tmp_path) as farm:
+        found = {p.name: p.is_git for p in await farm.supervisor.projects()}
+    assert found == {"repo": True, "plain": False, "empty": False}
 
 
 async def test_a_prompt_being_typed_is_never_typed_twice(farm: Farm) -> None:

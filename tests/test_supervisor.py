@@ -16,7 +16,8 @@ from farmbot.errors import CommandError, Conflict, NotFound
 from farmbot.hooks_install import install_hooks, write_token_file
 from farmbot.messages import Incoming, Reply
 from farmbot.models import AgentKind, AgentState, DesiredState
-from tests.farm import Farm, farm_for, make_config, received_prompts
+from farmbot.supervisor.tmux import Tmux
+from tests.farm import Farm, farm_for, make_config, make_repo, received_prompts
 from tests.helpers import retry_until
 
 
@@ -351,6 +352,43 @@ async def test_restart_readopts_live_agents_and_marks_vanished_ones_dead(
         assert received_prompts(tmp_path)[-2:] == ["remember me", "still there?"]
 
 
+def tmux_cli(socket: str, *args: str) -> str:
+    done = subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode()
+
+
+async def test_taking_over_a_server_sets_its_hooks_and_reads_its_panes_and_environment(
+    tmux_socket: str,
+) -> None:
+    tmux = Tmux(tmux_socket, {"PATH": os.environ["PATH"]})
+    try:
+        assert await tmux.take_over() == ([], {})  # no server yet: nothing to take over
+        # A server farmbot did not set up: no hooks, an environment with more than PATH.
+        tmux_cli(tmux_socket, "start-server", ";", "set-option", "-g", "exit-empty", "off")
+        tmux_cli(tmux_socket, "set-environment", "-g", "LEFT_BEHIND", "x")
+        removed, panes = await tmux.take_over()  # a server without sessions has no panes
+        assert "LEFT_BEHIND" in removed and "PATH" not in removed and panes == {}
+        assert "LEFT_BEHIND" not in tmux_cli(tmux_socket, "show-environment", "-g")
+        tmux_cli(
+            tmux_socket, "set-hook", "-gu", "pane-died", ";", "set-hook", "-gu", "session-closed"
+        )
+        tmux_cli(tmux_socket, "set-environment", "-g", "LEFT_AGAIN", "y")
+        tmux_cli(tmux_socket, "new-session", "-d", "-s", "old", "-x", "80", "-y", "20", "cat")
+
+        removed, panes = await tmux.take_over()
+
+        assert removed == ["LEFT_AGAIN"]
+        assert list(panes) == ["old"] and not panes["old"].dead and panes["old"].pid
+        assert (await tmux.panes())["old"].pid == panes["old"].pid  # as panes() reads them
+        # Its hooks are set: the pane's process ending wakes changed().
+        waiting = asyncio.create_task(tmux.changed())
+        tmux_cli(tmux_socket, "send-keys", "-t", "=old:", "C-d")
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        tmux.close()
+
+
 async def test_untracked_farmbot_session_is_adopted(farm: Farm) -> None:
     env = {
         "FARMBOT_AGENT": "builder-9",
@@ -392,6 +430,24 @@ async def test_projects_activate_and_deactivate(farm: Farm) -> None:
     assert (await farm.supervisor.set_active("proj", True)).active
     with pytest.raises(NotFound):
         await farm.supervisor.set_active("nope", True)
+
+
+async def test_each_project_is_recorded_as_a_git_repository_or_not(
+    tmp_path: Path, tmux_socket: str
+) -> None:
+    plain, empty = tmp_path / "plain", tmp_path / "empty-repo"
+    plain.mkdir()
+    empty.mkdir()
+    git(empty, "init", "-q")  # a repository without a commit: no branch to work on
+    projects = (
+        ProjectConfig("repo", make_repo(tmp_path / "repo")),
+        ProjectConfig("plain", plain),
+        ProjectConfig("empty", empty),
+    )
+    config = make_config(tmp_path, tmux_socket, projects=projects)
+    async with farm_for(config, tmp_path) as farm:
+        found = {p.name: p.is_git for p in await farm.supervisor.projects()}
+    assert found == {"repo": True, "plain": False, "empty": False}
 
 
 async def test_a_prompt_being_typed_is_never_typed_twice(farm: Farm) -> None:

@@ -54,7 +54,7 @@ from farmbot.models import Agent, Alert, Gate, GateStatus
 from farmbot.storage import Storage, open_storage
 from farmbot.storage.db import OpensSessions
 from farmbot.storage.retention import Retention, horizon
-from farmbot.supervisor.agents import Supervisor
+from farmbot.supervisor.agents import Supervisor, probe_projects
 from farmbot.supervisor.autopilot import MILESTONE, Autopilot, Control, Milestones
 from farmbot.supervisor.autopilot.builders import Builders, LocalBuilders
 from farmbot.supervisor.delivery import Delivery
@@ -327,6 +327,8 @@ async def build(
     await asyncio.to_thread(statedir.prepare, state_dir, traversable=runs_as(config))
     async with AsyncExitStack() as stack:
         key, key_created = localkey.ensure_new(state_dir)
+        repos = asyncio.create_task(probe_projects(config))  # git runs while storage opens
+        stack.callback(repos.cancel)  # (a no-op once it is done; the build may fail before)
         storage = await stack.enter_async_context(open_storage(config.storage, state_dir))
         tmux = Tmux(config.tmux.socket, environ)
         stack.callback(tmux.close)
@@ -533,7 +535,7 @@ async def build(
             if isinstance(component, ServesRoutes):  # webhook / HTTP modes, hook events
                 for route in component.routes():
                     web.add_route(*route)
-        await supervisor.sync_projects()
+        await supervisor.sync_projects(await repos)
         await cluster.start()
         await monitor.load()
         await autopilot.load()

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import gc
 import logging
 import os
 import shutil
@@ -374,6 +375,11 @@ async def serve(
     # From the start: SIGHUP's default action would end the daemon. One that arrives while
     # it starts is taken up once it runs.
     loop.add_signal_handler(signal.SIGHUP, reload.set)
+    # What is loaded by now (the modules, the config) lives as long as the process, and
+    # the cyclic garbage collector's full passes walk all of it to find next to nothing:
+    # one that fell in the start cost 20-35 ms here. Frozen, it is left out of every
+    # collection, at the start and later. Unfrozen at the end, for a caller that goes on.
+    gc.freeze()
     try:
         async with Daemon(config, load=load) as daemon:
             announce(daemon, out)
@@ -384,3 +390,4 @@ async def serve(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        gc.unfreeze()

@@ -29,7 +29,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from farmbot.errors import SchemaTooNewError, StorageError
@@ -41,6 +41,7 @@ _FILENAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 # PostgreSQL: the table of applied migrations, and the advisory lock held while migrating.
 VERSION_TABLE = "schema_migrations"
 MIGRATION_LOCK = 0x6661726D626F7401  # b"farmbot" + 1; storage/postgres.py lists the others
+MIGRATIONS = Path(__file__).with_name("migrations")  # package data: a folder per backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +53,12 @@ class Migration:
     sql: str
 
 
-def load_migrations(backend: str = "sqlite", package: str = "farmbot.storage") -> list[Migration]:
+def load_migrations(backend: str = "sqlite") -> list[Migration]:
     """Read a backend's ``NNNN_name.sql`` files, sorted by version."""
     found: list[Migration] = []
-    for entry in (resources.files(package) / "migrations" / backend).iterdir():
+    # The files next to this module, read as plain files: farmbot is installed unzipped,
+    # and importlib.resources would import zipfile (its readers) on every start for it.
+    for entry in (MIGRATIONS / backend).iterdir():
         match = _FILENAME.match(entry.name)
         if match is None or not entry.is_file():
             continue

@@ -47,7 +47,7 @@ from farmbot.supervisor.worktree import (
     worktree_losses,
 )
 
-__all__ = ["Killed", "Sent", "Supervisor"]
+__all__ = ["Killed", "Sent", "Supervisor", "probe_projects"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ class Killed:
     agent: Agent
     dropped: int
     lost: tuple[str, ...] = ()
+
+
+async def probe_projects(config: Config) -> dict[str, bool]:
+    """Whether each project this node holds is a git repository with a commit, by name.
+
+    The projects are probed at once (a git process each); it needs no storage, so a
+    start can run it while the database opens.
+    """
+    held = [pc for pc in config.projects if pc.held]
+    found = await asyncio.gather(*(is_git_repo(pc.path) for pc in held))
+    return {pc.name: is_git for pc, is_git in zip(held, found, strict=True)}
 
 
 class Supervisor:
@@ -124,12 +135,17 @@ class Supervisor:
         """The node this supervisor runs agents on."""
         return self._config.node.name
 
-    async def sync_projects(self) -> None:
-        """Register the configured projects this node holds in storage."""
+    async def sync_projects(self, repos: Mapping[str, bool] | None = None) -> None:
+        """Register the configured projects this node holds in storage.
+
+        ``repos``: what ``probe_projects`` found for this config, when it ran already
+        (the daemon's start runs it while storage opens).
+        """
+        found = await probe_projects(self._config) if repos is None else repos
         for pc in self._config.projects:
             if not pc.held:
                 continue
-            is_git = await is_git_repo(pc.path)
+            is_git = found[pc.name]
             project = Project(pc.name, str(pc.path), active=True, verify=pc.verify, is_git=is_git)
             await self._projects.upsert_project(project, self._clock())
 

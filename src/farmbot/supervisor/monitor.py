@@ -458,9 +458,10 @@ class Monitor:
     # reconciliation -----------------------------------------------------------------------
     async def reconcile(self, *, startup: bool = False) -> None:
         """Adopt sessions farmbot started but has no row for; at start, say who is back."""
-        if startup:
-            await self._tmux.ensure_hooks()
-            removed = await self._tmux.scrub_environment()
+        if not startup:
+            panes = await self._tmux.panes()
+        else:  # one tmux call: the hooks set, the environment read, the panes listed
+            removed, panes = await self._tmux.take_over()
             if removed:
                 log.warning(
                     "the tmux server on socket %r was started with farmbot's whole environment "
@@ -472,7 +473,6 @@ class Monitor:
                     ", ".join(removed),
                     self._tmux.socket,
                 )
-        panes = await self._tmux.panes()
         agents = {a.id: a for a in await self._agents.list_agents()}
         if startup:
             for agent in (a for a in agents.values() if a.node == self._node):

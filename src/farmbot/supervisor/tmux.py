@@ -36,7 +36,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +68,8 @@ _PANE_FIELDS = (
     "window_activity",
 )
 _SEP = "\x1f"
+_PANE_FORMAT = _SEP.join(f"#{{{f}}}" for f in _PANE_FIELDS)
+_PANE_TAG = "farmbot-pane" + _SEP  # tells take_over()'s pane lines from environment lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +131,28 @@ class Tmux:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._observer, functools.partial(self._cmd, *args))
 
+    async def _observe_partly(self, *args: str) -> tuple[list[str], TmuxError | None]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._observer, functools.partial(self._call, *args))
+
     def _cmd(self, *args: str) -> list[str]:
+        out, err = self._call(*args)
+        if err is not None:
+            raise err
+        return out
+
+    def _call(self, *args: str) -> tuple[list[str], TmuxError | None]:
+        """What the command (list) printed, and its error if it failed (tmux prints the
+        output of the commands before the failing one)."""
         try:
             result = self._server.cmd(*args)
         except (tmux_exc.LibTmuxException, OSError) as exc:
             raise TmuxError(f"tmux {args[0]}: {exc}") from exc
         if result.stderr:
-            raise TmuxError(f"tmux {args[0]}: {' '.join(result.stderr).strip()}")
-        return list(result.stdout)
+            return list(result.stdout), TmuxError(
+                f"tmux {args[0]}: {' '.join(result.stderr).strip()}"
+            )
+        return list(result.stdout), None
 
     def _clean(self, args: list[str], env: Mapping[str, str]) -> list[str]:
         """Run one tmux client with exactly ``env`` (libtmux would pass the daemon's own),
@@ -176,33 +192,37 @@ class Tmux:
 
     def _global_env(self) -> dict[str, str]:
         """The server's global environment (without the names tmux marks as removed)."""
-        env: dict[str, str] = {}
-        for line in self._cmd("show-environment", "-g"):
-            key, sep, value = line.partition("=")
-            if sep:
-                env[key] = value
-        return env
+        return _environment(self._cmd("show-environment", "-g"))
 
-    async def scrub_environment(self) -> list[str]:
-        """Remove from the server's global environment what is not allowlisted.
+    async def take_over(self) -> tuple[list[str], dict[str, PaneInfo]]:
+        """At start, in one tmux call: make the server signal ``changed()`` (one started
+        by an older farmbot may not), read its global environment and every pane.
 
-        Returns the names removed: a server started by an older farmbot holds the
-        daemon's whole environment (new panes would inherit it; the server process keeps
-        it until it is restarted). No server running is fine.
+        Returns the names removed from the global environment because they are not
+        allowlisted -- a server started by an older farmbot holds the daemon's whole
+        environment (new panes would inherit it; the server process keeps it until it is
+        restarted) -- and every session's pane, by name, as ``panes()`` gives them. No
+        server running is fine: nothing to remove, no panes.
         """
-        try:
-            found = await asyncio.to_thread(self._global_env)
-        except TmuxError as exc:
-            if _no_server(exc):
-                return []
-            raise
-        extra = sorted(name for name in found if name not in self._base)
         args: list[str] = []
+        for hook in ("pane-died", "session-closed"):
+            args += ["set-hook", "-g", hook, f"wait-for -S {CHANGED}", ";"]
+        args += ["show-environment", "-g", ";", "list-panes", "-a", "-F", _PANE_TAG + _PANE_FORMAT]
+        out, err = await self._observe_partly(*args)
+        # No server, or one without sessions (list-panes fails; what came before printed).
+        if err is not None and not _no_server(err):
+            raise err
+        env = _environment(line for line in out if not line.startswith(_PANE_TAG))
+        panes = _pane_table(line[len(_PANE_TAG) :] for line in out if line.startswith(_PANE_TAG))
+        extra = sorted(name for name in env if name not in self._base)
+        unset: list[str] = []
         for name in extra:
-            args += [*([";"] if args else []), "set-environment", "-g", "-u", name]
-        if args:
-            await self._run(*args)
-        return extra
+            unset += [*([";"] if unset else []), "set-environment", "-g", "-u", name]
+        if unset:
+            await self._run(*unset)
+        if _unreaped(panes):
+            panes = await self.panes()
+        return extra, panes
 
     async def ping(self) -> None:
         """Raise TmuxError unless tmux answers. No server running yet is fine."""
@@ -220,17 +240,6 @@ class Tmux:
         except TmuxError as exc:
             return str(exc)
         return None
-
-    async def ensure_hooks(self) -> None:
-        """Make a running server signal ``changed()`` (one started by an older farmbot)."""
-        args: list[str] = []
-        for hook in ("pane-died", "session-closed"):
-            args += [*([";"] if args else []), "set-hook", "-g", hook, f"wait-for -S {CHANGED}"]
-        try:
-            await self._run(*args)
-        except TmuxError as exc:
-            if not _no_server(exc):
-                raise
 
     async def new_session(
         self, name: str, command: str, cwd: Path, env: Mapping[str, str]
@@ -276,7 +285,7 @@ class Tmux:
     async def panes(self) -> dict[str, PaneInfo]:
         """Every session on the server, by name, with its (first) pane."""
         panes = await self._list_panes()
-        if any(p.dead and p.exit_status is None and p.exit_signal is None for p in panes.values()):
+        if _unreaped(panes):
             # tmux built with libutempter sometimes leaves an exited pane's process
             # unreaped (tmux#311): dead, but no exit status. A SIGCHLD makes it reap.
             await self._nudge()
@@ -292,24 +301,18 @@ class Tmux:
             log.debug("could not nudge the tmux server: %s", exc)
 
     async def _list_panes(self, *target: str) -> dict[str, PaneInfo]:
-        fmt = _SEP.join(f"#{{{f}}}" for f in _PANE_FIELDS)
         try:
-            lines = await self._observe("list-panes", *(target or ("-a",)), "-F", fmt)
+            lines = await self._observe("list-panes", *(target or ("-a",)), "-F", _PANE_FORMAT)
         except TmuxError as exc:
             if _no_server(exc) or (target and "can't find" in str(exc)):
                 return {}
             raise
-        result: dict[str, PaneInfo] = {}
-        for line in lines:
-            info = _pane_info(line)
-            if info is not None and info.session not in result:
-                result[info.session] = info
-        return result
+        return _pane_table(lines)
 
     async def pane(self, name: str) -> PaneInfo | None:
         """One session's pane (a call about that session only)."""
         panes = await self._list_panes("-s", "-t", f"={name}")
-        if any(p.dead and p.exit_status is None and p.exit_signal is None for p in panes.values()):
+        if _unreaped(panes):
             await self._nudge()
             await asyncio.sleep(0.05)
             panes = await self._list_panes("-s", "-t", f"={name}")
@@ -388,6 +391,31 @@ class Tmux:
 
 def _marking(target: str, mark: str | None) -> list[str]:
     return [] if mark is None else [";", "set-option", "-p", "-t", target, TYPING, mark]
+
+
+def _environment(lines: Iterable[str]) -> dict[str, str]:
+    """``show-environment`` output as a mapping (without the names marked as removed)."""
+    env: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            env[key] = value
+    return env
+
+
+def _pane_table(lines: Iterable[str]) -> dict[str, PaneInfo]:
+    """``list-panes`` output (``_PANE_FORMAT``): each session's first pane, by name."""
+    result: dict[str, PaneInfo] = {}
+    for line in lines:
+        info = _pane_info(line)
+        if info is not None and info.session not in result:
+            result[info.session] = info
+    return result
+
+
+def _unreaped(panes: Mapping[str, PaneInfo]) -> bool:
+    """A pane is dead without an exit status: tmux has not reaped its process (tmux#311)."""
+    return any(p.dead and p.exit_status is None and p.exit_signal is None for p in panes.values())
 
 
 def _pane_info(line: str) -> PaneInfo | None:

@@ -1,9 +1,11 @@
 """What `farmbot serve` loads on embedded defaults: no library of a part that is not used.
 
 Each chat library, aiohttp, the PostgreSQL driver, the vault's cryptography, the metrics
-client and the cron scheduler cost start time and memory (bench/bench_start.py measures them); they
-load only when configured or first used. A graph is built in a fresh interpreter, as the
-daemon builds it, and its modules are listed.
+client and the cron scheduler cost start time and memory (bench/bench_start.py measures
+them); they load only when configured or first used. So do farmbot's own modules that
+only a part in use needs: the autopilot's planning modules load with the first task or
+run. A graph is built in a fresh interpreter, as the daemon builds it, and its modules
+are listed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ UNUSED = (
     "selenium",
 )
 
+# farmbot's own: what only a task, a run or an autopilot command needs.
+UNUSED_OWN = tuple(
+    f"farmbot.supervisor.autopilot.{name}"
+    for name in ("tasks", "waves", "assigner", "steps", "landing", "pilot")
+)
+
 PROGRAM = """
 import asyncio, json, os, sys
 from pathlib import Path
@@ -42,7 +50,7 @@ async def main():
         pass
 
 asyncio.run(main())
-print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+print(json.dumps(sorted(sys.modules)))
 """
 
 
@@ -57,6 +65,9 @@ def test_embedded_defaults_load_no_library_they_do_not_use(
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    modules = set(json.loads(done.stdout.splitlines()[-1]))
+    loaded = {name.split(".")[0] for name in modules}
     assert "farmbot" in loaded and "h11" in loaded
     assert sorted(loaded & set(UNUSED)) == []
+    assert "farmbot.supervisor.autopilot.runner" in modules
+    assert sorted(modules & set(UNUSED_OWN)) == []

@@ -19,6 +19,9 @@ the waiting leader; a step that looks before it acts (``Step.repeatable``) then 
 afresh as the key's next generation, and the others (a land command, a deploy) are
 resolved by the autopilot. A step for a node that is not heard from, or that nobody took
 within ``answer_timeout``, is not done at all (``NodeUnreachable``).
+
+The steps' module is imported where a step is encoded or decoded: one node on SQLite
+builds these but never routes a step, and does not load it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from farmbot.cluster.nodes import NodeDirectory
 from farmbot.cluster.routing import Replies, holders, least_loaded, quiet, unheld
@@ -39,7 +42,9 @@ from farmbot.storage import Storage
 from farmbot.storage.routed import AUTOPILOT
 from farmbot.supervisor.autopilot.builders import Builders, LocalBuilders
 from farmbot.supervisor.autopilot.repo import GitError
-from farmbot.supervisor.autopilot.steps import Step, decode_step, encode_step
+
+if TYPE_CHECKING:
+    from farmbot.supervisor.autopilot.steps import Step
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +133,8 @@ class RoutedBuilders(Builders):
             return await self._run(node, step, key, True)
 
     async def _run(self, node: str, step: Step[R], key: str | None, again: bool) -> R:
+        from farmbot.supervisor.autopilot.steps import encode_step
+
         if key is None and node == self.here:
             return await self._local.run(node, step)  # a read here needs no row
         if key is not None:
@@ -212,6 +219,8 @@ class StepRunner:
 
     async def __call__(self, command: RoutedCommand) -> dict[str, Any]:
         """Carry out one claimed step; its reply (a result, an error, or interrupted)."""
+        from farmbot.supervisor.autopilot.steps import decode_step
+
         try:
             step = decode_step(json.loads(command.text))
         except (ValueError, KeyError, TypeError) as exc:

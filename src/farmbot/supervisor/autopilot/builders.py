@@ -12,6 +12,9 @@ step to its node as a routed row and has that node's ``LocalBuilders`` -- its
 supervisor, verifies in a builder's worktree through the QA runner, lands in the
 project's repository and runs deploy commands in its checkout, all on this machine.
 ``Checkout`` reads one node's checkout of a project, wherever it is.
+
+The steps (steps.py) and landing are imported where a step is made or carried out: the
+graph holds builders from the start, but the daemon loads those with the first step.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from farmbot.config.schema import Config, ProjectConfig
 from farmbot.errors import CommandError, NotFound, UnsavedWork
@@ -29,21 +32,23 @@ from farmbot.storage.agents import AgentStore
 from farmbot.storage.tasks import TaskStore
 from farmbot.supervisor import shell
 from farmbot.supervisor.agents import Supervisor
-from farmbot.supervisor.autopilot import landing
 from farmbot.supervisor.autopilot import repo as git
-from farmbot.supervisor.autopilot.steps import (
-    Base,
-    Commits,
-    Deploy,
-    Diff,
-    Diffstat,
-    Land,
-    Retire,
-    Start,
-    Step,
-    Verify,
-)
 from farmbot.supervisor.qa import QaRunner
+
+if TYPE_CHECKING:
+    from farmbot.supervisor.autopilot import landing
+    from farmbot.supervisor.autopilot.steps import (
+        Base,
+        Commits,
+        Deploy,
+        Diff,
+        Diffstat,
+        Land,
+        Retire,
+        Start,
+        Step,
+        Verify,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +159,8 @@ class LocalBuilders(Builders):
         return await self._qa.run_for(agent, f"task {step.task_id}")
 
     async def land(self, step: Land) -> landing.Landing:
+        from farmbot.supervisor.autopilot import landing
+
         task = await self._tasks.get_task(step.task_id)
         if task is None or task.state is not TaskState.LANDING:
             state = task.state.value if task is not None else "gone"
@@ -193,6 +200,8 @@ class LocalBuilders(Builders):
         return landing.Landing("landed", ran.tail, head, head, (head,), "land_command")
 
     async def deploy(self, step: Deploy) -> shell.CommandRun:
+        from farmbot.supervisor.autopilot.steps import Base
+
         pc = self._project(step.project)
         command = pc.deploy_staging if step.target == "staging" else pc.deploy_prod
         if not command:
@@ -250,10 +259,16 @@ class Checkout:
     project: str
 
     async def commits(self, base: str, head: str, limit: int = 200) -> list[tuple[str, str]]:
+        from farmbot.supervisor.autopilot.steps import Commits
+
         return await self.builders.run(self.node, Commits(self.project, base, head, limit))
 
     async def diffstat(self, base: str, head: str, *, three_dots: bool = True) -> str:
+        from farmbot.supervisor.autopilot.steps import Diffstat
+
         return await self.builders.run(self.node, Diffstat(self.project, base, head, three_dots))
 
     async def diff(self, base: str, head: str, *, three_dots: bool = True) -> str:
+        from farmbot.supervisor.autopilot.steps import Diff
+
         return await self.builders.run(self.node, Diff(self.project, base, head, three_dots))

@@ -2,13 +2,16 @@
 start, pause and resume runs, set modes; and what an agent reports (its task is done).
 
 Every call validates what it is given with a message naming what was wrong, takes the
-autopilot's lock, and moves tasks through the same machine the tick uses.
+autopilot's lock, and moves tasks through the same machine the tick uses. The machine
+(tasks.py) and the waves are imported by the operations that use them, so the daemon
+loads them with the first task, not at start (the package docstring says why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from farmbot.errors import CommandError, Conflict, NotFound, UsageError
 from farmbot.events import ModeChanged, RunStarted, RunStateChanged, TaskAdded
@@ -25,10 +28,11 @@ from farmbot.models import (
 )
 from farmbot.storage.tasks import NewTask
 from farmbot.supervisor.autopilot import repo as git
-from farmbot.supervisor.autopilot import tasks as tm
-from farmbot.supervisor.autopilot import waves
 from farmbot.supervisor.autopilot.milestones import qa_line
 from farmbot.supervisor.autopilot.runner import Autopilot
+
+if TYPE_CHECKING:
+    from farmbot.supervisor.autopilot import tasks as tm
 
 TITLE_CHARS = 200
 MIN_BODY = 1024
@@ -67,6 +71,8 @@ class Control:
     # -- tasks --------------------------------------------------------------------------
     async def add(self, drafts: Sequence[TaskDraft], by: str) -> list[Task]:
         """Queue tasks (a batch may depend on itself by ``ref``); all or none."""
+        from farmbot.supervisor.autopilot import waves
+
         ap = self.autopilot
         if not drafts:
             raise UsageError("no tasks given")
@@ -153,6 +159,8 @@ class Control:
 
     async def _join_open_run(self, task: Task) -> None:
         """A task queued (or retried) while its project has an open run joins it."""
+        from farmbot.supervisor.autopilot import waves
+
         ap = self.autopilot
         run = await ap.runs.open_run(task.project)
         if run is None or task.run_id == run.id:
@@ -209,12 +217,16 @@ class Control:
         return await self.autopilot.tasks.list_tasks(project, states)
 
     async def cancel(self, task_id: int, by: str) -> Task:
+        from farmbot.supervisor.autopilot import tasks as tm
+
         ap = self.autopilot
         async with ap.lock:
             task = await self.get(task_id)
             return await self._move(task, tm.Cancel(by))
 
     async def retry(self, task_id: int, by: str) -> Task:
+        from farmbot.supervisor.autopilot import tasks as tm
+
         ap = self.autopilot
         async with ap.lock:
             task = await self.get(task_id)
@@ -299,6 +311,8 @@ class Control:
             return moved
 
     async def _move(self, task: Task, happening: tm.Happening) -> Task:
+        from farmbot.supervisor.autopilot import tasks as tm
+
         try:
             moved = await self.autopilot.move(task, happening)
         except tm.NotNow as exc:
@@ -310,6 +324,8 @@ class Control:
     # -- runs and modes -----------------------------------------------------------------
     async def start(self, project: str, by: str) -> tuple[Run, list[Task]]:
         """Order the project's open tasks into waves and start a run of them."""
+        from farmbot.supervisor.autopilot import waves
+
         ap = self.autopilot
         pc = ap.project(project)
         mode, _ = await ap.mode(project)
@@ -425,6 +441,8 @@ class Control:
     # -- agents -------------------------------------------------------------------------
     async def agent_done(self, agent_id: str, note: str) -> str:
         """``farmbot task done`` from an agent: its own task (only) goes to verification."""
+        from farmbot.supervisor.autopilot import tasks as tm
+
         ap = self.autopilot
         async with ap.lock:
             held = [

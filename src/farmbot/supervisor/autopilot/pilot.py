@@ -54,7 +54,7 @@ class RunPilot:
 
     def __init__(self, autopilot: Autopilot) -> None:
         self.ap = autopilot
-        self.busy_waves: set[tuple[int, int]] = set()  # waves whose deploy runs now
+        self.busy_waves = autopilot.busy_waves  # waves whose deploy runs now (its statistics)
         self._waiting: dict[str, str] = {}  # project -> why its tasks are not handed out
 
     # -- runs and waves (the lock is held) ------------------------------------------------

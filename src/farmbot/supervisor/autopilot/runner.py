@@ -24,6 +24,10 @@ a farm of nodes the autopilot runs on the leader only (``leading``) and each bui
 on a node holding its project, where its start, verification, landing and retirement
 are carried out (cluster/steps.py). What the autopilot learns about builders it reads
 from the database (their rows, prompts and QA runs are shared), never from the bus.
+
+What moves tasks -- the task machine (tasks.py), the steps, landing and the run pilot --
+is imported by the method that first needs it: with no task and no run (a farm that does
+not use the autopilot) none of it is loaded (the package docstring says why).
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farmbot.bus import EventBus
 from farmbot.config.schema import DEFAULT_TASK_PROMPT, Config, ProjectConfig
@@ -67,14 +72,16 @@ from farmbot.storage.qa_runs import QaRunStore
 from farmbot.storage.runs import RunStore
 from farmbot.storage.tasks import PromptDraft, TaskStore
 from farmbot.supervisor.agents import Supervisor
-from farmbot.supervisor.autopilot import landing, milestones
+from farmbot.supervisor.autopilot import milestones
 from farmbot.supervisor.autopilot import repo as git
-from farmbot.supervisor.autopilot import tasks as tm
 from farmbot.supervisor.autopilot.builders import Builders, Checkout
-from farmbot.supervisor.autopilot.pilot import RunPilot
-from farmbot.supervisor.autopilot.steps import Base, Land, Retire, Start, Verify
 from farmbot.supervisor.gates import Gates
 from farmbot.supervisor.prompts import clean_prompt
+
+if TYPE_CHECKING:
+    from farmbot.supervisor.autopilot import landing
+    from farmbot.supervisor.autopilot import tasks as tm
+    from farmbot.supervisor.autopilot.pilot import RunPilot
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +140,7 @@ class Autopilot:
         self._later: dict[int, float] = {}  # task -> not before (its job or start broke)
         self._queued: list[Job] = []  # jobs started outside a tick, for the loop to run
         self.mine: set[str] = set()  # the autopilot's builders
-        self.pilot = RunPilot(self)
+        self.busy_waves: set[tuple[int, int]] = set()  # waves whose deploy runs now (pilot's)
         self._wake = asyncio.Event()
         self.ticks = 0
         self.assigned = 0
@@ -155,8 +162,15 @@ class Autopilot:
             "assigned": self.assigned,
             "verified": self.verified,
             "landed": self.landed,
-            "jobs": len(self._busy) + len(self.pilot.busy_waves),
+            "jobs": len(self._busy) + len(self.busy_waves),
         }
+
+    @functools.cached_property
+    def pilot(self) -> RunPilot:
+        """The run pilot (pilot.py), built when a run is first looked at."""
+        from farmbot.supervisor.autopilot.pilot import RunPilot
+
+        return RunPilot(self)
 
     async def load(self) -> None:
         """Take up the builders the autopilot spawned before a restart (or, on a farm,
@@ -267,6 +281,8 @@ class Autopilot:
         return setting.mode, f"{setting.set_by} at {when}"
 
     async def policy(self, project: str) -> tm.Policy:
+        from farmbot.supervisor.autopilot import tasks as tm
+
         mode, _ = await self.mode(project)
         sup = self.config.supervisor
         return tm.Policy(mode, sup.max_attempts, sup.task_timeout)
@@ -274,6 +290,8 @@ class Autopilot:
     async def base_of(self, pc: ProjectConfig, node: str = "") -> tuple[str, str] | None:
         """The project's base branch and its tip in ``node``'s checkout (a node holding
         the project when not given), or None when there is none."""
+        from farmbot.supervisor.autopilot.steps import Base
+
         return await self.builders.run(node or await self.builders.holder(pc.name), Base(pc.name))
 
     async def node_of(self, agent_id: str | None, project: str) -> str:
@@ -307,6 +325,8 @@ class Autopilot:
 
         Raises ``tasks.NotNow`` when the happening does not apply to the task's state.
         """
+        from farmbot.supervisor.autopilot import tasks as tm
+
         now = self.clock()
         step = tm.decide(task, happening, await self.policy(task.project), now)
         if step.retire is not None:
@@ -345,6 +365,8 @@ class Autopilot:
 
     async def _retire(self, agent_id: str) -> None:
         """Stop one of the autopilot's builders and remove its worktree (the branch stays)."""
+        from farmbot.supervisor.autopilot.steps import Retire
+
         agent = await self.agents.get_agent(agent_id)
         if agent_id not in self.mine or agent is None:
             return  # a person's builder is theirs to stop
@@ -367,6 +389,8 @@ class Autopilot:
 
     # -- watching one task --------------------------------------------------------------
     async def _watch(self, task: Task, view: View) -> Job | None:
+        from farmbot.supervisor.autopilot import tasks as tm
+
         if task.state is TaskState.WORKING:
             await self._watch_working(task, view)
         elif task.state is TaskState.VERIFYING:
@@ -388,6 +412,8 @@ class Autopilot:
         return None
 
     async def _watch_working(self, task: Task, view: View) -> None:
+        from farmbot.supervisor.autopilot import tasks as tm
+
         agent = view.agents.get(task.agent_id or "")
         if task.prompt_id is None:
             await self.hand_over(task, agent)
@@ -436,6 +462,9 @@ class Autopilot:
         Each step looks at what is there first, so a tick after a crash finishes it; the
         builder is started on the node it was placed on (its reservation says which).
         """
+        from farmbot.supervisor.autopilot import tasks as tm
+        from farmbot.supervisor.autopilot.steps import Start
+
         pc = self.project(task.project)
         agent_id = task.agent_id
         assert agent_id is not None and task.branch and task.base_branch
@@ -511,6 +540,8 @@ class Autopilot:
         return next((r for r in runs if r.id == task.qa_run_id), None)
 
     async def _carry_out(self, task: Task, gate: Gate) -> Task | None:
+        from farmbot.supervisor.autopilot import tasks as tm
+
         by = gate.decided_by or "?"
         if gate.status is GateStatus.APPROVED:
             return await self.move(task, tm.Approve(by))
@@ -533,6 +564,9 @@ class Autopilot:
         return job()
 
     async def _verify(self, task_id: int) -> None:
+        from farmbot.supervisor.autopilot import tasks as tm
+        from farmbot.supervisor.autopilot.steps import Verify
+
         task = await self.tasks.get_task(task_id)
         if task is None or task.state is not TaskState.VERIFYING:
             return
@@ -578,6 +612,9 @@ class Autopilot:
 
     async def _do_land(self, pc: ProjectConfig, task: Task) -> landing.Landing:
         """Land it in the repository that holds its branch (its builder's node)."""
+        from farmbot.supervisor.autopilot import landing
+        from farmbot.supervisor.autopilot.steps import Land
+
         step = Land(pc.name, task.id, command=pc.land == "command")
         node = await self.node_of(task.agent_id, task.project)
         try:
@@ -586,6 +623,8 @@ class Autopilot:
             return landing.Landing("refused", f"{exc}; the land command may have run")
 
     async def _landed(self, task: Task, result: landing.Landing, by: str) -> Task | None:
+        from farmbot.supervisor.autopilot import tasks as tm
+
         if result.outcome == "landed":
             done = tm.Landed(result.base, result.commit, result.commits, result.how, by)
             moved = await self.move(task, done)
@@ -625,6 +664,8 @@ class Autopilot:
         the base in that node's checkout. Only the deciding autopilot carries it out; on
         another node the assignment is recorded and the leader's next tick hands it over.
         """
+        from farmbot.supervisor.autopilot import tasks as tm
+
         if agent_id is None:
             home = await self.node_of(task.agent_id, pc.name) if task.branch else None
             node = await self.builders.place(pc.name, home)

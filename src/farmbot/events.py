@@ -90,6 +90,8 @@ class AgentEvent(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSpawned(AgentEvent):
+    """An agent was started in a new tmux session."""
+
     KIND: ClassVar[str] = "agent.spawned"
     by: str
     workdir: str
@@ -98,6 +100,8 @@ class AgentSpawned(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentStopped(AgentEvent):
+    """An agent was stopped on purpose (``/kill``, or the autopilot retiring it)."""
+
     KIND: ClassVar[str] = "agent.stopped"
     by: str
     had_session: bool
@@ -122,6 +126,8 @@ class AgentAdopted(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentStateChanged(AgentEvent):
+    """What the agent is doing changed: busy, idle, waiting, stuck, dead, ..."""
+
     KIND: ClassVar[str] = "agent.state"
     state: str
     previous: str
@@ -130,6 +136,8 @@ class AgentStateChanged(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentDead(AgentEvent):
+    """An agent that should be running is not: its session or its program ended."""
+
     KIND: ClassVar[str] = "agent.dead"
     reason: str
     last_lines: tuple[str, ...] = ()
@@ -137,6 +145,9 @@ class AgentDead(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentStuck(AgentEvent):
+    """An agent is busy with no new output, or no tool call, for longer than its profile
+    allows."""
+
     KIND: ClassVar[str] = "agent.stuck"
     reason: str
     last_lines: tuple[str, ...] = ()
@@ -153,6 +164,9 @@ class AgentNeedsHuman(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentWaitingTooLong(AgentEvent):
+    """An agent has waited for a person (or been stuck) past its profile's warning or
+    critical threshold."""
+
     KIND: ClassVar[str] = "agent.waiting_too_long"
     level: str  # "warning" or "critical"
     minutes: int
@@ -174,11 +188,15 @@ class AgentPaused(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentResumed(AgentEvent):
+    """A paused agent takes prompts again (its usage limit was reset)."""
+
     KIND: ClassVar[str] = "agent.resumed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PromptDelivered(AgentEvent):
+    """A queued prompt was typed into the agent's pane."""
+
     KIND: ClassVar[str] = "prompt.delivered"
     prompt_id: int
     source: str
@@ -198,16 +216,22 @@ class PromptFailed(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProjectActivated(DomainEvent):
+    """A project was switched on (``/activate``): its agents may be spawned."""
+
     KIND: ClassVar[str] = "project.activated"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProjectDeactivated(DomainEvent):
+    """A project was switched off (``/deactivate``)."""
+
     KIND: ClassVar[str] = "project.deactivated"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GateOpened(DomainEvent):
+    """A gate waits for a person's decision (a permission dialog, a milestone)."""
+
     KIND: ClassVar[str] = "gate.opened"
     gate_id: int
     gate_kind: str
@@ -234,6 +258,8 @@ class GateDecided(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GateStale(DomainEvent):
+    """A pending gate no longer asks anything (what it asked about changed)."""
+
     KIND: ClassVar[str] = "gate.stale"
     gate_id: int
     reason: str
@@ -316,6 +342,8 @@ class ConfigRefused(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskAdded(DomainEvent):
+    """A task was queued for the autopilot."""
+
     KIND: ClassVar[str] = "task.added"
     task_id: int
     title: str
@@ -350,6 +378,8 @@ class TaskRetried(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskFailed(DomainEvent):
+    """A task ran out of attempts; a person retries or cancels it."""
+
     KIND: ClassVar[str] = "task.failed"
     task_id: int
     title: str
@@ -359,6 +389,8 @@ class TaskFailed(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskLanded(DomainEvent):
+    """A task's work landed on its base branch."""
+
     KIND: ClassVar[str] = "task.landed"
     task_id: int
     title: str
@@ -382,6 +414,8 @@ class TaskNotLanded(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(DomainEvent):
+    """A run of a project's open tasks started, ordered into waves."""
+
     KIND: ClassVar[str] = "run.started"
     run_id: int
     by: str
@@ -392,6 +426,8 @@ class RunStarted(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunStateChanged(DomainEvent):
+    """A run was paused, resumed or taken up again."""
+
     KIND: ClassVar[str] = "run.state"
     run_id: int
     state: str
@@ -414,6 +450,8 @@ class RunBlocked(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WaveDone(DomainEvent):
+    """Every task of a wave of a run is settled: landed, failed or blocked."""
+
     KIND: ClassVar[str] = "wave.done"
     run_id: int
     wave: int
@@ -425,6 +463,8 @@ class WaveDone(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunFinished(DomainEvent):
+    """A run ended: nothing more can happen in it."""
+
     KIND: ClassVar[str] = "run.finished"
     run_id: int
     state: str  # "done" or "blocked"
@@ -477,6 +517,8 @@ class InterfaceHears(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModeChanged(DomainEvent):
+    """A project's autopilot mode was set by a person."""
+
     KIND: ClassVar[str] = "autopilot.mode"
     mode: str
     previous: str

@@ -81,6 +81,8 @@ class Role(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Project:
+    """A project as farmbot records it: where it is, and whether agents may spawn in it."""
+
     name: str
     path: str
     active: bool = True
@@ -90,6 +92,8 @@ class Project:
 
 @dataclass(frozen=True, slots=True)
 class Agent:
+    """An agent's row: who it is, where it works, what it should be and what it is doing."""
+
     id: str
     project: str
     kind: AgentKind
@@ -217,6 +221,8 @@ class Question:
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
+    """A prompt queued for an agent, and what became of it."""
+
     id: int
     agent_id: str
     text: str
@@ -232,6 +238,8 @@ class Prompt:
 
 @dataclass(frozen=True, slots=True)
 class Gate:
+    """A question that waits for a person's decision, and the decision."""
+
     id: int
     kind: str  # "permission", "autopilot", ...
     agent_id: str | None
@@ -271,6 +279,8 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """A stored event (the events table), as the status page and the API show it."""
+
     id: int
     ts: float
     kind: str  # "agent.spawned", "agent.dead", "prompt.delivered", "hook.PreToolUse", ...
@@ -295,6 +305,8 @@ class NewEvent:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
+    """One command someone sent, allowed or refused (the audit table)."""
+
     id: int
     ts: float
     platform: str
@@ -350,6 +362,8 @@ class AlertDraft:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
+    """An alert an event raised: what it says, its buttons, and the key its repeats fold into."""
+
     id: int
     event_id: int
     kind: str
@@ -538,6 +552,8 @@ class WaveState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Wave:
+    """One wave of a run: where it stands (open, deploying, at its gate, closed)."""
+
     run_id: int
     number: int
     state: WaveState

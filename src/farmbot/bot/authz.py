@@ -13,6 +13,8 @@ LOCAL_PLATFORMS = ("web", "cli")  # reached only with the local key
 
 @dataclass(frozen=True, slots=True)
 class Person:
+    """A configured person, with the role they act in."""
+
     name: str
     role: Role
     via: str = ""  # the interface they came through: "web", "cli", "telegram", ...

@@ -78,6 +78,8 @@ WEBHOOK_TIMEOUT = 10.0  # seconds for one POST
 
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
+    """``[alerts]``: deduplication, retries, severities per kind, routes, deafness."""
+
     dedupe_window: float = 300.0
     max_attempts: int = 8
     backoff_base: float = 2.0

@@ -26,6 +26,8 @@ MAX_PER_MINUTE = 100_000
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
+    """``[limits]``: how many spawns, prompts and commands a person may send a minute."""
+
     spawns_per_minute: int = 10
     sends_per_minute: int = 30
     commands_per_minute: int = 60

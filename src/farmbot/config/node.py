@@ -33,6 +33,8 @@ def default_node_name() -> str:
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
+    """``[node]``: this machine's name in a farm of nodes, and its heartbeat."""
+
     name: str = field(default_factory=default_node_name)
     heartbeat: float = 3.0
     lease: float = 15.0

@@ -48,6 +48,8 @@ def default_state_dir() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """``[server]``: where the web server listens and where state is kept."""
+
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     state_dir: Path = field(default_factory=default_state_dir)
@@ -64,11 +66,15 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class TmuxConfig:
+    """``[tmux]``: the private tmux socket farmbot's sessions run on."""
+
     socket: str = DEFAULT_SOCKET
 
 
 @dataclass(frozen=True, slots=True)
 class SupervisorConfig:
+    """``[supervisor]``: how agents are run, prompted and given tasks."""
+
     default_agent: str = "demo"  # profile used when a project names none
     max_builders: int = 4  # per project, unless the project sets its own
     tick_seconds: float = 2.0  # reconciliation / monitor period
@@ -91,6 +97,8 @@ class SupervisorConfig:
 
 @dataclass(frozen=True, slots=True)
 class ProjectConfig:
+    """``[[projects]]``: a repository agents work in, and how its work is verified and landed."""
+
     name: str
     path: Path
     verify: str | None = None  # shell command run in a builder's worktree by QA
@@ -167,6 +175,8 @@ class AgentProfile:
 
 @dataclass(frozen=True, slots=True)
 class QaConfig:
+    """``[qa]``: when builders' work is verified."""
+
     interval_minutes: float = 15.0  # the scheduled QA cycle; 0 turns it off
     timeout: float = 600.0  # seconds a verify command may run
     on_idle: bool = True  # also run when a builder goes idle after working
@@ -205,6 +215,8 @@ class UserConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole configuration, as read from farmbot.toml."""
+
     server: ServerConfig = field(default_factory=ServerConfig)
     tmux: TmuxConfig = field(default_factory=TmuxConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)

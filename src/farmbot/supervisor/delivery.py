@@ -62,6 +62,8 @@ class Undeliverable(CommandError):
 
 @dataclass(frozen=True, slots=True)
 class Sent:
+    """A prompt as queued or typed."""
+
     prompt: Prompt
     queued: bool  # waits for the agent to be ready instead of being typed now
     removed: int  # control characters removed from the text

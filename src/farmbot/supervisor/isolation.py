@@ -38,6 +38,8 @@ TRAVERSE = 0o711
 
 @dataclass(frozen=True, slots=True)
 class RunAs:
+    """The Unix user an agent profile runs as."""
+
     user: str
     uid: int
     gid: int

@@ -33,6 +33,8 @@ DEAD = "Pane is dead ("
 
 @dataclass(frozen=True, slots=True)
 class PanePatterns:
+    """What a profile's screens look like: the patterns that tell an agent's state."""
+
     idle: re.Pattern[str] | None
     busy: re.Pattern[str] | None
     waiting: re.Pattern[str] | None

@@ -27,6 +27,8 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
 @dataclass(frozen=True, slots=True)
 class CleanText:
+    """A prompt without terminal control, and how much was taken out."""
+
     text: str
     removed: int  # characters removed as terminal control
 

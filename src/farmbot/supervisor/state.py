@@ -198,6 +198,8 @@ class Rules:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
+    """Publish an event."""
+
     event: DomainEvent
 
 
@@ -212,6 +214,8 @@ class OpenGate:
 
 @dataclass(frozen=True, slots=True)
 class StaleGate:
+    """Mark a pending gate stale: what it asked about is gone."""
+
     gate_id: int
     reason: str
 
@@ -234,6 +238,8 @@ class Queue:
 
 @dataclass(frozen=True, slots=True)
 class RequestQa:
+    """Ask the QA runner to verify the agent's work."""
+
     trigger: str
 
 
@@ -242,6 +248,8 @@ Effect = Emit | OpenGate | StaleGate | Pause | Queue | RequestQa
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """What one observation decides: the state, why, the track, and the effects."""
+
     state: AgentState
     reason: str
     track: Track

@@ -19,6 +19,8 @@ DEFAULT_TAIL = 40
 
 @dataclass(frozen=True, slots=True)
 class Spawn:
+    """``/spawn``: start an agent (a builder gets its own git worktree)."""
+
     kind: AgentKind
     number: int | None = None
     project: str | None = None
@@ -26,11 +28,13 @@ class Spawn:
 
 @dataclass(frozen=True, slots=True)
 class Agents:
-    pass
+    """``/agents``: every agent and its state."""
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """``/send``: type a prompt into an agent (with files: save them in its worktree)."""
+
     agent: str
     text: str
     origin: Incoming | None = field(default=None, compare=False)  # its files, if any
@@ -38,18 +42,24 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Tail:
+    """``/tail``: the last lines of an agent's screen."""
+
     agent: str
     lines: int = DEFAULT_TAIL
 
 
 @dataclass(frozen=True, slots=True)
 class File:
+    """``/file``: a file from an agent's worktree, sent to the person."""
+
     agent: str
     path: str  # relative to the agent's worktree
 
 
 @dataclass(frozen=True, slots=True)
 class Kill:
+    """``/kill``: stop an agent on purpose (its worktree is kept unless asked)."""
+
     agent: str
     remove_worktree: bool = False
     force: bool = False  # remove it even if that loses uncommitted work

@@ -17,11 +17,13 @@ DEAD_SHOWN = 10
 
 @dataclass(frozen=True, slots=True)
 class Alerts:
-    pass
+    """``/alerts``: recent alerts, and dead letters to retry."""
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
+    """``/retry``: send a dead letter again."""
+
     outbox: int  # the id of a dead letter
 
 

@@ -39,64 +39,88 @@ ORDER = (
 
 @dataclass(frozen=True, slots=True)
 class AddTasks:
+    """``/task add`` (or ``POST /api/tasks``): queue tasks for the autopilot."""
+
     drafts: tuple[TaskDraft, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class ShowTask:
+    """``/task show``: a task with its history, commits and QA."""
+
     task: int
 
 
 @dataclass(frozen=True, slots=True)
 class ListTasks:
+    """``/tasks``: the open tasks (``--all``: the closed ones too)."""
+
     project: str | None = None
     all: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class CancelTask:
+    """``/task cancel``: cancel a task."""
+
     task: int
 
 
 @dataclass(frozen=True, slots=True)
 class RetryTask:
+    """``/task retry``: start a failed or cancelled task over."""
+
     task: int
 
 
 @dataclass(frozen=True, slots=True)
 class AssignTask:
+    """``/task assign``: give a task to a builder now."""
+
     task: int
     agent: str
 
 
 @dataclass(frozen=True, slots=True)
 class SetAutopilot:
+    """``/autopilot``: show a project's autopilot mode, or set it."""
+
     project: str
     mode: AutopilotMode | None = None  # None: show it
 
 
 @dataclass(frozen=True, slots=True)
 class RunStart:
+    """``/run start``: order the open tasks into waves and start handing them out."""
+
     project: str
 
 
 @dataclass(frozen=True, slots=True)
 class RunPause:
+    """``/run pause``: hand out no new tasks."""
+
     project: str
 
 
 @dataclass(frozen=True, slots=True)
 class RunResume:
+    """``/run resume``: hand out tasks again."""
+
     project: str
 
 
 @dataclass(frozen=True, slots=True)
 class RunStatus:
+    """``/run status``: runs, their waves and where each task is."""
+
     project: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GateDiff:
+    """``/gate diff``: the whole diff behind a milestone gate."""
+
     gate: int
 
 

@@ -14,31 +14,39 @@ from farmbot.models import AgentState, NodeHealth, NodeState, Role
 
 @dataclass(frozen=True, slots=True)
 class Help:
+    """``/help``: what farmbot can do, or one command's usage."""
+
     topic: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    pass
+    """``/status``: agents, gates and projects at a glance."""
 
 
 @dataclass(frozen=True, slots=True)
 class Ping:
+    """``/ping``: whether farmbot hears the person here, and how fast it answers."""
+
     origin: Incoming | None = field(default=None, compare=False)  # the message to time
 
 
 @dataclass(frozen=True, slots=True)
 class Projects:
-    pass
+    """``/projects``: the configured projects."""
 
 
 @dataclass(frozen=True, slots=True)
 class Activate:
+    """``/activate``: allow spawning in a project."""
+
     project: str
 
 
 @dataclass(frozen=True, slots=True)
 class Deactivate:
+    """``/deactivate``: stop new spawns in a project."""
+
     project: str
 
 

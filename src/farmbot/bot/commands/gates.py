@@ -14,17 +14,21 @@ from farmbot.models import Decision, Gate, Role
 
 @dataclass(frozen=True, slots=True)
 class Gates:
-    pass
+    """``/gates``: the questions waiting for a person."""
 
 
 @dataclass(frozen=True, slots=True)
 class Approve:
+    """``/approve``: approve a gate."""
+
     gate: int
     session: bool = False  # and its like, for the rest of the agent's session
 
 
 @dataclass(frozen=True, slots=True)
 class Reject:
+    """``/reject``: reject a gate, with a reason."""
+
     gate: int
     reason: str = ""
 

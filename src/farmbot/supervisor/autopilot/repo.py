@@ -30,6 +30,8 @@ class GitError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Done:
+    """How a git command ended: its exit code and output."""
+
     code: int
     out: str
 

@@ -29,6 +29,7 @@ UNUSED = (
     "prometheus_client",
     "apscheduler",
     "selenium",
+    "zoneinfo",  # the time zone database (with sysconfig): only a usage limit's reset reads it
 )
 
 # farmbot's own: what only a task, a run or an autopilot command needs.

@@ -319,9 +319,21 @@ def _log_options(args: argparse.Namespace, file: str | None) -> LogOptions:
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
     import asyncio
+    import gc
 
     from farmbot import logs
-    from farmbot.daemon import serve
+
+    # Importing the daemon (farmbot and the libraries it uses) makes objects that live as
+    # long as the process, and next to no garbage, yet the cyclic collector would scan them
+    # over a hundred times meanwhile (a full pass, too, when one falls here). It waits until
+    # they are in; frozen before it resumes, they stay out of its scans, as serve() keeps
+    # what it starts with (it unfreezes everything when it returns).
+    gc.disable()
+    try:
+        from farmbot.daemon import serve
+    finally:
+        gc.freeze()
+        gc.enable()
 
     logs.setup(_log_options(args, args.log_file), os.environ)
 

@@ -4,7 +4,8 @@ Each chat library, aiohttp, the PostgreSQL driver, the vault's cryptography, the
 client and the cron scheduler cost start time and memory (bench/bench_start.py measures
 them); they load only when configured or first used. So do farmbot's own modules that
 only a part in use needs: the autopilot's planning modules load with the first task or
-run. A graph is built in a fresh interpreter, as the daemon builds it, and its modules
+run. A graph is built in a fresh interpreter, as the daemon builds it (with a project,
+but no task), the autopilot ticks once, the status page is made, and the modules loaded
 are listed.
 """
 
@@ -47,8 +48,9 @@ from farmbot.config import load_config
 
 async def main():
     config = load_config(Path(sys.argv[1]), os.environ, Path.cwd())
-    async with build(config):
-        pass
+    async with build(config) as farm:
+        await farm.autopilot.step()  # an idle tick and the status page, as after a start
+        await farm.status()
 
 asyncio.run(main())
 print(json.dumps(sorted(sys.modules)))
@@ -59,7 +61,11 @@ def test_embedded_defaults_load_no_library_they_do_not_use(
     tmp_path: Path, tmux_socket: str
 ) -> None:
     config = tmp_path / "farmbot.toml"
-    config.write_text(f'[server]\nstate_dir = "state"\n\n[tmux]\nsocket = "{tmux_socket}"\n')
+    (tmp_path / "app").mkdir()
+    config.write_text(
+        f'[server]\nstate_dir = "state"\n\n[tmux]\nsocket = "{tmux_socket}"\n\n'
+        '[[projects]]\nname = "app"\npath = "app"\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARMBOT_")}
     done = subprocess.run(
         [sys.executable, "-c", PROGRAM, str(config)],

@@ -6,7 +6,8 @@
   keep-alive idles too long, and at the cap makes room by closing the connection that
   has been idle longest (a half-open one first, as it is the oldest idle), so a flood of
   silent sockets cannot lock out ``/healthz``. It logs the condition once per interval.
-- ``FailedLogins`` counts refused keys and logs them, at most once per interval.
+- ``FailedLogins`` counts refused keys and logs them, at most once per interval;
+  ``MalformedRequests`` does the same for requests the server could not parse.
 - ``security_headers`` is what every response carries; the page's Content-Security-Policy
   allows exactly the page's own inline script and style, by hash.
 - ``exposure`` says what is wrong with a listen address other than loopback.

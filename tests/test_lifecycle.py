@@ -221,6 +221,12 @@ def test_follow_loses_no_line_written_right_after_the_last_ones(tmp_path: Path) 
     assert out.getvalue() == "two\nthree\nfour\n"
 
 
+def _interruptible() -> None:
+    """Ctrl-C as at a terminal: a suite run in the background (``cmd &``) ignores SIGINT,
+    and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_logs_follows_the_file_across_a_rotation(tmp_path: Path) -> None:
     config = tmp_path / "farmbot.toml"
     config.write_text('[server]\nstate_dir = "state"\n')
@@ -237,6 +243,7 @@ def test_logs_follows_the_file_across_a_rotation(tmp_path: Path) -> None:
     follower = subprocess.Popen(
         [sys.executable, "-m", "farmbot", "--config", str(config), "logs", "-f", "-n", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_interruptible,
     )  # fmt: skip
     try:
         assert follower.stdout is not None

@@ -236,6 +236,23 @@ class _Exchange:
         self.head_sent = False
 
     async def send_head(self, response: Response, length: int | None = None) -> None:
+        await self._emit(self._head(response, length))
+
+    async def send_data(self, data: bytes) -> None:
+        if data and self.request.method != "HEAD":
+            await self._emit(h11.Data(data=data))
+
+    async def send(self, response: Response) -> None:
+        """The whole response, in one write."""
+        events: list[h11.Event] = [self._head(response, len(response.body))]
+        if response.body and self.request.method != "HEAD":
+            events.append(h11.Data(data=response.body))
+        await self._emit(*events, h11.EndOfMessage())
+
+    async def end(self) -> None:
+        await self._emit(h11.EndOfMessage())
+
+    def _head(self, response: Response, length: int | None) -> h11.Response:
         self._server.prepare(self.request, response)
         self.head_sent = True
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
@@ -243,25 +260,14 @@ class _Exchange:
             headers.append((b"Content-Length", str(length).encode()))
         if self._server.closing:
             headers.append((b"Connection", b"close"))
-        reason = _reason(response.status)
-        await self._emit(h11.Response(status_code=response.status, headers=headers, reason=reason))
+        return h11.Response(
+            status_code=response.status, headers=headers, reason=_reason(response.status)
+        )
 
-    async def send_data(self, data: bytes) -> None:
-        if data and self.request.method != "HEAD":
-            await self._emit(h11.Data(data=data))
-
-    async def send(self, response: Response) -> None:
-        await self.send_head(response, len(response.body))
-        await self.send_data(response.body)
-        await self.end()
-
-    async def end(self) -> None:
-        await self._emit(h11.EndOfMessage())
-
-    async def _emit(self, event: h11.Event) -> None:
+    async def _emit(self, *events: h11.Event) -> None:
         if self._writer.is_closing():
             raise ConnectionResetError("the client went away")
-        data = self._h.send(event)
+        data = b"".join(self._h.send(event) or b"" for event in events)
         if data:
             self._writer.write(data)
             await self._writer.drain()

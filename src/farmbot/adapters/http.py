@@ -395,14 +395,13 @@ class Server:
             if head is None:
                 return False  # the client closed, or timed out between requests
             conn.started()
-            request = self._request(head, remote)
             try:
                 self._check(head)
-                request._body = await self._body(h, reader, writer, head)
+                body = await self._body(h, reader, writer, head)
             except _Refusal as refusal:
-                await self._refuse(h, reader, writer, refusal, request)
+                await self._refuse(h, reader, writer, refusal, self._request(head, remote))
                 return False
-            await self._serve(h, writer, request)
+            await self._serve(h, writer, self._request(head, remote, body))
             conn.finished()
             return True
         except h11.RemoteProtocolError as exc:
@@ -443,12 +442,13 @@ class Server:
                 raise _Refusal(431, f"a header field longer than {MAX_FIELD} bytes")
 
     @staticmethod
-    def _request(head: h11.Request, remote: str | None) -> Request:
+    def _request(head: h11.Request, remote: str | None, body: bytes = b"") -> Request:
         headers = Headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in head.headers)
         return Request(
             head.method.decode("ascii", "replace").upper(),
             head.target.decode("latin-1"),
             headers,
+            body,
             remote=remote,
             version=head.http_version.decode("ascii", "replace"),
         )

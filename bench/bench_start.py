@@ -7,7 +7,8 @@ daemon's VmRSS once it has been up a second (with 10 idle demo agents supervised
 last run, to show what agents add). Each run then stops it and starts it again on the same
 state directory -- a restart, the common case under systemd: the database exists and is
 migrated, the local key is there -- and times that start too. Medians are printed with the
-spread.
+spread. Last, where the import time goes: the CPU of each layer the daemon imports (Python,
+the stdlib, libtmux, aiosqlite and h11, farmbot's own modules), the floor under the start.
 
 The daemons run as an installed farmbot does: with its bytecode cached (pip compiles it
 at install). ``PYTHONDONTWRITEBYTECODE`` is dropped from their environment, so the warm-up
@@ -131,6 +132,40 @@ def one_start(root: Path, agents: int = 0) -> tuple[float, float]:
         subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True, check=False)
 
 
+# Where the import time goes: CPU of each layer, imported in this order in a fresh
+# interpreter with the collector paused (as `farmbot serve` imports the daemon).
+FLOOR = """
+import gc, sys, time
+gc.disable()
+clock = time.process_time
+marks = [("python", clock())]
+import asyncio, json, logging, sqlite3, subprocess
+marks.append(("stdlib (asyncio, logging, sqlite3, ...)", clock()))
+import libtmux
+marks.append(("libtmux", clock()))
+import aiosqlite, h11
+marks.append(("aiosqlite, h11", clock()))
+import farmbot.daemon
+marks.append(("farmbot's own modules", clock()))
+print(" ".join(f"{b - a:.4f}" for (_, a), (_, b) in zip([("", 0.0), *marks], marks)))
+print("|".join(name for name, _ in marks))
+"""
+
+
+def import_floor(runs: int) -> list[tuple[str, float]]:
+    """The median CPU seconds of each layer of the daemon's imports (see FLOOR)."""
+    samples: list[list[float]] = []
+    names: list[str] = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", FLOOR], capture_output=True, text=True, env=ENV, check=True
+        )
+        figures, line = done.stdout.splitlines()[-2:]
+        samples.append([float(f) for f in figures.split()])
+        names = line.split("|")
+    return [(name, statistics.median(s[i] for s in samples)) for i, name in enumerate(names)]
+
+
 def spread(values: list[float], unit: str, digits: int) -> str:
     return (
         f"median {statistics.median(values):.{digits}f} {unit} "
@@ -175,6 +210,10 @@ def main() -> None:
     )
     print(" ok" if rss_ok else " MISSED")
     print(f"RSS with 10 shell agents supervised: {with_agents:.1f} MiB")
+    layers = import_floor(args.runs)
+    print(f"import CPU, median of {args.runs}: {sum(t for _, t in layers) * 1e3:.0f} ms =")
+    for name, seconds in layers:
+        print(f"  {seconds * 1e3:5.0f} ms  {name}")
 
 
 if __name__ == "__main__":

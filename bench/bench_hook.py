@@ -41,10 +41,11 @@ EVENT = {
 
 
 async def serve() -> None:
-    """The hook endpoint with an ingest that only counts; prints the port, then the count."""
-    from aiohttp import web
-
+    """The hook endpoint on farmbot's web server, with an ingest that only counts; prints
+    the port, then the count."""
     from farmbot.adapters.hooks import hook_routes
+    from farmbot.adapters.web import WebInterface
+    from farmbot.messages import Incoming, Reply
 
     received = 0
 
@@ -52,16 +53,19 @@ async def serve() -> None:
         nonlocal received
         received += 1
 
-    app = web.Application()
-    for method, path, handler in hook_routes(ingest, KEY):
-        app.router.add_route(method, path, handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(runner.addresses[0][1], flush=True)
+    async def no_commands(msg: Incoming) -> Reply:
+        return Reply("", ok=False)
+
+    async def no_status() -> dict[str, object]:
+        return {}
+
+    web = WebInterface("127.0.0.1", 0, KEY, status=no_status)
+    for route in hook_routes(ingest, KEY):
+        web.add_route(*route)
+    await web.start(no_commands)
+    print(web.port, flush=True)
     await asyncio.to_thread(sys.stdin.read)  # until the parent closes our stdin
-    await runner.cleanup()
+    await web.stop()
     print(received, flush=True)
 
 
@@ -155,6 +159,8 @@ def main() -> None:
         spooled = len(list((tmp / "state" / "spool").glob("*.json")))
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"delivered {delivered} of {expected_delivered}; spooled {spooled} of {expected_spooled}")
+    if (delivered, spooled) != (expected_delivered, expected_spooled):
+        raise SystemExit("some events went astray: the figures above are not of working hooks")
 
 
 if __name__ == "__main__":

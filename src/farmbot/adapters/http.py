@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -60,6 +60,7 @@ LINGER = 2.0  # a refused body is read and dropped this long, so the answer is n
 Handler = Callable[["Request"], Awaitable["Response"]]
 OnPrepare = Callable[["Request", "Response"], None]
 OnMalformed = Callable[[int, str], None]
+HeaderItems = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 class Headers(MutableMapping[str, str]):
@@ -67,9 +68,9 @@ class Headers(MutableMapping[str, str]):
 
     __slots__ = ("_items",)
 
-    def __init__(self, items: Any = ()) -> None:
+    def __init__(self, items: HeaderItems = ()) -> None:
         self._items: dict[str, tuple[str, str]] = {}  # lower name -> (name, value)
-        pairs = items.items() if hasattr(items, "items") else items
+        pairs = items.items() if isinstance(items, Mapping) else items
         for name, value in pairs:
             self._items.setdefault(name.lower(), (name, value))
 
@@ -169,7 +170,7 @@ class Response:
         body: bytes = b"",
         text: str | None = None,
         content_type: str | None = None,
-        headers: Any = None,
+        headers: HeaderItems | None = None,
     ) -> None:
         self.status = status
         self.headers = Headers(headers or ())
@@ -193,7 +194,7 @@ def json_response(
     data: Any,
     *,
     status: int = 200,
-    headers: Any = None,
+    headers: HeaderItems | None = None,
     dumps: Callable[[Any], str] = json.dumps,
 ) -> Response:
     return Response(status=status, text=dumps(data), content_type=JSON, headers=headers)
@@ -202,7 +203,7 @@ def json_response(
 class StreamResponse(Response):
     """A response written as it goes: ``await prepare(request)``, then ``write`` parts."""
 
-    def __init__(self, *, status: int = 200, headers: Any = None) -> None:
+    def __init__(self, *, status: int = 200, headers: HeaderItems | None = None) -> None:
         super().__init__(status=status, headers=headers)
         self._exchange: _Exchange | None = None
 

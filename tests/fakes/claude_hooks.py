@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.site import listen
+
 Json = dict[str, Any]
 
 EVENTS = (
@@ -85,15 +87,7 @@ class HookReceiver:
     async def __aenter__(self) -> HookReceiver:
         app = web.Application()
         app.router.add_post("/hook", self._hook)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = runner.addresses[0][1]
-        self._runner = runner
+        self._runner, self._port = await listen(app)
         return self
 
     async def __aexit__(

@@ -45,6 +45,8 @@ from typing import Any, Self
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.fakes.site import listen
+
 JSON = dict[str, Any]
 APP_ID = 1_100_000_000_000_000_001  # the application; its bot user has the same id
 API = "/api/v10"
@@ -221,15 +223,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
         app.router.add_get("/attachments/{id}/{name}", self._cdn)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", self._port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = runner.addresses[0][1]
-        self._runner = runner
+        self._runner, self._port = await listen(app, self._port)
 
     async def go_down(self) -> None:
         """An outage: drop every connection and refuse new ones until ``come_up``."""

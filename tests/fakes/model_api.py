@@ -17,6 +17,8 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from aiohttp import web
 
+from tests.fakes.site import listen
+
 Json = dict[str, Any]
 
 
@@ -80,15 +82,7 @@ class ScriptedApi(ABC, Generic[TurnT, FailureT, RecordedT]):
     async def __aenter__(self) -> Self:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.add_routes(app)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = runner.addresses[0][1]
-        self._runner = runner
+        self._runner, self._port = await listen(app)
         return self
 
     async def __aexit__(

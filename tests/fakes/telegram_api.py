@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.site import listen
+
 Params = dict[str, Any]
 
 MAX_TEXT, MAX_CAPTION = 4096, 1024
@@ -248,15 +250,7 @@ class FakeTelegram:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.*}", self._download)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", self._port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = runner.addresses[0][1]
-        self._runner = runner
+        self._runner, self._port = await listen(app, self._port)
 
     async def go_down(self) -> None:
         """Stop listening and drop open connections; waiting getUpdates calls answer []."""
